@@ -1,0 +1,1 @@
+"""NATS adapter: the embedded server, connections that reconnect forever, typed KV and bus."""

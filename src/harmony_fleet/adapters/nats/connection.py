@@ -1,0 +1,157 @@
+"""Connecting to NATS: options that leave room for credentials, and reconnect forever.
+
+nats-py gives up reconnecting after about two minutes by default and then closes the connection;
+a long-lived agent or operator must never do that, so :func:`connect` sets
+``max_reconnect_attempts=-1``. The first connection is also retried forever (with backoff and
+jitter) by :func:`connect_forever`, so an agent started before NATS exists connects once it
+appears.
+
+Credentials: user/password, a token, a ``.creds`` file (per-device credentials later) and TLS
+are fields of :class:`NatsOptions` and passed straight through; nothing else has to change to
+use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NatsClient
+
+from harmony_fleet.errors import ConfigError, Unavailable
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+
+__all__ = ["DEFAULT_URL", "NatsClient", "NatsOptions", "connect", "connect_forever"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NatsOptions:
+    """How to reach NATS. ``servers`` lists every node of a cluster."""
+
+    servers: tuple[str, ...] = (DEFAULT_URL,)
+    name: str = "harmony-fleet"
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    creds_file: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    connect_timeout_s: float = 2.0
+    reconnect_wait_s: float = 1.0
+    kv_replicas: int = 1
+    """Replicas for the KV buckets we create: 3 on a 3-node JetStream cluster."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_name(self, name: str) -> NatsOptions:
+        return NatsOptions(**{**self.__dict__, "name": name})
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not (self.tls_ca_file or self.tls_cert_file):
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=self.tls_ca_file)
+            if self.tls_cert_file:
+                ctx.load_cert_chain(self.tls_cert_file, self.tls_key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load TLS files: {exc}") from exc
+        return ctx
+
+
+Callback = Callable[[], Awaitable[None]]
+ErrorCallback = Callable[[Exception], Awaitable[None]]
+
+
+async def connect(
+    options: NatsOptions,
+    *,
+    log: logging.Logger | None = None,
+    on_disconnect: Callback | None = None,
+    on_reconnect: Callback | None = None,
+) -> NatsClient:
+    """Connect once; reconnect forever afterwards. Raises :class:`Unavailable` if unreachable."""
+    log = log or logging.getLogger("harmony_fleet.nats")
+
+    async def error_cb(exc: Exception) -> None:
+        # Permission violations and slow-consumer notices arrive here, not as exceptions.
+        log.warning("nats error", extra={"error": repr(exc)})
+
+    async def disconnected_cb() -> None:
+        log.info("nats disconnected")
+        if on_disconnect:
+            await on_disconnect()
+
+    async def reconnected_cb() -> None:
+        log.info("nats reconnected")
+        if on_reconnect:
+            await on_reconnect()
+
+    kwargs: dict[str, Any] = dict(
+        servers=list(options.servers),
+        name=options.name,
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=options.reconnect_wait_s,
+        connect_timeout=options.connect_timeout_s,
+        error_cb=error_cb,
+        disconnected_cb=disconnected_cb,
+        reconnected_cb=reconnected_cb,
+        user=options.user,
+        password=options.password,
+        token=options.token,
+        user_credentials=options.creds_file,
+        tls=options.tls_context(),
+        **options.extra,
+    )
+    try:
+        nc: NatsClient = await nats.connect(**{k: v for k, v in kwargs.items() if v is not None})
+    except (TimeoutError, nats.errors.NoServersError, OSError) as exc:
+        raise Unavailable(
+            f"cannot reach NATS at {', '.join(options.servers)}: {exc or type(exc).__name__}"
+        ) from exc
+    except nats.errors.Error as exc:
+        raise Unavailable(f"NATS refused the connection: {exc}") from exc
+    return nc
+
+
+async def connect_forever(
+    options: NatsOptions,
+    *,
+    log: logging.Logger,
+    stop: asyncio.Event | None = None,
+    max_backoff_s: float = 10.0,
+    on_disconnect: Callback | None = None,
+    on_reconnect: Callback | None = None,
+) -> NatsClient | None:
+    """Retry :func:`connect` with exponential backoff and jitter until it works or ``stop`` is set.
+
+    Returns None only when ``stop`` was set first.
+    """
+    delay = 0.1
+    attempt = 0
+    while stop is None or not stop.is_set():
+        attempt += 1
+        try:
+            return await connect(
+                options, log=log, on_disconnect=on_disconnect, on_reconnect=on_reconnect
+            )
+        except Unavailable as exc:
+            if attempt == 1 or attempt % 10 == 0:
+                log.warning("nats not reachable yet, retrying", extra={"error": str(exc)})
+        wait = delay * (0.5 + random.random())
+        delay = min(delay * 2, max_backoff_s)
+        if stop is None:
+            await asyncio.sleep(wait)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+    return None

@@ -1,0 +1,94 @@
+"""The wire contracts: every message and KV value that crosses a process boundary.
+
+Strictly validated on decode (:mod:`._codec`), versioned with a ``v`` field, exported as JSON
+Schema (:mod:`.schema`). Inside the processes these frozen structs are the values passed around;
+nothing else in the package defines a wire format.
+"""
+
+from harmony_fleet.contracts import subjects
+from harmony_fleet.contracts._codec import MAX_MESSAGE_BYTES, Codec, encode
+from harmony_fleet.contracts.commands import (
+    Command,
+    PingArgs,
+    RawCommand,
+    Reply,
+    ReplyCode,
+    UpgradeStopArgs,
+    Verb,
+    decode_args,
+    new_command,
+)
+from harmony_fleet.contracts.heartbeat import Heartbeat, Role
+from harmony_fleet.contracts.ids import (
+    DeviceId,
+    InstanceId,
+    UpgradeId,
+    Version,
+    device_id,
+    new_instance_id,
+    new_upgrade_id,
+    sha256_hex,
+    upgrade_id,
+    version,
+)
+from harmony_fleet.contracts.registry import DeviceRecord, InstanceSeen, UpgradeSummary
+from harmony_fleet.contracts.upgrade import (
+    TERMINAL_PHASES,
+    AgentUpgradePhase,
+    Progress,
+    UpgradeMarker,
+    UpgradeStatus,
+    UpgradeTimeouts,
+)
+
+HEARTBEAT = Codec(Heartbeat)
+COMMAND = Codec(Command)
+RAW_COMMAND = Codec(RawCommand)
+REPLY = Codec(Reply)
+UPGRADE_MARKER = Codec(UpgradeMarker)
+UPGRADE_STATUS = Codec(UpgradeStatus)
+DEVICE_RECORD = Codec(DeviceRecord)
+
+__all__ = [
+    "COMMAND",
+    "DEVICE_RECORD",
+    "HEARTBEAT",
+    "MAX_MESSAGE_BYTES",
+    "RAW_COMMAND",
+    "REPLY",
+    "TERMINAL_PHASES",
+    "UPGRADE_MARKER",
+    "UPGRADE_STATUS",
+    "AgentUpgradePhase",
+    "Codec",
+    "Command",
+    "DeviceId",
+    "DeviceRecord",
+    "Heartbeat",
+    "InstanceId",
+    "InstanceSeen",
+    "PingArgs",
+    "Progress",
+    "RawCommand",
+    "Reply",
+    "ReplyCode",
+    "Role",
+    "UpgradeId",
+    "UpgradeMarker",
+    "UpgradeStatus",
+    "UpgradeStopArgs",
+    "UpgradeSummary",
+    "UpgradeTimeouts",
+    "Verb",
+    "Version",
+    "decode_args",
+    "device_id",
+    "encode",
+    "new_command",
+    "new_instance_id",
+    "new_upgrade_id",
+    "sha256_hex",
+    "subjects",
+    "upgrade_id",
+    "version",
+]

@@ -1,0 +1,128 @@
+"""The command protocol: request/reply on ``fleet.<device_id>.cmd``.
+
+A :class:`Command` is an envelope: id, verb, issue and expiry time, and ``args`` whose shape
+depends on the verb (validated against :data:`VERB_ARGS`). Both the device's main agent and an
+upgrade candidate subscribe to the same subject; a verb that only one instance may act on (such
+as ``upgrade_stop``) is answered only by that instance. Every answer is a :class:`Reply`.
+
+Adding a verb: add it to :class:`Verb`, give it an args struct, register it in
+:data:`VERB_ARGS`. Old agents answer a verb they do not know with ``code="unknown_verb"`` (the
+envelope decodes with :class:`RawCommand`, which keeps the verb as a plain string).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Any
+
+import msgspec
+
+from harmony_fleet.contracts._codec import Codec
+from harmony_fleet.contracts.ids import (
+    InstanceIdField,
+    NonNegFloat,
+    ShortText,
+    UpgradeIdField,
+    VersionField,
+)
+from harmony_fleet.errors import InvalidMessage
+
+COMMAND_SCHEMA_VERSION = 1
+
+CommandIdField = msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class Verb(enum.StrEnum):
+    """What a command asks the agent to do."""
+
+    PING = "ping"
+    UPGRADE_STOP = "upgrade_stop"
+
+
+class PingArgs(msgspec.Struct, frozen=True, kw_only=True):
+    """``ping`` takes no arguments."""
+
+
+class UpgradeStopArgs(msgspec.Struct, frozen=True, kw_only=True):
+    """``upgrade_stop``: the operator has seen the candidate of ``upgrade_id`` working."""
+
+    upgrade_id: UpgradeIdField
+
+
+VERB_ARGS: dict[Verb, type[msgspec.Struct]] = {
+    Verb.PING: PingArgs,
+    Verb.UPGRADE_STOP: UpgradeStopArgs,
+}
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True):
+    """A request to one device. Expired commands are refused, never acted on."""
+
+    v: int = COMMAND_SCHEMA_VERSION
+    command_id: str
+    verb: Verb
+    issued_at: NonNegFloat
+    expires_at: NonNegFloat
+    args: dict[str, Any] = {}
+
+
+class RawCommand(msgspec.Struct, frozen=True, kw_only=True):
+    """The envelope with the verb as a plain string: lets an agent name an unknown verb."""
+
+    v: int = COMMAND_SCHEMA_VERSION
+    command_id: str
+    verb: str
+    issued_at: NonNegFloat
+    expires_at: NonNegFloat
+    args: dict[str, Any] = {}
+
+
+class ReplyCode(enum.StrEnum):
+    """Machine-readable outcome of a command."""
+
+    OK = "ok"
+    UNKNOWN_VERB = "unknown_verb"
+    INVALID = "invalid"
+    EXPIRED = "expired"
+    NOT_ARMED = "not_armed"
+    WRONG_UPGRADE = "wrong_upgrade"
+    ERROR = "error"
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to a :class:`Command`."""
+
+    v: int = COMMAND_SCHEMA_VERSION
+    command_id: str
+    ok: bool
+    code: ReplyCode
+    message: ShortText = ""
+    instance_id: InstanceIdField | None = None
+    agent_version: VersionField | None = None
+    data: dict[str, Any] = {}
+
+
+def new_command(verb: Verb, args: msgspec.Struct | None, *, now: float, ttl_s: float) -> Command:
+    """Build a command envelope valid for ``ttl_s`` seconds from ``now``."""
+    return Command(
+        command_id=uuid.uuid4().hex,
+        verb=verb,
+        issued_at=now,
+        expires_at=now + ttl_s,
+        args=msgspec.to_builtins(args) if args is not None else {},
+    )
+
+
+_ARGS_CODECS: dict[Verb, Codec[Any]] = {verb: Codec(t) for verb, t in VERB_ARGS.items()}
+
+
+def decode_args(command: Command) -> msgspec.Struct:
+    """Validate ``command.args`` against its verb's struct (raises InvalidMessage)."""
+    codec = _ARGS_CODECS[command.verb]
+    try:
+        result: msgspec.Struct = codec.convert(command.args)
+    except InvalidMessage as exc:
+        field = exc.field.replace("$", "$.args", 1)
+        raise InvalidMessage(field, exc.reason, type_name="Command") from exc
+    return result

@@ -1,0 +1,48 @@
+"""Subject names, KV bucket names and key schemes: the one place they are spelled.
+
+All traffic of one device lives under ``fleet.<device_id>.>`` so that a single permission rule
+can scope a device's credentials to its own subjects.
+"""
+
+from __future__ import annotations
+
+from harmony_fleet.contracts.ids import DeviceId
+
+PREFIX = "fleet"
+
+#: Every heartbeat of every device (what the operator subscribes to).
+ALL_HEARTBEATS = f"{PREFIX}.*.heartbeat"
+
+#: KV buckets. One writer per key: registry and marker by the operator, status by the agent.
+BUCKET_DEVICES = "fleet_devices"
+BUCKET_UPGRADE_MARKER = "fleet_upgrade_marker"
+BUCKET_UPGRADE_STATUS = "fleet_upgrade_status"
+ALL_BUCKETS = (BUCKET_DEVICES, BUCKET_UPGRADE_MARKER, BUCKET_UPGRADE_STATUS)
+
+
+def heartbeat(device: DeviceId | str) -> str:
+    """Subject an agent publishes its heartbeats on."""
+    return f"{PREFIX}.{device}.heartbeat"
+
+
+def command(device: DeviceId | str) -> str:
+    """Request/reply subject for commands to one device (both agents subscribe)."""
+    return f"{PREFIX}.{device}.cmd"
+
+
+def device_scope(device: DeviceId | str) -> str:
+    """Wildcard covering everything of one device: the unit of per-device permissions."""
+    return f"{PREFIX}.{device}.>"
+
+
+def device_of(subject: str) -> str | None:
+    """The device token of a ``fleet.<device>.…`` subject, or None if it is not one."""
+    parts = subject.split(".", 2)
+    if len(parts) < 3 or parts[0] != PREFIX:
+        return None
+    return parts[1]
+
+
+def kv_key(device: DeviceId | str) -> str:
+    """Key of a device in every bucket: the device id itself (a DNS label is a valid key)."""
+    return str(device)

@@ -1,0 +1,151 @@
+"""One exception tree for harmony-fleet, split by what the caller should do.
+
+Every error the package raises derives from :class:`FleetError`. Below it, the tree is split
+by the caller's next move, not by where the error came from::
+
+    FleetError
+    ├── PermanentError            retrying the same thing will fail the same way
+    │   ├── InvalidMessage        a wire message failed strict decoding (names the field)
+    │   ├── ConfigError           a flag, file or environment value is wrong
+    │   ├── NotFound              the device, key or artifact does not exist
+    │   ├── Refused               the other side understood and said no
+    │   └── DownloadRejected      the artifact itself is wrong (checksum, size, 4xx)
+    │       ├── IntegrityError    SHA-256 or size mismatch: expected and actual given
+    │       ├── TooLarge          the body is larger than declared
+    │       ├── HTTPStatusError   a 4xx the server will keep answering
+    │       └── InsufficientSpace not enough free disk for the artifact
+    └── TemporaryError            the same call may succeed later (``retry_after`` hints when)
+        ├── Unavailable           NATS or an HTTP server cannot be reached, no responders
+        ├── Timeout               no answer within the deadline
+        ├── OutcomeUnknown        a write timed out and may still have been applied
+        ├── Conflict              a compare-and-set lost a race: re-read and decide again
+        └── DownloadInterrupted   the transfer broke off (early close, stall, 5xx)
+
+Third-party errors (nats-py, httpx, OSError) are wrapped where they enter, with
+``raise Mapped(...) from exc``, so callers never need to import a dependency to catch ours.
+"""
+
+from __future__ import annotations
+
+
+class FleetError(Exception):
+    """Root of every error harmony-fleet raises on purpose."""
+
+
+class PermanentError(FleetError):
+    """Do not retry as-is: the input, the artifact or the answer has to change first."""
+
+
+class TemporaryError(FleetError):
+    """Retrying may help. ``retry_after`` (seconds) is a hint, ``None`` when unknown."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InvalidMessage(PermanentError):
+    """A message on the wire (or a file in a wire format) failed strict decoding.
+
+    ``field`` is a JSON path such as ``$.agent_version`` or ``$`` for the whole message.
+    """
+
+    def __init__(self, field: str, reason: str, *, type_name: str = "message") -> None:
+        super().__init__(f"invalid {type_name}: {field}: {reason}")
+        self.field = field
+        self.reason = reason
+        self.type_name = type_name
+
+
+class ConfigError(PermanentError):
+    """A flag, configuration file or environment variable is wrong; the text says which."""
+
+
+class NotFound(PermanentError):
+    """The device, key, version or artifact asked for does not exist."""
+
+
+class Refused(PermanentError):
+    """The other side understood the request and declined it (``code`` says why)."""
+
+    def __init__(self, message: str, *, code: str = "refused") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class DownloadRejected(PermanentError):
+    """The artifact cannot be had as asked: retrying the same URL and hash will not help."""
+
+
+class IntegrityError(DownloadRejected):
+    """The bytes received do not match the expected SHA-256 or size."""
+
+    def __init__(self, what: str, expected: str, actual: str) -> None:
+        super().__init__(f"{what} mismatch: expected {expected}, got {actual}")
+        self.what = what
+        self.expected = expected
+        self.actual = actual
+
+
+class TooLarge(DownloadRejected):
+    """The server sent (or announced) more bytes than the declared size."""
+
+
+class HTTPStatusError(DownloadRejected):
+    """The server answered with a status that retrying will not change (most 4xx)."""
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(f"HTTP {status} for {url}")
+        self.url = url
+        self.status = status
+
+
+class InsufficientSpace(DownloadRejected):
+    """The destination filesystem lacks the room the artifact needs."""
+
+    def __init__(self, path: str, needed: int, free: int) -> None:
+        super().__init__(f"not enough free space at {path}: need {needed} bytes, {free} free")
+        self.path = path
+        self.needed = needed
+        self.free = free
+
+
+class Unavailable(TemporaryError):
+    """A server (NATS, HTTP) cannot be reached, or nobody answers on the subject."""
+
+
+class Timeout(TemporaryError):
+    """No answer within the deadline."""
+
+
+class OutcomeUnknown(TemporaryError):
+    """A write timed out: it may or may not have been applied. Re-read before deciding."""
+
+
+class Conflict(TemporaryError):
+    """A compare-and-set lost a race with another writer: re-read and decide again."""
+
+
+class DownloadInterrupted(TemporaryError):
+    """The transfer broke off (early close, stall, 5xx, connection error)."""
+
+
+__all__ = [
+    "ConfigError",
+    "Conflict",
+    "DownloadInterrupted",
+    "DownloadRejected",
+    "FleetError",
+    "HTTPStatusError",
+    "InsufficientSpace",
+    "IntegrityError",
+    "InvalidMessage",
+    "NotFound",
+    "OutcomeUnknown",
+    "PermanentError",
+    "Refused",
+    "TemporaryError",
+    "Timeout",
+    "TooLarge",
+    "Unavailable",
+]
