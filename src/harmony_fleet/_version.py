@@ -1,8 +1,14 @@
-"""The agent version this build carries in every heartbeat.
+"""The agent version this build carries in every heartbeat, and the build's injected faults.
 
-It comes from the installed distribution's metadata, so that ``pip install`` of version X and an
-artifact built from version X report the same string. An artifact build may override it by
-writing ``_build_version.py`` beside this file (see ``harmony_fleet.artifacts``).
+The version comes from the installed distribution's metadata, so that ``pip install`` of version X
+and an artifact built from version X report the same string. An artifact build overrides it by
+writing ``harmony_fleet/_build_version.py`` into the artifact (see ``harmony_fleet.artifacts``)::
+
+    VERSION = "2.0.0"
+    FAULTS = ("no-heartbeat",)
+
+``FAULTS`` exists for the demo and the fault-matrix tests: it lets us build a *real* artifact that
+misbehaves in a named way (see ``harmony_fleet.agent.faults``). Release builds have none.
 """
 
 from __future__ import annotations
@@ -11,15 +17,27 @@ import importlib
 from importlib import metadata
 
 
-def _read() -> str:
+def _build_module() -> object | None:
     try:
-        return str(importlib.import_module("harmony_fleet._build_version").VERSION)
+        return importlib.import_module("harmony_fleet._build_version")
     except ImportError:
-        pass
+        return None
+
+
+def _read_version() -> str:
+    build = _build_module()
+    if build is not None and hasattr(build, "VERSION"):
+        return str(build.VERSION)
     try:
         return metadata.version("harmony-fleet")
     except metadata.PackageNotFoundError:  # running from a source tree that is not installed
         return "0.0.0+unknown"
 
 
-__version__: str = _read()
+def _read_faults() -> frozenset[str]:
+    build = _build_module()
+    return frozenset(str(f) for f in getattr(build, "FAULTS", ()) or ())
+
+
+__version__: str = _read_version()
+BUILD_FAULTS: frozenset[str] = _read_faults()
