@@ -66,13 +66,17 @@ class EmbeddedNats:
         port = self._port if (self.port == -1 and self._port is not None) else self.port
         return [
             find_nats_server(),
-            "-a", self.host,
-            "-p", str(port),
+            "-a",
+            self.host,
+            "-p",
+            str(port),
             "-js",
-            "-sd", str(self.store_dir),
-            "--ports_file_dir", str(ports_dir),
+            "-sd",
+            str(self.store_dir),
+            "--ports_file_dir",
+            str(ports_dir),
             *self.extra_args,
-        ]  # fmt: skip
+        ]
 
     def start(self, *, timeout: float = 10.0) -> str:
         """Start the server and wait until it accepts clients; return its URL.
@@ -90,9 +94,12 @@ class EmbeddedNats:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
-                self.command(ports_dir), stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
+                self.command(ports_dir),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         finally:
             if self.log_file and not isinstance(out, int):
                 out.close()

@@ -1,0 +1,107 @@
+"""Answering commands: decode strictly, refuse clearly, act only on what this instance may do.
+
+The handler is a plain function of (raw bytes, now) to an optional :class:`Reply`, so it is tested
+without NATS. Bad input never raises out of here: an undecodable command is answered ``invalid``
+(when it has a reply subject) and logged, an unknown verb ``unknown_verb``, an expired one
+``expired``. ``upgrade_stop`` goes to the :class:`StopHandler` (the upgrade driver's stop
+signal); an agent without one, or a candidate, is never armed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import Protocol
+
+from harmony_fleet.contracts import (
+    COMMAND,
+    RAW_COMMAND,
+    Reply,
+    ReplyCode,
+    Role,
+    UpgradeStopArgs,
+    Verb,
+    decode_args,
+)
+from harmony_fleet.contracts.ids import InstanceId
+from harmony_fleet.errors import InvalidMessage
+
+log = logging.getLogger("harmony_fleet.agent.commands")
+
+
+class StopHandler(Protocol):
+    """What the upgrade driver offers the command handler (see ``agent.upgrade``)."""
+
+    def on_stop(self, upgrade_id: str, command_id: str) -> Awaitable[Reply | None]:
+        """Act on ``UpgradeStop`` if armed for ``upgrade_id``; None means stay silent."""
+        ...
+
+
+class CommandHandler:
+    """Dispatch one device's commands for one agent instance."""
+
+    def __init__(
+        self,
+        *,
+        instance_id: InstanceId,
+        agent_version: str,
+        role: Role,
+        stop_handler: StopHandler | None = None,
+    ) -> None:
+        self.instance_id = instance_id
+        self.agent_version = agent_version
+        self.role = role
+        self.stop_handler = stop_handler
+        self.rejected = 0
+
+    def _reply(self, command_id: str, code: ReplyCode, message: str = "") -> Reply:
+        return Reply(
+            command_id=command_id if command_id else "unknown",
+            ok=code is ReplyCode.OK,
+            code=code,
+            message=message,
+            instance_id=self.instance_id,
+            agent_version=self.agent_version,
+        )
+
+    async def handle(self, data: bytes, *, now: float) -> Reply | None:
+        """Answer one command message; never raises for bad input."""
+        try:
+            raw = RAW_COMMAND.decode(data)
+        except InvalidMessage as exc:
+            self.rejected += 1
+            log.warning("command dropped", extra={"field": exc.field, "reason": exc.reason})
+            return self._reply("", ReplyCode.INVALID, str(exc))
+        if raw.verb not in Verb._value2member_map_:
+            self.rejected += 1
+            log.warning("unknown verb", extra={"verb": raw.verb[:64]})
+            return self._reply(
+                raw.command_id[:64], ReplyCode.UNKNOWN_VERB, f"unknown verb {raw.verb[:64]!r}"
+            )
+        try:
+            command = COMMAND.decode(data)
+            args = decode_args(command)
+        except InvalidMessage as exc:
+            self.rejected += 1
+            log.warning("command dropped", extra={"field": exc.field, "reason": exc.reason})
+            return self._reply(raw.command_id[:64], ReplyCode.INVALID, str(exc))
+        if command.expires_at < now:
+            log.info("expired command refused", extra={"verb": command.verb.value})
+            return self._reply(command.command_id, ReplyCode.EXPIRED, "command expired")
+        if command.verb is Verb.PING:
+            return self._reply(command.command_id, ReplyCode.OK, "pong")
+        if command.verb is Verb.UPGRADE_STOP:
+            assert isinstance(args, UpgradeStopArgs)
+            if self.role is Role.CANDIDATE:
+                # Both instances receive the stop; only the armed old agent answers.
+                log.info("upgrade_stop ignored by candidate", extra={"upgrade_id": args.upgrade_id})
+                return None
+            if self.stop_handler is None:
+                log.warning("upgrade_stop while not armed", extra={"upgrade_id": args.upgrade_id})
+                return self._reply(
+                    command.command_id,
+                    ReplyCode.NOT_ARMED,
+                    "no upgrade is waiting for a stop on this agent",
+                )
+            return await self.stop_handler.on_stop(args.upgrade_id, command.command_id)
+        return self._reply(command.command_id, ReplyCode.UNKNOWN_VERB, "verb not handled")

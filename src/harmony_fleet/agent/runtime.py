@@ -1,0 +1,190 @@
+"""The agent process: connect (forever), heartbeat, answer commands, shut down cleanly.
+
+The agent must keep beating through everything short of its own death: it starts fine while NATS
+is down, survives NATS restarts (nats-py reconnects forever with our options), and never blocks on
+a slow server. A heartbeat that cannot be sent because the connection is down is counted and
+skipped, not buffered: a burst of stale heartbeats after a reconnect would only confuse presence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from harmony_fleet._version import BUILD_FAULTS, __version__
+from harmony_fleet.adapters.nats.connection import NatsClient, connect_forever
+from harmony_fleet.agent.commands import CommandHandler, StopHandler
+from harmony_fleet.agent.config import AgentConfig
+from harmony_fleet.agent.faults import Faults, parse_faults
+from harmony_fleet.contracts import Heartbeat, Role, encode, new_instance_id, subjects
+
+log = logging.getLogger("harmony_fleet.agent")
+
+#: Exit code of a crash injected by a build fault (see ``agent.faults``).
+FAULT_EXIT_CODE = 3
+
+Extension = Callable[["Agent", NatsClient], Awaitable[None]]
+
+
+class Agent:
+    """One agent instance (one process start: one ``instance_id``)."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        version: str = __version__,
+        faults: Faults | None = None,
+        stop_handler: StopHandler | None = None,
+        extensions: list[Extension] | None = None,
+    ) -> None:
+        self.config = config
+        self.version = version
+        self.faults = faults if faults is not None else parse_faults(BUILD_FAULTS)
+        self.instance_id = new_instance_id()
+        self.started = time.monotonic()
+        self.seq = 0
+        self.sent = 0
+        self.skipped = 0
+        self.exit_code = 0
+        self.nc: NatsClient | None = None
+        self.stop = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.commands = CommandHandler(
+            instance_id=self.instance_id,
+            agent_version=version,
+            role=config.role,
+            stop_handler=stop_handler,
+        )
+        self._extensions = extensions or []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._rng = random.Random()
+        self.log = logging.LoggerAdapter(
+            log,
+            {
+                "device_id": config.device_id,
+                "instance_id": self.instance_id,
+                "agent_version": version,
+                "role": config.role.value,
+            },
+        )
+
+    # -- heartbeats -------------------------------------------------------------------------
+    def heartbeat(self) -> Heartbeat:
+        """The next heartbeat (advances the sequence number)."""
+        self.seq += 1
+        return Heartbeat(
+            device_id=self.config.device_id,
+            instance_id=self.instance_id,
+            agent_version=self.version,
+            role=self.config.role,
+            seq=self.seq,
+            sent_at=time.time(),
+            uptime_s=round(time.monotonic() - self.started, 3),
+            interval_s=self.config.heartbeat_interval_s,
+            upgrade_id=self.config.upgrade_id,
+            labels=self.config.labels,
+        )
+
+    def next_interval(self) -> float:
+        j = self.config.jitter
+        return self.config.heartbeat_interval_s * self._rng.uniform(1 - j, 1 + j)
+
+    async def publish_heartbeat(self) -> bool:
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            self.skipped += 1
+            return False
+        try:
+            await nc.publish(subjects.heartbeat(self.config.device_id), encode(self.heartbeat()))
+        except Exception as exc:  # nats-py raises several unrelated types while reconnecting
+            self.skipped += 1
+            self.log.debug("heartbeat not sent", extra={"error": repr(exc)})
+            return False
+        self.sent += 1
+        return True
+
+    async def _heartbeat_loop(self) -> None:
+        if self.faults.no_heartbeat:
+            self.log.warning("build fault: this agent never heartbeats")
+            return
+        while not self.stop.is_set():
+            await self.publish_heartbeat()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), self.next_interval())
+
+    # -- commands ---------------------------------------------------------------------------
+    async def _on_command(self, msg: Any) -> None:
+        reply = await self.commands.handle(msg.data, now=time.time())
+        if reply is None or not msg.reply:
+            return
+        with contextlib.suppress(Exception):
+            await msg.respond(encode(reply))
+
+    # -- faults -----------------------------------------------------------------------------
+    async def _crash_after(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+            return
+        self.log.error("build fault: crashing", extra={"after_s": seconds})
+        self.exit_code = FAULT_EXIT_CODE
+        self.stop.set()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        """Run a background task that lives as long as the agent."""
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.append(task)
+        return task
+
+    def request_exit(self, code: int = 0) -> None:
+        """Ask the agent to shut down with ``code`` (signals, handover after commit)."""
+        self.exit_code = code
+        self.stop.set()
+
+    async def run(self) -> int:
+        """Run until :meth:`request_exit` (or a signal) and return the exit code."""
+        self.log.info("agent starting", extra={"state_dir": str(self.config.state_dir)})
+        if self.faults.crash_after_s is not None:
+            self.spawn(self._crash_after(self.faults.crash_after_s), "fault-crash")
+        if self.faults.crash_as_main_after_s is not None and self.config.role is Role.MAIN:
+            self.spawn(self._crash_after(self.faults.crash_as_main_after_s), "fault-crash-main")
+        nc = await connect_forever(
+            self.config.nats.with_name(f"agent:{self.config.device_id}:{self.config.role.value}"),
+            log=log,
+            stop=self.stop,
+        )
+        if nc is None:
+            return await self._shutdown()
+        self.nc = nc
+        self.connected.set()
+        await nc.subscribe(subjects.command(self.config.device_id), cb=self._on_command)
+        self.log.info("connected", extra={"servers": list(self.config.nats.servers)})
+        self.spawn(self._heartbeat_loop(), "heartbeat")
+        for extension in self._extensions:
+            self.spawn(extension(self, nc), getattr(extension, "__name__", "extension"))
+        await self.stop.wait()
+        return await self._shutdown()
+
+    async def _shutdown(self) -> int:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.drain(), 2.0)
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        self.log.info(
+            "agent stopped",
+            extra={"exit_code": self.exit_code, "sent": self.sent, "skipped": self.skipped},
+        )
+        return self.exit_code

@@ -1,0 +1,113 @@
+"""Options and helpers shared by the commands: NATS flags, logging flags, output, async runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from harmony_fleet import logging_setup
+from harmony_fleet.adapters.nats.connection import DEFAULT_URL, NatsOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def nats_options(func: F) -> F:
+    """Add ``--nats`` (repeatable, ``FLEET_NATS_URL``) and credential flags to a command."""
+    options = [
+        click.option(
+            "--nats",
+            "nats_urls",
+            multiple=True,
+            envvar="FLEET_NATS_URL",
+            show_envvar=True,
+            metavar="URL",
+            help=f"NATS server URL; repeat for every node of a cluster. [default: {DEFAULT_URL}]",
+        ),
+        click.option("--nats-user", envvar="FLEET_NATS_USER", help="NATS user name."),
+        click.option("--nats-password", envvar="FLEET_NATS_PASSWORD", help="NATS password."),
+        click.option(
+            "--nats-creds",
+            envvar="FLEET_NATS_CREDS",
+            type=click.Path(exists=True, dir_okay=False),
+            help="NATS .creds file (JWT + nkey).",
+        ),
+        click.option(
+            "--nats-tls-ca",
+            envvar="FLEET_NATS_TLS_CA",
+            type=click.Path(exists=True, dir_okay=False),
+            help="CA bundle to verify the NATS server's TLS certificate.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_nats_options(
+    nats_urls: tuple[str, ...],
+    nats_user: str | None,
+    nats_password: str | None,
+    nats_creds: str | None,
+    nats_tls_ca: str | None,
+    **_: Any,
+) -> NatsOptions:
+    urls: list[str] = []
+    for value in nats_urls or (DEFAULT_URL,):
+        urls.extend(u for u in value.replace(",", " ").split() if u)
+    for url in urls:
+        if "://" not in url:
+            raise click.BadParameter(
+                f"{url!r} is not a URL (expected nats://HOST:PORT)", param_hint="--nats"
+            )
+    return NatsOptions(
+        servers=tuple(urls),
+        user=nats_user,
+        password=nats_password,
+        creds_file=nats_creds,
+        tls_ca_file=nats_tls_ca,
+    )
+
+
+def log_options(func: F) -> F:
+    func = click.option(
+        "--log-json", is_flag=True, envvar="FLEET_LOG_JSON", help="Log one JSON object per line."
+    )(func)
+    func = click.option(
+        "--log-level",
+        default="INFO",
+        envvar="FLEET_LOG_LEVEL",
+        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+        show_default=True,
+    )(func)
+    return func
+
+
+def setup_logging(log_json: bool, log_level: str, *, stream: Any = None) -> None:
+    logging_setup.configure(json_lines=log_json, level=log_level, stream=stream)
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set ``stop`` (clean shutdown) instead of raising."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=None, separators=(",", ":"), default=str))
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"

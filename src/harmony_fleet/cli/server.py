@@ -1,0 +1,60 @@
+"""``fleet server``: run the embedded nats-server with JetStream in the foreground."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import click
+
+from harmony_fleet.adapters.nats.server import EmbeddedNats
+from harmony_fleet.cli import exit_codes
+
+
+def default_store_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "harmony-fleet" / "nats"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise click.BadParameter(f"{value!r}: expected HOST:PORT", param_hint="--listen")
+    try:
+        number = int(port)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: port must be a number", param_hint="--listen"
+        ) from None
+    if not (0 < number < 65536 or number == -1):
+        raise click.BadParameter(f"{value!r}: port out of range", param_hint="--listen")
+    return host, number
+
+
+@click.command("server")
+@click.option("--listen", default="127.0.0.1:4222", show_default=True, metavar="HOST:PORT")
+@click.option(
+    "--store-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="JetStream storage. [default: $XDG_STATE_HOME/harmony-fleet/nats]",
+)
+def server_cmd(listen: str, store_dir: Path | None) -> None:
+    """Run NATS with JetStream in the foreground (the embedded default)."""
+    host, port = parse_listen(listen)
+    server = EmbeddedNats(store_dir=store_dir or default_store_dir(), host=host, port=port)
+    url = server.start()
+    click.echo(f"fleet server: NATS with JetStream at {url}, store {server.store_dir}", err=True)
+
+    def forward(signum: int, _frame: object) -> None:
+        server.stop()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = server.wait()
+    raise SystemExit(exit_codes.OK if code in (0, -signal.SIGTERM) else exit_codes.FAILED)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(server_cmd)

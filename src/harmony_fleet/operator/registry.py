@@ -1,0 +1,220 @@
+"""The device registry: heartbeats in, coalesced KV writes out.
+
+The hot path is :meth:`Registry.ingest`, called once per heartbeat: decode (msgspec, in C), one
+dict lookup, a few attribute writes, and a ``dirty`` flag when something a person would notice
+changed. KV writes happen elsewhere (:meth:`Registry.due`), at most once per change plus a slow
+refresh, so the write rate does not grow with the heartbeat rate (see ``core.presence``).
+
+The operator's own clock is used for ``last_seen``: an agent's clock may be wrong, and the
+question "when did *we* last hear from it" is what presence needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from harmony_fleet.contracts import (
+    HEARTBEAT,
+    DeviceRecord,
+    Heartbeat,
+    InstanceSeen,
+    Role,
+    UpgradeSummary,
+    subjects,
+)
+from harmony_fleet.core.presence import MAX_INSTANCES, PresencePolicy, is_online, needs_write
+from harmony_fleet.errors import InvalidMessage
+
+log = logging.getLogger("harmony_fleet.operator.registry")
+
+#: Something that wants every accepted heartbeat with the operator's receive time
+#: (the upgrade coordinator).
+HeartbeatListener = Callable[[Heartbeat, float], None]
+
+
+@dataclass(slots=True)
+class _Instance:
+    instance_id: str
+    agent_version: str
+    role: Role
+    first_seen: float
+    last_seen: float
+    last_seq: int
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """Mutable in-memory view of one device; converted to a :class:`DeviceRecord` to write."""
+
+    device_id: str
+    current_version: str
+    online: bool
+    first_seen: float
+    last_seen: float
+    interval_s: float
+    labels: dict[str, str]
+    instances: dict[str, _Instance] = field(default_factory=dict)
+    upgrade: UpgradeSummary | None = None
+    dirty: bool = True
+    last_written: float = 0.0
+
+    def record(self, now: float) -> DeviceRecord:
+        ordered = sorted(self.instances.values(), key=lambda i: i.last_seen, reverse=True)
+        return DeviceRecord(
+            device_id=self.device_id,
+            current_version=self.current_version,
+            online=self.online,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            heartbeat_interval_s=self.interval_s,
+            instances=[
+                InstanceSeen(
+                    instance_id=i.instance_id,
+                    agent_version=i.agent_version,
+                    role=i.role,
+                    first_seen=i.first_seen,
+                    last_seen=i.last_seen,
+                    last_seq=i.last_seq,
+                )
+                for i in ordered[:MAX_INSTANCES]
+            ],
+            labels=dict(self.labels),
+            upgrade=self.upgrade,
+            updated_at=now,
+        )
+
+    @classmethod
+    def from_record(cls, rec: DeviceRecord, *, now: float) -> DeviceState:
+        """Rebuild from the KV after a restart. ``last_seen`` becomes ``now`` for presence
+        purposes only if the record was online, so a device gets a full timeout to show up."""
+        state = cls(
+            device_id=rec.device_id,
+            current_version=rec.current_version,
+            online=rec.online,
+            first_seen=rec.first_seen,
+            last_seen=max(rec.last_seen, now) if rec.online else rec.last_seen,
+            interval_s=rec.heartbeat_interval_s,
+            labels=dict(rec.labels),
+            upgrade=rec.upgrade,
+            dirty=False,
+            last_written=now,
+        )
+        for i in rec.instances:
+            state.instances[i.instance_id] = _Instance(
+                i.instance_id, i.agent_version, i.role, i.first_seen, i.last_seen, i.last_seq
+            )
+        return state
+
+
+class Registry:
+    """All devices the operator knows, in memory, with the coalescing rules applied."""
+
+    def __init__(self, policy: PresencePolicy | None = None) -> None:
+        self.policy = policy or PresencePolicy()
+        self.devices: dict[str, DeviceState] = {}
+        self.ingested = 0
+        self.rejected = 0
+        self._listeners: list[HeartbeatListener] = []
+
+    def add_listener(self, listener: HeartbeatListener) -> None:
+        """Called with every accepted heartbeat and the operator's receive time."""
+        self._listeners.append(listener)
+
+    def load(self, record: DeviceRecord, *, now: float) -> None:
+        self.devices[record.device_id] = DeviceState.from_record(record, now=now)
+
+    def ingest(self, subject: str, data: bytes, now: float) -> Heartbeat | None:
+        """Take one heartbeat message; returns it, or None if it was dropped (and logged)."""
+        try:
+            hb = HEARTBEAT.decode(data)
+        except InvalidMessage as exc:
+            self.rejected += 1
+            log.warning(
+                "heartbeat dropped",
+                extra={"subject": subject[:200], "field": exc.field, "reason": exc.reason},
+            )
+            return None
+        if subjects.device_of(subject) != hb.device_id:
+            self.rejected += 1
+            log.warning(
+                "heartbeat dropped: device_id does not match the subject",
+                extra={"subject": subject[:200], "device_id": hb.device_id},
+            )
+            return None
+        self.ingested += 1
+        self.observe(hb, now)
+        for listener in self._listeners:
+            listener(hb, now)
+        return hb
+
+    def observe(self, hb: Heartbeat, now: float) -> None:
+        state = self.devices.get(hb.device_id)
+        if state is None:
+            state = DeviceState(
+                device_id=hb.device_id,
+                current_version=hb.agent_version,
+                online=True,
+                first_seen=now,
+                last_seen=now,
+                interval_s=hb.interval_s,
+                labels=dict(hb.labels),
+            )
+            self.devices[hb.device_id] = state
+        state.last_seen = now
+        inst = state.instances.get(hb.instance_id)
+        if inst is None:
+            state.instances[hb.instance_id] = _Instance(
+                hb.instance_id, hb.agent_version, hb.role, now, now, hb.seq
+            )
+            if len(state.instances) > MAX_INSTANCES:
+                oldest = min(state.instances.values(), key=lambda i: i.last_seen)
+                del state.instances[oldest.instance_id]
+            state.dirty = True
+        else:
+            inst.last_seen = now
+            inst.last_seq = hb.seq
+            if inst.role is not hb.role or inst.agent_version != hb.agent_version:
+                inst.role = hb.role
+                inst.agent_version = hb.agent_version
+                state.dirty = True
+        if hb.role is Role.MAIN and state.current_version != hb.agent_version:
+            state.current_version = hb.agent_version
+            state.dirty = True
+        if not state.online:
+            state.online = True
+            state.dirty = True
+        if hb.interval_s != state.interval_s:
+            state.interval_s = hb.interval_s
+            state.dirty = True
+        if hb.labels and hb.labels != state.labels:
+            state.labels = dict(hb.labels)
+            state.dirty = True
+
+    def set_upgrade(self, device: str, summary: UpgradeSummary | None) -> None:
+        """Reflect an upgrade's phase onto the device's record (the coordinator calls this)."""
+        state = self.devices.get(device)
+        if state is not None and state.upgrade != summary:
+            state.upgrade = summary
+            state.dirty = True
+
+    def sweep(self, now: float) -> list[str]:
+        """Mark devices offline whose heartbeats stopped; return the ids that changed."""
+        changed = []
+        for state in self.devices.values():
+            if state.online and not is_online(
+                last_seen=state.last_seen, interval_s=state.interval_s, now=now, policy=self.policy
+            ):
+                state.online = False
+                state.dirty = True
+                changed.append(state.device_id)
+        return changed
+
+    def due(self, now: float) -> Iterator[DeviceState]:
+        """Devices whose record must be written now (changed, or refresh due)."""
+        for state in self.devices.values():
+            if needs_write(
+                dirty=state.dirty, last_written=state.last_written, now=now, policy=self.policy
+            ):
+                yield state

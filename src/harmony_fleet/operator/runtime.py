@@ -1,0 +1,179 @@
+"""The operator process: ingest heartbeats, keep the registry in KV, run the coordinators.
+
+State that must survive a restart lives in NATS KV (the seed's "operator state rides NATS KV"):
+on start the operator loads every device record, then subscribes to all heartbeats. KV writes are
+coalesced by :class:`~harmony_fleet.operator.registry.Registry` and issued with bounded
+concurrency by :meth:`Operator.flush`; a failed write leaves the record dirty for the next pass,
+and a write that timed out is simply written again (the value is idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect_forever
+from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.contracts import DEVICE_RECORD, DeviceRecord, subjects
+from harmony_fleet.core.presence import PresencePolicy
+from harmony_fleet.errors import FleetError, InvalidMessage
+from harmony_fleet.operator.registry import DeviceState, Registry
+
+log = logging.getLogger("harmony_fleet.operator")
+
+Extension = Callable[["Operator", NatsClient], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperatorConfig:
+    nats: NatsOptions = field(default_factory=NatsOptions)
+    presence: PresencePolicy = field(default_factory=PresencePolicy)
+    flush_interval_s: float = 0.5
+    """How often dirty records are written and presence is swept."""
+    write_concurrency: int = 128
+    pending_msgs_limit: int = 1_000_000
+    """Heartbeats buffered in the client before nats-py drops (slow consumer)."""
+
+
+class Operator:
+    def __init__(
+        self, config: OperatorConfig, *, extensions: list[Extension] | None = None
+    ) -> None:
+        self.config = config
+        self.registry = Registry(config.presence)
+        self.stop = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.nc: NatsClient | None = None
+        self.devices_kv: TypedKV[DeviceRecord] | None = None
+        self.writes = 0
+        self.write_errors = 0
+        self._extensions = extensions or []
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # -- start ------------------------------------------------------------------------------
+    async def open(self) -> NatsClient | None:
+        """Connect (retrying forever until ``stop``), open buckets, load the registry."""
+        nc = await connect_forever(self.config.nats.with_name("operator"), log=log, stop=self.stop)
+        if nc is None:
+            return None
+        self.nc = nc
+        js = nc.jetstream()
+        while not self.stop.is_set():
+            try:
+                bucket = await open_bucket(
+                    js, subjects.BUCKET_DEVICES, replicas=self.config.nats.kv_replicas
+                )
+                self.devices_kv = TypedKV(bucket, DEVICE_RECORD, name=subjects.BUCKET_DEVICES)
+                await self._load()
+                break
+            except FleetError as exc:
+                log.warning("registry not available yet, retrying", extra={"error": str(exc)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), 1.0)
+        await nc.subscribe(
+            subjects.ALL_HEARTBEATS,
+            cb=self._on_heartbeat,
+            pending_msgs_limit=self.config.pending_msgs_limit,
+            pending_bytes_limit=self.config.pending_msgs_limit * 1024,
+        )
+        return nc
+
+    async def _load(self) -> None:
+        assert self.devices_kv is not None
+        now = time.time()
+        loaded = bad = 0
+        for item in await self.devices_kv.snapshot():
+            if isinstance(item, InvalidMessage):
+                bad += 1
+                log.warning("registry record skipped", extra={"field": item.field})
+                continue
+            self.registry.load(item.value, now=now)
+            loaded += 1
+        log.info("registry loaded", extra={"devices": loaded, "skipped": bad})
+
+    async def _on_heartbeat(self, msg: Any) -> None:
+        self.registry.ingest(msg.subject, msg.data, time.time())
+
+    # -- writes -----------------------------------------------------------------------------
+    async def _write(self, state: DeviceState, sem: asyncio.Semaphore, now: float) -> None:
+        assert self.devices_kv is not None
+        async with sem:
+            state.dirty = False
+            try:
+                await self.devices_kv.put(state.device_id, state.record(now))
+            except FleetError as exc:
+                state.dirty = True  # OutcomeUnknown included: the value is idempotent
+                self.write_errors += 1
+                log.debug(
+                    "registry write failed", extra={"device_id": state.device_id, "error": str(exc)}
+                )
+                return
+            state.last_written = now
+            self.writes += 1
+
+    async def flush(self, now: float | None = None) -> int:
+        """Sweep presence and write every record that is due; return how many were due."""
+        if self.devices_kv is None:
+            return 0
+        now = time.time() if now is None else now
+        for device in self.registry.sweep(now):
+            log.info("device offline", extra={"device_id": device})
+        due = list(self.registry.due(now))
+        if due:
+            sem = asyncio.Semaphore(self.config.write_concurrency)
+            await asyncio.gather(*(self._write(s, sem, now) for s in due))
+        return len(due)
+
+    async def _flush_loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("registry flush failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), self.config.flush_interval_s)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.append(task)
+        return task
+
+    async def run(self) -> int:
+        log.info("operator starting", extra={"servers": list(self.config.nats.servers)})
+        nc = await self.open()
+        if nc is not None:
+            self.spawn(self._flush_loop(), "registry-flush")
+            for extension in self._extensions:
+                self.spawn(extension(self, nc), getattr(extension, "__name__", "extension"))
+            self.ready.set()
+            log.info("operator ready", extra={"devices": len(self.registry.devices)})
+            await self.stop.wait()
+        return await self.close()
+
+    async def close(self) -> int:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.flush()
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        log.info(
+            "operator stopped",
+            extra={
+                "ingested": self.registry.ingested,
+                "rejected": self.registry.rejected,
+                "writes": self.writes,
+            },
+        )
+        return 0
