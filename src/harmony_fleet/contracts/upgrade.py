@@ -117,3 +117,6 @@ class UpgradeStatus(msgspec.Struct, frozen=True, kw_only=True):
     candidate_log_tail: list[ShortText] = []
     started_at: NonNegFloat
     updated_at: NonNegFloat
+    pending_upgrade_id: UpgradeIdField | None = None
+    """A newer marker the agent has seen but not started: it starts only once this upgrade is
+    terminal (ADR-022, "markers in flight")."""

@@ -1,0 +1,208 @@
+"""What the machine asks its driver to do, as frozen values returned by :func:`machine.step`.
+
+The machine decides, the driver acts: each effect maps to one call on the executor, the status
+sink, the local state store, the stop signal or the clock. Effects of one step are performed in
+the order given; that order carries meaning (the status is written before the stop is
+acknowledged, the upgrade is recorded as finished before the old agent hands over).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harmony_fleet.contracts.commands import ReplyCode
+from harmony_fleet.contracts.ids import InstanceId, UpgradeId, Version
+from harmony_fleet.contracts.upgrade import AgentUpgradePhase, Progress, UpgradeMarker
+from harmony_fleet.core.upgrade.events import MarkerSeen
+from harmony_fleet.core.upgrade.records import InFlight
+from harmony_fleet.core.upgrade.states import ErrorCode, TimerKind
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stage:
+    """Self-heal the layout, check free space, download and verify into the staging folder.
+
+    Long-running: the driver runs it in the background and feeds ``StagingDone`` or
+    ``StagingFailed`` (and ``StagingProgress`` on the way).
+    """
+
+    marker: UpgradeMarker
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSelfTest:
+    """Run ``<target> --self-test`` with a timeout; feeds ``SelfTestPassed/Failed``."""
+
+    marker: UpgradeMarker
+    timeout_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelWork:
+    """Cancel the background work in progress (staging or self-test), if any."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartCandidate:
+    """Start the new agent beside the old one; feeds ``CandidateStarted/StartFailed``."""
+
+    marker: UpgradeMarker
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopCandidate:
+    """Stop the candidate of ``upgrade_id`` if it runs (idempotent)."""
+
+    upgrade_id: UpgradeId
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArmStop:
+    """From now on, an ``upgrade_stop`` for ``upgrade_id`` commits."""
+
+    upgrade_id: UpgradeId
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisarmStop:
+    """No stop commits any more."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplyToStop:
+    """Answer one ``upgrade_stop`` command (``code`` OK means committed)."""
+
+    command_id: str
+    code: ReplyCode
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code is ReplyCode.OK
+
+
+@dataclass(frozen=True, kw_only=True)
+class SwapCurrent:
+    """Atomically point ``current`` at ``versions/<version>``; feeds ``CommitDone/Failed``."""
+
+    upgrade_id: UpgradeId
+    version: Version
+
+
+@dataclass(frozen=True, kw_only=True)
+class Revert:
+    """Stop the candidate, point ``current`` at ``previous``, remove the target's folder.
+
+    Feeds ``RevertDone`` or ``RevertFailed``.
+    """
+
+    upgrade_id: UpgradeId
+    previous: Version
+    target: Version
+
+
+@dataclass(frozen=True, kw_only=True)
+class CleanupStaging:
+    """Remove what staging left for ``version`` (the folder of a running version is kept)."""
+
+    version: Version
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteStatus:
+    """Write the device's ``UpgradeStatus``; the driver adds device, instance and times."""
+
+    upgrade_id: UpgradeId
+    phase: AgentUpgradePhase
+    from_version: Version
+    to_version: Version
+    started_at: float
+    attempt: int = 1
+    progress: Progress | None = None
+    error_code: ErrorCode | None = None
+    error_detail: str = ""
+    candidate_instance_id: InstanceId | None = None
+    candidate_exit_code: int | None = None
+    candidate_log_tail: tuple[str, ...] = ()
+    pending_upgrade_id: UpgradeId | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RememberFailedVersion:
+    """Put ``version`` on this device's skip list."""
+
+    version: Version
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordFinished:
+    """Remember that ``upgrade_id`` reached an end here (replays are ignored from now on)."""
+
+    upgrade_id: UpgradeId
+
+
+@dataclass(frozen=True, kw_only=True)
+class PersistInFlight:
+    """Save the in-flight record (``None`` clears it)."""
+
+    record: InFlight | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandOver:
+    """The old agent exits so that the service's main instance becomes the new version.
+
+    This is the only way an agent ends itself during an upgrade.
+    """
+
+    upgrade_id: UpgradeId
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resubmit:
+    """Feed ``event`` (a marker that waited) once this step's effects are done.
+
+    The machine never starts a second upgrade inside the step that ended the first: the new
+    marker goes through the table again, from a state at rest.
+    """
+
+    event: MarkerSeen
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleTimer:
+    """Arm (or re-arm) the timer of ``kind``; when it fires, feed its event."""
+
+    kind: TimerKind
+    delay_s: float
+    upgrade_id: UpgradeId
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelTimer:
+    """Disarm the timer of ``kind`` (no-op if not armed)."""
+
+    kind: TimerKind
+
+
+Effect = (
+    Stage
+    | RunSelfTest
+    | CancelWork
+    | StartCandidate
+    | StopCandidate
+    | ArmStop
+    | DisarmStop
+    | ReplyToStop
+    | SwapCurrent
+    | Revert
+    | CleanupStaging
+    | WriteStatus
+    | RememberFailedVersion
+    | RecordFinished
+    | PersistInFlight
+    | HandOver
+    | Resubmit
+    | ScheduleTimer
+    | CancelTimer
+)

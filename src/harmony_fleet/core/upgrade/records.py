@@ -1,0 +1,105 @@
+"""What the agent keeps on its own disk about upgrades, and the pure rules to update it.
+
+The KV status tells the operator; this local record tells the *next agent process* on the same
+device. Three things survive a restart:
+
+* ``finished``: the upgrade ids that reached an end here (bounded), so a replayed marker or a
+  redelivered KV value never runs a finished upgrade again;
+* ``failed_versions``: the skip list, versions that proved bad on this device;
+* ``in_flight``: the upgrade under way and how far it got, so a restarted agent (old or new
+  version) can finish or revert it and tell the truth in the status.
+
+The file itself is written by ``adapters.os.state_store`` (atomic write, rename, fsync).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from harmony_fleet.contracts.ids import InstanceId, UpgradeId, Version
+from harmony_fleet.contracts.upgrade import UpgradeMarker
+from harmony_fleet.core.upgrade.states import MAX_FINISHED, ErrorCode, UpgradeState
+
+
+@dataclass(frozen=True, kw_only=True)
+class InFlight:
+    """The upgrade under way on this device, as last persisted."""
+
+    marker: UpgradeMarker
+    from_version: Version
+    state: UpgradeState
+    attempt: int = 1
+    started_at: float = 0.0
+    candidate_instance_id: InstanceId | None = None
+    error_code: ErrorCode | None = None
+    error_detail: str = ""
+    candidate_exit_code: int | None = None
+    candidate_log_tail: tuple[str, ...] = ()
+
+    @property
+    def upgrade_id(self) -> UpgradeId:
+        return UpgradeId(self.marker.upgrade_id)
+
+    @property
+    def target(self) -> Version:
+        return Version(self.marker.target_version)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalState:
+    """Everything in the agent's local state file."""
+
+    finished: tuple[UpgradeId, ...] = ()
+    failed_versions: tuple[Version, ...] = ()
+    in_flight: InFlight | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Memory:
+    """The part of :class:`LocalState` the acceptance rule reads (kept in the machine)."""
+
+    finished: tuple[UpgradeId, ...] = ()
+    failed_versions: frozenset[Version] = field(default_factory=frozenset)
+
+
+def remember_finished(
+    finished: tuple[UpgradeId, ...], upgrade_id: UpgradeId, *, limit: int = MAX_FINISHED
+) -> tuple[UpgradeId, ...]:
+    """Append ``upgrade_id`` (once), keeping the newest ``limit`` ids."""
+    if upgrade_id in finished:
+        return finished
+    return (*finished, upgrade_id)[-limit:]
+
+
+def remember_failed(failed: tuple[Version, ...], version: Version) -> tuple[Version, ...]:
+    """Add ``version`` to the skip list (once)."""
+    return failed if version in failed else (*failed, version)
+
+
+def with_finished(state: LocalState, upgrade_id: UpgradeId) -> LocalState:
+    return replace(state, finished=remember_finished(state.finished, upgrade_id))
+
+
+def with_failed(state: LocalState, version: Version) -> LocalState:
+    return replace(state, failed_versions=remember_failed(state.failed_versions, version))
+
+
+def with_in_flight(state: LocalState, record: InFlight | None) -> LocalState:
+    return replace(state, in_flight=record)
+
+
+def memory_of(state: LocalState) -> Memory:
+    return Memory(finished=state.finished, failed_versions=frozenset(state.failed_versions))
+
+
+class StateStore(Protocol):
+    """Durable storage of :class:`LocalState` (a file on the device; a dict in tests)."""
+
+    def load(self) -> LocalState:
+        """The last saved state, or an empty one if there is none."""
+        ...
+
+    def save(self, state: LocalState) -> None:
+        """Replace the saved state atomically and durably (write, fsync, rename, fsync dir)."""
+        ...

@@ -1,0 +1,142 @@
+"""The agent's upgrade states, the timers they arm, and the error codes they report.
+
+The agent needs a few more states than the wire has phases (``Starting``, ``Committing``,
+``RollingBack`` are short internal steps), so states and :class:`AgentUpgradePhase` are kept
+apart and :data:`PHASE_OF` maps one onto the other: the status a person reads always uses the
+phase vocabulary of the contracts.
+"""
+
+from __future__ import annotations
+
+import enum
+from types import MappingProxyType
+
+from harmony_fleet.contracts.upgrade import AgentUpgradePhase
+
+
+class UpgradeState(enum.StrEnum):
+    """Where the agent-side machine is for the upgrade it is working on."""
+
+    IDLE = "Idle"
+    """No upgrade in hand (a fresh process, or the last one ended with nothing to do)."""
+    STAGING = "Staging"
+    """Layout self-heal, download and SHA-256 verification into the staging folder."""
+    VERIFYING = "Verifying"
+    """The new artifact's ``--self-test`` runs, bounded by a timer."""
+    STARTING = "Starting"
+    """Self-test passed; the candidate is being started beside the old agent."""
+    CUTOVER_READY = "CutoverReady"
+    """The candidate runs, the stop is armed; no candidate heartbeat seen yet."""
+    HOLDING = "Holding"
+    """The old agent sees candidate heartbeats but no stop has come: bounded by the hold timer."""
+    COMMITTING = "Committing"
+    """The matching stop came; ``current`` is being swapped to the target."""
+    COMMITTED = "Committed"
+    """``current`` points at the target; the old agent hands over (its only exit)."""
+    ROLLING_BACK = "RollingBack"
+    """Stopping the candidate and restoring the previous layout."""
+    ROLLED_BACK = "RolledBack"
+    """The candidate was started and reverted; the previous version runs."""
+    FAILED = "Failed"
+    """Nothing outside staging changed (or the revert itself failed: the status says which)."""
+
+
+#: The phase written to the status while in each state.
+PHASE_OF: MappingProxyType[UpgradeState, AgentUpgradePhase] = MappingProxyType(
+    {
+        UpgradeState.IDLE: AgentUpgradePhase.REQUESTED,
+        UpgradeState.STAGING: AgentUpgradePhase.STAGING,
+        UpgradeState.VERIFYING: AgentUpgradePhase.VERIFYING,
+        UpgradeState.STARTING: AgentUpgradePhase.VERIFYING,
+        UpgradeState.CUTOVER_READY: AgentUpgradePhase.CUTOVER_READY,
+        UpgradeState.HOLDING: AgentUpgradePhase.HOLDING,
+        UpgradeState.COMMITTING: AgentUpgradePhase.CUTOVER_READY,
+        UpgradeState.COMMITTED: AgentUpgradePhase.COMMITTED,
+        UpgradeState.ROLLING_BACK: AgentUpgradePhase.CUTOVER_READY,
+        UpgradeState.ROLLED_BACK: AgentUpgradePhase.ROLLED_BACK,
+        UpgradeState.FAILED: AgentUpgradePhase.FAILED,
+    }
+)
+
+#: States in which the old agent is armed for the stop of its upgrade.
+ARMED_STATES = frozenset({UpgradeState.CUTOVER_READY, UpgradeState.HOLDING})
+
+#: States in which a candidate process may exist (a restart in one of these must stop it).
+CANDIDATE_STATES = frozenset(
+    {
+        UpgradeState.STARTING,
+        UpgradeState.CUTOVER_READY,
+        UpgradeState.HOLDING,
+        UpgradeState.COMMITTING,
+        UpgradeState.ROLLING_BACK,
+    }
+)
+
+#: States in which no work is under way: a new marker may start from here.
+AT_REST = frozenset(
+    {UpgradeState.IDLE, UpgradeState.FAILED, UpgradeState.ROLLED_BACK, UpgradeState.COMMITTED}
+)
+
+#: States that end an upgrade: nothing more happens for its ``upgrade_id``.
+TERMINAL_STATES = frozenset({UpgradeState.FAILED, UpgradeState.ROLLED_BACK, UpgradeState.COMMITTED})
+
+
+class TimerKind(enum.StrEnum):
+    """The deadlines the machine arms; each firing becomes one event."""
+
+    STAGING = "staging"
+    SELF_TEST = "self_test"
+    CUTOVER = "cutover"
+    HOLD = "hold"
+
+
+#: Extra time the machine's own self-test timer allows beyond the executor's timeout, so that a
+#: hung executor is caught without racing a well-behaved one.
+SELF_TEST_GRACE_S = 5.0
+
+#: How many times a restarted agent resumes an upgrade interrupted before the candidate started.
+MAX_ATTEMPTS = 3
+
+#: How many finished upgrade ids the agent remembers (replays of older ones are very unlikely:
+#: the marker key holds only the latest marker).
+MAX_FINISHED = 64
+
+
+class ErrorCode(enum.StrEnum):
+    """Machine-readable reason written in ``UpgradeStatus.error_code``."""
+
+    ALREADY_RUNNING = "already_running"
+    VERSION_FAILED_BEFORE = "version_failed_before"
+    SUPERSEDED = "superseded"
+    STAGING_TIMEOUT = "staging_timeout"
+    INTEGRITY = "integrity"
+    INSUFFICIENT_SPACE = "insufficient_space"
+    DOWNLOAD_REJECTED = "download_rejected"
+    DOWNLOAD_INTERRUPTED = "download_interrupted"
+    LAYOUT_BROKEN = "layout_broken"
+    STAGING_FAILED = "staging_failed"
+    SELF_TEST_FAILED = "self_test_failed"
+    SELF_TEST_TIMEOUT = "self_test_timeout"
+    CANDIDATE_START_FAILED = "candidate_start_failed"
+    CANDIDATE_EXITED = "candidate_exited"
+    CUTOVER_TIMEOUT = "cutover_timeout"
+    HOLD_TIMEOUT = "hold_timeout"
+    COMMIT_FAILED = "commit_failed"
+    REVERT_FAILED = "revert_failed"
+    AGENT_RESTARTED = "agent_restarted"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+    LAYOUT_INCONSISTENT = "layout_inconsistent"
+    INTERNAL = "internal_error"
+
+
+#: Failures that prove the version itself is bad on this device: it goes on the skip list.
+#: Download and checksum errors (a wrong URL or hash in the marker is not the release's fault),
+#: timeouts waiting for the operator, restarts and infrastructure errors do not: a NATS outage
+#: must never blacklist a good release.
+BLAMES_VERSION = frozenset(
+    {
+        ErrorCode.SELF_TEST_FAILED,
+        ErrorCode.SELF_TEST_TIMEOUT,
+        ErrorCode.CANDIDATE_EXITED,
+    }
+)
