@@ -163,8 +163,10 @@ class Agent:
         if nc is None:
             return await self._shutdown()
         self.nc = nc
-        self.connected.set()
         await nc.subscribe(subjects.command(self.config.device_id), cb=self._on_command)
+        with contextlib.suppress(Exception):
+            await nc.flush()
+        self.connected.set()
         self.log.info("connected", extra={"servers": list(self.config.nats.servers)})
         self.spawn(self._heartbeat_loop(), "heartbeat")
         for extension in self._extensions:

@@ -81,6 +81,7 @@ class Operator:
             pending_msgs_limit=self.config.pending_msgs_limit,
             pending_bytes_limit=self.config.pending_msgs_limit * 1024,
         )
+        await nc.flush()  # the server knows our subscription before we say we are ready
         return nc
 
     async def _load(self) -> None:

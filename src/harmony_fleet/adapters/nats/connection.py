@@ -82,8 +82,11 @@ async def connect(
     log = log or logging.getLogger("harmony_fleet.nats")
 
     async def error_cb(exc: Exception) -> None:
-        # Permission violations and slow-consumer notices arrive here, not as exceptions.
-        log.warning("nats error", extra={"error": repr(exc)})
+        # Permission violations and slow-consumer notices arrive here, not as exceptions. While
+        # not connected, the errors are the refused connection attempts: disconnected_cb has
+        # already said that once.
+        level = logging.WARNING if nc.is_connected else logging.DEBUG
+        log.log(level, "nats error", extra={"error": repr(exc)})
 
     async def disconnected_cb() -> None:
         log.info("nats disconnected")
@@ -112,9 +115,19 @@ async def connect(
         tls=options.tls_context(),
         **options.extra,
     )
+    nc = NatsClient()
+    # With max_reconnect_attempts=-1 nats-py would retry the *first* connection forever too;
+    # bound it here so a one-shot CLI call fails fast, and let connect_forever do the retrying.
+    initial_s = options.connect_timeout_s * len(options.servers) + 1.0
     try:
-        nc: NatsClient = await nats.connect(**{k: v for k, v in kwargs.items() if v is not None})
-    except (TimeoutError, nats.errors.NoServersError, OSError) as exc:
+        await asyncio.wait_for(
+            nc.connect(**{k: v for k, v in kwargs.items() if v is not None}), initial_s
+        )
+    except TimeoutError as exc:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise Unavailable(f"cannot reach NATS at {', '.join(options.servers)}: timed out") from exc
+    except (nats.errors.NoServersError, OSError) as exc:
         raise Unavailable(
             f"cannot reach NATS at {', '.join(options.servers)}: {exc or type(exc).__name__}"
         ) from exc

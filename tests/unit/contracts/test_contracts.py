@@ -1,0 +1,277 @@
+"""Contracts: golden fixtures both ways, strict decoding with errors naming the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from harmony_fleet.contracts import (
+    COMMAND,
+    DEVICE_RECORD,
+    HEARTBEAT,
+    MAX_MESSAGE_BYTES,
+    REPLY,
+    UPGRADE_MARKER,
+    UPGRADE_STATUS,
+    AgentUpgradePhase,
+    Codec,
+    Command,
+    DeviceRecord,
+    Heartbeat,
+    InstanceSeen,
+    Progress,
+    Reply,
+    ReplyCode,
+    Role,
+    UpgradeMarker,
+    UpgradeStatus,
+    UpgradeSummary,
+    Verb,
+    decode_args,
+    encode,
+    subjects,
+)
+from harmony_fleet.contracts import ids as idmod
+from harmony_fleet.contracts.schema import WIRE_TYPES, export_schemas
+from harmony_fleet.errors import InvalidMessage
+
+GOLDEN = Path(__file__).parents[2] / "fixtures" / "golden"
+IID = "0123456789abcdef0123456789abcdef"
+SHA = "ab" * 32
+
+SAMPLES: dict[str, tuple[Codec[object], object]] = {
+    "heartbeat": (
+        HEARTBEAT,
+        Heartbeat(
+            device_id="edge-01",
+            instance_id=IID,
+            agent_version="1.2.3",
+            role=Role.CANDIDATE,
+            seq=42,
+            sent_at=1700000000.5,
+            uptime_s=12.25,
+            interval_s=5.0,
+            upgrade_id="u-1",
+            labels={"site": "plant-a"},
+        ),
+    ),
+    "command": (
+        COMMAND,
+        Command(
+            command_id="c1",
+            verb=Verb.UPGRADE_STOP,
+            issued_at=1700000000.0,
+            expires_at=1700000005.0,
+            args={"upgrade_id": "u-1"},
+        ),
+    ),
+    "reply": (
+        REPLY,
+        Reply(
+            command_id="c1",
+            ok=False,
+            code=ReplyCode.WRONG_UPGRADE,
+            message="armed for u-2",
+            instance_id=IID,
+            agent_version="1.2.3",
+        ),
+    ),
+    "upgrade_marker": (
+        UPGRADE_MARKER,
+        UpgradeMarker(
+            upgrade_id="u-1",
+            device_id="edge-01",
+            target_version="1.3.0",
+            artifact_url="http://artifacts.local/agent-1.3.0.pyz",
+            sha256=SHA,
+            size=1024,
+            requested_at=1700000000.0,
+            requested_by="alice",
+        ),
+    ),
+    "upgrade_status": (
+        UPGRADE_STATUS,
+        UpgradeStatus(
+            upgrade_id="u-1",
+            device_id="edge-01",
+            phase=AgentUpgradePhase.ROLLED_BACK,
+            from_version="1.2.3",
+            to_version="1.3.0",
+            instance_id=IID,
+            progress=Progress(bytes_done=1024, bytes_total=1024, rate_bps=512.0),
+            error_code="candidate_exited",
+            error_detail="exit code 3",
+            candidate_exit_code=3,
+            candidate_log_tail=["boom"],
+            started_at=1700000000.0,
+            updated_at=1700000010.0,
+        ),
+    ),
+    "device_record": (
+        DEVICE_RECORD,
+        DeviceRecord(
+            device_id="edge-01",
+            current_version="1.2.3",
+            online=True,
+            first_seen=1700000000.0,
+            last_seen=1700000100.0,
+            instances=[
+                InstanceSeen(
+                    instance_id=IID,
+                    agent_version="1.2.3",
+                    role=Role.MAIN,
+                    first_seen=1700000000.0,
+                    last_seen=1700000100.0,
+                    last_seq=20,
+                )
+            ],
+            upgrade=UpgradeSummary(
+                upgrade_id="u-1", phase=AgentUpgradePhase.STAGING, target_version="1.3.0"
+            ),
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_golden_fixture_encodes_and_decodes(name: str) -> None:
+    codec, value = SAMPLES[name]
+    golden = (GOLDEN / f"{name}.json").read_bytes().strip()
+    assert json.loads(encode(value)) == json.loads(golden), "encoding drifted from the fixture"
+    assert codec.decode(golden) == value, "the fixture no longer decodes to the value"
+
+
+def test_every_wire_type_has_a_golden_fixture() -> None:
+    assert set(SAMPLES) == set(WIRE_TYPES) - {"upgrade_stop_args"}
+
+
+def _heartbeat_dict() -> dict[str, object]:
+    return json.loads(encode(SAMPLES["heartbeat"][1]))
+
+
+@pytest.mark.parametrize(
+    ("field", "bad", "reason_part"),
+    [
+        ("device_id", "Edge/01", "regex"),
+        ("device_id", "a" * 64, ""),
+        ("device_id", "", ""),
+        ("agent_version", "1..2", "regex"),
+        ("agent_version", "../../etc", "regex"),
+        ("agent_version", "1/2", "regex"),
+        ("agent_version", "1" * 65, ""),
+        ("instance_id", "not-hex", "regex"),
+        ("role", "boss", "enum"),
+        ("seq", -1, ">= 0"),
+        ("seq", "7", "int"),
+        ("sent_at", "yesterday", "float"),
+        ("upgrade_id", "../x", "regex"),
+    ],
+)
+def test_heartbeat_decode_errors_name_the_field(field: str, bad: object, reason_part: str) -> None:
+    data = _heartbeat_dict()
+    data[field] = bad
+    with pytest.raises(InvalidMessage) as info:
+        HEARTBEAT.decode(json.dumps(data).encode())
+    assert info.value.field == f"$.{field}"
+    assert reason_part in info.value.reason
+
+
+@pytest.mark.parametrize("field", ["device_id", "instance_id", "agent_version", "role", "seq"])
+def test_missing_field_is_named(field: str) -> None:
+    data = _heartbeat_dict()
+    del data[field]
+    with pytest.raises(InvalidMessage) as info:
+        HEARTBEAT.decode(json.dumps(data).encode())
+    assert info.value.field == f"$.{field}"
+    assert "missing" in info.value.reason
+
+
+def test_oversized_payload_is_refused_before_parsing() -> None:
+    payload = b'{"pad":"' + b"x" * MAX_MESSAGE_BYTES + b'"}'
+    with pytest.raises(InvalidMessage) as info:
+        HEARTBEAT.decode(payload)
+    assert info.value.field == "$"
+    assert "exceeds" in info.value.reason
+
+
+def test_not_json_and_wrong_shape_are_errors_at_the_root() -> None:
+    for raw in (b"\xff\xfe", b"not json", b"[1,2]", b""):
+        with pytest.raises(InvalidMessage) as info:
+            HEARTBEAT.decode(raw)
+        assert info.value.field == "$"
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
+    data = _heartbeat_dict()
+    data["added_in_v2"] = {"anything": 1}
+    assert HEARTBEAT.decode(json.dumps(data).encode()) == SAMPLES["heartbeat"][1]
+
+
+def test_unknown_verb_names_the_verb_field() -> None:
+    data = json.loads(encode(SAMPLES["command"][1]))
+    data["verb"] = "self_destruct"
+    with pytest.raises(InvalidMessage) as info:
+        COMMAND.decode(json.dumps(data).encode())
+    assert info.value.field == "$.verb"
+
+
+def test_command_args_are_checked_against_the_verb() -> None:
+    cmd = Command(
+        command_id="c",
+        verb=Verb.UPGRADE_STOP,
+        issued_at=0,
+        expires_at=1,
+        args={"upgrade_id": "../../x"},
+    )
+    with pytest.raises(InvalidMessage) as info:
+        decode_args(cmd)
+    assert info.value.field == "$.args.upgrade_id"
+    missing = msgspec.structs.replace(cmd, args={})
+    with pytest.raises(InvalidMessage) as info:
+        decode_args(missing)
+    assert info.value.field == "$.args.upgrade_id"
+
+
+def test_validators_for_flags() -> None:
+    assert idmod.device_id("edge-01") == "edge-01"
+    assert idmod.version("2.0.0+build.1") == "2.0.0+build.1"
+    assert idmod.sha256_hex(SHA.upper()) == SHA
+    for fn, bad in (
+        (idmod.device_id, "EDGE"),
+        (idmod.device_id, "-x"),
+        (idmod.version, ".."),
+        (idmod.version, "a/b"),
+        (idmod.sha256_hex, "12"),
+        (idmod.upgrade_id, "a b"),
+    ):
+        with pytest.raises(InvalidMessage):
+            fn(bad)
+
+
+def test_subjects_keep_a_device_under_its_own_prefix() -> None:
+    assert subjects.heartbeat("edge-01") == "fleet.edge-01.heartbeat"
+    assert subjects.command("edge-01") == "fleet.edge-01.cmd"
+    assert subjects.device_scope("edge-01") == "fleet.edge-01.>"
+    assert subjects.device_of("fleet.edge-01.heartbeat") == "edge-01"
+    assert subjects.device_of("other.edge-01.heartbeat") is None
+    assert subjects.device_of("fleet") is None
+
+
+def test_schema_export_writes_one_valid_schema_per_type(tmp_path: Path) -> None:
+    paths = export_schemas(tmp_path)
+    assert {p.name for p in paths} == {f"{n}.schema.json" for n in WIRE_TYPES}
+    hb = json.loads((tmp_path / "heartbeat.schema.json").read_text())
+    props = hb["$defs"]["Heartbeat"]["properties"]
+    assert props["device_id"]["pattern"] == idmod.DEVICE_ID_PATTERN
+    assert "agent_version" in hb["$defs"]["Heartbeat"]["required"]
+    assert sorted(hb["$defs"]["Role"]["enum"]) == ["candidate", "main"]
+
+
+def test_terminal_phases() -> None:
+    assert AgentUpgradePhase.SUCCEEDED.terminal
+    assert AgentUpgradePhase.ROLLED_BACK.terminal
+    assert AgentUpgradePhase.FAILED.terminal
+    assert not AgentUpgradePhase.CUTOVER_READY.terminal

@@ -1,0 +1,103 @@
+"""Registry coalescing and presence: writes follow changes, not the heartbeat rate."""
+
+from __future__ import annotations
+
+from harmony_fleet.contracts import Heartbeat, Role, encode
+from harmony_fleet.core.presence import PresencePolicy
+from harmony_fleet.operator.registry import Registry
+
+A = "a" * 32
+B = "b" * 32
+
+
+def hb(
+    seq: int,
+    *,
+    instance: str = A,
+    version: str = "1.0.0",
+    role: Role = Role.MAIN,
+    device: str = "edge-1",
+    interval: float = 5.0,
+) -> bytes:
+    return encode(
+        Heartbeat(
+            device_id=device,
+            instance_id=instance,
+            agent_version=version,
+            role=role,
+            seq=seq,
+            sent_at=0.0,
+            uptime_s=0.0,
+            interval_s=interval,
+        )
+    )
+
+
+def written(reg: Registry, now: float) -> list[str]:
+    out = []
+    for state in reg.due(now):
+        state.dirty = False
+        state.last_written = now
+        out.append(state.device_id)
+    return out
+
+
+def test_steady_heartbeats_cause_no_writes_until_refresh() -> None:
+    reg = Registry(PresencePolicy(refresh_s=60))
+    reg.ingest("fleet.edge-1.heartbeat", hb(1), 0.0)
+    assert written(reg, 0.0) == ["edge-1"]
+    for i in range(2, 12):
+        reg.ingest("fleet.edge-1.heartbeat", hb(i), i * 5.0)
+        assert written(reg, i * 5.0) == [], "an unchanged heartbeat must not cause a write"
+    assert written(reg, 61.0) == ["edge-1"], "the slow refresh writes last_seen"
+
+
+def test_visible_changes_write_at_once() -> None:
+    reg = Registry()
+    reg.ingest("fleet.edge-1.heartbeat", hb(1), 0.0)
+    written(reg, 0.0)
+    reg.ingest("fleet.edge-1.heartbeat", hb(1, instance=B, version="2.0.0", role=Role.CANDIDATE), 1)
+    assert written(reg, 1.0) == ["edge-1"], "a new instance is news"
+    state = reg.devices["edge-1"]
+    assert state.current_version == "1.0.0", "a candidate does not change the current version"
+    reg.ingest("fleet.edge-1.heartbeat", hb(2, instance=B, version="2.0.0", role=Role.MAIN), 2)
+    assert written(reg, 2.0) == ["edge-1"]
+    assert state.current_version == "2.0.0"
+
+
+def test_offline_after_missed_intervals_and_back() -> None:
+    reg = Registry(PresencePolicy(missed=3, grace_s=1.0))
+    reg.ingest("fleet.edge-1.heartbeat", hb(1, interval=5.0), 0.0)
+    assert reg.sweep(15.9) == []
+    assert reg.sweep(16.1) == ["edge-1"]
+    assert not reg.devices["edge-1"].online
+    reg.ingest("fleet.edge-1.heartbeat", hb(2), 20.0)
+    assert reg.devices["edge-1"].online
+
+
+def test_spoofed_and_malformed_heartbeats_are_dropped() -> None:
+    reg = Registry()
+    assert reg.ingest("fleet.other.heartbeat", hb(1), 0.0) is None
+    assert reg.ingest("fleet.edge-1.heartbeat", b"{bad", 0.0) is None
+    assert reg.ingest("fleet.edge-1.heartbeat", b"x" * 70_000, 0.0) is None
+    assert reg.rejected == 3
+    assert reg.devices == {}
+
+
+def test_record_keeps_a_bounded_number_of_instances() -> None:
+    reg = Registry()
+    for i in range(10):
+        reg.ingest("fleet.edge-1.heartbeat", hb(1, instance=f"{i:032x}"), float(i))
+    record = reg.devices["edge-1"].record(10.0)
+    assert len(record.instances) == 4
+    assert record.instances[0].instance_id == f"{9:032x}", "most recent first"
+
+
+def test_reload_from_record_gives_a_full_timeout_to_show_up() -> None:
+    reg = Registry(PresencePolicy(missed=3, grace_s=0.0))
+    reg.ingest("fleet.edge-1.heartbeat", hb(1, interval=5.0), 0.0)
+    record = reg.devices["edge-1"].record(0.0)
+    fresh = Registry(PresencePolicy(missed=3, grace_s=0.0))
+    fresh.load(record, now=100.0)
+    assert fresh.sweep(110.0) == [], "loaded online: gets a full offline window after restart"
+    assert fresh.sweep(116.0) == ["edge-1"]
