@@ -12,17 +12,24 @@ from __future__ import annotations
 from dataclasses import replace
 
 from harmony_fleet.contracts.commands import ReplyCode
-from harmony_fleet.contracts.ids import UpgradeId, Version
-from harmony_fleet.contracts.upgrade import AgentUpgradePhase
 from harmony_fleet.core.upgrade import effects as fx
 from harmony_fleet.core.upgrade import events as ev
-from harmony_fleet.core.upgrade.acceptance import Verdict, judge, judge_at_rest
-from harmony_fleet.core.upgrade.records import Memory, remember_finished
+from harmony_fleet.core.upgrade.acceptance import Verdict, judge
+from harmony_fleet.core.upgrade.outcomes import (
+    NO_EFFECTS,
+    Result,
+    fail,
+    finish,
+    roll_back,
+    start,
+    target_of,
+    then_pending,
+    uid_of,
+)
+from harmony_fleet.core.upgrade.records import remember_finished
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import (
-    ARMED_STATES,
     BLAMES_VERSION,
-    MAX_ATTEMPTS,
     SELF_TEST_GRACE_S,
     ErrorCode,
     TimerKind,
@@ -30,160 +37,7 @@ from harmony_fleet.core.upgrade.states import (
 )
 
 S = UpgradeState
-Result = tuple[Snapshot, tuple[fx.Effect, ...]]
-_NO_EFFECTS: tuple[fx.Effect, ...] = ()
-
-
-def ignore(snap: Snapshot, event: object) -> Result:
-    """A late or duplicate event: nothing changes."""
-    return snap, _NO_EFFECTS
-
-
-# --- helpers -------------------------------------------------------------------------------
-
-
-def _uid(snap: Snapshot) -> UpgradeId:
-    assert snap.upgrade_id is not None
-    return snap.upgrade_id
-
-
-def _target(snap: Snapshot) -> Version:
-    assert snap.target is not None
-    return snap.target
-
-
-def _finish(snap: Snapshot, *, blame: bool) -> tuple[Snapshot, tuple[fx.Effect, ...]]:
-    """Book-keeping of an upgrade that ended: memory, skip list, record cleared."""
-    uid, target = _uid(snap), _target(snap)
-    failed = snap.memory.failed_versions
-    out: list[fx.Effect] = []
-    if blame:
-        failed = failed | {target}
-        out.append(fx.RememberFailedVersion(version=target))
-    out += [fx.RecordFinished(upgrade_id=uid), fx.PersistInFlight(record=None)]
-    memory = Memory(finished=remember_finished(snap.memory.finished, uid), failed_versions=failed)
-    return replace(snap, memory=memory), tuple(out)
-
-
-def _start(snap: Snapshot, seen: ev.MarkerSeen) -> Result:
-    """Judge ``seen`` at rest and begin it (or end it at once)."""
-    verdict = judge_at_rest(snap, seen.marker)
-    fresh = snap.moved(
-        snap.state,
-        marker=seen.marker,
-        from_version=snap.running_version,
-        attempt=1,
-        started_at=seen.seen_at,
-        progress=None,
-        candidate_instance_id=None,
-        error_code=None,
-        error_detail="",
-        candidate_exit_code=None,
-        candidate_log_tail=(),
-        pending=None,
-        stop_commands=(),
-    )
-    if verdict is Verdict.ALREADY_RUNNING:
-        done = fresh.moved(S.IDLE, error_code=ErrorCode.ALREADY_RUNNING)
-        status = done.status(AgentUpgradePhase.SUCCEEDED)
-        done, book = _finish(done, blame=False)
-        return done, (status, *book)
-    if verdict is Verdict.REFUSE_FAILED_BEFORE:
-        done = fresh.moved(
-            S.FAILED,
-            error_code=ErrorCode.VERSION_FAILED_BEFORE,
-            error_detail=f"{seen.marker.target_version} failed on this device before; "
-            "set force to retry it",
-        )
-        status = done.status()
-        done, book = _finish(done, blame=False)
-        return done, (status, *book)
-    staging = fresh.moved(S.STAGING)
-    return staging, _begin_staging(staging)
-
-
-def _begin_staging(snap: Snapshot) -> tuple[fx.Effect, ...]:
-    assert snap.marker is not None
-    return (
-        fx.PersistInFlight(record=snap.record()),
-        snap.status(),
-        fx.ScheduleTimer(
-            kind=TimerKind.STAGING, delay_s=snap.marker.timeouts.download_s, upgrade_id=_uid(snap)
-        ),
-        fx.Stage(marker=snap.marker),
-    )
-
-
-def _then_pending(snap: Snapshot, effects: tuple[fx.Effect, ...]) -> Result:
-    """After an upgrade ended: hand the waiting marker back to be judged at rest, if any."""
-    if snap.pending is None:
-        return snap, effects
-    return replace(snap, pending=None), (*effects, fx.Resubmit(event=snap.pending))
-
-
-def _fail(
-    snap: Snapshot,
-    code: ErrorCode,
-    detail: str = "",
-    *,
-    cancel_work: bool = False,
-    exit_code: int | None = None,
-    log_tail: tuple[str, ...] = (),
-) -> Result:
-    """End a pre-candidate upgrade as Failed: only the staging folder is cleaned up."""
-    failed = snap.moved(
-        S.FAILED,
-        error_code=code,
-        error_detail=detail,
-        candidate_exit_code=exit_code,
-        candidate_log_tail=log_tail,
-    )
-    out: list[fx.Effect] = []
-    if cancel_work:
-        out.append(fx.CancelWork())
-    out += [
-        fx.CancelTimer(kind=TimerKind.STAGING),
-        fx.CancelTimer(kind=TimerKind.SELF_TEST),
-        fx.CleanupStaging(version=_target(snap)),
-        failed.status(),
-    ]
-    failed, book = _finish(failed, blame=code in BLAMES_VERSION)
-    return _then_pending(failed, (*out, *book))
-
-
-def _roll_back(
-    snap: Snapshot,
-    code: ErrorCode,
-    detail: str = "",
-    *,
-    exit_code: int | None = None,
-    log_tail: tuple[str, ...] = (),
-    extra: tuple[fx.Effect, ...] = (),
-) -> Result:
-    """Begin the revert of an upgrade whose candidate may exist."""
-    rolling = snap.moved(
-        S.ROLLING_BACK,
-        error_code=code,
-        error_detail=detail,
-        candidate_exit_code=exit_code if exit_code is not None else snap.candidate_exit_code,
-        candidate_log_tail=log_tail or snap.candidate_log_tail,
-        stop_commands=(),
-    )
-    out: list[fx.Effect] = []
-    if snap.state in ARMED_STATES:
-        out.append(fx.DisarmStop())
-    out += [
-        fx.CancelTimer(kind=TimerKind.CUTOVER),
-        fx.CancelTimer(kind=TimerKind.HOLD),
-        *extra,
-        fx.PersistInFlight(record=rolling.record()),
-        fx.Revert(
-            upgrade_id=_uid(snap),
-            previous=snap.from_version or snap.running_version,
-            target=_target(snap),
-        ),
-    ]
-    return rolling, tuple(out)
+_NO_EFFECTS = NO_EFFECTS
 
 
 # --- markers -------------------------------------------------------------------------------
@@ -200,8 +54,8 @@ def on_marker(snap: Snapshot, event: ev.MarkerSeen) -> Result:
         return waiting, (waiting.status(),)
     if verdict is Verdict.SUPERSEDE:
         waiting = replace(snap, pending=event)
-        return _fail(waiting, ErrorCode.SUPERSEDED, "a newer marker arrived", cancel_work=True)
-    return _start(snap, event)
+        return fail(waiting, ErrorCode.SUPERSEDED, "a newer marker arrived", cancel_work=True)
+    return start(snap, event)
 
 
 # --- staging and verification --------------------------------------------------------------
@@ -224,7 +78,7 @@ def on_staging_done(snap: Snapshot, event: ev.StagingDone) -> Result:
         fx.CancelTimer(kind=TimerKind.STAGING),
         verifying.status(),
         fx.ScheduleTimer(
-            kind=TimerKind.SELF_TEST, delay_s=timeout + SELF_TEST_GRACE_S, upgrade_id=_uid(snap)
+            kind=TimerKind.SELF_TEST, delay_s=timeout + SELF_TEST_GRACE_S, upgrade_id=uid_of(snap)
         ),
         fx.RunSelfTest(marker=snap.marker, timeout_s=timeout),
     )
@@ -233,13 +87,13 @@ def on_staging_done(snap: Snapshot, event: ev.StagingDone) -> Result:
 def on_staging_failed(snap: Snapshot, event: ev.StagingFailed) -> Result:
     if not snap.belongs(event.upgrade_id):
         return snap, _NO_EFFECTS
-    return _fail(snap, event.code, event.detail)
+    return fail(snap, event.code, event.detail)
 
 
 def on_staging_timeout(snap: Snapshot, event: ev.StagingTimedOut) -> Result:
     if not snap.belongs(event.upgrade_id):
         return snap, _NO_EFFECTS
-    return _fail(snap, ErrorCode.STAGING_TIMEOUT, "staging deadline passed", cancel_work=True)
+    return fail(snap, ErrorCode.STAGING_TIMEOUT, "staging deadline passed", cancel_work=True)
 
 
 def on_self_test_passed(snap: Snapshot, event: ev.SelfTestPassed) -> Result:
@@ -257,7 +111,7 @@ def on_self_test_passed(snap: Snapshot, event: ev.SelfTestPassed) -> Result:
 def on_self_test_failed(snap: Snapshot, event: ev.SelfTestFailed) -> Result:
     if not snap.belongs(event.upgrade_id):
         return snap, _NO_EFFECTS
-    return _fail(
+    return fail(
         snap,
         ErrorCode.SELF_TEST_FAILED,
         event.detail,
@@ -269,7 +123,7 @@ def on_self_test_failed(snap: Snapshot, event: ev.SelfTestFailed) -> Result:
 def on_self_test_timeout(snap: Snapshot, event: ev.SelfTestTimedOut) -> Result:
     if not snap.belongs(event.upgrade_id):
         return snap, _NO_EFFECTS
-    return _fail(snap, ErrorCode.SELF_TEST_TIMEOUT, "self-test did not finish", cancel_work=True)
+    return fail(snap, ErrorCode.SELF_TEST_TIMEOUT, "self-test did not finish", cancel_work=True)
 
 
 # --- cutover -------------------------------------------------------------------------------
@@ -279,7 +133,7 @@ def on_candidate_started(snap: Snapshot, event: ev.CandidateStarted) -> Result:
     if not snap.belongs(event.upgrade_id):
         return snap, _NO_EFFECTS
     assert snap.marker is not None
-    uid, timeouts = _uid(snap), snap.marker.timeouts
+    uid, timeouts = uid_of(snap), snap.marker.timeouts
     if snap.candidate_instance_id is not None:
         holding = snap.moved(S.HOLDING)
         timer = fx.ScheduleTimer(kind=TimerKind.HOLD, delay_s=timeouts.hold_s, upgrade_id=uid)
@@ -292,7 +146,7 @@ def on_candidate_started(snap: Snapshot, event: ev.CandidateStarted) -> Result:
 def on_candidate_start_failed(snap: Snapshot, event: ev.CandidateStartFailed) -> Result:
     if not snap.belongs(event.upgrade_id):
         return snap, _NO_EFFECTS
-    return _roll_back(snap, ErrorCode.CANDIDATE_START_FAILED, event.detail)
+    return roll_back(snap, ErrorCode.CANDIDATE_START_FAILED, event.detail)
 
 
 def _is_our_candidate(snap: Snapshot, event: ev.CandidateHeartbeatSeen) -> bool:
@@ -315,7 +169,7 @@ def on_candidate_heartbeat(snap: Snapshot, event: ev.CandidateHeartbeatSeen) -> 
     return holding, (
         fx.CancelTimer(kind=TimerKind.CUTOVER),
         fx.ScheduleTimer(
-            kind=TimerKind.HOLD, delay_s=snap.marker.timeouts.hold_s, upgrade_id=_uid(snap)
+            kind=TimerKind.HOLD, delay_s=snap.marker.timeouts.hold_s, upgrade_id=uid_of(snap)
         ),
         holding.status(),
     )
@@ -329,7 +183,7 @@ def on_candidate_exited(snap: Snapshot, event: ev.CandidateExited) -> Result:
         return replace(
             snap, candidate_exit_code=event.exit_code, candidate_log_tail=event.log_tail
         ), _NO_EFFECTS
-    return _roll_back(
+    return roll_back(
         snap,
         ErrorCode.CANDIDATE_EXITED,
         f"candidate exited with code {event.exit_code}",
@@ -341,7 +195,7 @@ def on_candidate_exited(snap: Snapshot, event: ev.CandidateExited) -> Result:
 def on_cutover_timeout(snap: Snapshot, event: ev.CutoverTimeout) -> Result:
     if not snap.belongs(event.upgrade_id):
         return snap, _NO_EFFECTS
-    return _roll_back(
+    return roll_back(
         snap, ErrorCode.CUTOVER_TIMEOUT, "no stop and no candidate heartbeat before the deadline"
     )
 
@@ -349,7 +203,7 @@ def on_cutover_timeout(snap: Snapshot, event: ev.CutoverTimeout) -> Result:
 def on_hold_timeout(snap: Snapshot, event: ev.HoldTimeout) -> Result:
     if not snap.belongs(event.upgrade_id):
         return snap, _NO_EFFECTS
-    return _roll_back(
+    return roll_back(
         snap, ErrorCode.HOLD_TIMEOUT, "candidate heartbeats seen, but no stop before the deadline"
     )
 
@@ -370,7 +224,7 @@ def on_stop(snap: Snapshot, event: ev.StopReceived) -> Result:
             fx.CancelTimer(kind=TimerKind.CUTOVER),
             fx.CancelTimer(kind=TimerKind.HOLD),
             fx.PersistInFlight(record=committing.record()),
-            fx.SwapCurrent(upgrade_id=armed, version=_target(snap)),
+            fx.SwapCurrent(upgrade_id=armed, version=target_of(snap)),
         )
     if armed is not None:
         return snap, (_reply(event, ReplyCode.WRONG_UPGRADE, f"armed for {armed}"),)
@@ -387,7 +241,7 @@ def on_commit_done(snap: Snapshot, event: ev.CommitDone) -> Result:
     if not snap.belongs(event.upgrade_id):
         return snap, _NO_EFFECTS
     committed = snap.moved(S.COMMITTED, stop_commands=())
-    uid = _uid(snap)
+    uid = uid_of(snap)
     memory = replace(committed.memory, finished=remember_finished(committed.memory.finished, uid))
     committed = replace(committed, memory=memory)
     replies = tuple(
@@ -410,7 +264,7 @@ def on_commit_failed(snap: Snapshot, event: ev.CommitFailed) -> Result:
         fx.ReplyToStop(command_id=c, code=ReplyCode.ERROR, message=f"commit failed: {event.detail}")
         for c in snap.stop_commands
     )
-    return _roll_back(snap, ErrorCode.COMMIT_FAILED, event.detail, extra=replies)
+    return roll_back(snap, ErrorCode.COMMIT_FAILED, event.detail, extra=replies)
 
 
 # --- the revert ----------------------------------------------------------------------------
@@ -421,8 +275,8 @@ def on_revert_done(snap: Snapshot, event: ev.RevertDone) -> Result:
         return snap, _NO_EFFECTS
     done = snap.moved(S.ROLLED_BACK)
     status = done.status()
-    done, book = _finish(done, blame=snap.error_code in BLAMES_VERSION)
-    return _then_pending(done, (status, *book))
+    done, book = finish(done, blame=snap.error_code in BLAMES_VERSION)
+    return then_pending(done, (status, *book))
 
 
 def on_revert_failed(snap: Snapshot, event: ev.RevertFailed) -> Result:
@@ -435,73 +289,5 @@ def on_revert_failed(snap: Snapshot, event: ev.RevertFailed) -> Result:
         error_detail=f"{reason}, then the revert failed: {event.detail}",
     )
     status = done.status()
-    done, book = _finish(done, blame=snap.error_code in BLAMES_VERSION)
-    return _then_pending(done, (status, *book))
-
-
-# --- a fresh process -----------------------------------------------------------------------
-
-
-def on_restarted(snap: Snapshot, event: ev.AgentRestarted) -> Result:
-    """Finish or revert what the previous process left, so the status ends in the truth."""
-    record = event.record
-    if record is None:
-        return snap, _NO_EFFECTS
-    base = snap.moved(
-        S.IDLE,
-        marker=record.marker,
-        from_version=record.from_version,
-        attempt=record.attempt,
-        started_at=record.started_at,
-        candidate_instance_id=record.candidate_instance_id,
-        error_code=record.error_code,
-        error_detail=record.error_detail,
-        candidate_exit_code=record.candidate_exit_code,
-        candidate_log_tail=record.candidate_log_tail,
-    )
-    target, uid = record.target, record.upgrade_id
-    was = record.state
-    if was in (S.STAGING, S.VERIFYING):
-        if record.attempt >= MAX_ATTEMPTS:
-            staging = base.moved(S.STAGING)
-            return _fail(staging, ErrorCode.TOO_MANY_ATTEMPTS, f"interrupted {record.attempt}x")
-        staging = base.moved(S.STAGING, attempt=record.attempt + 1)
-        return staging, _begin_staging(staging)
-    if was in (S.COMMITTING, S.COMMITTED) and event.current_version == target:
-        committed = base.moved(S.COMMITTED)
-        memory = replace(base.memory, finished=remember_finished(base.memory.finished, uid))
-        committed = replace(committed, memory=memory)
-        if snap.running_version == target:
-            # We are the new main instance: the candidate has served its purpose.
-            return committed, (
-                fx.StopCandidate(upgrade_id=uid),
-                committed.status(),
-                fx.RecordFinished(upgrade_id=uid),
-                fx.PersistInFlight(record=None),
-            )
-        # We are the old version, restarted after the swap: hand over again.
-        return committed, (
-            fx.PersistInFlight(record=committed.record()),
-            committed.status(),
-            fx.RecordFinished(upgrade_id=uid),
-            fx.HandOver(upgrade_id=uid),
-        )
-    if was is S.COMMITTED:
-        # Committed, yet current is back at the previous version: someone reverted it.
-        done = base.moved(
-            S.ROLLED_BACK,
-            error_code=ErrorCode.LAYOUT_INCONSISTENT,
-            error_detail=f"committed, but current points at {event.current_version}",
-        )
-        status = done.status()
-        done, book = _finish(done, blame=False)
-        return done, (fx.StopCandidate(upgrade_id=uid), status, *book)
-    if was in (S.STARTING, S.CUTOVER_READY, S.HOLDING, S.COMMITTING, S.ROLLING_BACK):
-        code = record.error_code if was is S.ROLLING_BACK and record.error_code else None
-        return _roll_back(
-            base,
-            code or ErrorCode.AGENT_RESTARTED,
-            record.error_detail if code else f"agent restarted in {was.value}",
-        )
-    # A terminal record that was not cleared: clear it.
-    return base.moved(S.IDLE), (fx.PersistInFlight(record=None),)
+    done, book = finish(done, blame=snap.error_code in BLAMES_VERSION)
+    return then_pending(done, (status, *book))

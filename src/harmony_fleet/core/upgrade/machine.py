@@ -21,13 +21,14 @@ from typing import Any
 
 from harmony_fleet.core.upgrade import events as ev
 from harmony_fleet.core.upgrade import handlers as h
+from harmony_fleet.core.upgrade import outcomes, restart
 from harmony_fleet.core.upgrade.effects import Effect
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import UpgradeState
 from harmony_fleet.errors import FleetError, PermanentError
 
 S = UpgradeState
-Handler = Callable[[Snapshot, Any], h.Result]
+Handler = Callable[[Snapshot, Any], outcomes.Result]
 
 
 class ProtocolViolation(PermanentError):
@@ -52,14 +53,14 @@ class Rule:
 
     @property
     def ignores(self) -> bool:
-        return self.handler is h.ignore
+        return self.handler is outcomes.ignore
 
 
 def _r(handler: Handler, *targets: UpgradeState) -> Rule:
     return Rule(handler=handler, targets=frozenset(targets))
 
 
-IGNORE = _r(h.ignore)
+IGNORE = _r(outcomes.ignore)
 
 # Where a marker can lead once the machine is at rest: start, refuse, or succeed at once.
 _FROM_REST = (S.STAGING, S.FAILED, S.IDLE)
@@ -96,7 +97,12 @@ TABLE: Mapping[UpgradeState, Mapping[type[Any], Rule]] = MappingProxyType(
             **_ALWAYS,
             ev.MarkerSeen: _r(h.on_marker, *_FROM_REST),
             ev.AgentRestarted: _r(
-                h.on_restarted, S.STAGING, S.FAILED, S.ROLLING_BACK, S.COMMITTED, S.ROLLED_BACK
+                restart.on_restarted,
+                S.STAGING,
+                S.FAILED,
+                S.ROLLING_BACK,
+                S.COMMITTED,
+                S.ROLLED_BACK,
             ),
         },
         S.STAGING: {

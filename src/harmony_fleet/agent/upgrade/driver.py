@@ -1,0 +1,373 @@
+"""The upgrade driver: runs the pure machine and performs its effects, one event at a time.
+
+``core.upgrade.machine`` decides; this module only acts, through the executor seam, the status
+writer, the local state store, the stop signal and the clock. Events are processed strictly one
+at a time under a lock, so the machine never sees two at once; effects of one step run in
+order; long work (staging, the self-test, watching the candidate) runs in background tasks that
+feed their outcome back as an event.
+
+How the agent process uses it (see ADR-022)::
+
+    driver = UpgradeDriver(device_id=..., instance_id=..., running_version=...,
+                           executor=..., status_sink=..., state_store=..., clock=LoopClock())
+    await driver.resume_after_restart()          # once, at start, before anything else
+    ... on each marker KV value for this device:  await driver.run_marker(marker)
+    ... on each heartbeat of this device:         await driver.record_heartbeat(hb)
+    ... on each upgrade_stop command:             reply = await driver.on_stop(uid, command_id)
+    await driver.wait_handover()                 # resolves only after a commit: then exit
+    await driver.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any
+
+from harmony_fleet.agent.upgrade import work
+from harmony_fleet.agent.upgrade.ports import Cancellable, Clock, StatusSink
+from harmony_fleet.agent.upgrade.status_writer import StatusWriter
+from harmony_fleet.agent.upgrade.stop_signal import StopSignal
+from harmony_fleet.contracts.commands import Reply, ReplyCode
+from harmony_fleet.contracts.heartbeat import Heartbeat
+from harmony_fleet.contracts.ids import DeviceId, InstanceId, UpgradeId, Version
+from harmony_fleet.contracts.upgrade import Progress, UpgradeMarker, UpgradeStatus
+from harmony_fleet.core.upgrade import effects as fx
+from harmony_fleet.core.upgrade import events as ev
+from harmony_fleet.core.upgrade.executor import CandidateHandle, UpgradeExecutor
+from harmony_fleet.core.upgrade.machine import ProtocolViolation, step
+from harmony_fleet.core.upgrade.records import (
+    LocalState,
+    StateStore,
+    memory_of,
+    with_failed,
+    with_finished,
+    with_in_flight,
+)
+from harmony_fleet.core.upgrade.snapshot import Snapshot
+from harmony_fleet.core.upgrade.states import TimerKind, UpgradeState
+
+log = logging.getLogger("harmony_fleet.agent.upgrade")
+
+#: Minimum time between two progress updates written to the status while staging.
+PROGRESS_EVERY_S = 2.0
+#: Attempts at a revert before reporting RevertFailed, and the pause between them.
+REVERT_ATTEMPTS = 3
+REVERT_PAUSE_S = 1.0
+_CANDIDATE_STATES = frozenset(
+    {UpgradeState.STARTING, UpgradeState.CUTOVER_READY, UpgradeState.HOLDING}
+)
+
+
+class UpgradeDriver:
+    """One device's agent-side upgrade, driven by markers, heartbeats, stops and timers."""
+
+    def __init__(
+        self,
+        *,
+        device_id: DeviceId,
+        instance_id: InstanceId,
+        running_version: Version,
+        executor: UpgradeExecutor,
+        status_sink: StatusSink,
+        state_store: StateStore,
+        clock: Clock,
+    ) -> None:
+        self.device_id = device_id
+        self.instance_id = instance_id
+        self.running_version = running_version
+        self.stop_signal = StopSignal()
+        self._executor = executor
+        self._store = state_store
+        self._clock = clock
+        self._status = StatusWriter(status_sink, clock)
+        self._local: LocalState = state_store.load()
+        self._snap = Snapshot.initial(
+            running_version=running_version,
+            instance_id=instance_id,
+            memory=memory_of(self._local),
+        )
+        self._lock = asyncio.Lock()
+        self._work: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: dict[TimerKind, Cancellable] = {}
+        self._replies: dict[str, Reply] = {}
+        self._handover = asyncio.Event()
+        self._last_progress_at = float("-inf")
+        self._closed = False
+        self.violations = 0
+        self.log = logging.LoggerAdapter(log, {"device_id": device_id, "instance_id": instance_id})
+
+    # -- the public entry points --------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The machine's current snapshot (read-only; for status pages and tests)."""
+        return self._snap
+
+    @property
+    def latest_status(self) -> UpgradeStatus | None:
+        return self._status.latest
+
+    async def resume_after_restart(self) -> None:
+        """Finish or revert what a previous process left (call once, first)."""
+        try:
+            current: Version | None = await self._executor.self_heal_layout()
+        except Exception as exc:
+            self.log.error("layout self-heal failed at start", extra={"error": str(exc)})
+            current = await self._executor.current_version()
+        await self._dispatch(
+            ev.AgentRestarted(record=self._local.in_flight, current_version=current)
+        )
+
+    async def run_marker(self, marker: UpgradeMarker) -> None:
+        """Feed one delivery of this device's marker (first sight, redelivery, newer one).
+
+        Returns once the machine took it in; the upgrade itself goes on in the background.
+        """
+        if marker.device_id != self.device_id:
+            self.log.warning(
+                "marker for another device ignored", extra={"marker_device": marker.device_id}
+            )
+            return
+        await self._dispatch(ev.MarkerSeen(marker=marker, seen_at=self._clock.now()))
+
+    async def record_heartbeat(self, hb: Heartbeat) -> None:
+        """Tell the machine about a heartbeat of this device (cheap when no upgrade runs)."""
+        if hb.device_id != self.device_id or hb.instance_id == self.instance_id:
+            return
+        if self._snap.state not in _CANDIDATE_STATES:
+            return
+        await self._dispatch(
+            ev.CandidateHeartbeatSeen(
+                instance_id=InstanceId(hb.instance_id),
+                version=Version(hb.agent_version),
+                upgrade_id=UpgradeId(hb.upgrade_id) if hb.upgrade_id is not None else None,
+            )
+        )
+
+    async def on_stop(self, upgrade_id: str, command_id: str) -> Reply | None:
+        """Answer ``upgrade_stop``. Commits (swap, status, reply OK) only if armed for it.
+
+        The reply is sent after ``current`` moved and the Committed status was handed to the
+        writer; a refusal (NOT_ARMED, WRONG_UPGRADE) changes nothing.
+        """
+        await self._dispatch(
+            ev.StopReceived(upgrade_id=UpgradeId(upgrade_id), command_id=command_id)
+        )
+        reply = self._replies.pop(command_id, None)
+        if reply is None:  # only if the machine dropped the event: never leave the caller hanging
+            return self._reply(command_id, ReplyCode.ERROR, "no decision")
+        return reply
+
+    async def wait_handover(self) -> None:
+        """Resolves when this (old) agent committed and must exit so the new one takes over."""
+        await self._handover.wait()
+
+    @property
+    def handed_over(self) -> bool:
+        return self._handover.is_set()
+
+    async def flush_status(self) -> None:
+        """Wait until the latest status reached the sink (call before exiting on hand-over)."""
+        await self._status.flush()
+
+    async def close(self) -> None:
+        """Cancel timers and background work; the on-disk state stays as it is."""
+        self._closed = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        tasks = [t for t in (self._work, self._watch, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._status.close()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def _dispatch(self, event: ev.Event) -> None:
+        if self._closed:
+            return
+        async with self._lock:
+            queue: deque[ev.Event] = deque([event])
+            while queue:
+                current = queue.popleft()
+                try:
+                    snap, effects = step(self._snap, current)
+                except ProtocolViolation as exc:
+                    self.violations += 1
+                    self.log.warning("event dropped", extra={"error": str(exc)})
+                    continue
+                if snap.state is not self._snap.state:
+                    self.log.info(
+                        "upgrade state",
+                        extra={
+                            "from": self._snap.state.value,
+                            "to": snap.state.value,
+                            "event": type(current).__name__,
+                            "upgrade_id": snap.upgrade_id,
+                        },
+                    )
+                self._snap = snap
+                for effect in effects:
+                    follow = await self._perform(effect)
+                    if follow is not None:
+                        queue.append(follow)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _perform(self, effect: fx.Effect) -> ev.Event | None:
+        match effect:
+            case fx.Stage(marker=marker):
+                self._work = self._spawn(self._run_stage(marker))
+            case fx.RunSelfTest(marker=marker, timeout_s=timeout_s):
+                self._work = self._spawn(self._run_self_test(marker, timeout_s))
+            case fx.CancelWork():
+                if self._work is not None and self._work is not asyncio.current_task():
+                    self._work.cancel()
+                self._work = None
+            case fx.StartCandidate(marker=marker):
+                return await self._start_candidate(marker)
+            case fx.StopCandidate(upgrade_id=uid):
+                self._stop_watching()
+                try:
+                    await self._executor.stop_candidate(uid)
+                except Exception as exc:
+                    self.log.error("stopping the candidate failed", extra={"error": str(exc)})
+            case fx.ArmStop(upgrade_id=uid):
+                self.stop_signal.arm(uid)
+            case fx.DisarmStop():
+                self.stop_signal.disarm()
+            case fx.ReplyToStop(command_id=cid, code=code, message=message):
+                self._replies[cid] = self._reply(cid, code, message)
+            case fx.SwapCurrent(upgrade_id=uid, version=version):
+                try:
+                    await self._executor.swap_current(version)
+                except Exception as exc:
+                    return ev.CommitFailed(upgrade_id=uid, detail=str(exc))
+                return ev.CommitDone(upgrade_id=uid)
+            case fx.Revert():
+                return await self._revert(effect)
+            case fx.CleanupStaging(version=version):
+                try:
+                    await self._executor.cleanup_staging(version)
+                except Exception as exc:
+                    self.log.error("staging cleanup failed", extra={"error": str(exc)})
+            case fx.WriteStatus():
+                self._status.publish(self._status_of(effect))
+            case fx.RememberFailedVersion(version=version):
+                self._save(with_failed(self._local, version))
+            case fx.RecordFinished(upgrade_id=uid):
+                self._save(with_finished(self._local, uid))
+            case fx.PersistInFlight(record=record):
+                self._save(with_in_flight(self._local, record))
+            case fx.HandOver(upgrade_id=uid):
+                self.log.info("handing over to the new version", extra={"upgrade_id": uid})
+                self._handover.set()
+            case fx.Resubmit(event=event):
+                return event
+            case fx.ScheduleTimer(kind=kind, delay_s=delay_s, upgrade_id=uid):
+                self._cancel_timer(kind)
+                fire = ev.timer_event(kind, uid)
+                self._timers[kind] = self._clock.call_later(
+                    delay_s, lambda: self._timer_fired(kind, fire)
+                )
+            case fx.CancelTimer(kind=kind):
+                self._cancel_timer(kind)
+        return None
+
+    # -- effects that need more than a line -----------------------------------------------------
+
+    def _save(self, state: LocalState) -> None:
+        self._local = state
+        try:
+            self._store.save(state)
+        except Exception as exc:
+            self.log.error("local state not saved", extra={"error": str(exc)})
+
+    def _cancel_timer(self, kind: TimerKind) -> None:
+        timer = self._timers.pop(kind, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _timer_fired(self, kind: TimerKind, event: ev.Event) -> None:
+        self._timers.pop(kind, None)
+        if not self._closed:
+            self._spawn(self._dispatch(event))
+
+    def _reply(self, command_id: str, code: ReplyCode, message: str) -> Reply:
+        return Reply(
+            command_id=command_id,
+            ok=code is ReplyCode.OK,
+            code=code,
+            message=message,
+            instance_id=self.instance_id,
+            agent_version=self.running_version,
+        )
+
+    def _status_of(self, w: fx.WriteStatus) -> UpgradeStatus:
+        return UpgradeStatus(
+            upgrade_id=w.upgrade_id,
+            device_id=self.device_id,
+            phase=w.phase,
+            from_version=w.from_version,
+            to_version=w.to_version,
+            instance_id=self.instance_id,
+            attempt=w.attempt,
+            progress=w.progress,
+            error_code=w.error_code.value if w.error_code is not None else "",
+            error_detail=w.error_detail[:4096],
+            candidate_instance_id=w.candidate_instance_id,
+            candidate_exit_code=w.candidate_exit_code,
+            candidate_log_tail=[line[:4096] for line in w.candidate_log_tail],
+            started_at=w.started_at,
+            updated_at=self._clock.now(),
+            pending_upgrade_id=w.pending_upgrade_id,
+        )
+
+    async def _run_stage(self, marker: UpgradeMarker) -> None:
+        uid = UpgradeId(marker.upgrade_id)
+        await self._dispatch(
+            await work.stage(self._executor, marker, lambda p: self._on_progress(uid, p))
+        )
+
+    def _on_progress(self, uid: UpgradeId, progress: Progress) -> None:
+        now = self._clock.now()
+        if now - self._last_progress_at < PROGRESS_EVERY_S:
+            return
+        self._last_progress_at = now
+        self._spawn(self._dispatch(ev.StagingProgress(upgrade_id=uid, progress=progress)))
+
+    async def _run_self_test(self, marker: UpgradeMarker, timeout_s: float) -> None:
+        await self._dispatch(await work.self_test(self._executor, marker, timeout_s))
+
+    async def _start_candidate(self, marker: UpgradeMarker) -> ev.Event:
+        event, handle = await work.start_candidate(self._executor, marker)
+        if handle is not None:
+            self._stop_watching()
+            self._watch = self._spawn(self._watch_candidate(handle))
+        return event
+
+    async def _watch_candidate(self, handle: CandidateHandle) -> None:
+        event = await work.candidate_exit(self._executor, handle)
+        self._watch = None
+        await self._dispatch(event)
+
+    def _stop_watching(self) -> None:
+        if self._watch is not None and self._watch is not asyncio.current_task():
+            self._watch.cancel()
+        self._watch = None
+
+    async def _revert(self, effect: fx.Revert) -> ev.Event:
+        self._stop_watching()
+        return await work.revert(
+            self._executor, effect, self._clock, attempts=REVERT_ATTEMPTS, pause_s=REVERT_PAUSE_S
+        )

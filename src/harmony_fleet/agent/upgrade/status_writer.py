@@ -1,0 +1,81 @@
+"""Publishing the upgrade status without ever blocking the machine, and without losing the last.
+
+A status write goes through NATS KV and can time out while the server is away; the value may
+still land later (see docs on OutcomeUnknown). So the writer keeps only the *latest* status and
+one background task that writes it, retrying the same value with capped backoff until it is
+stored or a newer status replaces it. Rewriting an identical value is idempotent, and since the
+agent is the only writer of its device's key, no compare-and-set is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from harmony_fleet.agent.upgrade.ports import Clock, StatusSink
+from harmony_fleet.contracts.upgrade import UpgradeStatus
+from harmony_fleet.errors import PermanentError, TemporaryError
+
+log = logging.getLogger("harmony_fleet.agent.upgrade")
+
+BACKOFF_START_S = 0.5
+BACKOFF_MAX_S = 30.0
+
+
+class StatusWriter:
+    """Latest-value-wins publisher of :class:`UpgradeStatus`."""
+
+    def __init__(self, sink: StatusSink, clock: Clock) -> None:
+        self._sink = sink
+        self._clock = clock
+        self._latest: UpgradeStatus | None = None
+        self._written: UpgradeStatus | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def latest(self) -> UpgradeStatus | None:
+        return self._latest
+
+    @property
+    def written(self) -> UpgradeStatus | None:
+        """The last status the sink accepted."""
+        return self._written
+
+    def publish(self, status: UpgradeStatus) -> None:
+        """Make ``status`` the one to write; start the writer if it is not running."""
+        self._latest = status
+        self._idle.clear()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        delay = BACKOFF_START_S
+        while self._latest is not None and self._latest is not self._written:
+            status = self._latest
+            try:
+                await self._sink.write(status)
+            except TemporaryError as exc:
+                log.warning(
+                    "status write failed, retrying the same value",
+                    extra={"phase": status.phase.value, "error": repr(exc), "retry_in": delay},
+                )
+                await self._clock.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            except PermanentError as exc:
+                log.error("status rejected", extra={"phase": status.phase.value, "error": str(exc)})
+            self._written = status
+            delay = BACKOFF_START_S
+        self._idle.set()
+
+    async def flush(self) -> None:
+        """Wait until the latest status is written (or rejected)."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._idle.set()

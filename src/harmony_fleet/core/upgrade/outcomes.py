@@ -1,0 +1,179 @@
+"""How upgrades begin and end: the building blocks every transition handler uses.
+
+Beginning (judge the marker at rest, then start, refuse, or succeed at once), failing before a
+candidate exists (clean the staging folder only), rolling back once a candidate may exist
+(disarm, persist, revert), and the book-keeping of an end (finished ids, skip list, the record
+cleared, a waiting marker resubmitted) are written once, here, so every path ends the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from harmony_fleet.contracts.ids import UpgradeId, Version
+from harmony_fleet.contracts.upgrade import AgentUpgradePhase
+from harmony_fleet.core.upgrade import effects as fx
+from harmony_fleet.core.upgrade import events as ev
+from harmony_fleet.core.upgrade.acceptance import Verdict, judge_at_rest
+from harmony_fleet.core.upgrade.records import Memory, remember_finished
+from harmony_fleet.core.upgrade.snapshot import Snapshot
+from harmony_fleet.core.upgrade.states import (
+    ARMED_STATES,
+    BLAMES_VERSION,
+    ErrorCode,
+    TimerKind,
+    UpgradeState,
+)
+
+S = UpgradeState
+Result = tuple[Snapshot, tuple[fx.Effect, ...]]
+NO_EFFECTS: tuple[fx.Effect, ...] = ()
+
+
+def ignore(snap: Snapshot, event: object) -> Result:
+    """A late or duplicate event: nothing changes."""
+    return snap, NO_EFFECTS
+
+
+def uid_of(snap: Snapshot) -> UpgradeId:
+    assert snap.upgrade_id is not None
+    return snap.upgrade_id
+
+
+def target_of(snap: Snapshot) -> Version:
+    assert snap.target is not None
+    return snap.target
+
+
+def finish(snap: Snapshot, *, blame: bool) -> tuple[Snapshot, tuple[fx.Effect, ...]]:
+    """Book-keeping of an upgrade that ended: memory, skip list, record cleared."""
+    uid, target = uid_of(snap), target_of(snap)
+    failed = snap.memory.failed_versions
+    out: list[fx.Effect] = []
+    if blame:
+        failed = failed | {target}
+        out.append(fx.RememberFailedVersion(version=target))
+    out += [fx.RecordFinished(upgrade_id=uid), fx.PersistInFlight(record=None)]
+    memory = Memory(finished=remember_finished(snap.memory.finished, uid), failed_versions=failed)
+    return replace(snap, memory=memory), tuple(out)
+
+
+def start(snap: Snapshot, seen: ev.MarkerSeen) -> Result:
+    """Judge ``seen`` at rest and begin it (or end it at once)."""
+    verdict = judge_at_rest(snap, seen.marker)
+    fresh = snap.moved(
+        snap.state,
+        marker=seen.marker,
+        from_version=snap.running_version,
+        attempt=1,
+        started_at=seen.seen_at,
+        progress=None,
+        candidate_instance_id=None,
+        error_code=None,
+        error_detail="",
+        candidate_exit_code=None,
+        candidate_log_tail=(),
+        pending=None,
+        stop_commands=(),
+    )
+    if verdict is Verdict.ALREADY_RUNNING:
+        done = fresh.moved(S.IDLE, error_code=ErrorCode.ALREADY_RUNNING)
+        status = done.status(AgentUpgradePhase.SUCCEEDED)
+        done, book = finish(done, blame=False)
+        return done, (status, *book)
+    if verdict is Verdict.REFUSE_FAILED_BEFORE:
+        done = fresh.moved(
+            S.FAILED,
+            error_code=ErrorCode.VERSION_FAILED_BEFORE,
+            error_detail=f"{seen.marker.target_version} failed on this device before; "
+            "set force to retry it",
+        )
+        status = done.status()
+        done, book = finish(done, blame=False)
+        return done, (status, *book)
+    staging = fresh.moved(S.STAGING)
+    return staging, begin_staging(staging)
+
+
+def begin_staging(snap: Snapshot) -> tuple[fx.Effect, ...]:
+    assert snap.marker is not None
+    return (
+        fx.PersistInFlight(record=snap.record()),
+        snap.status(),
+        fx.ScheduleTimer(
+            kind=TimerKind.STAGING, delay_s=snap.marker.timeouts.download_s, upgrade_id=uid_of(snap)
+        ),
+        fx.Stage(marker=snap.marker),
+    )
+
+
+def then_pending(snap: Snapshot, effects: tuple[fx.Effect, ...]) -> Result:
+    """After an upgrade ended: hand the waiting marker back to be judged at rest, if any."""
+    if snap.pending is None:
+        return snap, effects
+    return replace(snap, pending=None), (*effects, fx.Resubmit(event=snap.pending))
+
+
+def fail(
+    snap: Snapshot,
+    code: ErrorCode,
+    detail: str = "",
+    *,
+    cancel_work: bool = False,
+    exit_code: int | None = None,
+    log_tail: tuple[str, ...] = (),
+) -> Result:
+    """End a pre-candidate upgrade as Failed: only the staging folder is cleaned up."""
+    failed = snap.moved(
+        S.FAILED,
+        error_code=code,
+        error_detail=detail,
+        candidate_exit_code=exit_code,
+        candidate_log_tail=log_tail,
+    )
+    out: list[fx.Effect] = []
+    if cancel_work:
+        out.append(fx.CancelWork())
+    out += [
+        fx.CancelTimer(kind=TimerKind.STAGING),
+        fx.CancelTimer(kind=TimerKind.SELF_TEST),
+        fx.CleanupStaging(version=target_of(snap)),
+        failed.status(),
+    ]
+    failed, book = finish(failed, blame=code in BLAMES_VERSION)
+    return then_pending(failed, (*out, *book))
+
+
+def roll_back(
+    snap: Snapshot,
+    code: ErrorCode,
+    detail: str = "",
+    *,
+    exit_code: int | None = None,
+    log_tail: tuple[str, ...] = (),
+    extra: tuple[fx.Effect, ...] = (),
+) -> Result:
+    """Begin the revert of an upgrade whose candidate may exist."""
+    rolling = snap.moved(
+        S.ROLLING_BACK,
+        error_code=code,
+        error_detail=detail,
+        candidate_exit_code=exit_code if exit_code is not None else snap.candidate_exit_code,
+        candidate_log_tail=log_tail or snap.candidate_log_tail,
+        stop_commands=(),
+    )
+    out: list[fx.Effect] = []
+    if snap.state in ARMED_STATES:
+        out.append(fx.DisarmStop())
+    out += [
+        fx.CancelTimer(kind=TimerKind.CUTOVER),
+        fx.CancelTimer(kind=TimerKind.HOLD),
+        *extra,
+        fx.PersistInFlight(record=rolling.record()),
+        fx.Revert(
+            upgrade_id=uid_of(snap),
+            previous=snap.from_version or snap.running_version,
+            target=target_of(snap),
+        ),
+    ]
+    return rolling, tuple(out)

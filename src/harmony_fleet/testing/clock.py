@@ -1,0 +1,78 @@
+"""A clock whose time moves only when a test says so.
+
+Timers and sleeps registered on it fire, in deadline order, during :meth:`FakeClock.advance`.
+Callbacks run synchronously inside ``advance``; a sleeping coroutine resumes at the test's next
+``await``. Combined with the condition-based waits of the other fakes, no test needs a real sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(order=True)
+class _Timer:
+    when: float
+    seq: int
+    callback: Callable[[], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeClock:
+    """Implements the agent's ``Clock`` protocol with hand-moved time."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self._heap: list[_Timer] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> _Timer:
+        timer = _Timer(self._now + max(delay_s, 0.0), next(self._seq), callback)
+        heapq.heappush(self._heap, timer)
+        return timer
+
+    async def sleep(self, delay_s: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        timer = self.call_later(delay_s, wake)
+        try:
+            await future
+        finally:
+            timer.cancel()
+
+    @property
+    def pending(self) -> int:
+        """Timers armed and not cancelled."""
+        return sum(1 for t in self._heap if not t.cancelled)
+
+    def next_deadline(self) -> float | None:
+        live = [t.when for t in self._heap if not t.cancelled]
+        return min(live) if live else None
+
+    def advance(self, seconds: float) -> int:
+        """Move time forward by ``seconds``, firing due timers in order; return how many fired."""
+        target = self._now + seconds
+        fired = 0
+        while self._heap and self._heap[0].when <= target:
+            timer = heapq.heappop(self._heap)
+            if timer.cancelled:
+                continue
+            self._now = max(self._now, timer.when)
+            timer.callback()
+            fired += 1
+        self._now = target
+        return fired
