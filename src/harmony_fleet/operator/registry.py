@@ -33,6 +33,10 @@ log = logging.getLogger("harmony_fleet.operator.registry")
 #: (the upgrade coordinator).
 HeartbeatListener = Callable[[Heartbeat, float], None]
 
+_PREFIX = f"{subjects.PREFIX}."
+_PREFIX_LEN = len(_PREFIX)
+_SUFFIX_LEN = len(".heartbeat")
+
 
 @dataclass(slots=True)
 class _Instance:
@@ -136,7 +140,8 @@ class Registry:
                 extra={"subject": subject[:200], "field": exc.field, "reason": exc.reason},
             )
             return None
-        if subjects.device_of(subject) != hb.device_id:
+        # fleet.<device>.heartbeat: slicing is cheaper than splitting on the hot path.
+        if subject[_PREFIX_LEN:-_SUFFIX_LEN] != hb.device_id or not subject.startswith(_PREFIX):
             self.rejected += 1
             log.warning(
                 "heartbeat dropped: device_id does not match the subject",
@@ -145,8 +150,9 @@ class Registry:
             return None
         self.ingested += 1
         self.observe(hb, now)
-        for listener in self._listeners:
-            listener(hb, now)
+        if self._listeners:
+            for listener in self._listeners:
+                listener(hb, now)
         return hb
 
     def observe(self, hb: Heartbeat, now: float) -> None:

@@ -104,17 +104,19 @@ class Operator:
     async def _write(self, state: DeviceState, sem: asyncio.Semaphore, now: float) -> None:
         assert self.devices_kv is not None
         async with sem:
+            # Claim the write before awaiting it, so the next flush pass does not issue it twice.
             state.dirty = False
+            previous, state.last_written = state.last_written, now
             try:
                 await self.devices_kv.put(state.device_id, state.record(now))
             except FleetError as exc:
                 state.dirty = True  # OutcomeUnknown included: the value is idempotent
+                state.last_written = previous
                 self.write_errors += 1
                 log.debug(
                     "registry write failed", extra={"device_id": state.device_id, "error": str(exc)}
                 )
                 return
-            state.last_written = now
             self.writes += 1
 
     async def flush(self, now: float | None = None) -> int:
