@@ -37,9 +37,17 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from harmony_fleet.cli import agent, demo, devices, operator, schema, server  # noqa: PLC0415
+    from harmony_fleet.cli import (  # noqa: PLC0415
+        agent,
+        demo,
+        devices,
+        operator,
+        schema,
+        server,
+        upgrade,
+    )
 
-    for module in (server, agent, operator, devices, schema, demo):
+    for module in (server, agent, operator, devices, upgrade, schema, demo):
         module.register(cli)
 
 

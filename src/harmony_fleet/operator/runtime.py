@@ -22,6 +22,7 @@ from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
 from harmony_fleet.contracts import DEVICE_RECORD, DeviceRecord, subjects
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.errors import FleetError, InvalidMessage
+from harmony_fleet.operator.coordinator import Coordinator
 from harmony_fleet.operator.registry import DeviceState, Registry
 
 log = logging.getLogger("harmony_fleet.operator")
@@ -46,6 +47,7 @@ class Operator:
     ) -> None:
         self.config = config
         self.registry = Registry(config.presence)
+        self.coordinator = Coordinator(self.registry)
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.nc: NatsClient | None = None
@@ -153,6 +155,9 @@ class Operator:
         nc = await self.open()
         if nc is not None:
             self.spawn(self._flush_loop(), "registry-flush")
+            self.spawn(
+                self.coordinator.run(nc, replicas=self.config.nats.kv_replicas), "coordinator"
+            )
             for extension in self._extensions:
                 self.spawn(extension(self, nc), getattr(extension, "__name__", "extension"))
             self.ready.set()

@@ -1,0 +1,295 @@
+"""The upgrade coordinator: the only place a commit is authorised (ADR-022, step 5).
+
+For every device with a marker in flight it keeps a :class:`~harmony_fleet.core.upgrade.commit.
+CommitView` (marker, the device's old main instance, the statuses the agent wrote, the heartbeats
+the operator itself received) and asks :func:`~harmony_fleet.core.upgrade.commit.decide` what to
+do. It sends ``upgrade_stop`` only on ``SEND_STOP``, i.e. after it has itself seen the target
+version heartbeat from a new instance of that device, received after the marker; it retries until
+the stop is acknowledged or the upgrade is terminal. It reflects the phase onto the registry.
+
+Restarts: markers and statuses are in KV and read back at start; the old instance and the
+instances known before the marker are rebuilt from the registry (``instances_before``). A stop
+sent twice is harmless: the agent commits once per ``upgrade_id`` and answers the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from harmony_fleet.adapters.nats.commands import CommandsClient
+from harmony_fleet.adapters.nats.connection import NatsClient
+from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.contracts import (
+    UPGRADE_MARKER,
+    UPGRADE_STATUS,
+    AgentUpgradePhase,
+    Heartbeat,
+    Role,
+    UpgradeMarker,
+    UpgradeStatus,
+    UpgradeSummary,
+    subjects,
+)
+from harmony_fleet.contracts.ids import InstanceId
+from harmony_fleet.core.upgrade.commit import (
+    CommitView,
+    DecisionKind,
+    ObservedHeartbeat,
+    decide,
+    instances_before,
+)
+from harmony_fleet.errors import FleetError, InvalidMessage
+from harmony_fleet.operator.registry import Registry
+
+log = logging.getLogger("harmony_fleet.operator.coordinator")
+
+#: Heartbeats kept per upgrade (only those of the target version are kept at all).
+MAX_OBSERVED = 16
+
+
+@dataclass
+class _Tracked:
+    view: CommitView
+    finished: bool = False
+    sending: bool = False
+
+
+class Coordinator:
+    """Runs inside the operator; one instance per operator process."""
+
+    def __init__(self, registry: Registry, *, tick_s: float = 0.1, resync_s: float = 10.0) -> None:
+        self.registry = registry
+        self.tick_s = tick_s
+        self.resync_s = resync_s
+        self.tracked: dict[str, _Tracked] = {}
+        self.stops_sent = 0
+        self.markers: TypedKV[UpgradeMarker] | None = None
+        self.statuses: TypedKV[UpgradeStatus] | None = None
+        self._wake = asyncio.Event()
+        self._sends: set[asyncio.Task[None]] = set()
+        registry.add_listener(self.on_heartbeat)
+
+    # -- inputs -----------------------------------------------------------------------------
+    def on_heartbeat(self, hb: Heartbeat, now: float) -> None:
+        """Registry listener: keep the heartbeats that could matter to a commit."""
+        tracked = self.tracked.get(hb.device_id)
+        if tracked is None or tracked.finished:
+            return
+        if hb.agent_version != tracked.view.marker.target_version:
+            return
+        observed = ObservedHeartbeat.of(hb, received_at=now)
+        kept = tuple(h for h in tracked.view.heartbeats if h.instance_id != observed.instance_id)[
+            -MAX_OBSERVED + 1 :
+        ]
+        tracked.view = replace(tracked.view, heartbeats=(*kept, observed))
+        self._wake.set()
+
+    def on_marker(self, marker: UpgradeMarker, now: float) -> None:
+        current = self.tracked.get(marker.device_id)
+        if current is not None and current.view.marker.upgrade_id == marker.upgrade_id:
+            return
+        state = self.registry.devices.get(marker.device_id)
+        old: InstanceId | None = None
+        before: frozenset[InstanceId] = frozenset()
+        # A marker written while we ran is seen now; one found at start may be older.
+        seen_at = min(now, marker.requested_at) if current is None else now
+        if state is not None:
+            mains = [i for i in state.instances.values() if i.role is Role.MAIN]
+            if mains:
+                old = InstanceId(max(mains, key=lambda i: i.last_seen).instance_id)
+            before = instances_before(state.record(now).instances, seen_at)
+        self.tracked[marker.device_id] = _Tracked(
+            CommitView(
+                marker=marker,
+                marker_seen_at=seen_at,
+                old_instance_id=old,
+                instances_before_marker=before,
+            )
+        )
+        self._reflect(marker.device_id, AgentUpgradePhase.REQUESTED, "marker written", now)
+        log.info(
+            "upgrade tracked",
+            extra={
+                "device_id": marker.device_id,
+                "upgrade_id": marker.upgrade_id,
+                "target": marker.target_version,
+                "old_instance": old,
+            },
+        )
+        self._wake.set()
+
+    def on_status(self, status: UpgradeStatus, now: float) -> None:
+        tracked = self.tracked.get(status.device_id)
+        if tracked is None or tracked.view.marker.upgrade_id != status.upgrade_id:
+            # A status for an upgrade we do not track (e.g. ended before we started): reflect it.
+            self.registry.set_upgrade(status.device_id, _summary(status, now))
+            return
+        if tracked.view.status == status:
+            return
+        tracked.view = replace(tracked.view, status=status, status_seen_at=now)
+        self._reflect(status.device_id, status.phase, _message(status), now)
+        self._wake.set()
+
+    # -- decisions --------------------------------------------------------------------------
+    def _reflect(self, device: str, phase: AgentUpgradePhase, message: str, now: float) -> None:
+        tracked = self.tracked.get(device)
+        if tracked is None:
+            return
+        m = tracked.view.marker
+        self.registry.set_upgrade(
+            device,
+            UpgradeSummary(
+                upgrade_id=m.upgrade_id,
+                phase=phase,
+                target_version=m.target_version,
+                message=message[:500],
+                updated_at=now,
+            ),
+        )
+
+    async def step(self, client: CommandsClient, now: float) -> None:
+        """Decide for every tracked upgrade once."""
+        for device, tracked in list(self.tracked.items()):
+            if tracked.finished or tracked.sending:
+                continue
+            decision = decide(tracked.view, now)
+            if decision.kind is DecisionKind.SEND_STOP:
+                tracked.view = replace(tracked.view, stop=tracked.view.stop.sent_at(now))
+                tracked.sending = True
+                task = asyncio.ensure_future(self._send_stop(client, device, tracked))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
+            elif decision.kind is DecisionKind.SUCCEEDED:
+                tracked.finished = True
+                self._reflect(device, AgentUpgradePhase.SUCCEEDED, decision.reason, now)
+                log.info(
+                    "upgrade succeeded", extra={"device_id": device, "reason": decision.reason}
+                )
+            elif decision.kind is DecisionKind.FINISHED:
+                tracked.finished = True
+                log.info("upgrade finished", extra={"device_id": device, "reason": decision.reason})
+
+    async def _send_stop(self, client: CommandsClient, device: str, tracked: _Tracked) -> None:
+        uid = tracked.view.marker.upgrade_id
+        try:
+            self.stops_sent += 1
+            reply = await client.upgrade_stop(device, uid, timeout_s=3.0)
+        except FleetError as exc:
+            log.warning(
+                "upgrade_stop not delivered",
+                extra={"device_id": device, "upgrade_id": uid, "error": str(exc)},
+            )
+            return
+        finally:
+            tracked.sending = False
+        log.info(
+            "upgrade_stop answered",
+            extra={"device_id": device, "upgrade_id": uid, "code": reply.code.value},
+        )
+        if self.tracked.get(device) is tracked:
+            tracked.view = replace(tracked.view, stop=tracked.view.stop.replied(reply.code))
+            self._wake.set()
+
+    # -- runtime ----------------------------------------------------------------------------
+    async def open(self, nc: NatsClient, *, replicas: int = 1) -> None:
+        js = nc.jetstream()
+        self.markers = TypedKV(
+            await open_bucket(js, subjects.BUCKET_UPGRADE_MARKER, replicas=replicas),
+            UPGRADE_MARKER,
+            name=subjects.BUCKET_UPGRADE_MARKER,
+        )
+        self.statuses = TypedKV(
+            await open_bucket(js, subjects.BUCKET_UPGRADE_STATUS, replicas=replicas),
+            UPGRADE_STATUS,
+            name=subjects.BUCKET_UPGRADE_STATUS,
+        )
+
+    async def resync(self) -> None:
+        """Read every marker and status again (start, and a slow safety net for watchers)."""
+        assert self.markers is not None and self.statuses is not None
+        now = time.time()
+        for item in await self.markers.snapshot():
+            if isinstance(item, InvalidMessage):
+                log.warning("marker skipped", extra={"field": item.field, "reason": item.reason})
+            else:
+                self.on_marker(item.value, now)
+        for sitem in await self.statuses.snapshot():
+            if not isinstance(sitem, InvalidMessage):
+                self.on_status(sitem.value, now)
+
+    async def _watch(self, kv: TypedKV[Any], handle: Any) -> None:
+        while True:
+            try:
+                watcher = await kv.watch()
+                async for entry in watcher:
+                    if entry is None or entry.value is None or entry.operation is not None:
+                        continue
+                    try:
+                        value = kv.codec.decode(entry.value)
+                    except InvalidMessage as exc:
+                        log.warning(
+                            "bad KV value dropped",
+                            extra={"bucket": kv.name, "key": entry.key, "field": exc.field},
+                        )
+                        continue
+                    handle(value, time.time())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("KV watch restarting", extra={"bucket": kv.name, "error": repr(exc)})
+                await asyncio.sleep(1.0)
+
+    async def run(self, nc: NatsClient, *, replicas: int = 1) -> None:
+        """The coordinator's loop, as an operator extension."""
+        while True:
+            try:
+                await self.open(nc, replicas=replicas)
+                await self.resync()
+                break
+            except FleetError as exc:
+                log.warning("upgrade buckets not available yet", extra={"error": str(exc)})
+                await asyncio.sleep(1.0)
+        assert self.markers is not None and self.statuses is not None
+        client = CommandsClient(nc)
+        tasks = [
+            asyncio.ensure_future(self._watch(self.markers, self.on_marker)),
+            asyncio.ensure_future(self._watch(self.statuses, self.on_status)),
+        ]
+        last_resync = time.monotonic()
+        try:
+            while True:
+                self._wake.clear()
+                await self.step(client, time.time())
+                if time.monotonic() - last_resync > self.resync_s:
+                    last_resync = time.monotonic()
+                    with contextlib.suppress(FleetError):
+                        await self.resync()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.tick_s)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+
+def _message(status: UpgradeStatus) -> str:
+    if status.error_code:
+        return f"{status.error_code}: {status.error_detail}".strip(": ")
+    if status.progress is not None and status.progress.bytes_total:
+        pct = 100 * status.progress.bytes_done / status.progress.bytes_total
+        return f"{pct:.0f}% downloaded"
+    return ""
+
+
+def _summary(status: UpgradeStatus, now: float) -> UpgradeSummary:
+    return UpgradeSummary(
+        upgrade_id=status.upgrade_id,
+        phase=status.phase,
+        target_version=status.to_version,
+        message=_message(status)[:500],
+        updated_at=now,
+    )
