@@ -132,6 +132,8 @@ class Coordinator:
         if tracked.view.status == status:
             return
         tracked.view = replace(tracked.view, status=status, status_seen_at=now)
+        if tracked.finished and not status.phase.terminal:
+            return  # never let a late non-terminal status undo a Succeeded we already saw
         self._reflect(status.device_id, status.phase, _message(status), now)
         self._wake.set()
 

@@ -1,0 +1,154 @@
+"""Wiring the upgrade driver (``agent.upgrade``) to NATS inside the agent process.
+
+The driver is pure orchestration over seams; this module gives it its inputs and outputs:
+
+* the device's marker (KV ``fleet_upgrade_marker/<device>``, watched: first the current value,
+  then every change) -> :meth:`UpgradeDriver.run_marker`;
+* the device's own heartbeat subject (so the old agent sees its candidate beat) ->
+  :meth:`UpgradeDriver.record_heartbeat`;
+* ``upgrade_stop`` commands -> :meth:`UpgradeDriver.on_stop` (the agent's command handler);
+* statuses -> KV ``fleet_upgrade_status/<device>`` through :class:`KVStatusSink`;
+* after a commit, :meth:`UpgradeDriver.wait_handover` -> flush the status, exit 0: the service
+  manager starts ``current`` (now the new version) as the main instance.
+
+Only the main instance runs this; a candidate never acts on markers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import msgspec
+
+from harmony_fleet.adapters.nats.connection import NatsClient
+from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.agent.runtime import Agent, Extension
+from harmony_fleet.agent.upgrade import UpgradeDriver
+from harmony_fleet.contracts import (
+    HEARTBEAT,
+    UPGRADE_MARKER,
+    UPGRADE_STATUS,
+    AgentUpgradePhase,
+    UpgradeMarker,
+    UpgradeStatus,
+    subjects,
+)
+from harmony_fleet.errors import InvalidMessage, Unavailable
+
+log = logging.getLogger("harmony_fleet.agent.upgrading")
+
+
+class KVStatusSink:
+    """The status sink over NATS KV (the agent is the only writer of its device's key)."""
+
+    def __init__(self) -> None:
+        self.kv: TypedKV[UpgradeStatus] | None = None
+
+    async def write(self, status: UpgradeStatus) -> None:
+        if self.kv is None:
+            raise Unavailable("status bucket not open yet")
+        await self.kv.put(subjects.kv_key(status.device_id), status)
+
+
+def upgrade_extension(driver: UpgradeDriver, sink: KVStatusSink, *, replicas: int = 1) -> Extension:
+    """An :data:`Extension` that runs ``driver`` inside ``agent`` (see the module docstring)."""
+
+    async def upgrades(agent: Agent, nc: NatsClient) -> None:
+        device = agent.config.device_id
+        js = nc.jetstream()
+        while True:
+            try:
+                markers = TypedKV(
+                    await open_bucket(js, subjects.BUCKET_UPGRADE_MARKER, replicas=replicas),
+                    UPGRADE_MARKER,
+                    name=subjects.BUCKET_UPGRADE_MARKER,
+                )
+                sink.kv = TypedKV(
+                    await open_bucket(js, subjects.BUCKET_UPGRADE_STATUS, replicas=replicas),
+                    UPGRADE_STATUS,
+                    name=subjects.BUCKET_UPGRADE_STATUS,
+                )
+                break
+            except Exception as exc:
+                log.warning("upgrade buckets not available yet", extra={"error": repr(exc)})
+                await asyncio.sleep(1.0)
+        await driver.resume_after_restart()
+        await _report_success_if_new_main(driver, sink)
+
+        async def on_heartbeat(msg: Any) -> None:
+            try:
+                hb = HEARTBEAT.decode(msg.data)
+            except InvalidMessage:
+                return  # the operator logs bad heartbeats; the agent only needs good ones
+            await driver.record_heartbeat(hb)
+
+        await nc.subscribe(subjects.heartbeat(device), cb=on_heartbeat)
+        agent.spawn(_handover(agent, driver), "upgrade-handover")
+        await _watch_marker(markers, subjects.kv_key(device), driver)
+
+    return upgrades
+
+
+async def _handover(agent: Agent, driver: UpgradeDriver) -> None:
+    await driver.wait_handover()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(driver.flush_status(), 10.0)
+    agent.log.info("upgrade committed: handing over to the new version")
+    agent.request_exit(0)
+
+
+async def _watch_marker(markers: TypedKV[UpgradeMarker], key: str, driver: UpgradeDriver) -> None:
+    """Feed every value of the device's marker to the driver, forever (re-watch on errors)."""
+    while True:
+        try:
+            watcher = await markers.watch(key)
+            async for entry in watcher:
+                if entry is None or entry.value is None or entry.operation is not None:
+                    continue
+                try:
+                    marker = markers.codec.decode(entry.value)
+                except InvalidMessage as exc:
+                    log.warning(
+                        "upgrade marker dropped", extra={"field": exc.field, "reason": exc.reason}
+                    )
+                    continue
+                await driver.run_marker(marker)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("marker watch restarting", extra={"error": repr(exc)})
+            await asyncio.sleep(1.0)
+
+
+async def _report_success_if_new_main(driver: UpgradeDriver, sink: KVStatusSink) -> None:
+    """The new version, started as the main instance after a commit, says Succeeded.
+
+    The driver leaves the status at Committed when the new main resumes; the new version
+    running as the service's main instance, connected and heartbeating, is what Succeeded means
+    (a post-commit watch window, when configured, comes before this).
+    """
+    status = driver.latest_status
+    if (
+        status is None
+        or status.phase is not AgentUpgradePhase.COMMITTED
+        or status.to_version != driver.running_version
+    ):
+        return
+    await driver.flush_status()
+    done = msgspec.structs.replace(
+        status,
+        phase=AgentUpgradePhase.SUCCEEDED,
+        instance_id=driver.instance_id,
+        updated_at=time.time(),
+    )
+    for _ in range(30):
+        try:
+            await sink.write(done)
+            return
+        except Exception as exc:  # a KV timeout may still apply: the value is idempotent
+            log.warning("success status not written yet", extra={"error": repr(exc)})
+            await asyncio.sleep(1.0)

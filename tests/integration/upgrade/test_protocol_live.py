@@ -1,0 +1,317 @@
+"""ADR-022 over real NATS: the operator's coordinator, an old agent running the upgrade driver
+with the fake executor, and a real candidate Agent started when the executor is asked to."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from tests.helpers import eventually
+
+from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions
+from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.agent.config import AgentConfig
+from harmony_fleet.agent.faults import Faults
+from harmony_fleet.agent.runtime import Agent
+from harmony_fleet.agent.upgrade import LoopClock, UpgradeDriver
+from harmony_fleet.agent.upgrading import KVStatusSink, upgrade_extension
+from harmony_fleet.contracts import (
+    UPGRADE_MARKER,
+    UPGRADE_STATUS,
+    AgentUpgradePhase,
+    PingArgs,
+    Role,
+    UpgradeMarker,
+    UpgradeStatus,
+    UpgradeTimeouts,
+    Verb,
+    device_id,
+    new_upgrade_id,
+    subjects,
+    upgrade_id,
+)
+from harmony_fleet.contracts.ids import InstanceId, Version
+from harmony_fleet.core.presence import PresencePolicy
+from harmony_fleet.core.upgrade.executor import CandidateHandle
+from harmony_fleet.operator.runtime import Operator, OperatorConfig
+from harmony_fleet.testing.fake_executor import FakeExecutor
+from harmony_fleet.testing.fakes import MemoryStateStore
+
+DEVICE = "edge-up"
+OLD, NEW = "1.0.0", "2.0.0"
+INTERVAL = 0.25
+
+
+@dataclass
+class Device:
+    """One device: the old main agent with its driver, and the candidates it started."""
+
+    options: NatsOptions
+    tmp: Path
+    candidate_faults: Faults = field(default_factory=Faults)
+    executor: CandidateStartingExecutor | None = None
+    main: Agent | None = None
+    driver: UpgradeDriver | None = None
+    tasks: list[asyncio.Task[int]] = field(default_factory=list)
+    candidates: list[Agent] = field(default_factory=list)
+    store: MemoryStateStore = field(default_factory=MemoryStateStore)
+
+    def config(self, role: Role = Role.MAIN, uid: str | None = None) -> AgentConfig:
+        return AgentConfig(
+            device_id=device_id(DEVICE),
+            state_dir=self.tmp / DEVICE,
+            nats=self.options,
+            heartbeat_interval_s=INTERVAL,
+            role=role,
+            upgrade_id=upgrade_id(uid) if uid else None,
+        )
+
+    def start_main(self, version: str) -> Agent:
+        agent = Agent(self.config(), version=version, faults=Faults())
+        if self.executor is None:
+            self.executor = CandidateStartingExecutor(device=self, current=Version(version))
+        sink = KVStatusSink()
+        driver = UpgradeDriver(
+            device_id=device_id(DEVICE),
+            instance_id=InstanceId(agent.instance_id),
+            running_version=Version(version),
+            executor=self.executor,
+            status_sink=sink,
+            state_store=self.store,
+            clock=LoopClock(),
+        )
+        agent.commands.stop_handler = driver
+        agent._extensions.append(upgrade_extension(driver, sink))
+        self.main, self.driver = agent, driver
+        self.tasks.append(asyncio.ensure_future(agent.run()))
+        return agent
+
+    def start_candidate(self, version: str, uid: str) -> Agent:
+        agent = Agent(
+            self.config(Role.CANDIDATE, uid), version=version, faults=self.candidate_faults
+        )
+        self.candidates.append(agent)
+        self.tasks.append(asyncio.ensure_future(agent.run()))
+        return agent
+
+    async def close(self) -> None:
+        for a in [self.main, *self.candidates]:
+            if a is not None:
+                a.request_exit(0)
+        if self.driver is not None:
+            await self.driver.close()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class CandidateStartingExecutor(FakeExecutor):
+    """The fake executor, except that 'start the candidate' starts a real candidate Agent."""
+
+    def __init__(self, *, device: Device, current: Version) -> None:
+        super().__init__(current=current)
+        self.device = device
+        self.agent: Agent | None = None
+
+    async def start_candidate(self, marker: UpgradeMarker) -> CandidateHandle:
+        handle = await super().start_candidate(marker)
+        self.agent = self.device.start_candidate(marker.target_version, marker.upgrade_id)
+        return handle
+
+    async def stop_candidate(self, upgrade_id):  # type: ignore[no-untyped-def]
+        if self.agent is not None:
+            self.agent.request_exit(0)
+        return await super().stop_candidate(upgrade_id)
+
+
+def make_operator(options: NatsOptions) -> Operator:
+    return Operator(
+        OperatorConfig(nats=options, flush_interval_s=0.1, presence=PresencePolicy(refresh_s=1.0))
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(operator: Operator) -> AsyncIterator[Operator]:
+    task = asyncio.ensure_future(operator.run())
+    try:
+        await asyncio.wait_for(operator.ready.wait(), 15)
+        yield operator
+    finally:
+        operator.stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def write_marker(
+    nc: NatsClient, *, cutover_s: float = 20.0, hold_s: float = 20.0, version: str = NEW
+) -> UpgradeMarker:
+    marker = UpgradeMarker(
+        upgrade_id=new_upgrade_id(),
+        device_id=DEVICE,
+        target_version=version,
+        artifact_url="http://127.0.0.1:9/agent.pyz",
+        sha256="ab" * 32,
+        requested_at=time.time(),
+        timeouts=UpgradeTimeouts(self_test_s=5, cutover_s=cutover_s, hold_s=hold_s),
+    )
+    kv = TypedKV(
+        await open_bucket(nc.jetstream(), subjects.BUCKET_UPGRADE_MARKER), UPGRADE_MARKER, name="m"
+    )
+    await kv.put(DEVICE, marker)
+    return marker
+
+
+async def status_of(nc: NatsClient) -> UpgradeStatus | None:
+    kv = TypedKV(
+        await open_bucket(nc.jetstream(), subjects.BUCKET_UPGRADE_STATUS), UPGRADE_STATUS, name="s"
+    )
+    entry = await kv.get(DEVICE)
+    return entry.value if entry is not None else None
+
+
+async def phase_is(nc: NatsClient, uid: str, *phases: AgentUpgradePhase) -> UpgradeStatus | None:
+    s = await status_of(nc)
+    return s if s is not None and s.upgrade_id == uid and s.phase in phases else None
+
+
+@pytest.fixture
+async def device(nats_options: NatsOptions, tmp_path: Path) -> AsyncIterator[Device]:
+    d = Device(options=nats_options, tmp=tmp_path)
+    try:
+        yield d
+    finally:
+        await d.close()
+
+
+async def test_happy_path_commits_only_after_the_operator_saw_the_candidate(
+    device: Device, nats_options: NatsOptions, nc: NatsClient
+) -> None:
+    old = device.start_main(OLD)
+    async with running(make_operator(nats_options)) as op:
+        await eventually(lambda: DEVICE in op.registry.devices, what="device registered")
+        marker = await write_marker(nc)
+        await eventually(
+            lambda: phase_is(
+                nc, marker.upgrade_id, AgentUpgradePhase.COMMITTED, AgentUpgradePhase.SUCCEEDED
+            ),
+            timeout=30,
+            what="Committed",
+        )
+        assert device.executor is not None
+        names = device.executor.names
+        assert names.index("start_candidate") < names.index("swap_current")
+        assert device.executor.current == NEW
+        candidate = device.executor.agent
+        assert candidate is not None and candidate.sent >= 1, "no candidate heartbeat, no commit"
+        assert op.coordinator.stops_sent >= 1
+        # The old agent hands over: it exits by itself after the commit (exit code 0).
+        await eventually(device.tasks[0].done, what="old agent exited")
+        assert device.tasks[0].result() == 0
+        # The service manager now starts `current` (the new version) as main.
+        device.start_main(NEW)
+        await eventually(
+            lambda: (
+                (r := op.registry.devices[DEVICE]).current_version == NEW
+                and r.upgrade is not None
+                and r.upgrade.phase is AgentUpgradePhase.SUCCEEDED
+            ),
+            timeout=20,
+            what="registry shows the new version, upgrade Succeeded",
+        )
+        assert old.instance_id != device.main.instance_id  # type: ignore[union-attr]
+        final = await eventually(
+            lambda: phase_is(nc, marker.upgrade_id, AgentUpgradePhase.SUCCEEDED),
+            what="the status itself says Succeeded",
+        )
+        assert final.to_version == NEW
+
+
+async def test_candidate_that_never_heartbeats_is_reverted_after_the_cutover_timeout(
+    device: Device, nats_options: NatsOptions, nc: NatsClient
+) -> None:
+    device.candidate_faults = Faults(no_heartbeat=True)
+    device.start_main(OLD)
+    async with running(make_operator(nats_options)) as op:
+        await eventually(lambda: DEVICE in op.registry.devices, what="device registered")
+        marker = await write_marker(nc, cutover_s=1.5)
+        status = await eventually(
+            lambda: phase_is(nc, marker.upgrade_id, AgentUpgradePhase.ROLLED_BACK),
+            timeout=20,
+            what="RolledBack",
+        )
+        assert device.executor is not None
+        assert device.executor.current == OLD
+        assert "swap_current" not in device.executor.names
+        assert op.coordinator.stops_sent == 0, "never saw the candidate, so never sent a stop"
+        assert status.error_code
+        assert not device.tasks[0].done(), "the old agent keeps running after a rollback"
+
+
+async def test_candidate_crash_during_cutover_reverts_at_once_with_its_exit_code(
+    device: Device, nats_options: NatsOptions, nc: NatsClient
+) -> None:
+    device.start_main(OLD)
+    async with running(make_operator(nats_options)) as op:
+        await eventually(lambda: DEVICE in op.registry.devices, what="device registered")
+        # Stop the operator from committing: it never sees a stop-worthy heartbeat in time.
+        op.coordinator.tracked.clear()
+        op.registry._listeners.clear()
+        marker = await write_marker(nc, cutover_s=30, hold_s=30)
+        assert device.executor is not None
+        await device.executor.wait_for_call("start_candidate")
+        device.executor.exit_candidate(3, ("panic: boom",))
+        status = await eventually(
+            lambda: phase_is(nc, marker.upgrade_id, AgentUpgradePhase.ROLLED_BACK),
+            timeout=10,
+            what="RolledBack after the candidate crash",
+        )
+        assert status.candidate_exit_code == 3
+        assert "panic: boom" in status.candidate_log_tail
+        assert device.executor.current == OLD
+
+
+async def test_operator_restart_at_cutover_ready_still_commits(
+    device: Device, nats_options: NatsOptions, nc: NatsClient
+) -> None:
+    device.start_main(OLD)
+    async with running(make_operator(nats_options)) as op:
+        await eventually(lambda: DEVICE in op.registry.devices, what="device registered")
+    # The operator is down: the marker is written, the candidate starts, nobody sends a stop.
+    marker = await write_marker(nc, cutover_s=30, hold_s=30)
+    await eventually(
+        lambda: phase_is(
+            nc, marker.upgrade_id, AgentUpgradePhase.CUTOVER_READY, AgentUpgradePhase.HOLDING
+        ),
+        timeout=15,
+        what="CutoverReady with the operator down",
+    )
+    assert device.executor is not None and device.executor.current == OLD
+    async with running(make_operator(nats_options)) as op2:
+        await eventually(
+            lambda: phase_is(
+                nc, marker.upgrade_id, AgentUpgradePhase.COMMITTED, AgentUpgradePhase.SUCCEEDED
+            ),
+            timeout=20,
+            what="Committed after the operator came back",
+        )
+        assert op2.coordinator.stops_sent >= 1
+    assert device.executor.current == NEW
+
+
+async def test_stop_with_a_wrong_upgrade_id_is_refused_and_changes_nothing(
+    device: Device, nats_options: NatsOptions, nc: NatsClient
+) -> None:
+    from harmony_fleet.adapters.nats.commands import CommandsClient
+
+    device.start_main(OLD)
+    assert device.main is not None
+    await eventually(device.main.connected.is_set, what="agent connected")
+    client = CommandsClient(nc)
+    reply = await client.upgrade_stop(DEVICE, "u-not-armed")
+    assert not reply.ok
+    assert reply.code.value in ("not_armed", "wrong_upgrade")
+    assert device.executor is not None and device.executor.current == OLD
+    ping = await client.send(DEVICE, Verb.PING, PingArgs())
+    assert ping.ok
