@@ -15,7 +15,7 @@ from harmony_fleet.core.upgrade.records import InFlight
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import MAX_ATTEMPTS, ErrorCode
 
-from .support import NEW, OLD, U1, S, fresh, kinds, marker, only, statuses
+from .support import NEW, OLD, U1, S, at, fresh, kinds, marker, only, statuses
 
 
 def record(state: S, **changes: object) -> InFlight:
@@ -84,7 +84,9 @@ def test_new_main_after_a_swap_completes_the_commit_and_stops_the_candidate() ->
         names = kinds(effects)
         assert names[0] == "StopCandidate" and "HandOver" not in names
         assert statuses(effects)[-1].phase is P.COMMITTED
-        assert only(effects, fx.PersistInFlight) == [fx.PersistInFlight(record=None)]
+        (persisted,) = only(effects, fx.PersistInFlight)
+        assert isinstance(persisted, fx.PersistInFlight) and persisted.record is not None
+        assert persisted.record.state is S.COMMITTED
         assert U1 in snap.memory.finished
 
 
@@ -110,3 +112,47 @@ def test_a_new_main_accepts_the_next_marker() -> None:
 def test_restart_never_reruns_the_upgrade_the_record_names_as_finished() -> None:
     snap, _ = restart(S.COMMITTED, running=NEW, current=NEW)
     assert step(snap, ev.MarkerSeen(marker=marker(), seen_at=2.0)) == (snap, ())
+
+
+@pytest.mark.parametrize(
+    ("state", "code", "phase"),
+    [
+        (S.FAILED, ErrorCode.SELF_TEST_FAILED, P.FAILED),
+        (S.ROLLED_BACK, ErrorCode.CUTOVER_TIMEOUT, P.ROLLED_BACK),
+    ],
+)
+def test_an_ended_upgrade_is_reasserted_never_resumed(state: S, code: ErrorCode, phase: P) -> None:
+    snap, effects = restart(state, error_code=code)
+    assert snap.state is state
+    assert "Stage" not in kinds(effects) and "Revert" not in kinds(effects)
+    status = statuses(effects)[-1]
+    assert (status.phase, status.error_code) == (phase, code)
+    assert U1 in snap.memory.finished
+    blamed = only(effects, fx.RememberFailedVersion)
+    assert blamed == (
+        [fx.RememberFailedVersion(version=NEW)] if code is ErrorCode.SELF_TEST_FAILED else []
+    )
+
+
+def test_a_record_of_a_finished_upgrade_never_reruns_it() -> None:
+    rec = record(S.STAGING)
+    snap = replace(fresh(), memory=replace(fresh().memory, finished=(U1,)))
+    snap, effects = step(snap, ev.AgentRestarted(record=rec, current_version=OLD))
+    assert snap.state is S.FAILED and "Stage" not in kinds(effects)
+
+
+def test_a_restart_event_is_only_meaningful_as_the_first_event_of_a_process() -> None:
+    snap, _ = step(fresh(), ev.MarkerSeen(marker=marker(U1, OLD), seen_at=1.0))
+    assert snap.state is S.IDLE and snap.marker is not None
+    again = step(snap, ev.AgentRestarted(record=record(S.STAGING), current_version=OLD))
+    assert again == (snap, ())
+
+
+def test_the_end_of_an_upgrade_is_ordered_to_survive_a_crash_between_effects() -> None:
+    snap = at(S.ROLLING_BACK)
+    _, effects = step(snap, ev.RevertDone(upgrade_id=U1))
+    names = kinds(effects)
+    assert names[:3] == ["PersistInFlight", "RecordFinished", "WriteStatus"]
+    (persisted,) = only(effects, fx.PersistInFlight)
+    assert isinstance(persisted, fx.PersistInFlight) and persisted.record is not None
+    assert persisted.record.state is S.ROLLED_BACK

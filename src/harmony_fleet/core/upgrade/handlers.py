@@ -54,7 +54,7 @@ def on_marker(snap: Snapshot, event: ev.MarkerSeen) -> Result:
         return waiting, (waiting.status(),)
     if verdict is Verdict.SUPERSEDE:
         waiting = replace(snap, pending=event)
-        return fail(waiting, ErrorCode.SUPERSEDED, "a newer marker arrived", cancel_work=True)
+        return fail(waiting, ErrorCode.SUPERSEDED, "a newer marker arrived")
     return start(snap, event)
 
 
@@ -93,7 +93,7 @@ def on_staging_failed(snap: Snapshot, event: ev.StagingFailed) -> Result:
 def on_staging_timeout(snap: Snapshot, event: ev.StagingTimedOut) -> Result:
     if not snap.belongs(event.upgrade_id):
         return snap, _NO_EFFECTS
-    return fail(snap, ErrorCode.STAGING_TIMEOUT, "staging deadline passed", cancel_work=True)
+    return fail(snap, ErrorCode.STAGING_TIMEOUT, "staging deadline passed")
 
 
 def on_self_test_passed(snap: Snapshot, event: ev.SelfTestPassed) -> Result:
@@ -123,7 +123,7 @@ def on_self_test_failed(snap: Snapshot, event: ev.SelfTestFailed) -> Result:
 def on_self_test_timeout(snap: Snapshot, event: ev.SelfTestTimedOut) -> Result:
     if not snap.belongs(event.upgrade_id):
         return snap, _NO_EFFECTS
-    return fail(snap, ErrorCode.SELF_TEST_TIMEOUT, "self-test did not finish", cancel_work=True)
+    return fail(snap, ErrorCode.SELF_TEST_TIMEOUT, "self-test did not finish")
 
 
 # --- cutover -------------------------------------------------------------------------------
@@ -274,9 +274,8 @@ def on_revert_done(snap: Snapshot, event: ev.RevertDone) -> Result:
     if not snap.belongs(event.upgrade_id):
         return snap, _NO_EFFECTS
     done = snap.moved(S.ROLLED_BACK)
-    status = done.status()
     done, book = finish(done, blame=snap.error_code in BLAMES_VERSION)
-    return then_pending(done, (status, *book))
+    return then_pending(done, book)
 
 
 def on_revert_failed(snap: Snapshot, event: ev.RevertFailed) -> Result:
@@ -288,6 +287,5 @@ def on_revert_failed(snap: Snapshot, event: ev.RevertFailed) -> Result:
         error_code=ErrorCode.REVERT_FAILED,
         error_detail=f"{reason}, then the revert failed: {event.detail}",
     )
-    status = done.status()
     done, book = finish(done, blame=snap.error_code in BLAMES_VERSION)
-    return then_pending(done, (status, *book))
+    return then_pending(done, book)

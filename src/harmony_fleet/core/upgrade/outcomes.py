@@ -45,17 +45,30 @@ def target_of(snap: Snapshot) -> Version:
     return snap.target
 
 
-def finish(snap: Snapshot, *, blame: bool) -> tuple[Snapshot, tuple[fx.Effect, ...]]:
-    """Book-keeping of an upgrade that ended: memory, skip list, record cleared."""
-    uid, target = uid_of(snap), target_of(snap)
-    failed = snap.memory.failed_versions
-    out: list[fx.Effect] = []
+def finish(
+    done: Snapshot,
+    *,
+    blame: bool,
+    phase: AgentUpgradePhase | None = None,
+    keep_record: bool = True,
+) -> Result:
+    """The end of an upgrade, in the one order that survives a crash between any two effects.
+
+    1. the record is saved *in its terminal state* (a restarted agent re-asserts it, never
+       resumes it), or cleared when the verdict is cheap to reach again (``keep_record=False``);
+    2. the skip list and the finished ids are updated (replays are ignored from now on);
+    3. the terminal status is written last; a restart re-writes it from the record, so a status
+       write lost with the process is not lost for good.
+    """
+    uid, target = uid_of(done), target_of(done)
+    failed = done.memory.failed_versions
+    out: list[fx.Effect] = [fx.PersistInFlight(record=done.record() if keep_record else None)]
     if blame:
         failed = failed | {target}
         out.append(fx.RememberFailedVersion(version=target))
-    out += [fx.RecordFinished(upgrade_id=uid), fx.PersistInFlight(record=None)]
-    memory = Memory(finished=remember_finished(snap.memory.finished, uid), failed_versions=failed)
-    return replace(snap, memory=memory), tuple(out)
+    out += [fx.RecordFinished(upgrade_id=uid), done.status(phase)]
+    memory = Memory(finished=remember_finished(done.memory.finished, uid), failed_versions=failed)
+    return replace(done, memory=memory), tuple(out)
 
 
 def start(snap: Snapshot, seen: ev.MarkerSeen) -> Result:
@@ -78,9 +91,7 @@ def start(snap: Snapshot, seen: ev.MarkerSeen) -> Result:
     )
     if verdict is Verdict.ALREADY_RUNNING:
         done = fresh.moved(S.IDLE, error_code=ErrorCode.ALREADY_RUNNING)
-        status = done.status(AgentUpgradePhase.SUCCEEDED)
-        done, book = finish(done, blame=False)
-        return done, (status, *book)
+        return finish(done, blame=False, phase=AgentUpgradePhase.SUCCEEDED, keep_record=False)
     if verdict is Verdict.REFUSE_FAILED_BEFORE:
         done = fresh.moved(
             S.FAILED,
@@ -88,9 +99,7 @@ def start(snap: Snapshot, seen: ev.MarkerSeen) -> Result:
             error_detail=f"{seen.marker.target_version} failed on this device before; "
             "set force to retry it",
         )
-        status = done.status()
-        done, book = finish(done, blame=False)
-        return done, (status, *book)
+        return finish(done, blame=False, keep_record=False)
     staging = fresh.moved(S.STAGING)
     return staging, begin_staging(staging)
 
@@ -119,7 +128,6 @@ def fail(
     code: ErrorCode,
     detail: str = "",
     *,
-    cancel_work: bool = False,
     exit_code: int | None = None,
     log_tail: tuple[str, ...] = (),
 ) -> Result:
@@ -131,14 +139,11 @@ def fail(
         candidate_exit_code=exit_code,
         candidate_log_tail=log_tail,
     )
-    out: list[fx.Effect] = []
-    if cancel_work:
-        out.append(fx.CancelWork())
-    out += [
+    out: list[fx.Effect] = [
+        fx.CancelWork(),  # whatever still runs for it (nothing, if its end brought us here)
         fx.CancelTimer(kind=TimerKind.STAGING),
         fx.CancelTimer(kind=TimerKind.SELF_TEST),
         fx.CleanupStaging(version=target_of(snap)),
-        failed.status(),
     ]
     failed, book = finish(failed, blame=code in BLAMES_VERSION)
     return then_pending(failed, (*out, *book))

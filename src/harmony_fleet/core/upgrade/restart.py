@@ -24,20 +24,22 @@ from harmony_fleet.core.upgrade.outcomes import (
 from harmony_fleet.core.upgrade.records import remember_finished
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import (
+    BLAMES_VERSION,
+    CANDIDATE_STATES,
     MAX_ATTEMPTS,
     ErrorCode,
     UpgradeState,
 )
 
 S = UpgradeState
-_NO_EFFECTS = NO_EFFECTS
 
 
 def on_restarted(snap: Snapshot, event: ev.AgentRestarted) -> Result:
     """Finish or revert what the previous process left, so the status ends in the truth."""
     record = event.record
-    if record is None:
-        return snap, _NO_EFFECTS
+    if record is None or snap.marker is not None:
+        # Nothing was recorded, or this is not a fresh process (a restart is its first event).
+        return snap, NO_EFFECTS
     base = snap.moved(
         S.IDLE,
         marker=record.marker,
@@ -50,33 +52,26 @@ def on_restarted(snap: Snapshot, event: ev.AgentRestarted) -> Result:
         candidate_exit_code=record.candidate_exit_code,
         candidate_log_tail=record.candidate_log_tail,
     )
-    target, uid = record.target, record.upgrade_id
-    was = record.state
-    if was in (S.STAGING, S.VERIFYING):
-        if record.attempt >= MAX_ATTEMPTS:
-            staging = base.moved(S.STAGING)
-            return fail(staging, ErrorCode.TOO_MANY_ATTEMPTS, f"interrupted {record.attempt}x")
-        staging = base.moved(S.STAGING, attempt=record.attempt + 1)
-        return staging, begin_staging(staging)
+    target, uid, was = record.target, record.upgrade_id, record.state
+    if was in (S.FAILED, S.ROLLED_BACK):
+        # Ended: re-assert the terminal status (idempotent), never resume.
+        stop = (fx.StopCandidate(upgrade_id=uid),) if was is S.ROLLED_BACK else ()
+        done, book = finish(base.moved(was), blame=record.error_code in BLAMES_VERSION)
+        return done, (*stop, *book)
     if was in (S.COMMITTING, S.COMMITTED) and event.current_version == target:
         committed = base.moved(S.COMMITTED)
         memory = replace(base.memory, finished=remember_finished(base.memory.finished, uid))
         committed = replace(committed, memory=memory)
+        common = (
+            fx.PersistInFlight(record=committed.record()),
+            fx.RecordFinished(upgrade_id=uid),
+            committed.status(),
+        )
         if snap.running_version == target:
             # We are the new main instance: the candidate has served its purpose.
-            return committed, (
-                fx.StopCandidate(upgrade_id=uid),
-                committed.status(),
-                fx.RecordFinished(upgrade_id=uid),
-                fx.PersistInFlight(record=None),
-            )
+            return committed, (fx.StopCandidate(upgrade_id=uid), *common)
         # We are the old version, restarted after the swap: hand over again.
-        return committed, (
-            fx.PersistInFlight(record=committed.record()),
-            committed.status(),
-            fx.RecordFinished(upgrade_id=uid),
-            fx.HandOver(upgrade_id=uid),
-        )
+        return committed, (*common, fx.HandOver(upgrade_id=uid))
     if was is S.COMMITTED:
         # Committed, yet current is back at the previous version: someone reverted it.
         done = base.moved(
@@ -84,15 +79,31 @@ def on_restarted(snap: Snapshot, event: ev.AgentRestarted) -> Result:
             error_code=ErrorCode.LAYOUT_INCONSISTENT,
             error_detail=f"committed, but current points at {event.current_version}",
         )
-        status = done.status()
         done, book = finish(done, blame=False)
-        return done, (fx.StopCandidate(upgrade_id=uid), status, *book)
-    if was in (S.STARTING, S.CUTOVER_READY, S.HOLDING, S.COMMITTING, S.ROLLING_BACK):
-        code = record.error_code if was is S.ROLLING_BACK and record.error_code else None
-        return roll_back(
-            base,
-            code or ErrorCode.AGENT_RESTARTED,
-            record.error_detail if code else f"agent restarted in {was.value}",
+        return done, (fx.StopCandidate(upgrade_id=uid), *book)
+    if uid in snap.memory.finished:
+        # Recorded as finished, yet the record never reached a terminal state: never rerun it.
+        done = base.moved(
+            S.FAILED,
+            error_code=ErrorCode.AGENT_RESTARTED,
+            error_detail=f"agent restarted in {was.value}",
         )
-    # A terminal record that was not cleared: clear it.
-    return base.moved(S.IDLE), (fx.PersistInFlight(record=None),)
+        stop = (fx.StopCandidate(upgrade_id=uid),) if was in CANDIDATE_STATES else ()
+        done, book = finish(done, blame=False)
+        return done, (*stop, *book)
+    if was in (S.STAGING, S.VERIFYING):
+        if record.attempt >= MAX_ATTEMPTS:
+            return fail(
+                base.moved(S.STAGING),
+                ErrorCode.TOO_MANY_ATTEMPTS,
+                f"interrupted {record.attempt} times",
+            )
+        staging = base.moved(S.STAGING, attempt=record.attempt + 1)
+        return staging, begin_staging(staging)
+    # A candidate may exist (Starting .. Committing before the swap, RollingBack): revert.
+    code = record.error_code if was is S.ROLLING_BACK and record.error_code else None
+    return roll_back(
+        base,
+        code or ErrorCode.AGENT_RESTARTED,
+        record.error_detail if code else f"agent restarted in {was.value}",
+    )
