@@ -51,7 +51,8 @@ PAYLOAD = _bootstrap.PAYLOAD_PREFIX
 ZIP_EPOCH_MIN = 315532800  # 1980-01-01T00:00:00Z: the earliest time a zip entry can hold
 COMPRESS_LEVEL = 6
 
-_FAULT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+#: ``name`` or ``name=argument`` (``crash-after=5``); the agent decides which names it knows.
+_FAULT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}(=[A-Za-z0-9._+-]{1,32})?$")
 _ARTIFACT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ENTRY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$")
 #: Installer bookkeeping that differs between machines (``direct_url.json`` holds a local path)
@@ -281,7 +282,9 @@ def build_artifact(
         raise ConfigError(f"artifact name {name!r}: lowercase letters, digits and '-' only")
     bad = [f for f in faults if not _FAULT_NAME.match(f)]
     if bad:
-        raise ConfigError(f"fault names {bad!r}: lowercase letters, digits, '-' and '_' only")
+        raise ConfigError(
+            f"fault names {bad!r}: 'name' or 'name=argument' (letters, digits, '-', '_')"
+        )
     baked_faults = tuple(sorted(set(faults)))
 
     dists = runtime_distributions()

@@ -61,6 +61,19 @@ def test_self_contained_run_reports_the_baked_version(fresh_artifact: Path, buil
     assert _extraction_dirs(fresh_artifact.parent) == [site_dir]
 
 
+def test_run_through_the_current_symlink_extracts_into_the_version_dir(
+    fresh_artifact: Path,
+) -> None:
+    """systemd runs ``current/<artifact>``: deleting ``versions/<v>/`` removes the extraction."""
+    version_dir = fresh_artifact.parent
+    current = version_dir.parent.parent / "current"
+    current.symlink_to(version_dir, target_is_directory=True)
+    report = probe(current / fresh_artifact.name)
+    site_dir = Path(report["bootstrap"]["site_dir"])
+    assert site_dir.parent == version_dir
+    assert _extraction_dirs(version_dir) == [site_dir]
+
+
 def test_host_site_packages_and_pythonpath_are_ignored(
     fresh_artifact: Path, tmp_path: Path
 ) -> None:
