@@ -32,6 +32,7 @@ class FakeClock:
         self._now = start
         self._heap: list[_Timer] = []
         self._seq = itertools.count()
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     def now(self) -> float:
         return self._now
@@ -39,7 +40,19 @@ class FakeClock:
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> _Timer:
         timer = _Timer(self._now + max(delay_s, 0.0), next(self._seq), callback)
         heapq.heappush(self._heap, timer)
+        for count, waiter in list(self._waiters):
+            if self.pending >= count and not waiter.done():
+                waiter.set_result(None)
+                self._waiters.remove((count, waiter))
         return timer
+
+    async def wait_for_pending(self, count: int = 1) -> None:
+        """Wait until at least ``count`` live timers are armed (a retry or a deadline)."""
+        if self.pending >= count:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((count, waiter))
+        await waiter
 
     async def sleep(self, delay_s: float) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -11,7 +11,7 @@ Scripting, all optional and set as attributes before (or during) a test:
   download, ``hang.add("self_test")`` a self-test that never returns;
 * ``self_test_outcome`` is what ``self_test`` returns;
 * :meth:`exit_candidate` makes the running candidate exit with a code and log lines;
-* ``progress`` lists what ``stage`` reports through the callback.
+* ``progress`` lists what ``stage`` reports through the callback (before hanging or failing).
 
 :meth:`wait_for_call` waits (on a condition, not a sleep) until a method has been called.
 """
@@ -94,9 +94,15 @@ class FakeExecutor:
             await self._called.wait_for(lambda: self.names.count(name) >= count)
 
     async def _enter(self, name: str, *args: Any) -> None:
+        await self._record(name, *args)
+        await self._gate(name)
+
+    async def _record(self, name: str, *args: Any) -> None:
         async with self._called:
             self.calls.append(Call(name, args))
             self._called.notify_all()
+
+    async def _gate(self, name: str) -> None:
         if name in self.hang:
             gate = self._gates.setdefault(name, asyncio.Event())
             await gate.wait()
@@ -123,9 +129,10 @@ class FakeExecutor:
         return self.current
 
     async def stage(self, marker: UpgradeMarker, progress: ProgressCallback) -> None:
-        await self._enter("stage", marker.upgrade_id, marker.target_version)
+        await self._record("stage", marker.upgrade_id, marker.target_version)
         for p in self.progress:
-            progress(p)
+            progress(p)  # reported before a scripted hang or failure, like a real download
+        await self._gate("stage")
         target = Version(marker.target_version)
         if target not in self.versions:
             self.versions.add(target)
