@@ -6,8 +6,11 @@ device. Three things survive a restart:
 * ``finished``: the upgrade ids that reached an end here (bounded), so a replayed marker or a
   redelivered KV value never runs a finished upgrade again;
 * ``failed_versions``: the skip list, versions that proved bad on this device;
-* ``in_flight``: the upgrade under way and how far it got, so a restarted agent (old or new
-  version) can finish or revert it and tell the truth in the status.
+* ``in_flight``: the latest upgrade and how far it got, so a restarted agent (old or new
+  version) can finish or revert it and tell the truth in the status. It is kept after the
+  upgrade ended, in its terminal state, so a restart re-asserts the final status (a status
+  write lost with the process is written again) instead of resuming anything; the next upgrade
+  replaces it.
 
 The file itself is written by ``adapters.os.state_store`` (atomic write, rename, fsync).
 """
@@ -24,7 +27,7 @@ from harmony_fleet.core.upgrade.states import MAX_FINISHED, ErrorCode, UpgradeSt
 
 @dataclass(frozen=True, kw_only=True)
 class InFlight:
-    """The upgrade under way on this device, as last persisted."""
+    """The latest upgrade on this device, as last persisted (under way, or ended)."""
 
     marker: UpgradeMarker
     from_version: Version
