@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 from harmony_fleet.contracts.ids import InstanceId, UpgradeId, Version
 from harmony_fleet.contracts.upgrade import UpgradeMarker, UpgradeTimeouts
@@ -102,7 +103,10 @@ def kinds(effects: Iterable[fx.Effect]) -> list[str]:
     return [type(e).__name__ for e in effects]
 
 
-def only(effects: Iterable[fx.Effect], kind: type[fx.Effect]) -> list[fx.Effect]:
+E = TypeVar("E")
+
+
+def only(effects: Iterable[fx.Effect], kind: type[E]) -> list[E]:
     return [e for e in effects if isinstance(e, kind)]
 
 
