@@ -84,9 +84,9 @@ def test_new_main_after_a_swap_completes_the_commit_and_stops_the_candidate() ->
         names = kinds(effects)
         assert names[0] == "StopCandidate" and "HandOver" not in names
         assert statuses(effects)[-1].phase is P.COMMITTED
-        (persisted,) = only(effects, fx.PersistInFlight)
-        assert isinstance(persisted, fx.PersistInFlight) and persisted.record is not None
-        assert persisted.record.state is S.COMMITTED
+        # Cleared, so a later restart cannot rewrite Committed over the operator's Succeeded.
+        assert only(effects, fx.PersistInFlight) == [fx.PersistInFlight(record=None)]
+        assert kinds(effects)[-1] == "PersistInFlight"
         assert U1 in snap.memory.finished
 
 

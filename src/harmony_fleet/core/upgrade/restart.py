@@ -62,15 +62,21 @@ def on_restarted(snap: Snapshot, event: ev.AgentRestarted) -> Result:
         committed = base.moved(S.COMMITTED)
         memory = replace(base.memory, finished=remember_finished(base.memory.finished, uid))
         committed = replace(committed, memory=memory)
+        if snap.running_version == target:
+            # We are the new main instance: the candidate has served its purpose. The record is
+            # cleared so that later restarts never rewrite Committed over a Succeeded.
+            return committed, (
+                fx.StopCandidate(upgrade_id=uid),
+                fx.RecordFinished(upgrade_id=uid),
+                committed.status(),
+                fx.PersistInFlight(record=None),
+            )
+        # We are the old version, restarted after the swap: hand over again.
         common = (
             fx.PersistInFlight(record=committed.record()),
             fx.RecordFinished(upgrade_id=uid),
             committed.status(),
         )
-        if snap.running_version == target:
-            # We are the new main instance: the candidate has served its purpose.
-            return committed, (fx.StopCandidate(upgrade_id=uid), *common)
-        # We are the old version, restarted after the swap: hand over again.
         return committed, (*common, fx.HandOver(upgrade_id=uid))
     if was is S.COMMITTED:
         # Committed, yet current is back at the previous version: someone reverted it.
