@@ -118,7 +118,11 @@ class UpgradeDriver:
             current: Version | None = await self._executor.self_heal_layout()
         except Exception as exc:
             self.log.error("layout self-heal failed at start", extra={"error": str(exc)})
-            current = await self._executor.current_version()
+            try:
+                current = await self._executor.current_version()
+            except Exception as again:
+                self.log.error("current version unreadable", extra={"error": str(again)})
+                current = None
         await self._dispatch(
             ev.AgentRestarted(record=self._local.in_flight, current_version=current)
         )
