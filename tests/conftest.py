@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,7 +15,11 @@ from harmony_fleet.adapters.nats.server import EmbeddedNats
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
     """A real nats-server with JetStream; ``.stop()``/``.start()`` restart it on the same port."""
-    server = EmbeddedNats(store_dir=tmp_path / "nats", log_file=tmp_path / "nats.log")
+    server = EmbeddedNats(
+        store_dir=tmp_path / "nats",
+        log_file=tmp_path / "nats.log",
+        extra_args=["-V"] if os.environ.get("NATS_TRACE") else [],
+    )
     server.start()
     try:
         yield server

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from harmony_fleet._version import BUILD_FAULTS, __version__
-from harmony_fleet.adapters.nats.connection import NatsClient, connect_forever
+from harmony_fleet.adapters.nats.connection import NatsClient, barrier, connect_forever
 from harmony_fleet.agent.commands import CommandHandler, StopHandler
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults, parse_faults
@@ -165,7 +165,7 @@ class Agent:
         self.nc = nc
         await nc.subscribe(subjects.command(self.config.device_id), cb=self._on_command)
         with contextlib.suppress(Exception):
-            await nc.flush()
+            await barrier(nc)  # commands reach us from the moment we say we are connected
         self.connected.set()
         self.log.info("connected", extra={"servers": list(self.config.nats.servers)})
         self.spawn(self._heartbeat_loop(), "heartbeat")

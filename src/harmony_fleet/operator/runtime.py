@@ -17,7 +17,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect_forever
+from harmony_fleet.adapters.nats.connection import (
+    NatsClient,
+    NatsOptions,
+    barrier,
+    connect_forever,
+)
 from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
 from harmony_fleet.contracts import DEVICE_RECORD, DeviceRecord, subjects
 from harmony_fleet.core.presence import PresencePolicy
@@ -83,7 +88,7 @@ class Operator:
             pending_msgs_limit=self.config.pending_msgs_limit,
             pending_bytes_limit=self.config.pending_msgs_limit * 1024,
         )
-        await nc.flush()  # the server knows our subscription before we say we are ready
+        await barrier(nc)  # the server knows our subscription before we say we are ready
         return nc
 
     async def _load(self) -> None:

@@ -171,8 +171,9 @@ async def test_malformed_heartbeats_are_dropped_and_the_operator_keeps_going(
         await nc.publish(subjects.heartbeat("edge-m"), payload)
         await nc.flush()
         await eventually(
-            lambda: op.registry.rejected == 1, timeout=20, what="the bad heartbeat rejected"
+            lambda: op.registry.rejected >= 1, timeout=10, what="the bad heartbeat rejected"
         )
+        assert op.registry.rejected == 1, op.registry.rejected
         async with running_agent(agent("edge-ok", nats_options, tmp_path)):
             await eventually(lambda: "edge-ok" in op.registry.devices, what="still ingesting")
         assert "edge-m" not in op.registry.devices

@@ -168,3 +168,29 @@ async def connect_forever(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
     return None
+
+
+async def barrier(nc: NatsClient, *, timeout_s: float = 5.0) -> None:
+    """Return once the server has processed everything this client sent so far.
+
+    nats-py's ``flush()`` is not enough: it writes its PING straight to the socket, ahead of
+    commands still waiting in the client's buffer (measured with nats-py 2.16: a SUB queued
+    before ``flush()`` reached the server after the PONG). A message to ourselves travels through
+    the same buffer as the SUBs before it, so its echo proves they all arrived.
+    """
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def echo(_msg: Any) -> None:
+        if not done.done():
+            done.set_result(None)
+
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, cb=echo)
+    try:
+        await nc.publish(inbox, b"")
+        await asyncio.wait_for(done, timeout_s)
+    except TimeoutError as exc:
+        raise Unavailable(f"NATS did not echo a barrier message within {timeout_s} s") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
