@@ -315,3 +315,78 @@ async def test_stop_with_a_wrong_upgrade_id_is_refused_and_changes_nothing(
     assert device.executor is not None and device.executor.current == OLD
     ping = await client.send(DEVICE, Verb.PING, PingArgs())
     assert ping.ok
+
+
+async def test_a_staging_failure_fails_without_touching_current(
+    device: Device, nats_options: NatsOptions, nc: NatsClient
+) -> None:
+    from harmony_fleet.errors import IntegrityError
+
+    device.start_main(OLD)
+    assert device.executor is not None
+    device.executor.fail["stage"] = IntegrityError("sha256", "ab" * 32, "cd" * 32)
+    async with running(make_operator(nats_options)) as op:
+        await eventually(lambda: DEVICE in op.registry.devices, what="device registered")
+        marker = await write_marker(nc)
+        status = await eventually(
+            lambda: phase_is(nc, marker.upgrade_id, AgentUpgradePhase.FAILED),
+            timeout=15,
+            what="Failed",
+        )
+        assert status.error_code == "integrity"
+        assert "start_candidate" not in device.executor.names
+        assert device.executor.current == OLD
+        await eventually(
+            lambda: (
+                (u := op.registry.devices[DEVICE].upgrade) is not None
+                and u.phase is AgentUpgradePhase.FAILED
+            ),
+            what="registry reflects Failed",
+        )
+        # A replay of the same marker never runs again.
+        stages = device.executor.names.count("stage")
+        await write_marker_value(nc, marker)
+        # Markers are taken in order: once a later one is done, the replay was judged too.
+        later = await write_marker(nc, version=OLD)
+        done = await eventually(
+            lambda: phase_is(nc, later.upgrade_id, AgentUpgradePhase.SUCCEEDED),
+            timeout=15,
+            what="the later no-op marker done",
+        )
+        assert done.error_code == "already_running"
+        assert device.executor.names.count("stage") == stages, "a replayed marker ran again"
+
+
+async def test_a_failed_self_test_fails_and_the_version_is_refused_next_time(
+    device: Device, nats_options: NatsOptions, nc: NatsClient
+) -> None:
+    from harmony_fleet.core.upgrade.executor import ProcessOutcome
+
+    device.start_main(OLD)
+    assert device.executor is not None
+    device.executor.self_test_outcome = ProcessOutcome(exit_code=1, log_tail=("nats: FAILED",))
+    async with running(make_operator(nats_options)) as op:
+        await eventually(lambda: DEVICE in op.registry.devices, what="device registered")
+        first = await write_marker(nc)
+        status = await eventually(
+            lambda: phase_is(nc, first.upgrade_id, AgentUpgradePhase.FAILED),
+            timeout=15,
+            what="Failed",
+        )
+        assert status.error_code == "self_test_failed"
+        again = await write_marker(nc)
+        refused = await eventually(
+            lambda: phase_is(nc, again.upgrade_id, AgentUpgradePhase.FAILED),
+            timeout=15,
+            what="second attempt refused",
+        )
+        assert refused.error_code == "version_failed_before"
+        assert device.executor.names.count("self_test") == 1
+        assert device.executor.current == OLD
+
+
+async def write_marker_value(nc: NatsClient, marker: UpgradeMarker) -> None:
+    kv = TypedKV(
+        await open_bucket(nc.jetstream(), subjects.BUCKET_UPGRADE_MARKER), UPGRADE_MARKER, name="m"
+    )
+    await kv.put(DEVICE, marker)
