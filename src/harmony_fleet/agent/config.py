@@ -35,6 +35,8 @@ class AgentConfig:
     """The layout root (``versions/``, ``current``) when this agent may upgrade itself."""
     executor: str = "process"
     """How candidates are started: ``process`` (detached process) or ``systemd``."""
+    service: str = "harmony-fleet-agent"
+    """The systemd service this agent runs as (``--executor systemd``)."""
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.heartbeat_interval_s <= 3600:

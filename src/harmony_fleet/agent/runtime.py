@@ -74,6 +74,10 @@ class Agent:
             },
         )
 
+    def add_extension(self, extension: Extension) -> None:
+        """Run ``extension(agent, nc)`` as a task once connected (before :meth:`run`)."""
+        self._extensions.append(extension)
+
     # -- heartbeats -------------------------------------------------------------------------
     def heartbeat(self) -> Heartbeat:
         """The next heartbeat (advances the sequence number)."""
