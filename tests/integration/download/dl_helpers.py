@@ -63,6 +63,7 @@ class ScriptedServer:
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    connections: int = 0
 
     @property
     def url(self) -> str:
@@ -99,6 +100,7 @@ class ScriptedServer:
         assert task is not None
         self._tasks.add(task)
         self._writers.add(writer)
+        self.connections += 1
         try:
             while True:  # keep-alive: several requests may come on one connection
                 head = await reader.readuntil(b"\r\n\r\n")
