@@ -1,0 +1,150 @@
+"""The shared staging helper (``adapters/executors/_staging.py``) on real folders and real HTTP.
+
+What the systemd executor relies on: a revert leaves the tree byte-identical (the target folder
+removed only if this upgrade created it, known even after a restart through the owner note), a
+version installed before is reused and never removed, and the bounded runner reports exit code,
+output and timeouts of a real process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from harmony_fleet.adapters.executors._staging import Staging, run_bounded
+from harmony_fleet.adapters.os import AgentLayout
+from harmony_fleet.contracts import UpgradeMarker, UpgradeTimeouts
+from harmony_fleet.contracts.ids import UpgradeId, Version
+from harmony_fleet.contracts.upgrade import Progress
+from harmony_fleet.errors import IntegrityError
+
+OLD, NEW = "1.0.0", "2.0.0"
+BODY = b"#!/usr/bin/env python3\nprint('agent 2.0.0')\n" * 2000
+
+
+def tree(root: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                out[rel] = "-> " + os.readlink(path)
+            elif path.is_file():
+                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                out[rel] = "dir"
+    return out
+
+
+def marker(url: str, *, uid: str = "u-stage-1", body: bytes = BODY) -> UpgradeMarker:
+    return UpgradeMarker(
+        upgrade_id=uid,
+        device_id="edge-1",
+        target_version=NEW,
+        artifact_url=url,
+        sha256=hashlib.sha256(body).hexdigest(),
+        size=len(body),
+        requested_at=time.time(),
+        timeouts=UpgradeTimeouts(download_s=30),
+    )
+
+
+@pytest.fixture
+def staging(tmp_path: Path) -> Staging:
+    layout = AgentLayout(tmp_path / "prefix")
+    home = layout.version_dir(OLD)
+    home.mkdir(parents=True)
+    (home / "agent").write_bytes(b"old agent")
+    layout.swap_current(OLD)
+    return Staging(layout=layout, running_version=Version(OLD))
+
+
+@pytest.fixture
+def url(httpserver: HTTPServer) -> str:
+    httpserver.expect_request("/agent-2.0.0").respond_with_data(BODY)
+    return httpserver.url_for("/agent-2.0.0")
+
+
+async def test_stage_then_revert_restores_the_tree_byte_for_byte(
+    staging: Staging, url: str
+) -> None:
+    before = tree(staging.layout.prefix)
+    seen: list[Progress] = []
+    await staging.stage(marker(url), seen.append)
+    artifact = staging.artifact(NEW)
+    assert artifact.read_bytes() == BODY
+    assert os.access(artifact, os.X_OK)
+    assert sorted(p.name for p in artifact.parent.iterdir()) == ["agent"]  # no .lock, no .part
+    assert seen and seen[-1].bytes_done == len(BODY)
+    assert staging.owner_of(NEW) == "u-stage-1"
+
+    # A fresh helper (the agent restarted) still knows this upgrade made versions/2.0.0.
+    again = Staging(layout=AgentLayout(staging.layout.prefix), running_version=Version(OLD))
+    await again.revert(upgrade_id=UpgradeId("u-stage-1"), previous=OLD, target=NEW)
+    assert tree(staging.layout.prefix) == before
+
+
+async def test_swap_commits_and_forgets_ownership(staging: Staging, url: str) -> None:
+    await staging.stage(marker(url), lambda _p: None)
+    await staging.swap(NEW)
+    assert await staging.current_version() == NEW
+    assert staging.owner_of(NEW) is None
+    # cleanup of a committed version removes nothing of it
+    await staging.cleanup(NEW)
+    assert staging.artifact(NEW).read_bytes() == BODY
+
+
+async def test_a_version_installed_before_is_reused_and_kept(
+    staging: Staging, url: str, httpserver: HTTPServer
+) -> None:
+    home = staging.layout.version_dir(NEW)
+    home.mkdir()
+    (home / "agent").write_bytes(BODY)
+    before = tree(staging.layout.prefix)
+    await staging.stage(marker(url), lambda _p: None)
+    assert not httpserver.log, "an installed, matching version is not downloaded again"
+    await staging.revert(upgrade_id=UpgradeId("u-stage-1"), previous=OLD, target=NEW)
+    await staging.cleanup(NEW)
+    assert tree(staging.layout.prefix) == before
+
+
+async def test_an_installed_version_with_other_bytes_is_refused_not_overwritten(
+    staging: Staging, url: str
+) -> None:
+    home = staging.layout.version_dir(NEW)
+    home.mkdir()
+    (home / "agent").write_bytes(b"something else")
+    with pytest.raises(IntegrityError):
+        await staging.stage(marker(url), lambda _p: None)
+    assert (home / "agent").read_bytes() == b"something else"
+
+
+async def test_failed_download_is_cleaned_up_completely(
+    staging: Staging, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/bad").respond_with_data(b"not the artifact")
+    before = tree(staging.layout.prefix)
+    with pytest.raises(IntegrityError):
+        await staging.stage(marker(httpserver.url_for("/bad")), lambda _p: None)
+    await staging.cleanup(NEW)
+    assert tree(staging.layout.prefix) == before
+
+
+async def test_run_bounded_reports_exit_code_output_and_timeout() -> None:
+    code = "print('a'); print('b'); raise SystemExit(7)"
+    ok = await run_bounded([sys.executable, "-c", code], 10)
+    assert (ok.exit_code, ok.log_tail, ok.timed_out) == (7, ("a", "b"), False)
+    started = time.monotonic()
+    hung = await run_bounded(
+        [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"], 0.5
+    )
+    assert hung.timed_out and not hung.ok
+    assert hung.log_tail == ("up",)
+    assert time.monotonic() - started < 10
