@@ -1,0 +1,103 @@
+"""Helpers for the process-executor and supervisor tests: artifacts, markers, trees, processes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harmony_fleet.adapters.os import AgentLayout
+from harmony_fleet.artifacts import ArtifactManifest
+from harmony_fleet.contracts import UpgradeMarker, UpgradeTimeouts
+
+DEVICE = "edge-1"
+OLD = "1.0.0"
+NEW = "2.0.0"
+SELF_TEST_FAILS = "2.1.0"
+SELF_TEST_HANGS = "2.2.0"
+CRASHES = "2.3.0"
+#: version -> faults baked into its artifact
+BUILDS: dict[str, tuple[str, ...]] = {
+    OLD: (),
+    NEW: (),
+    SELF_TEST_FAILS: ("self-test-fail",),
+    SELF_TEST_HANGS: ("self-test-hang",),
+    CRASHES: ("crash-after=0.5",),
+}
+
+
+@dataclass(frozen=True)
+class Built:
+    path: Path
+    manifest: ArtifactManifest
+
+    @property
+    def body(self) -> bytes:
+        return self.path.read_bytes()
+
+
+def install(layout: AgentLayout, built: Built) -> None:
+    """Put a built artifact at ``versions/<v>/agent`` as an install would."""
+    home = layout.version_dir(built.manifest.version)
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(built.path, home / "agent")
+    os.chmod(home / "agent", 0o755)
+
+
+def marker(built: Built, url: str, *, uid: str = "u-1", sha256: str | None = None) -> UpgradeMarker:
+    return UpgradeMarker(
+        upgrade_id=uid,
+        device_id=DEVICE,
+        target_version=built.manifest.version,
+        artifact_url=url,
+        sha256=sha256 or built.manifest.sha256,
+        size=built.manifest.size,
+        requested_at=time.time(),
+        timeouts=UpgradeTimeouts(download_s=30),
+    )
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every entry under ``root``: files by SHA-256 and mode, links by target, folders by mode."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(root))
+            st = path.lstat()
+            mode = oct(stat.S_IMODE(st.st_mode))
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = "-> " + os.readlink(path)
+            elif stat.S_ISREG(st.st_mode):
+                out[rel] = f"{mode} {hashlib.sha256(path.read_bytes()).hexdigest()}"
+            else:
+                out[rel] = f"dir {mode}"
+    return out
+
+
+def live_pids_with(fragment: str) -> list[int]:
+    """Live (non-zombie) processes whose command line contains ``fragment``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if fragment in cmd and state not in ("Z", "X"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
