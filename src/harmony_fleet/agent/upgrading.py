@@ -24,20 +24,28 @@ from typing import Any
 
 import msgspec
 
+from harmony_fleet.adapters.executors.launch import LaunchSpec
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.os.layout import AgentLayout
+from harmony_fleet.adapters.os.state_store import FileStateStore
+from harmony_fleet.agent.config import AgentConfig
+from harmony_fleet.agent.faults import Faults
 from harmony_fleet.agent.runtime import Agent, Extension
-from harmony_fleet.agent.upgrade import UpgradeDriver
+from harmony_fleet.agent.upgrade import LoopClock, UpgradeDriver
 from harmony_fleet.contracts import (
     HEARTBEAT,
     UPGRADE_MARKER,
     UPGRADE_STATUS,
     AgentUpgradePhase,
+    Role,
     UpgradeMarker,
     UpgradeStatus,
     subjects,
 )
-from harmony_fleet.errors import InvalidMessage, Unavailable
+from harmony_fleet.contracts.ids import InstanceId, Version
+from harmony_fleet.core.upgrade.executor import UpgradeExecutor
+from harmony_fleet.errors import ConfigError, InvalidMessage, Unavailable
 
 log = logging.getLogger("harmony_fleet.agent.upgrading")
 
@@ -152,3 +160,71 @@ async def _report_success_if_new_main(driver: UpgradeDriver, sink: KVStatusSink)
         except Exception as exc:  # a KV timeout may still apply: the value is idempotent
             log.warning("success status not written yet", extra={"error": repr(exc)})
             await asyncio.sleep(1.0)
+
+
+#: File (in the state dir) where the driver keeps its durable record.
+STATE_FILE = "upgrade-state.json"
+
+
+def make_executor(config: AgentConfig, layout: AgentLayout, launch: LaunchSpec) -> UpgradeExecutor:
+    """The real executor named by ``--executor`` (imported lazily: systemd is optional)."""
+    run_dir = config.state_dir / "run"
+    if config.executor == "process":
+        from harmony_fleet.adapters.executors.process import ProcessExecutor  # noqa: PLC0415
+
+        return ProcessExecutor(layout, launch, run_dir=run_dir, running_version=_running())
+    if config.executor == "systemd":
+        from harmony_fleet.adapters.systemd.executor import (  # noqa: PLC0415
+            SystemdUpgradeExecutor,
+        )
+
+        return SystemdUpgradeExecutor(layout, launch, service=config.service)
+    raise ConfigError(f"unknown --executor {config.executor!r} (process or systemd)")
+
+
+def _running() -> str:
+    from harmony_fleet._version import __version__  # noqa: PLC0415
+
+    return __version__
+
+
+def build_agent(
+    config: AgentConfig,
+    *,
+    faults: Faults,
+    launch: LaunchSpec | None = None,
+    executor: UpgradeExecutor | None = None,
+) -> Agent:
+    """The agent for ``config``; with ``--prefix`` (main role), able to upgrade itself."""
+    agent = Agent(config, faults=faults)
+    if config.install_prefix is None or config.role is not Role.MAIN:
+        return agent
+    layout = AgentLayout(config.install_prefix)
+    if executor is None:
+        if launch is None:
+            raise ConfigError("an upgradable agent needs its launch arguments")
+        executor = make_executor(config, layout, launch)
+    sink = KVStatusSink()
+    driver = UpgradeDriver(
+        device_id=config.device_id,
+        instance_id=InstanceId(agent.instance_id),
+        running_version=Version(agent.version),
+        executor=executor,
+        status_sink=sink,
+        state_store=FileStateStore(config.state_dir / STATE_FILE),
+        clock=LoopClock(),
+    )
+    agent.commands.stop_handler = driver
+    agent.add_extension(upgrade_extension(driver, sink, replicas=config.nats.kv_replicas))
+    agent.add_extension(_close_on_exit(driver))
+    return agent
+
+
+def _close_on_exit(driver: UpgradeDriver) -> Extension:
+    async def closer(agent: Agent, _nc: NatsClient) -> None:
+        try:
+            await agent.stop.wait()
+        finally:
+            await driver.close()
+
+    return closer

@@ -76,6 +76,33 @@ def build_nats_options(
     )
 
 
+def nats_argv(
+    nats_urls: tuple[str, ...],
+    nats_user: str | None,
+    nats_password: str | None,
+    nats_creds: str | None,
+    nats_tls_ca: str | None,
+    **_: Any,
+) -> tuple[str, ...]:
+    """The NATS flags to hand to a process we start (a candidate, the main after a commit).
+
+    The password is deliberately left out: a command line is visible to every local user. It
+    reaches child processes through ``FLEET_NATS_PASSWORD`` in their environment, or use a
+    creds file.
+    """
+    argv: list[str] = []
+    for url in nats_urls:
+        argv += ["--nats", url]
+    for flag, value in (
+        ("--nats-user", nats_user),
+        ("--nats-creds", nats_creds),
+        ("--nats-tls-ca", nats_tls_ca),
+    ):
+        if value:
+            argv += [flag, value]
+    return tuple(argv)
+
+
 def log_options(func: F) -> F:
     func = click.option(
         "--log-json", is_flag=True, envvar="FLEET_LOG_JSON", help="Log one JSON object per line."

@@ -9,14 +9,17 @@ from typing import Any
 import click
 
 from harmony_fleet._version import BUILD_FAULTS
+from harmony_fleet.adapters.executors.launch import LaunchSpec
 from harmony_fleet.agent.config import AgentConfig, default_state_dir
 from harmony_fleet.agent.faults import parse_faults
 from harmony_fleet.agent.runtime import Agent
 from harmony_fleet.agent.selftest import self_test
+from harmony_fleet.agent.upgrading import build_agent
 from harmony_fleet.cli._common import (
     build_nats_options,
     install_stop_signals,
     log_options,
+    nats_argv,
     nats_options,
     setup_logging,
 )
@@ -109,7 +112,18 @@ def run_cmd(
     faults = parse_faults(BUILD_FAULTS)
     if self_test:
         raise SystemExit(asyncio.run(_self_test(config, faults, self_test_timeout)))
-    raise SystemExit(asyncio.run(_run(Agent(config, faults=faults))))
+    launch = LaunchSpec(
+        device_id=config.device_id,
+        state_dir=config.state_dir,
+        nats_args=nats_argv(**nats_kwargs),
+        extra_args=tuple(
+            ["--heartbeat-interval", str(heartbeat_interval), "--executor", executor]
+            + (["--prefix", str(prefix)] if prefix else [])
+            + [a for label in labels for a in ("--label", label)]
+            + (["--log-json"] if log_json else [])
+        ),
+    )
+    raise SystemExit(asyncio.run(_run(build_agent(config, faults=faults, launch=launch))))
 
 
 async def _self_test(config: AgentConfig, faults: Any, limit_s: float) -> int:
