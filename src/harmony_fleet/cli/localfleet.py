@@ -1,0 +1,319 @@
+"""A whole fleet on one machine: NATS, an artifact server, the operator and supervised agents.
+
+``fleet demo`` shows it to a person; the end-to-end tests and ``bench/upgrade.py`` drive the same
+code, so what the demo shows is what the tests prove. Every device gets its own prefix
+(``versions/``, ``current``), state dir and run dir under ``workdir``, runs real agent artifacts
+under a process-mode :class:`~harmony_fleet.adapters.executors.supervisor.Supervisor`, and
+upgrades itself with the :class:`~harmony_fleet.adapters.executors.process.ProcessExecutor`.
+Nothing is left running after :meth:`LocalFleet.stop`, including orphaned candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import http.server
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harmony_fleet.adapters.executors.launch import LaunchSpec
+from harmony_fleet.adapters.executors.process import ProcessExecutor
+from harmony_fleet.adapters.executors.supervisor import Supervisor
+from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
+from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.observe import HeartbeatGapMonitor
+from harmony_fleet.adapters.nats.server import EmbeddedNats
+from harmony_fleet.adapters.os import AgentLayout
+from harmony_fleet.artifacts import build_artifact
+from harmony_fleet.artifacts.manifest import ArtifactManifest
+from harmony_fleet.cli.upgrade import write_marker
+from harmony_fleet.contracts import (
+    DEVICE_RECORD,
+    UPGRADE_STATUS,
+    DeviceRecord,
+    UpgradeMarker,
+    UpgradeStatus,
+    UpgradeTimeouts,
+    device_id,
+    new_upgrade_id,
+    subjects,
+)
+from harmony_fleet.core.presence import PresencePolicy
+from harmony_fleet.operator.runtime import Operator, OperatorConfig
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class ArtifactServer:
+    """Serves a folder over HTTP on 127.0.0.1 (a thread; no Range support, none needed)."""
+
+    def __init__(self, root: Path) -> None:
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@dataclass
+class LocalDevice:
+    name: str
+    prefix: Path
+    layout: AgentLayout
+    launch: LaunchSpec
+    supervisor: Supervisor
+
+    @property
+    def run_dir(self) -> Path:
+        return self.prefix / "run"
+
+    def executor(self) -> ProcessExecutor:
+        """An executor over this device's layout (to find and stop orphaned candidates)."""
+        return ProcessExecutor(
+            self.layout,
+            self.launch,
+            run_dir=self.run_dir,
+            running_version=self.layout.current_version() or "0",
+        )
+
+    async def stop(self) -> None:
+        await self.supervisor.stop()
+        executor = self.executor()
+        for pid_file in self.run_dir.glob("candidate-*.pid"):
+            uid = pid_file.name.removeprefix("candidate-").removesuffix(".pid")
+            with contextlib.suppress(Exception):
+                await executor.stop_candidate(uid)  # type: ignore[arg-type]
+
+
+@dataclass
+class LocalFleet:
+    """See the module docstring. Use as ``async with LocalFleet(workdir) as fleet: ...``."""
+
+    workdir: Path
+    interval_s: float = 1.0
+    operator_process: bool = False
+    """Run the operator as a real ``fleet operator`` process (tests kill it) or in this one."""
+    server: EmbeddedNats | None = None
+    http: ArtifactServer | None = None
+    operator: Operator | None = None
+    operator_proc: subprocess.Popen[bytes] | None = None
+    nc: NatsClient | None = None
+    monitor: HeartbeatGapMonitor = field(default_factory=HeartbeatGapMonitor)
+    devices: dict[str, LocalDevice] = field(default_factory=dict)
+    artifacts: dict[str, ArtifactManifest] = field(default_factory=dict)
+    _operator_task: asyncio.Task[int] | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.workdir / "artifacts"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def __aenter__(self) -> LocalFleet:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.artifact_dir.mkdir(exist_ok=True)
+        self.server = EmbeddedNats(
+            store_dir=self.workdir / "nats", log_file=self.workdir / "nats.log"
+        )
+        self.server.start()
+        self.http = ArtifactServer(self.artifact_dir)
+        self.http.start()
+        self.nc = await connect(NatsOptions(servers=(self.url,)).with_name("localfleet"))
+        await self.monitor.start(self.nc)
+        await self.start_operator()
+
+    def _spawn_operator(self) -> subprocess.Popen[bytes]:
+        with open(self.workdir / "operator.log", "ab") as log:
+            return subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "harmony_fleet",
+                    "operator",
+                    "--nats",
+                    self.url,
+                    "--log-json",
+                    "--refresh",
+                    "5",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    async def start_operator(self) -> None:
+        if self.operator_process:
+            self.operator_proc = self._spawn_operator()
+            return
+        self.operator = Operator(
+            OperatorConfig(
+                nats=NatsOptions(servers=(self.url,)),
+                flush_interval_s=0.2,
+                presence=PresencePolicy(refresh_s=max(5 * self.interval_s, 1.0)),
+            )
+        )
+        self._operator_task = asyncio.ensure_future(self.operator.run())
+        await asyncio.wait_for(self.operator.ready.wait(), 30)
+
+    async def stop_operator(self, *, kill: bool = False) -> None:
+        if self.operator_proc is not None:
+            if self.operator_proc.poll() is None:
+                self.operator_proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            await asyncio.to_thread(self.operator_proc.wait, 15)
+            self.operator_proc = None
+        if self.operator is not None:
+            self.operator.stop.set()
+            if self._operator_task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._operator_task, 15)
+            self.operator = None
+
+    async def stop(self) -> None:
+        for device in self.devices.values():
+            with contextlib.suppress(Exception):
+                await device.stop()
+        with contextlib.suppress(Exception):
+            await self.stop_operator()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.monitor.stop()
+                await self.nc.close()
+        if self.http is not None:
+            self.http.stop()
+        if self.server is not None:
+            self.server.stop()
+
+    # -- artifacts and devices ---------------------------------------------------------------
+    def build(self, version: str, *, faults: tuple[str, ...] = ()) -> ArtifactManifest:
+        manifest = build_artifact(version, self.artifact_dir, faults=faults)
+        self.artifacts[version] = manifest
+        return manifest
+
+    def url_of(self, manifest: ArtifactManifest) -> str:
+        assert self.http is not None
+        return f"{self.http.base_url}/{manifest.file}"
+
+    async def add_device(self, name: str, version: str, *, start: bool = True) -> LocalDevice:
+        """Install ``version`` (already built) under a fresh prefix and start its supervisor."""
+        dev = device_id(name)
+        prefix = self.workdir / "devices" / dev
+        layout = AgentLayout(prefix)
+        manifest = self.artifacts[version]
+        target = layout.version_dir(version)
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.artifact_dir / manifest.file, target / "agent")
+        layout.swap_current(version)
+        launch = LaunchSpec(
+            device_id=dev,
+            state_dir=prefix / "state",
+            nats_args=("--nats", self.url),
+            extra_args=(
+                "--heartbeat-interval",
+                str(self.interval_s),
+                "--executor",
+                "process",
+                "--prefix",
+                str(prefix),
+                "--log-json",
+            ),
+        )
+        supervisor = Supervisor(layout, launch, run_dir=prefix / "run")
+        device = LocalDevice(dev, prefix, layout, launch, supervisor)
+        self.devices[dev] = device
+        if start:
+            await supervisor.start()
+        return device
+
+    # -- upgrades ----------------------------------------------------------------------------
+    async def request_upgrade(
+        self,
+        device: str,
+        version: str,
+        *,
+        timeouts: UpgradeTimeouts | None = None,
+        force: bool = False,
+    ) -> UpgradeMarker:
+        assert self.nc is not None
+        manifest = self.artifacts[version]
+        marker = UpgradeMarker(
+            upgrade_id=new_upgrade_id(),
+            device_id=device,
+            target_version=version,
+            artifact_url=self.url_of(manifest),
+            sha256=manifest.sha256,
+            size=manifest.size,
+            requested_at=time.time(),
+            requested_by="localfleet",
+            force=force,
+            timeouts=timeouts or UpgradeTimeouts(self_test_s=30, cutover_s=30, hold_s=60),
+        )
+        await write_marker(self.nc, marker)
+        return marker
+
+    async def status(self, device: str) -> UpgradeStatus | None:
+        assert self.nc is not None
+        kv = TypedKV(
+            await open_bucket(self.nc.jetstream(), subjects.BUCKET_UPGRADE_STATUS),
+            UPGRADE_STATUS,
+            name=subjects.BUCKET_UPGRADE_STATUS,
+        )
+        entry = await kv.get(subjects.kv_key(device))
+        return entry.value if entry is not None else None
+
+    async def record(self, device: str) -> DeviceRecord | None:
+        assert self.nc is not None
+        kv = TypedKV(
+            await open_bucket(self.nc.jetstream(), subjects.BUCKET_DEVICES),
+            DEVICE_RECORD,
+            name=subjects.BUCKET_DEVICES,
+        )
+        entry = await kv.get(subjects.kv_key(device))
+        return entry.value if entry is not None else None
+
+    def agent_processes(self, device: str) -> list[int]:
+        """PIDs of every agent process of ``device`` on this machine (main and candidates)."""
+        needle = f"--device-id\x00{device}\x00".encode()
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if needle in cmdline and b"agent\x00run" in cmdline and b"--self-test" not in cmdline:
+                pids.append(int(entry.name))
+        return pids
