@@ -1,0 +1,245 @@
+"""``SystemdUpgradeExecutor``: the production executor, candidates as transient systemd units.
+
+The agent runs as the service's main unit (``fleet agent install`` writes it, ``Restart=always``).
+An upgrade's candidate runs beside it as ``<service>-candidate-<upgrade_id>.service``, started
+with ``systemd-run``, so:
+
+* its output is in the journal (``journalctl -u UNIT``), which is where the log tail of a failed
+  candidate comes from, even after the unit is gone;
+* it lives in its own cgroup: the old main exiting after the commit does not take it down, and
+  the candidate keeps heartbeating until the new main has started (no heartbeat gap);
+* its name is derived from the ``upgrade_id`` alone, so any later agent process (the old one
+  restarted, or the new main after the commit) can stop it without a saved handle;
+* ``RemainAfterExit=yes`` keeps the unit loaded after its process ends, so the exit code can be
+  read (``ExecMainCode``/``ExecMainStatus``) before the unit is removed. Stopping is therefore
+  "signal the main process, read how it ended, then ``stop`` + ``reset-failed``", which leaves no
+  unit behind;
+* transient units live under ``/run``: a reboot removes a candidate with everything else, and
+  the main unit boots whatever ``current`` points at (the old version unless the commit
+  happened).
+
+After the commit the old main exits 0; ``Restart=always`` starts ``current`` (the new version)
+as the main unit, and the new main's driver stops the leftover candidate on resume through
+:meth:`SystemdUpgradeExecutor.stop_candidate`.
+
+The file half of the work (layout, staging, self-test, swap, revert) is shared with the process
+executor (:mod:`harmony_fleet.adapters.executors._staging`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from harmony_fleet._version import __version__
+from harmony_fleet.adapters.executors._staging import LOG_LINES, Staging, run_bounded
+from harmony_fleet.adapters.executors.launch import LaunchSpec
+from harmony_fleet.adapters.http import DEFAULT_POLICY, DownloadPolicy
+from harmony_fleet.adapters.os.errors import LayoutBroken
+from harmony_fleet.adapters.os.layout import AgentLayout
+from harmony_fleet.adapters.systemd.systemctl import Systemd
+from harmony_fleet.adapters.systemd.units import (
+    DEFAULT_SERVICE,
+    candidate_unit,
+    passed_env,
+    service_name,
+)
+from harmony_fleet.contracts.heartbeat import Role
+from harmony_fleet.contracts.ids import UpgradeId, Version, upgrade_id, version
+from harmony_fleet.contracts.upgrade import UpgradeMarker
+from harmony_fleet.core.upgrade.executor import CandidateHandle, ProcessOutcome, ProgressCallback
+
+log = logging.getLogger("harmony_fleet.adapters.systemd")
+
+_STATE = ("LoadState", "ActiveState", "SubState", "MainPID", "ExecMainCode", "ExecMainStatus")
+#: ``ExecMainCode`` values (``siginfo_t.si_code``): exited normally, killed, dumped core.
+_CLD_EXITED, _CLD_KILLED, _CLD_DUMPED = 1, 2, 3
+
+
+class SystemdUpgradeExecutor:
+    """Implements :class:`~harmony_fleet.core.upgrade.executor.UpgradeExecutor` with systemd."""
+
+    def __init__(
+        self,
+        layout: AgentLayout,
+        launch: LaunchSpec,
+        *,
+        service: str = DEFAULT_SERVICE,
+        running_version: str | None = None,
+        systemd: Systemd | None = None,
+        policy: DownloadPolicy = DEFAULT_POLICY,
+        log_lines: int = LOG_LINES,
+        poll_s: float = 0.5,
+        stop_timeout_s: float = 15.0,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.layout = layout
+        self.launch = launch
+        self.service = service_name(service)
+        self.systemd = systemd or Systemd()
+        self.staging = Staging(
+            layout=layout, running_version=version(running_version or __version__), policy=policy
+        )
+        self.log_lines = log_lines
+        self.poll_s = poll_s
+        self.stop_timeout_s = stop_timeout_s
+        self._environ = environ
+
+    def unit_for(self, uid: str) -> str:
+        return candidate_unit(self.service, uid)
+
+    # -- the file half: shared with the process executor -------------------------------------
+
+    async def self_heal_layout(self) -> Version:
+        return await self.staging.self_heal()
+
+    async def current_version(self) -> Version | None:
+        return await self.staging.current_version()
+
+    async def stage(self, marker: UpgradeMarker, progress: ProgressCallback) -> None:
+        await self.staging.stage(marker, progress)
+
+    async def cleanup_staging(self, version: Version) -> None:
+        await self.staging.cleanup(version)
+
+    async def self_test(self, marker: UpgradeMarker, timeout_s: float) -> ProcessOutcome:
+        """Run ``versions/<target>/agent … --self-test`` as a child, bounded by ``timeout_s``.
+
+        A child, not a unit: it is short, its output is captured directly, and if this agent
+        dies the child dies with the main unit's cgroup instead of lingering.
+        """
+        artifact = self._artifact(marker.target_version)
+        argv = self.launch.argv(artifact, self_test=True)
+        return await run_bounded(argv, timeout_s, log_lines=self.log_lines)
+
+    async def swap_current(self, version: Version) -> None:
+        await self.staging.swap(version)
+
+    async def revert(self, *, upgrade_id: UpgradeId, previous: Version, target: Version) -> None:
+        await self.stop_candidate(upgrade_id)
+        await self.staging.revert(upgrade_id=upgrade_id, previous=previous, target=target)
+
+    # -- the candidate: a transient unit ----------------------------------------------------------
+
+    async def start_candidate(self, marker: UpgradeMarker) -> CandidateHandle:
+        uid = upgrade_id(marker.upgrade_id)
+        target = version(marker.target_version)
+        unit = self.unit_for(uid)
+        handle = CandidateHandle(upgrade_id=uid, version=target, ref=unit)
+        state = await self.systemd.show(unit, *_STATE)
+        if _loaded(state):
+            if _running(state):
+                log.info("candidate unit already running", extra={"unit": unit})
+                return handle
+            await self._remove(unit)  # an ended run of this upgrade: start afresh
+        argv = self.launch.argv(self._artifact(target), role=Role.CANDIDATE, upgrade_id=uid)
+        environ = os.environ if self._environ is None else self._environ
+        await self.systemd.run_transient(
+            unit,
+            argv,
+            description=f"harmony-fleet agent {target}, candidate of upgrade {uid}",
+            properties={
+                "Type": "exec",  # the start fails here if the program cannot be executed
+                "RemainAfterExit": "yes",  # keep the exit code readable after it ends
+                "Restart": "no",
+                "TimeoutStopSec": f"{self.stop_timeout_s:g}s",
+                "SyslogIdentifier": f"{self.service}-candidate",
+            },
+            pass_env=passed_env(environ),
+        )
+        log.info("candidate unit started", extra={"unit": unit, "version": target})
+        return handle
+
+    async def candidate_alive(self, handle: CandidateHandle) -> bool:
+        return _running(await self.systemd.show(handle.ref, *_STATE))
+
+    async def candidate_exit(self, handle: CandidateHandle) -> ProcessOutcome:
+        """Poll the unit until its main process has ended; how it ended and its last lines."""
+        while True:
+            state = await self.systemd.show(handle.ref, *_STATE)
+            if not _running(state):
+                return await self._outcome(handle.ref, state)
+            await asyncio.sleep(self.poll_s)
+
+    async def stop_candidate(self, upgrade_id: UpgradeId) -> ProcessOutcome | None:
+        """SIGTERM the candidate (SIGKILL after ``stop_timeout_s``), read how it ended, remove
+        the unit. None if no unit of that upgrade is loaded (never started, or a reboot)."""
+        unit = self.unit_for(upgrade_id)
+        state = await self.systemd.show(unit, *_STATE)
+        if not _loaded(state):
+            return None
+        if _running(state):
+            await self.systemd.kill(unit, "SIGTERM")
+            state = await self._wait_ended(unit, self.stop_timeout_s)
+            if _running(state):
+                log.warning("candidate ignored SIGTERM; killing it", extra={"unit": unit})
+                await self.systemd.kill(unit, "SIGKILL", main_only=False)
+                state = await self._wait_ended(unit, self.stop_timeout_s)
+        outcome = await self._outcome(unit, state)
+        await self._remove(unit)
+        log.info("candidate unit stopped", extra={"unit": unit, "exit_code": outcome.exit_code})
+        return outcome
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _artifact(self, v: str) -> Path:
+        path = self.staging.artifact(v)
+        if not path.is_file():
+            raise LayoutBroken(path, f"version {v} is not staged")
+        return path
+
+    async def _wait_ended(self, unit: str, timeout_s: float) -> dict[str, str]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            state = await self.systemd.show(unit, *_STATE)
+            if not _running(state) or loop.time() >= deadline:
+                return state
+            await asyncio.sleep(min(0.1, self.poll_s))
+
+    async def _outcome(self, unit: str, state: Mapping[str, str]) -> ProcessOutcome:
+        tail = await self.systemd.journal_tail(unit, self.log_lines)
+        code, status = _int(state.get("ExecMainCode")), _int(state.get("ExecMainStatus"))
+        if not _loaded(state):
+            return ProcessOutcome(exit_code=None, log_tail=(*tail, f"[harmony-fleet] {unit} gone"))
+        if code == _CLD_EXITED:
+            return ProcessOutcome(exit_code=status, log_tail=tail)
+        if code in (_CLD_KILLED, _CLD_DUMPED):
+            note = f"[harmony-fleet] {unit}: main process ended by signal {status}"
+            return ProcessOutcome(exit_code=None, log_tail=(*tail, note)[-self.log_lines :])
+        return ProcessOutcome(exit_code=None, log_tail=tail)
+
+    async def _remove(self, unit: str) -> None:
+        """``stop`` (ends anything left in the cgroup) and ``reset-failed``: the unit unloads."""
+        await self.systemd.stop(unit)
+        await self.systemd.reset_failed(unit)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        while _loaded(await self.systemd.show(unit, "LoadState")):
+            if loop.time() >= deadline:
+                log.warning("candidate unit still loaded after stop", extra={"unit": unit})
+                return
+            await asyncio.sleep(0.1)
+
+
+def _loaded(state: Mapping[str, str]) -> bool:
+    return state.get("LoadState", "not-found") not in ("not-found", "")
+
+
+def _running(state: Mapping[str, str]) -> bool:
+    """A main process exists (``MainPID``), or systemd is still starting or stopping it."""
+    if not _loaded(state):
+        return False
+    if _int(state.get("MainPID")) not in (None, 0):
+        return True
+    return state.get("ActiveState") in ("activating", "deactivating", "reloading")
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

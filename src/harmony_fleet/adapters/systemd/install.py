@@ -1,0 +1,417 @@
+"""``fleet agent install`` / ``uninstall``: the agent as a systemd service, from one artifact.
+
+What an install leaves on the device (the seed's "M1 clean install")::
+
+    <prefix>/versions/<v>/agent              the artifact (and, beside it, its extraction)
+    <prefix>/current -> versions/<v>          what the service runs
+    <state_dir>/                              the agent's state (upgrade record, skip list)
+    /etc/systemd/system/<service>.service     Restart=always, logs in the journal
+    /etc/harmony-fleet/<service>.env          0600, only when there is a secret (NATS password)
+
+The unit's ``ExecStart`` is :class:`~harmony_fleet.adapters.executors.launch.LaunchSpec`'s vector
+for ``<prefix>/current/agent`` with ``--prefix`` and ``--executor systemd``, so the main instance
+is started exactly like the self-test and the candidate, and it always runs whatever ``current``
+points at: after an upgrade commits and the old agent exits, ``Restart=always`` starts the new
+version. ``StartLimitIntervalSec=0`` because a device agent must never give up restarting.
+
+Every step compares before it writes, so a second identical install changes nothing and says so.
+The unit file carries the install's parameters in a comment line, so ``uninstall`` (and a later
+install) can find the prefix and state directory without being told again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harmony_fleet.adapters.executors._staging import run_bounded, sha256_of
+from harmony_fleet.adapters.executors.launch import LaunchSpec
+from harmony_fleet.adapters.http import download
+from harmony_fleet.adapters.os._fs import fsync_dir, write_atomic
+from harmony_fleet.adapters.os.layout import AgentLayout
+from harmony_fleet.adapters.systemd.systemctl import Systemd, SystemdUnavailable
+from harmony_fleet.adapters.systemd.units import (
+    candidate_pattern,
+    exec_line,
+    service_name,
+    unit_of,
+    unit_value,
+)
+from harmony_fleet.contracts.ids import DeviceId, Version, sha256_hex, version
+from harmony_fleet.errors import ConfigError, IntegrityError, Refused
+
+UNIT_DIR = Path("/etc/systemd/system")
+ENV_DIR = Path("/etc/harmony-fleet")
+DEFAULT_PREFIX = Path("/opt/harmony-fleet")
+_META = "# harmony-fleet-install: "
+_VERSION_RE = re.compile(r"version\s+(\S+)\s*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallSpec:
+    """Everything an install decides; the unit file is a pure function of it."""
+
+    device_id: DeviceId
+    prefix: Path = DEFAULT_PREFIX
+    state_dir: Path
+    service: str = "harmony-fleet-agent"
+    nats_args: tuple[str, ...] = ()
+    """``--nats URL`` (repeated), user, creds, CA: never the password (see ``secrets``)."""
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    """Environment for the env file (``FLEET_NATS_PASSWORD``): kept off every command line."""
+    heartbeat_interval_s: float = 5.0
+    python: str = field(default_factory=lambda: getattr(sys, "_base_executable", sys.executable))
+    """The interpreter that runs the artifact (a venv's base Python, which outlives the venv)."""
+    unit_dir: Path = UNIT_DIR
+    env_dir: Path = ENV_DIR
+
+    def __post_init__(self) -> None:
+        service_name(self.service)
+        for path in (self.prefix, self.state_dir, Path(self.python)):
+            if not path.is_absolute():
+                raise ConfigError(f"{path} must be an absolute path")
+
+    @property
+    def unit_name(self) -> str:
+        return unit_of(self.service)
+
+    @property
+    def unit_path(self) -> Path:
+        return self.unit_dir / self.unit_name
+
+    @property
+    def env_path(self) -> Path:
+        return self.env_dir / f"{service_name(self.service)}.env"
+
+    def launch(self) -> LaunchSpec:
+        return LaunchSpec(
+            python=self.python,
+            device_id=self.device_id,
+            state_dir=self.state_dir,
+            nats_args=self.nats_args,
+            extra_args=(
+                "--heartbeat-interval",
+                f"{self.heartbeat_interval_s:g}",
+                "--prefix",
+                str(self.prefix),
+                "--executor",
+                "systemd",
+            ),
+        )
+
+    def main_argv(self) -> list[str]:
+        """What the service runs: ``current``'s artifact, resolved at every (re)start."""
+        return self.launch().argv(self.prefix / "current" / "agent")
+
+
+def render_unit(spec: InstallSpec) -> str:
+    """The unit file's text (pure: tests compare it, installs compare it before writing)."""
+    meta = {
+        "device_id": spec.device_id,
+        "prefix": str(spec.prefix),
+        "state_dir": str(spec.state_dir),
+    }
+    lines = [
+        "# Written by `fleet agent install`; `fleet agent uninstall` removes it.",
+        _META + json.dumps(meta, sort_keys=True),
+        "[Unit]",
+        f"Description={unit_value(f'harmony-fleet agent (device {spec.device_id})')}",
+        "Wants=network-online.target",
+        "After=network-online.target",
+        "StartLimitIntervalSec=0",
+        "",
+        "[Service]",
+        "Type=exec",
+        f"ExecStart={exec_line(spec.main_argv())}",
+        f'Environment="FLEET_SERVICE={service_name(spec.service)}"',
+        "Environment=PYTHONUNBUFFERED=1",
+    ]
+    if spec.secrets:
+        lines.append(f"EnvironmentFile={unit_value(str(spec.env_path))}")
+    lines += [
+        "Restart=always",
+        "RestartSec=1s",
+        "TimeoutStopSec=30s",
+        "StandardOutput=journal",
+        "StandardError=journal",
+        f"SyslogIdentifier={service_name(spec.service)}",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_env(spec: InstallSpec) -> str | None:
+    """The env file's text (``NAME=value`` lines, values quoted), None when there is no secret."""
+    if not spec.secrets:
+        return None
+    out = []
+    for name, value in sorted(spec.secrets.items()):
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name) or "\n" in value:
+            raise ConfigError(f"cannot write {name!r} to an environment file")
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+        out.append(f'{name}="{escaped}"')
+    return "\n".join(out) + "\n"
+
+
+def read_install_meta(unit_path: Path) -> dict[str, str]:
+    """The parameters an earlier install wrote into its unit file (empty if none)."""
+    try:
+        text = unit_path.read_text()
+    except OSError:
+        return {}
+    for line in text.splitlines():
+        if line.startswith(_META):
+            try:
+                data = json.loads(line[len(_META) :])
+            except ValueError:
+                return {}
+            return {k: str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    return {}
+
+
+def require_root_and_systemd(*, euid: int | None = None, systemd: Systemd | None = None) -> None:
+    """One clear line instead of a permission error half-way through."""
+    if (os.geteuid() if euid is None else euid) != 0:
+        raise Refused("fleet agent install/uninstall must run as root", code="not_root")
+    if not (systemd or Systemd()).booted():
+        raise SystemdUnavailable(
+            "systemd is not running on this machine (/run/systemd/system is absent)"
+        )
+
+
+Say = Callable[[str], None]
+
+
+class Installer:
+    """Applies an :class:`InstallSpec`; every method reports what it changed through ``say``."""
+
+    def __init__(self, spec: InstallSpec, *, systemd: Systemd | None = None, say: Say) -> None:
+        self.spec = spec
+        self.systemd = systemd or Systemd()
+        self.say = say
+        self.layout = AgentLayout(spec.prefix)
+        self.changes: list[str] = []
+
+    def _changed(self, what: str) -> None:
+        self.changes.append(what)
+        self.say(what)
+
+    # -- artifact -------------------------------------------------------------------------------
+
+    def installed_version_with(self, sha256: str) -> Version | None:
+        """A version already installed whose artifact has exactly these bytes."""
+        for v in self.layout.list_versions():
+            path = self.layout.version_dir(v) / self.layout.artifact_name
+            if path.is_file() and sha256_of(path) == sha256:
+                return v
+        return None
+
+    async def obtain(
+        self, *, path: Path | None = None, url: str | None = None, sha256: str | None = None
+    ) -> Version:
+        """The version of the given artifact, installing it under ``versions/`` if it is new.
+
+        A file (``path``) or a download (``url`` with ``sha256``, through the verified,
+        resumable HTTP adapter). Bytes already installed as some version are recognised by their
+        SHA-256 and neither copied nor downloaded again.
+        """
+        if sha256 is not None:
+            sha256 = sha256_hex(sha256)
+        if path is not None:
+            actual = await asyncio.to_thread(sha256_of, path)
+            if sha256 is not None and actual != sha256:
+                raise IntegrityError(f"artifact {path}", sha256, actual)
+            sha256 = actual
+        if sha256 is None:
+            raise ConfigError("an artifact needs --artifact PATH, or --artifact-url with --sha256")
+        known = await asyncio.to_thread(self.installed_version_with, sha256)
+        if known is not None:
+            self.say(f"version {known} is already installed with these bytes")
+            return known
+        dest = self.incoming()
+        await asyncio.to_thread(_fresh_dir, dest.parent)
+        if path is not None:
+            await asyncio.to_thread(_copy_durably, path, dest)
+        elif url is not None:
+            await download(url, dest, sha256)
+        else:
+            raise ConfigError("an artifact needs --artifact PATH or --artifact-url URL")
+        await asyncio.to_thread(_keep_only, dest)
+        return await self.adopt(dest)
+
+    def incoming(self) -> Path:
+        """Where a new artifact is put before its version is known (inside ``versions/``, so
+        the final rename is atomic and the extraction made by ``--version`` is kept)."""
+        return self.layout.versions_dir / ".install" / self.layout.artifact_name
+
+    async def adopt(self, artifact: Path) -> Version:
+        """Ask the artifact in :meth:`incoming` its version and move it to ``versions/<v>/``."""
+        result = await run_bounded([self.spec.python, str(artifact), "--version"], 120.0)
+        match = _VERSION_RE.search(result.log_tail[-1]) if result.log_tail else None
+        if not result.ok or match is None:
+            shutil.rmtree(artifact.parent, ignore_errors=True)
+            detail = " | ".join(result.log_tail[-3:]) or f"exit code {result.exit_code}"
+            raise ConfigError(f"the artifact does not run with {self.spec.python}: {detail}")
+        v = version(match.group(1))
+        home = self.layout.version_dir(v)
+        if home.exists():
+            shutil.rmtree(artifact.parent, ignore_errors=True)
+            raise Refused(
+                f"{home} exists with a different artifact; remove that version first",
+                code="version_exists",
+            )
+        os.rename(artifact.parent, home)
+        fsync_dir(self.layout.versions_dir)
+        self._changed(f"installed version {v} in {home}")
+        return v
+
+    # -- the rest of the install ----------------------------------------------------------------
+
+    async def install(self, v: Version, *, start: bool) -> list[str]:
+        """Point ``current`` at ``v``, write state dir, env file and unit, enable and start."""
+        spec = self.spec
+        running_before = await self.systemd.is_active(spec.unit_name) == "active"
+        moved = self._point_current(v)
+        if not spec.state_dir.is_dir():
+            spec.state_dir.mkdir(parents=True, mode=0o700)
+            self._changed(f"created {spec.state_dir}")
+        env_changed = self._write_if_changed(spec.env_path, render_env(spec), mode=0o600)
+        unit_changed = self._write_if_changed(spec.unit_path, render_unit(spec), mode=0o644)
+        if unit_changed or env_changed:
+            await self.systemd.daemon_reload()
+        enabled = await self.systemd.systemctl("is-enabled", "--", spec.unit_name, check=False)
+        if enabled.stdout.strip() != "enabled":
+            await self.systemd.systemctl("enable", "--", spec.unit_name)
+            self._changed(f"enabled {spec.unit_name}")
+        if start and not running_before:
+            await self.systemd.systemctl("start", "--", spec.unit_name)
+            self._changed(f"started {spec.unit_name}")
+        elif start and (moved or unit_changed or env_changed):
+            await self.systemd.systemctl("restart", "--", spec.unit_name)
+            self._changed(f"restarted {spec.unit_name}")
+        return self.changes
+
+    def _point_current(self, v: Version) -> bool:
+        now = self.layout.current_version() if self.layout.current_link.is_symlink() else None
+        if now == v:
+            return False
+        self.layout.swap_current(v)
+        self._changed(f"current -> versions/{v}" + (f" (was {now})" if now else ""))
+        return True
+
+    def _write_if_changed(self, path: Path, text: str | None, *, mode: int) -> bool:
+        if text is None:
+            if path.exists():
+                path.unlink()
+                self._changed(f"removed {path}")
+                return True
+            return False
+        try:
+            if path.read_text() == text and (path.stat().st_mode & 0o777) == mode:
+                return False
+        except FileNotFoundError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, text.encode())
+        os.chmod(path, mode)
+        self._changed(f"wrote {path}")
+        return True
+
+    # -- uninstall ------------------------------------------------------------------------------
+
+    async def uninstall(self, *, purge: bool) -> list[str]:
+        """Stop and remove the service and every candidate unit; ``purge`` the files too."""
+        spec, sd = self.spec, self.systemd
+        for unit in await sd.list_units(candidate_pattern(spec.service)):
+            await sd.stop(unit)
+            await sd.reset_failed(unit)
+            self._changed(f"stopped {unit}")
+        if spec.unit_path.exists() or await sd.is_active(spec.unit_name) != "inactive":
+            await sd.systemctl("disable", "--now", "--", spec.unit_name, check=False)
+            await sd.reset_failed(spec.unit_name)
+            self._changed(f"stopped and disabled {spec.unit_name}")
+        removed = False
+        for path in (spec.unit_path, spec.env_path):
+            if path.exists():
+                path.unlink()
+                removed = True
+                self._changed(f"removed {path}")
+        if removed:
+            await sd.daemon_reload()
+        if purge:
+            for folder, is_prefix in ((spec.prefix, True), (spec.state_dir, False)):
+                if folder.exists():
+                    _check_purgeable(folder, is_prefix=is_prefix)
+                    shutil.rmtree(folder)
+                    self._changed(f"removed {folder}")
+        return self.changes
+
+
+#: Folders a purge never deletes, whatever the flags say.
+# fmt: off
+_SYSTEM_DIRS = frozenset(Path(p) for p in (
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/opt", "/proc", "/root", "/run",
+    "/sbin", "/srv", "/sys", "/usr", "/usr/local", "/var", "/var/lib", "/var/cache", "/var/log",
+    "/etc/systemd", "/etc/systemd/system",
+))
+# fmt: on
+
+
+def _check_purgeable(folder: Path, *, is_prefix: bool) -> None:
+    """Refuse to delete a folder that cannot be ours (``/var/lib``, a mistyped prefix)."""
+    resolved = folder.resolve()
+    if resolved in _SYSTEM_DIRS or len(resolved.parts) < 3:
+        raise Refused(f"refusing to delete {resolved}: a system folder", code="unsafe_purge")
+    if is_prefix:
+        names = {p.name for p in resolved.iterdir() if not p.name.startswith(".")}
+        if names - {"versions", "current", "agent"}:
+            raise Refused(
+                f"refusing to delete {resolved}: it holds more than versions/ and current",
+                code="unsafe_purge",
+            )
+
+
+def _fresh_dir(path: Path) -> None:
+    """An empty folder at ``path`` (a leftover of an interrupted install is dropped)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+
+
+def _copy_durably(src: Path, dest: Path) -> None:
+    try:
+        shutil.copyfile(src, dest)
+        with open(dest, "rb+") as f:
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise ConfigError(f"cannot copy the artifact {src}: {exc.strerror or exc}") from exc
+
+
+def _keep_only(dest: Path) -> None:
+    """Make ``dest`` executable and drop the downloader's lock and sidecar files beside it."""
+    os.chmod(dest, 0o755)  # noqa: S103 - an executable artifact, like /usr/bin
+    for leftover in dest.parent.iterdir():
+        if leftover != dest:
+            leftover.unlink()
+
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "ENV_DIR",
+    "UNIT_DIR",
+    "InstallSpec",
+    "Installer",
+    "read_install_meta",
+    "render_env",
+    "render_unit",
+    "require_root_and_systemd",
+]
