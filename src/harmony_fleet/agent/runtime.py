@@ -117,10 +117,15 @@ class Agent:
         if self.faults.no_heartbeat:
             self.log.warning("build fault: this agent never heartbeats")
             return
+        # Deadline-based: each beat is scheduled from the previous *deadline*, not from when the
+        # publish finished, so slow publishes or a busy loop never accumulate into a longer gap.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
         while not self.stop.is_set():
             await self.publish_heartbeat()
+            deadline = max(deadline + self.next_interval(), loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), self.next_interval())
+                await asyncio.wait_for(self.stop.wait(), max(0.0, deadline - loop.time()))
 
     # -- commands ---------------------------------------------------------------------------
     async def _on_command(self, msg: Any) -> None:

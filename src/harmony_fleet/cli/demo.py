@@ -1,134 +1,263 @@
-"""``fleet demo``: the whole system on one machine, on the embedded default.
+"""``fleet demo``: agent self-upgrade with automatic rollback, live, on one machine.
 
-Starts an embedded nats-server in a temporary directory, the operator (in this process), and a
-few agents as real processes, then shows the live device table. Everything it started is stopped
-on exit, Ctrl-C included.
+It starts embedded NATS, the operator, an artifact server and a few devices (each a supervised
+real agent artifact in its own prefix), builds v1 (running), v2 (good) and a broken v3 (passes
+its self-test, then never heartbeats), upgrades every device to v2 with a live table, tries v3
+and shows the automatic rollback, then prints a summary. With ``--json`` its last line is a JSON
+object with per-device results, the heartbeat interval, the largest heartbeat gap seen during the
+upgrades, and the times to commit and to roll back. Everything it started is stopped on exit,
+Ctrl-C included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
+import signal
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
-import msgspec
 from rich.console import Console
 from rich.live import Live
+from rich.table import Table
 
-from harmony_fleet.adapters.nats.connection import NatsOptions
-from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.cli import exit_codes
-from harmony_fleet.cli._common import install_stop_signals, print_json, setup_logging
-from harmony_fleet.cli.devices import devices_table
-from harmony_fleet.core.presence import PresencePolicy
-from harmony_fleet.operator.runtime import Operator, OperatorConfig
+from harmony_fleet.cli._common import print_json, setup_logging
+from harmony_fleet.cli.localfleet import LocalFleet
+from harmony_fleet.contracts import AgentUpgradePhase, UpgradeStatus, UpgradeTimeouts
+
+V1, V2, V3 = "1.0.0", "2.0.0", "3.0.0"
+P = AgentUpgradePhase
 
 
-def start_agent(device: str, url: str, state_dir: Path, interval: float, log: Path) -> Any:
-    out = open(log, "ab")  # noqa: SIM115 - the child keeps it
-    try:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "harmony_fleet",
-                "agent",
-                "run",
-                "--device-id",
-                device,
-                "--nats",
-                url,
-                "--state-dir",
-                str(state_dir),
-                "--heartbeat-interval",
-                str(interval),
-                "--log-json",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    finally:
-        out.close()
+@dataclass
+class Tracked:
+    """One device's view of one upgrade, as the demo saw it (its own clock)."""
+
+    device: str
+    upgrade_id: str
+    target: str
+    requested: float
+    status: UpgradeStatus | None = None
+    seen: dict[str, float] = field(default_factory=dict)
+    """phase -> seconds after the request when the demo first saw it."""
+
+    def note(self, status: UpgradeStatus | None, now: float) -> None:
+        if status is None or status.upgrade_id != self.upgrade_id:
+            return
+        self.status = status
+        self.seen.setdefault(status.phase.value, round(now - self.requested, 3))
+
+    @property
+    def done(self) -> bool:
+        return self.status is not None and self.status.phase.terminal
+
+    def summary(self) -> dict[str, Any]:
+        s = self.status
+        return {
+            "to": self.target,
+            "upgrade_id": self.upgrade_id,
+            "outcome": s.phase.value if s else "Unknown",
+            "error_code": s.error_code if s else "",
+            "time_to_commit_s": self.seen.get(P.COMMITTED.value, self.seen.get(P.SUCCEEDED.value)),
+            "time_to_succeed_s": self.seen.get(P.SUCCEEDED.value),
+            "time_to_rollback_s": self.seen.get(P.ROLLED_BACK.value),
+            "candidate_exit_code": s.candidate_exit_code if s else None,
+            "phases_seen": self.seen,
+        }
 
 
-async def _demo(
-    devices: int, duration: float, interval: float, as_json: bool, workdir: Path
-) -> int:
-    server = EmbeddedNats(store_dir=workdir / "nats", log_file=workdir / "nats.log")
-    url = server.start()
-    agents: list[Any] = []
-    operator = Operator(
-        OperatorConfig(
-            nats=NatsOptions(servers=(url,)),
-            presence=PresencePolicy(refresh_s=max(interval, 1.0)),
-            flush_interval_s=0.2,
-        )
-    )
-    install_stop_signals(operator.stop)
-    op_task = asyncio.ensure_future(operator.run())
-    console = Console(stderr=as_json)
-    try:
-        await asyncio.wait_for(operator.ready.wait(), 15)
+def _table(title: str, fleet: LocalFleet, tracked: dict[str, Tracked]) -> Table:
+    table = Table(title=title, box=None, header_style="bold", title_justify="left")
+    for col in ("DEVICE", "RUNS", "TARGET", "PHASE", "DETAIL", "MAX GAP"):
+        table.add_column(col)
+    for name, t in tracked.items():
+        s = t.status
+        detail = ""
+        if s is not None and s.progress is not None and s.progress.bytes_total:
+            detail = f"{100 * s.progress.bytes_done / s.progress.bytes_total:.0f}% downloaded"
+        if s is not None and s.error_code:
+            detail = f"{s.error_code}: {s.error_detail}"[:60]
+        beats = fleet.monitor.devices.get(name)
+        runs = beats.last.agent_version if beats and beats.last else "?"
+        gap = f"{beats.max_gap_s:.2f}s" if beats else ""
+        phase = s.phase.value if s else "Requested"
+        style = {"Succeeded": "green", "RolledBack": "yellow", "Failed": "red"}.get(phase, "")
+        table.add_row(name, runs, t.target, f"[{style}]{phase}[/]" if style else phase, detail, gap)
+    return table
+
+
+async def _upgrade_all(
+    fleet: LocalFleet,
+    version: str,
+    timeouts: UpgradeTimeouts,
+    console: Console,
+    title: str,
+    deadline_s: float,
+) -> dict[str, Tracked]:
+    fleet.monitor.reset()
+    tracked: dict[str, Tracked] = {}
+    for name in fleet.devices:
+        marker = await fleet.request_upgrade(name, version, timeouts=timeouts)
+        tracked[name] = Tracked(name, marker.upgrade_id, version, time.monotonic())
+    end = time.monotonic() + deadline_s
+    with Live(_table(title, fleet, tracked), console=console, refresh_per_second=8) as live:
+        while time.monotonic() < end and not all(t.done for t in tracked.values()):
+            for name, t in tracked.items():
+                t.note(await fleet.status(name), time.monotonic())
+            live.update(_table(title, fleet, tracked))
+            await asyncio.sleep(0.1)
+        live.update(_table(title, fleet, tracked))
+    return tracked
+
+
+async def _wait_online(fleet: LocalFleet, version: str, deadline_s: float) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        beats = [fleet.monitor.devices.get(n) for n in fleet.devices]
+        if all(
+            b is not None and b.last is not None and b.last.agent_version == version for b in beats
+        ):
+            return
+        await asyncio.sleep(0.1)
+    raise click.ClickException(f"devices did not come online with {version} in {deadline_s} s")
+
+
+def _stats(values: list[float | None]) -> dict[str, float | None]:
+    real = [v for v in values if v is not None]
+    if not real:
+        return {"max": None, "mean": None}
+    return {"max": round(max(real), 3), "mean": round(statistics.fmean(real), 3)}
+
+
+async def run_demo(
+    workdir: Path, devices: int, interval: float, console: Console
+) -> dict[str, Any]:
+    async with LocalFleet(workdir, interval_s=interval) as fleet:
+        console.print(f"[bold]harmony-fleet demo[/] in {workdir}: NATS at {fleet.url}")
+        console.print("building agent artifacts v1, v2 and a broken v3 (never heartbeats) ...")
+        for version, faults in ((V1, ()), (V2, ()), (V3, ("no-heartbeat",))):
+            fleet.build(version, faults=faults)
         for i in range(devices):
-            name = f"demo-{i + 1:02d}"
-            agents.append(start_agent(name, url, workdir / name, interval, workdir / f"{name}.log"))
-        deadline = time.monotonic() + duration
-        with Live(console=console, refresh_per_second=4, transient=as_json) as live:
-            while time.monotonic() < deadline and not operator.stop.is_set():
-                records = [s.record(time.time()) for s in operator.registry.devices.values()]
-                live.update(devices_table(sorted(records, key=lambda r: r.device_id), time.time()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(operator.stop.wait(), 0.25)
-        records = [s.record(time.time()) for s in operator.registry.devices.values()]
-        online = sum(r.online for r in records)
-        if as_json:
-            print_json(
-                {
-                    "devices": msgspec.to_builtins(records),
-                    "online": online,
-                    "heartbeats_ingested": operator.registry.ingested,
-                }
-            )
-        else:
-            console.print(
-                f"{online}/{devices} devices online; "
-                f"{operator.registry.ingested} heartbeats ingested"
-            )
-        return exit_codes.OK if online == devices else exit_codes.FAILED
-    finally:
-        for proc in agents:
-            proc.terminate()
-        for proc in agents:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        operator.stop.set()
-        with contextlib.suppress(Exception):
-            await op_task
-        server.stop()
+            await fleet.add_device(f"demo-{i + 1:02d}", V1)
+        console.print(f"starting {devices} devices on {V1} ...")
+        await _wait_online(fleet, V1, 60)
+        good = await _upgrade_all(
+            fleet,
+            V2,
+            UpgradeTimeouts(self_test_s=60, cutover_s=60, hold_s=120),
+            console,
+            f"upgrade to {V2}: the operator commits only after it saw {V2} heartbeat",
+            180,
+        )
+        gaps = {n: fleet.monitor.devices[n].max_gap_s for n in fleet.devices}
+        bad = await _upgrade_all(
+            fleet,
+            V3,
+            UpgradeTimeouts(self_test_s=60, cutover_s=5, hold_s=30),
+            console,
+            f"upgrade to {V3} (broken: passes its self-test, never heartbeats)",
+            180,
+        )
+        gaps = {n: max(g, fleet.monitor.devices[n].max_gap_s) for n, g in gaps.items()}
+        runs = {
+            n: fleet.monitor.devices[n].last.agent_version  # type: ignore[union-attr]
+            for n in fleet.devices
+        }
+    per_device = {
+        n: {
+            "upgrade": good[n].summary(),
+            "broken_upgrade": bad[n].summary(),
+            "max_heartbeat_gap_s": round(gaps[n], 3),
+            "runs": runs[n],
+        }
+        for n in good
+    }
+    ok = all(
+        good[n].status is not None
+        and good[n].status.phase is P.SUCCEEDED  # type: ignore[union-attr]
+        and bad[n].status is not None
+        and bad[n].status.phase is P.ROLLED_BACK  # type: ignore[union-attr]
+        and runs[n] == V2
+        for n in good
+    )
+    return {
+        "ok": ok,
+        "heartbeat_interval_s": interval,
+        "max_heartbeat_gap_s": round(max(gaps.values()), 3),
+        "time_to_commit_s": _stats([good[n].summary()["time_to_commit_s"] for n in good]),
+        "time_to_rollback_s": _stats([bad[n].summary()["time_to_rollback_s"] for n in bad]),
+        "devices": per_device,
+    }
+
+
+def _print_summary(result: dict[str, Any], console: Console) -> None:
+    table = Table(title="summary", box=None, header_style="bold", title_justify="left")
+    for col in ("DEVICE", f"TO {V2}", "COMMIT", f"TO {V3}", "ROLLBACK", "RUNS", "MAX GAP"):
+        table.add_column(col)
+    for name, d in result["devices"].items():
+        up, bad = d["upgrade"], d["broken_upgrade"]
+        table.add_row(
+            name,
+            up["outcome"],
+            f"{up['time_to_commit_s']}s",
+            bad["outcome"],
+            f"{bad['time_to_rollback_s']}s",
+            d["runs"],
+            f"{d['max_heartbeat_gap_s']}s",
+        )
+    console.print(table)
+    verdict = "[green]all as expected[/]" if result["ok"] else "[red]NOT as expected[/]"
+    console.print(
+        f"heartbeat interval {result['heartbeat_interval_s']}s, largest gap "
+        f"{result['max_heartbeat_gap_s']}s: {verdict}"
+    )
 
 
 @click.command("demo")
-@click.option("--devices", type=click.IntRange(1, 50), default=3, show_default=True)
-@click.option("--duration", type=click.FloatRange(1, 3600), default=12.0, show_default=True)
+@click.option("--devices", type=click.IntRange(1, 20), default=3, show_default=True)
 @click.option(
-    "--heartbeat-interval", type=click.FloatRange(0.2, 60), default=1.0, show_default=True
+    "--heartbeat-interval", type=click.FloatRange(0.5, 10), default=1.0, show_default=True
 )
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON summary line.")
-def demo_cmd(devices: int, duration: float, heartbeat_interval: float, as_json: bool) -> None:
-    """Run NATS, the operator and a few agents locally and show the live device table."""
-    setup_logging(False, "WARNING", stream=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="fleet-demo-") as tmp:
-        code = asyncio.run(_demo(devices, duration, heartbeat_interval, as_json, Path(tmp)))
-    raise SystemExit(code)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep everything (logs, prefixes) here instead of a temporary folder.",
+)
+def demo_cmd(devices: int, heartbeat_interval: float, as_json: bool, workdir: Path | None) -> None:
+    """Upgrade local devices to a good version, then to a broken one, and watch the rollback."""
+    setup_logging(False, "ERROR", stream=sys.stderr)
+    console = Console(stderr=as_json)
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-demo-")))
+        result = asyncio.run(_main(workdir, devices, heartbeat_interval, console))
+    if result is None:
+        raise SystemExit(exit_codes.INTERRUPTED)
+    _print_summary(result, console)
+    if as_json:
+        print_json(result)
+    raise SystemExit(exit_codes.OK if result["ok"] else exit_codes.FAILED)
+
+
+async def _main(workdir: Path, devices: int, interval: float, console: Console) -> Any:
+    task = asyncio.ensure_future(run_demo(workdir, devices, interval, console))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        console.print("interrupted: everything the demo started has been stopped")
+        return None
 
 
 def register(group: click.Group) -> None:
