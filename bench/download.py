@@ -1,6 +1,6 @@
 """Benchmark: harmony-fleet's download() against ``curl -s URL | sha256sum`` on loopback.
 
-Run: ``.venv/bin/python bench/download.py [--size-mib 512] [--small-mib 64] [--runs 3]``
+Run: ``.venv/bin/python bench/download.py [--size-mib 512] [--small-mib 64] [--runs 5]``
 
 What it does, all in one run (these machines are noisy, so only ratios within a run count):
 
@@ -145,8 +145,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=512)
     parser.add_argument("--small-mib", type=int, default=64)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=None, help="temp dir (default: system)")
+    parser.add_argument(
+        "--dest-dir", type=Path, default=None, help="where ours writes (default: the temp dir)"
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -176,11 +179,24 @@ def main() -> None:
             assert server.stdout is not None
             port = int(server.stdout.readline())
             base = f"http://127.0.0.1:{port}"
-            results = bench(base, root, sizes, digests, args.runs)
+            dest_dir = args.dest_dir or root
+            results = bench(base, dest_dir, sizes, digests, args.runs)
+            results["dest_dir_fs"] = fs_type(dest_dir)
         finally:
             server.terminate()
             server.wait()
     print(json.dumps(results))
+
+
+def fs_type(path: Path) -> str:
+    """The filesystem type holding ``path`` (from /proc/mounts, longest mount prefix)."""
+    best, kind = "", "?"
+    resolved = str(path.resolve())
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, mnt, fstype, *_ = line.split()
+        if (resolved == mnt or resolved.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+            best, kind = mnt, fstype
+    return kind
 
 
 def bench(

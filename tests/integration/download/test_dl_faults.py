@@ -223,3 +223,15 @@ async def test_progress_is_throttled(scripted: ScriptedServer, dest: Path) -> No
     assert all(gap >= 0.24 for gap in gaps), gaps
     assert len(periodic) <= elapsed / 0.24
     assert all(p.rate_bps > 0 for _, p in stamps)
+
+
+async def test_partial_answer_to_a_plain_get_is_retried_with_backoff(
+    scripted: ScriptedServer, artifact: Artifact, dest: Path
+) -> None:
+    """A 206 from byte 5 when nothing was asked: no restart loop, a bounded retry."""
+    bogus = status("206 Partial Content", {"Content-Range": f"bytes 5-9/{artifact.size}"})
+    scripted.script = [bogus, bogus, bogus]
+    policy = dataclasses.replace(FAST, max_retries=2)
+    with pytest.raises(DownloadInterrupted, match="unusable 206"):
+        await download(scripted.url, dest, artifact.sha256, policy=policy)
+    assert len(scripted.requests) == 3

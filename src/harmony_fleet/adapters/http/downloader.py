@@ -462,9 +462,14 @@ class _Download:
         length = _content_length(response)
         total = None if length is None else offset + length
         if status == 206:
-            start, range_total = _content_range(response)
-            if start != offset:
-                raise _RestartFromZero(f"asked for bytes from {offset}, got from {start}")
+            try:
+                start, range_total = _content_range(response)
+                if start != offset:
+                    raise _RestartFromZero(f"asked for bytes from {offset}, got from {start}")
+            except _RestartFromZero as exc:
+                if offset == 0:  # nothing to restart: a broken answer, retried with backoff
+                    raise DownloadInterrupted(f"unusable 206 from {self.url}: {exc}") from None
+                raise
             self.part.from_earlier = offset > 0
             total = range_total if range_total is not None else total
         elif status == 200:
