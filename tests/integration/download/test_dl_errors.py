@@ -27,7 +27,7 @@ HTTPX_ERRORS = sorted(
     (
         obj
         for _, obj in inspect.getmembers(httpx, inspect.isclass)
-        if issubclass(obj, httpx.HTTPError)
+        if issubclass(obj, httpx.HTTPError) or obj is httpx.InvalidURL  # no HTTPError subclass
     ),
     key=lambda c: c.__name__,
 )
@@ -83,6 +83,12 @@ async def test_unreachable_server_is_temporary(tmp_path: Path) -> None:
 async def test_unsupported_scheme_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         await download("ftp://127.0.0.1/a", tmp_path / "a", SHA, policy=FAST)
+
+
+async def test_malformed_url_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        await download("http://[::1", tmp_path / "a", SHA, policy=FAST)
+    assert isinstance(info.value.__cause__, httpx.InvalidURL)
 
 
 async def test_unwritable_destination_is_wrapped(tmp_path: Path) -> None:

@@ -448,7 +448,7 @@ class _Download:
                 "GET", self.url, headers=headers, follow_redirects=True, timeout=self.timeout
             ) as response:
                 await self._take(response, offset)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is no HTTPError
             raise wrap_httpx_error(exc, self.url) from exc
         except OSError as exc:  # from the part file: a full disk, a broken one
             free = self._free_or_unknown()
@@ -558,8 +558,11 @@ class _Download:
         return received
 
     async def _finish(self) -> None:
-        await self.pipeline.drain()
         part = self.part
+        try:
+            await self.pipeline.drain()  # normally done already by _receive
+        except OSError as exc:
+            raise wrap_os_error(exc, part.path) from exc
         if self.size is not None and part.length != self.size:
             raise IntegrityError("size", str(self.size), str(part.length))
         actual = part.hasher.hexdigest()
