@@ -21,6 +21,7 @@ from harmony_fleet.adapters.executors.supervisor import Supervisor
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.os import AgentLayout
 from harmony_fleet.contracts import HEARTBEAT, Heartbeat, Role, subjects
+from harmony_fleet.errors import Unavailable
 
 
 @pytest.fixture
@@ -183,3 +184,12 @@ async def test_a_main_left_by_a_killed_supervisor_is_stopped_before_a_new_one_st
         assert live_pids_with(agent) == [sup.pid], "exactly one main"
     finally:
         await sup.stop()
+
+
+async def test_waiting_on_a_supervisor_that_is_not_running_fails_at_once(
+    make_supervisor: Callable[[], Supervisor],
+) -> None:
+    sup = make_supervisor()
+    with pytest.raises(Unavailable):
+        await asyncio.wait_for(sup.wait_started(1), 5)
+    assert await sup.stop() is None

@@ -47,7 +47,7 @@ from harmony_fleet.adapters.executors.launch import LaunchSpec
 from harmony_fleet.adapters.os import AgentLayout
 from harmony_fleet.adapters.os._fs import write_atomic
 from harmony_fleet.contracts.ids import Version
-from harmony_fleet.errors import FleetError
+from harmony_fleet.errors import FleetError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class Supervisor:
             await self._changed.wait_for(lambda: reached() or self._task_failed())
 
         if not reached():
-            raise RuntimeError("the supervisor stopped before the main was started")
+            raise Unavailable("the supervisor is not running (never started, or stopped)")
 
     def _task_failed(self) -> bool:
         return self._task is None or self._task.done()
