@@ -222,6 +222,12 @@ class LocalFleet:
         self.artifacts[version] = manifest
         return manifest
 
+    def adopt(self, manifest: ArtifactManifest, built_in: Path) -> ArtifactManifest:
+        """Serve an artifact built elsewhere (tests build once per session and share them)."""
+        shutil.copy2(built_in / manifest.file, self.artifact_dir / manifest.file)
+        self.artifacts[manifest.version] = manifest
+        return manifest
+
     def url_of(self, manifest: ArtifactManifest) -> str:
         assert self.http is not None
         return f"{self.http.base_url}/{manifest.file}"

@@ -1,0 +1,47 @@
+"""End-to-end fixtures: real artifacts (built once per session), a LocalFleet per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from harmony_fleet.artifacts import build_artifact
+from harmony_fleet.artifacts.manifest import ArtifactManifest
+from harmony_fleet.cli.localfleet import LocalFleet
+
+#: version -> faults baked into it.
+BUILDS: dict[str, tuple[str, ...]] = {
+    "1.0.0": (),
+    "2.0.0": (),
+    "2.1.0": ("self-test-fail",),
+    "2.2.0": ("self-test-hang",),
+    "2.3.0": ("no-heartbeat",),
+    "2.4.0": ("no-heartbeat", "crash-after=1"),
+}
+
+INTERVAL = 0.5
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ArtifactManifest]]:
+    out = tmp_path_factory.mktemp("artifacts")
+    return out, {v: build_artifact(v, out, faults=f) for v, f in BUILDS.items()}
+
+
+@pytest.fixture
+async def fleet(
+    tmp_path: Path, built: tuple[Path, dict[str, ArtifactManifest]]
+) -> AsyncIterator[LocalFleet]:
+    out, manifests = built
+    f = LocalFleet(tmp_path / "fleet", interval_s=INTERVAL, operator_process=True)
+    await f.start()
+    for manifest in manifests.values():
+        f.adopt(manifest, out)
+    try:
+        yield f
+    finally:
+        await f.stop()
+        leftovers = [pid for d in f.devices for pid in f.agent_processes(d)]
+        assert not leftovers, f"agent processes left running: {leftovers}"
