@@ -39,6 +39,7 @@ def cli() -> None:
 def _register() -> None:
     from harmony_fleet.cli import (  # noqa: PLC0415
         agent,
+        artifact,
         demo,
         devices,
         operator,
@@ -47,7 +48,7 @@ def _register() -> None:
         upgrade,
     )
 
-    for module in (server, agent, operator, devices, upgrade, schema, demo):
+    for module in (server, agent, operator, devices, upgrade, artifact, schema, demo):
         module.register(cli)
 
 
