@@ -72,10 +72,12 @@ async def test_candidate_runs_detached_beats_and_stops_with_its_log_kept(
     assert beat.upgrade_id == "u-life"
     assert layout.current_version() == OLD
 
+    watch = asyncio.create_task(executor.candidate_exit(handle))  # as the driver watches it
     outcome = await executor.stop_candidate(UpgradeId("u-life"))
 
     assert outcome is not None
     assert outcome.exit_code == 0, outcome  # the agent shuts down cleanly on SIGTERM
+    assert (await asyncio.wait_for(watch, 10)).exit_code == 0
     assert any("agent stopped" in line for line in outcome.log_tail), outcome.log_tail
     assert not alive(pid)
     assert not await executor.candidate_alive(handle)

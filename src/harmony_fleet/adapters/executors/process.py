@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -99,6 +100,7 @@ class ProcessExecutor:
         self.stop_grace_s = stop_grace_s
         self._extra_env = dict(env or {})
         self._children: dict[UpgradeId, Tracked] = {}
+        self._forget_lock = threading.Lock()
 
     # -- where things are -----------------------------------------------------------------------
 
@@ -241,15 +243,20 @@ class ProcessExecutor:
         return list(unique.values())
 
     def _forget(self, uid: UpgradeId) -> None:
-        """After the candidate ended: reap our child, drop the pid file; the log stays."""
-        child = self._children.get(uid)
-        if child is not None:
-            if child.running():
-                return  # survived SIGKILL (uninterruptible I/O): keep tracking it
-            child.kill_leftovers()
-            del self._children[uid]
-        with contextlib.suppress(FileNotFoundError):
-            self.pid_file(uid).unlink()
+        """After the candidate ended: reap our child, drop the pid file; the log stays.
+
+        Serialised: ``candidate_exit`` and ``stop_candidate`` may both get here, and the group
+        may only be signalled while the child is not reaped yet.
+        """
+        with self._forget_lock:
+            child = self._children.get(uid)
+            if child is not None:
+                if child.running():
+                    return  # survived SIGKILL (uninterruptible I/O): keep tracking it
+                child.kill_leftovers()
+                self._children.pop(uid, None)
+            with contextlib.suppress(FileNotFoundError):
+                self.pid_file(uid).unlink()
 
     def _outcome(self, uid: UpgradeId, child: Tracked | None) -> ProcessOutcome:
         if child is not None and child.popen is not None:
