@@ -86,7 +86,8 @@ class LocalDevice:
 
     @property
     def run_dir(self) -> Path:
-        return self.prefix / "run"
+        """Logs and pid files of the main and the candidates (the agent's ``<state>/run``)."""
+        return self.launch.state_dir / "run"
 
     def executor(self) -> ProcessExecutor:
         """An executor over this device's layout (to find and stop orphaned candidates)."""
@@ -235,7 +236,7 @@ class LocalFleet:
     async def add_device(self, name: str, version: str, *, start: bool = True) -> LocalDevice:
         """Install ``version`` (already built) under a fresh prefix and start its supervisor."""
         dev = device_id(name)
-        prefix = self.workdir / "devices" / dev
+        prefix = self.workdir / "devices" / dev / "opt"
         layout = AgentLayout(prefix)
         manifest = self.artifacts[version]
         target = layout.version_dir(version)
@@ -244,7 +245,7 @@ class LocalFleet:
         layout.swap_current(version)
         launch = LaunchSpec(
             device_id=dev,
-            state_dir=prefix / "state",
+            state_dir=prefix.parent / "state",
             nats_args=("--nats", self.url),
             extra_args=(
                 "--heartbeat-interval",
@@ -256,7 +257,7 @@ class LocalFleet:
                 "--log-json",
             ),
         )
-        supervisor = Supervisor(layout, launch, run_dir=prefix / "run")
+        supervisor = Supervisor(layout, launch, run_dir=launch.state_dir / "run")
         device = LocalDevice(dev, prefix, layout, launch, supervisor)
         self.devices[dev] = device
         if start:
