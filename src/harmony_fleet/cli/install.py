@@ -24,7 +24,6 @@ from harmony_fleet.adapters.systemd.units import DEFAULT_SERVICE, service_name
 from harmony_fleet.cli._common import build_nats_options, nats_options
 from harmony_fleet.cli.agent import agent_group
 from harmony_fleet.contracts import device_id
-from harmony_fleet.errors import ConfigError
 
 _SERVICE = click.option(
     "--service",
@@ -148,15 +147,12 @@ def uninstall_cmd(service: str, purge: bool, prefix: Path | None, state_dir: Pat
     require_root_and_systemd()
     probe = InstallSpec(device_id=device_id("x"), state_dir=Path("/nonexistent"), service=name)
     meta = read_install_meta(probe.unit_path)
-    if purge and prefix is None and "prefix" not in meta:
-        raise ConfigError(
-            f"--purge: no unit file records the prefix of {name}; give --prefix and --state-dir"
-        )
-    recorded_state = meta.get("state_dir")
+    # Without a unit file (never installed, or uninstalled already) only what is named on the
+    # command line, or the default prefix, is purged: the state dir is not known then.
     spec = InstallSpec(
         device_id=device_id(meta.get("device_id", "x")),
         prefix=(prefix or Path(meta.get("prefix", str(DEFAULT_PREFIX)))).absolute(),
-        state_dir=(state_dir or Path(recorded_state or "/nonexistent")).absolute(),
+        state_dir=(state_dir or Path(meta.get("state_dir", "/nonexistent"))).absolute(),
         service=name,
     )
     installer = Installer(spec, say=lambda line: click.echo(f"  {line}"))
