@@ -8,6 +8,7 @@ recognised: an agent never runs an ``upgrade_id`` it has already finished.
 from __future__ import annotations
 
 import enum
+from typing import Annotated
 
 import msgspec
 
@@ -39,11 +40,14 @@ class AgentUpgradePhase(enum.StrEnum):
     HOLDING = "Holding"
     """The old agent sees the candidate's heartbeats but no stop has come: bounded wait."""
     COMMITTED = "Committed"
-    """The stop came; ``current`` points at the target; the old agent has handed over."""
+    """The stop came; ``current`` points at the target; the old agent has handed over. While the
+    post-commit watch window is open (``UpgradeStatus.watch_until``) the new main instance is on
+    probation: a crash loop or lost heartbeats still return the device to the previous version."""
     SUCCEEDED = "Succeeded"
-    """The operator has seen the new version running as the device's main instance."""
+    """The new version runs as the device's main instance and its watch window passed."""
     ROLLED_BACK = "RolledBack"
-    """The candidate was started and then reverted; the previous version runs."""
+    """The candidate was reverted before the commit, or the new main failed inside the watch
+    window (``error_code`` ``post_commit``); the previous version runs."""
     FAILED = "Failed"
     """Staging or verification failed, or the marker was refused: nothing outside staging
     changed."""
@@ -69,6 +73,23 @@ class UpgradeTimeouts(msgspec.Struct, frozen=True, kw_only=True):
     """How long the old agent waits for the stop when it sees no candidate heartbeat."""
     hold_s: NonNegFloat = 600.0
     """How long it waits for the stop while it does see candidate heartbeats (partition)."""
+    watch_s: NonNegFloat = 600.0
+    """After the commit, how long the new main instance is watched: if it crash-loops or stops
+    heartbeating inside this window the device returns to the previous version by itself. 0
+    turns the watch off (Succeeded as soon as the new main runs)."""
+    watch_max_failures: Annotated[int, msgspec.Meta(ge=1)] = 3
+    """Failed starts of the new main inside the watch window that make it a crash loop."""
+
+
+class ArtifactSource(enum.StrEnum):
+    """Where the agent gets the target artifact from."""
+
+    DOWNLOAD = "download"
+    """Fetch ``artifact_url`` and verify ``sha256`` while downloading (a new version)."""
+    INSTALLED = "installed"
+    """The version is already in ``versions/<target>/`` (``fleet rollback``): nothing is
+    downloaded, ``artifact_url`` may be empty, and the installed artifact must still hash to
+    ``sha256``, the value the device recorded when it installed that version."""
 
 
 class UpgradeMarker(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +107,7 @@ class UpgradeMarker(msgspec.Struct, frozen=True, kw_only=True):
     force: bool = False
     """Install even if this version failed on this device before."""
     timeouts: UpgradeTimeouts = UpgradeTimeouts()
+    source: ArtifactSource = ArtifactSource.DOWNLOAD
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,3 +142,10 @@ class UpgradeStatus(msgspec.Struct, frozen=True, kw_only=True):
     pending_upgrade_id: UpgradeIdField | None = None
     """A newer marker the agent has seen but not started: it starts only once this upgrade is
     terminal (ADR-022, "markers in flight")."""
+    watch_until: NonNegFloat | None = None
+    """Unix time at which the post-commit watch window ends (set from Committed on); the status
+    turns Succeeded only after it, or RolledBack (``post_commit``) inside it."""
+    previous_version: VersionField | None = None
+    """The version kept on disk to return to (what ``fleet rollback`` asks for), if any."""
+    previous_sha256: Sha256Field | None = None
+    """SHA-256 of ``previous_version``'s artifact, as recorded when the device installed it."""
