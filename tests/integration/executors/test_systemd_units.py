@@ -37,7 +37,7 @@ from harmony_fleet.adapters.systemd.units import (
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.contracts import UpgradeMarker, device_id
 from harmony_fleet.contracts.ids import UpgradeId
-from harmony_fleet.errors import ConfigError, InvalidMessage, Refused
+from harmony_fleet.errors import ConfigError, InvalidMessage, Refused, Timeout
 
 HOSTILE = [
     "$HOME",
@@ -230,6 +230,26 @@ GONE = {"LoadState": "not-found", "MainPID": "0", "ActiveState": "inactive"}
 RUNNING = {"LoadState": "loaded", "MainPID": "42", "ActiveState": "active", "SubState": "running"}
 
 
+@dataclass(frozen=True, kw_only=True)
+class StubbornSystemd(ScriptedSystemd):
+    """A candidate that ignores SIGTERM and dies on SIGKILL (or, if ``immortal``, never)."""
+
+    immortal: bool = False
+    killed: list[str] = field(default_factory=list)
+
+    async def call(
+        self, argv: object, *, check: bool = True, timeout_s: float | None = None
+    ) -> Result:
+        args = list(argv)  # type: ignore[call-overload]
+        if "--signal=SIGKILL" in args and not self.immortal:
+            self.killed.append("yes")
+        if "show" in args and self.killed:
+            self.states[:] = [
+                {**RUNNING, "MainPID": "0", "ExecMainCode": "2", "ExecMainStatus": "9"}
+            ]
+        return await super().call(args, check=check, timeout_s=timeout_s)
+
+
 def executor(tmp_path: Path, sd: ScriptedSystemd) -> SystemdUpgradeExecutor:
     layout = AgentLayout(tmp_path / "prefix")
     home = layout.version_dir("2.0.0")
@@ -243,6 +263,7 @@ def executor(tmp_path: Path, sd: ScriptedSystemd) -> SystemdUpgradeExecutor:
         running_version="1.0.0",
         systemd=sd,
         poll_s=0.01,
+        stop_timeout_s=0.2,
         environ={"FLEET_NATS_PASSWORD": "secret", "HOME": "/root"},
     )
 
@@ -295,6 +316,19 @@ async def test_stop_candidate_reads_the_exit_then_removes_the_unit(tmp_path: Pat
     assert sd.verbs() == ["kill", "journalctl", "stop", "reset-failed"]
     kill = next(c for c in sd.calls if "kill" in c)
     assert kill[-2:] == ["--", "hf-candidate-u77.service"] and "--signal=SIGTERM" in kill
+
+
+async def test_a_candidate_ignoring_sigterm_is_killed_and_one_that_survives_is_an_error(
+    tmp_path: Path,
+) -> None:
+    sd = StubbornSystemd(states=[RUNNING])
+    outcome = await executor(tmp_path, sd).stop_candidate(UpgradeId("u77"))
+    assert outcome is not None and outcome.exit_code is None and "signal 9" in outcome.log_tail[-1]
+    assert sd.verbs() == ["kill", "kill", "journalctl", "stop", "reset-failed"]
+    immortal = StubbornSystemd(states=[RUNNING], immortal=True)
+    with pytest.raises(Timeout, match="still running"):
+        await executor(tmp_path, immortal).stop_candidate(UpgradeId("u77"))
+    assert "stop" not in immortal.verbs(), "a unit that may still run is not reported as gone"
 
 
 async def test_stop_candidate_after_a_reboot_finds_nothing(tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ from harmony_fleet.contracts.heartbeat import Role
 from harmony_fleet.contracts.ids import UpgradeId, Version, upgrade_id, version
 from harmony_fleet.contracts.upgrade import UpgradeMarker
 from harmony_fleet.core.upgrade.executor import CandidateHandle, ProcessOutcome, ProgressCallback
+from harmony_fleet.errors import Timeout
 
 log = logging.getLogger("harmony_fleet.adapters.systemd")
 
@@ -178,6 +179,8 @@ class SystemdUpgradeExecutor:
                 log.warning("candidate ignored SIGTERM; killing it", extra={"unit": unit})
                 await self.systemd.kill(unit, "SIGKILL", main_only=False)
                 state = await self._wait_ended(unit, self.stop_timeout_s)
+                if _running(state):  # the caller (a revert) retries; never report a lie
+                    raise Timeout(f"candidate unit {unit} still running after SIGKILL")
         outcome = await self._outcome(unit, state)
         await self._remove(unit)
         log.info("candidate unit stopped", extra={"unit": unit, "exit_code": outcome.exit_code})

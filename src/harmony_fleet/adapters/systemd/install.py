@@ -402,16 +402,3 @@ def _keep_only(dest: Path) -> None:
     for leftover in dest.parent.iterdir():
         if leftover != dest:
             leftover.unlink()
-
-
-__all__ = [
-    "DEFAULT_PREFIX",
-    "ENV_DIR",
-    "UNIT_DIR",
-    "InstallSpec",
-    "Installer",
-    "read_install_meta",
-    "render_env",
-    "render_unit",
-    "require_root_and_systemd",
-]
