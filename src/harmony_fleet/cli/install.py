@@ -21,7 +21,7 @@ from harmony_fleet.adapters.systemd.install import (
     require_root_and_systemd,
 )
 from harmony_fleet.adapters.systemd.units import DEFAULT_SERVICE, service_name
-from harmony_fleet.cli._common import build_nats_options, nats_options
+from harmony_fleet.cli._common import build_nats_options, nats_argv, nats_options
 from harmony_fleet.cli.agent import agent_group
 from harmony_fleet.contracts import device_id
 
@@ -33,19 +33,14 @@ _SERVICE = click.option(
 )
 
 
-def _nats_argv(options: Any) -> tuple[str, ...]:
-    """The NATS flags for the unit's command line (the password goes to the env file)."""
-    argv: list[str] = []
-    for url in options.servers:
-        argv += ["--nats", url]
-    for flag, value in (
-        ("--nats-user", options.user),
-        ("--nats-creds", options.creds_file),
-        ("--nats-tls-ca", options.tls_ca_file),
-    ):
-        if value:
-            argv += [flag, str(Path(value).resolve()) if flag != "--nats-user" else value]
-    return tuple(argv)
+def _unit_nats_argv(nats_kwargs: dict[str, Any]) -> tuple[str, ...]:
+    """The NATS flags for the unit's command line (``nats_argv``: the password stays out of
+    it), with file paths made absolute, since a unit does not run in this directory."""
+    kwargs = dict(nats_kwargs)
+    for key in ("nats_creds", "nats_tls_ca"):
+        if kwargs.get(key):
+            kwargs[key] = str(Path(kwargs[key]).resolve())
+    return nats_argv(**kwargs)
 
 
 @click.command("install")
@@ -106,7 +101,7 @@ def install_cmd(
         prefix=prefix.absolute(),
         state_dir=(state_dir or Path("/var/lib/harmony-fleet") / dev).absolute(),
         service=service_name(service),
-        nats_args=_nats_argv(nats),
+        nats_args=_unit_nats_argv(nats_kwargs),
         secrets={"FLEET_NATS_PASSWORD": nats.password} if nats.password else {},
         heartbeat_interval_s=heartbeat_interval,
         **extra,

@@ -382,3 +382,24 @@ def test_cli_install_exit_codes_without_systemd(tmp_path: Path) -> None:
     assert res.output.strip().splitlines()[-1].startswith("fleet: error: systemd is not running")
     res = runner.invoke(cli, ["agent", "uninstall"])
     assert res.exit_code == exit_codes.UNAVAILABLE
+
+
+def test_the_units_nats_flags_have_absolute_paths_and_no_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harmony_fleet.cli.install import _unit_nats_argv
+
+    monkeypatch.chdir(tmp_path)
+    argv = _unit_nats_argv(
+        {
+            "nats_urls": ("nats://a:4222", "nats://b:4222"),
+            "nats_user": "edge",
+            "nats_password": "hunter2",
+            "nats_creds": "edge.creds",
+            "nats_tls_ca": None,
+        }
+    )
+    assert argv == (
+        *("--nats", "nats://a:4222", "--nats", "nats://b:4222", "--nats-user", "edge"),
+        *("--nats-creds", str(tmp_path / "edge.creds")),
+    )
