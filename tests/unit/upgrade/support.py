@@ -10,7 +10,7 @@ from harmony_fleet.contracts.upgrade import UpgradeMarker, UpgradeTimeouts
 from harmony_fleet.core.upgrade import effects as fx
 from harmony_fleet.core.upgrade import events as ev
 from harmony_fleet.core.upgrade.machine import step
-from harmony_fleet.core.upgrade.records import Memory
+from harmony_fleet.core.upgrade.records import InFlight, Memory
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import ErrorCode, UpgradeState
 
@@ -61,8 +61,12 @@ def hb(instance: InstanceId = CAND, version: Version = NEW, uid: UpgradeId | Non
     return ev.CandidateHeartbeatSeen(instance_id=instance, version=version, upgrade_id=uid)
 
 
-def stop(uid: UpgradeId = U1, cmd: str = "c1") -> ev.StopReceived:
-    return ev.StopReceived(upgrade_id=uid, command_id=cmd)
+#: Wall time at which the stops of these tests arrive (the commit time of a commit).
+COMMIT_AT = 100.0
+
+
+def stop(uid: UpgradeId = U1, cmd: str = "c1", at: float = COMMIT_AT) -> ev.StopReceived:
+    return ev.StopReceived(upgrade_id=uid, command_id=cmd, received_at=at)
 
 
 #: The events that take a fresh Idle snapshot to each state, for upgrade U1 (OLD -> NEW).
@@ -77,6 +81,22 @@ PATH[S.COMMITTING] = (*PATH[S.HOLDING], stop())
 PATH[S.COMMITTED] = (*PATH[S.COMMITTING], ev.CommitDone(upgrade_id=U1))
 PATH[S.ROLLING_BACK] = (*PATH[S.CUTOVER_READY], ev.CutoverTimeout(upgrade_id=U1))
 PATH[S.ROLLED_BACK] = (*PATH[S.ROLLING_BACK], ev.RevertDone(upgrade_id=U1))
+#: The new main (running NEW) resuming U1 after the swap, inside its watch window.
+NEW_MAIN_RESUMES = ev.AgentRestarted(
+    record=InFlight(
+        marker=marker(),
+        from_version=OLD,
+        state=S.COMMITTED,
+        started_at=10.0,
+        committed_at=COMMIT_AT,
+    ),
+    current_version=NEW,
+    now=COMMIT_AT + 5.0,
+)
+PATH[S.WATCHING] = (NEW_MAIN_RESUMES,)
+PATH[S.SUCCEEDED] = (*PATH[S.WATCHING], ev.WatchPassed(upgrade_id=U1))
+#: States reached by the new main (a process running NEW), not by the old agent.
+NEW_MAIN_STATES = frozenset({S.WATCHING, S.SUCCEEDED})
 PATH[S.FAILED] = (
     *PATH[S.STAGING],
     ev.StagingFailed(upgrade_id=U1, code=ErrorCode.DOWNLOAD_REJECTED, detail="404"),
@@ -94,7 +114,8 @@ def run(snap: Snapshot, events: Iterable[ev.Event]) -> tuple[Snapshot, list[fx.E
 
 def at(state: UpgradeState, snap: Snapshot | None = None) -> Snapshot:
     """A snapshot in ``state`` for upgrade U1, reached through the machine itself."""
-    result, _ = run(snap or fresh(), PATH[state])
+    start = snap or fresh(running=NEW if state in NEW_MAIN_STATES else OLD)
+    result, _ = run(start, PATH[state])
     assert result.state is state, (state, result.state)
     return result
 

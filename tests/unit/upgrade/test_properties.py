@@ -41,6 +41,8 @@ ACTIONS = [
     "handover",
     "torn",
     "torn",
+    "launcher_rollback",
+    "watch_timer",
 ]
 
 action = st.tuples(st.sampled_from(ACTIONS), st.integers(min_value=0, max_value=7))
@@ -71,9 +73,13 @@ def play(world: World, name: str, k: int) -> None:
     elif name == "stop_other":
         world.feed(ev.StopReceived(upgrade_id=UpgradeId(f"u{k % 5}"), command_id=f"x{k}"))
     elif name == "timer":
-        world.fire(list(TimerKind)[k % 4])
+        world.fire(list(TimerKind)[k % len(TimerKind)])
     elif name == "stale_timer":
-        world.fire(list(TimerKind)[k % 4], stale=UpgradeId(f"u{k % 5}"))
+        world.fire(list(TimerKind)[k % len(TimerKind)], stale=UpgradeId(f"u{k % 5}"))
+    elif name == "watch_timer":
+        world.fire(TimerKind.WATCH)
+    elif name == "launcher_rollback":
+        world.launcher_rolls_back()
     elif name == "candidate_exit":
         world.candidate_exits(k)
     elif name == "restart":
@@ -117,7 +123,31 @@ def test_the_model_can_reach_a_commit() -> None:
     ]:
         play(world, name, k)
     assert world.swaps == [(UpgradeId("u1"), Version("2.0.0"))]
-    assert world.snap.state is UpgradeState.COMMITTED and world.candidate is None
+    assert world.snap.state is UpgradeState.WATCHING and world.candidate is None
+    play(world, "watch_timer", 0)
+    assert world.snap.state is UpgradeState.SUCCEEDED
+    assert world.local.previous == Version("1.0.0") and world.watch is None
+    assert world.problems == []
+
+
+def test_the_model_can_reach_a_post_commit_rollback() -> None:
+    """And the launcher's path: the previous version tells the truth and blames the target."""
+    world = World()
+    for name, k in [
+        ("marker", 0),
+        ("work_ok", 0),
+        ("work_ok", 0),
+        ("heartbeat", 1),
+        ("stop", 0),
+        ("handover", 0),
+        ("launcher_rollback", 0),
+    ]:
+        play(world, name, k)
+    assert world.launcher_rollbacks == 1 and world.current == Version("1.0.0")
+    assert world.snap.state is UpgradeState.ROLLED_BACK
+    assert world.statuses[-1].error_code == "post_commit"
+    assert Version("2.0.0") in world.local.failed_versions
+    assert world.watch is None and world.rollback is None
     assert world.problems == []
 
 

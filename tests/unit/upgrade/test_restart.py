@@ -13,7 +13,7 @@ from harmony_fleet.core.upgrade import events as ev
 from harmony_fleet.core.upgrade.machine import step
 from harmony_fleet.core.upgrade.records import InFlight
 from harmony_fleet.core.upgrade.snapshot import Snapshot
-from harmony_fleet.core.upgrade.states import MAX_ATTEMPTS, ErrorCode
+from harmony_fleet.core.upgrade.states import MAX_ATTEMPTS, WATCH_SETTLE_S, ErrorCode
 
 from .support import NEW, OLD, U1, S, at, fresh, kinds, marker, only, statuses
 
@@ -24,10 +24,17 @@ def record(state: S, **changes: object) -> InFlight:
 
 
 def restart(
-    state: S | None, *, running: Version = OLD, current: Version = OLD, **changes: object
+    state: S | None,
+    *,
+    running: Version = OLD,
+    current: Version = OLD,
+    now: float = 0.0,
+    **changes: object,
 ) -> tuple[Snapshot, tuple[fx.Effect, ...]]:
     rec = record(state, **changes) if state is not None else None
-    return step(fresh(running=running), ev.AgentRestarted(record=rec, current_version=current))
+    return step(
+        fresh(running=running), ev.AgentRestarted(record=rec, current_version=current, now=now)
+    )
 
 
 def test_nothing_in_flight_stays_idle() -> None:
@@ -77,16 +84,19 @@ def test_old_agent_restarted_mid_commit_before_the_swap_reverts() -> None:
     assert snap.state is S.ROLLING_BACK
 
 
-def test_new_main_after_a_swap_completes_the_commit_and_stops_the_candidate() -> None:
+def test_new_main_after_a_swap_completes_the_commit_and_watches() -> None:
     for state in (S.COMMITTING, S.COMMITTED):
-        snap, effects = restart(state, running=NEW, current=NEW)
-        assert snap.state is S.COMMITTED
+        snap, effects = restart(state, running=NEW, current=NEW, committed_at=100.0, now=130.0)
+        assert snap.state is S.WATCHING
         names = kinds(effects)
         assert names[0] == "StopCandidate" and "HandOver" not in names
-        assert statuses(effects)[-1].phase is P.COMMITTED
-        # Cleared, so a later restart cannot rewrite Committed over the operator's Succeeded.
-        assert only(effects, fx.PersistInFlight) == [fx.PersistInFlight(record=None)]
-        assert kinds(effects)[-1] == "PersistInFlight"
+        status = statuses(effects)[-1]
+        assert status.phase is P.COMMITTED and status.watch_until == 700.0
+        # Kept (in Watching), so a restart inside the window knows it is still on probation.
+        (persisted,) = only(effects, fx.PersistInFlight)
+        assert persisted.record is not None and persisted.record.state is S.WATCHING
+        (timer,) = only(effects, fx.ScheduleTimer)
+        assert timer.delay_s == 570.0 + WATCH_SETTLE_S
         assert U1 in snap.memory.finished
 
 
@@ -103,9 +113,15 @@ def test_committed_but_current_reverted_reports_the_truth() -> None:
     assert statuses(effects)[-1].error_code is ErrorCode.LAYOUT_INCONSISTENT
 
 
-def test_a_new_main_accepts_the_next_marker() -> None:
+def test_a_new_main_takes_the_next_marker_once_its_watch_window_passed() -> None:
     snap, _ = restart(S.COMMITTED, running=NEW, current=NEW)
-    snap, _ = step(snap, ev.MarkerSeen(marker=marker("u2", "3.0.0"), seen_at=1.0))
+    snap, effects = step(snap, ev.MarkerSeen(marker=marker("u2", "3.0.0"), seen_at=1.0))
+    assert snap.state is S.WATCHING and "Stage" not in kinds(effects)
+    assert statuses(effects)[-1].pending_upgrade_id == "u2"
+    snap, effects = step(snap, ev.WatchPassed(upgrade_id=U1))
+    assert snap.state is S.SUCCEEDED
+    (resubmit,) = only(effects, fx.Resubmit)
+    snap, _ = step(snap, resubmit.event)
     assert snap.state is S.STAGING and snap.from_version == NEW
 
 

@@ -16,10 +16,12 @@ from harmony_fleet.core.upgrade.states import ErrorCode, TimerKind
 
 from .support import (
     CAND,
+    COMMIT_AT,
     NEW,
     OLD,
     OTHER,
     OWN,
+    TIMEOUTS,
     U1,
     U2,
     S,
@@ -32,6 +34,7 @@ from .support import (
     statuses,
     stop,
 )
+from .test_watch import WATCH_ROWS
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,7 @@ def test_transition(row: Row) -> None:
 
 def test_every_declared_target_is_covered_by_a_row_or_a_dedicated_test() -> None:
     covered = {(r.start, r.end) for r in ROWS}
+    covered |= {(r.before().state, r.end) for r in WATCH_ROWS}  # test_watch.py
     # Reached through dedicated tests below / in test_restart.py / test_acceptance.py.
     covered |= {
         (S.IDLE, S.FAILED),
@@ -337,10 +341,18 @@ def test_commit_effects_put_status_before_reply_before_hand_over() -> None:
     assert reply == fx.ReplyToStop(command_id="c1", code=ReplyCode.OK, message="committed")
 
 
-def test_swap_targets_the_marker_version() -> None:
+def test_swap_targets_the_marker_version_and_carries_the_watch() -> None:
     _, effects = step(at(S.HOLDING), stop())
     (swap,) = only(effects, fx.SwapCurrent)
-    assert swap == fx.SwapCurrent(upgrade_id=U1, version=NEW)
+    plan = fx.WatchPlan(
+        upgrade_id=U1,
+        previous=OLD,
+        target=NEW,
+        committed_at=COMMIT_AT,
+        window_s=TIMEOUTS.watch_s,
+        max_failures=TIMEOUTS.watch_max_failures,
+    )
+    assert swap == fx.SwapCurrent(upgrade_id=U1, version=NEW, watch=plan)
 
 
 def test_revert_restores_the_version_the_upgrade_started_from() -> None:

@@ -1,5 +1,6 @@
 """A pure model of one device for property tests: the machine plus a disk, a candidate process,
-timers, the local state file and the status key, all driven the way the real driver drives them.
+timers, the local state file, the status key and the launcher's post-commit watch, all driven
+the way the real driver (and the supervisor) drive them.
 
 Effects are applied to the model exactly as ``agent.upgrade.driver`` applies them to the
 executor; outcomes of slow work are chosen by the test. The world records enough history to
@@ -23,14 +24,25 @@ from harmony_fleet.core.upgrade.records import (
     with_failed,
     with_finished,
     with_in_flight,
+    with_previous,
 )
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import ErrorCode, TimerKind, UpgradeState
+from harmony_fleet.core.upgrade.watch import RollbackNote, WatchReason
 
 from .support import OLD, OWN
 
 S = UpgradeState
 TERMINAL = {AgentUpgradePhase.FAILED, AgentUpgradePhase.ROLLED_BACK, AgentUpgradePhase.SUCCEEDED}
+_AFTER_COMMITTED = {
+    AgentUpgradePhase.COMMITTED,
+    AgentUpgradePhase.SUCCEEDED,
+    AgentUpgradePhase.ROLLED_BACK,
+}
+_COMMITTED_ENDINGS = [
+    [AgentUpgradePhase.COMMITTED, AgentUpgradePhase.SUCCEEDED],
+    [AgentUpgradePhase.COMMITTED, AgentUpgradePhase.ROLLED_BACK],
+]
 
 
 @dataclass
@@ -57,6 +69,11 @@ class World:
     started_work: list[tuple[str, UpgradeId]] = field(default_factory=list)
     layout_before: dict[UpgradeId, tuple[Version, frozenset[Version]]] = field(default_factory=dict)
     fed: list[ev.Event] = field(default_factory=list)
+    watch: fx.WatchPlan | None = None
+    """The watch note on disk (the old agent writes it with the swap)."""
+    rollback: RollbackNote | None = None
+    """The launcher's rollback note on disk."""
+    launcher_rollbacks: int = 0
     violations: int = 0
     restarts: int = 0
     problems: list[str] = field(default_factory=list)
@@ -98,7 +115,29 @@ class World:
         self.armed = None
         self.timers.clear()
         self.work = None
-        self.feed(ev.AgentRestarted(record=self.local.in_flight, current_version=self.current))
+        self.feed(
+            ev.AgentRestarted(
+                record=self.local.in_flight, current_version=self.current, post_commit=self.rollback
+            )
+        )
+
+    def launcher_rolls_back(self) -> None:
+        """The new main crash-loops (or goes silent) inside its window: the launcher, not the
+        agent, writes its note, points ``current`` back and starts the previous version."""
+        plan = self.watch
+        if plan is None or self.snap.running_version != plan.target or self.current != plan.target:
+            return  # the launcher only judges runs of the watched target
+        self.launcher_rollbacks += 1
+        self.rollback = RollbackNote(
+            upgrade_id=plan.upgrade_id,
+            previous=plan.previous,
+            target=plan.target,
+            reason=WatchReason.CRASH_LOOP,
+            detail="crashed 3 times",
+            exit_codes=(3, 3, 3),
+        )
+        self.current = plan.previous
+        self.restart()
 
     # -- the driver, modelled -------------------------------------------------------------------
 
@@ -130,7 +169,9 @@ class World:
                 self.armed = uid
             case fx.DisarmStop():
                 self.armed = None
-            case fx.SwapCurrent(upgrade_id=uid, version=v):
+            case fx.SwapCurrent(upgrade_id=uid, version=v, watch=plan):
+                if plan is not None:
+                    self.watch = plan  # durable before the swap
                 if not (
                     isinstance(cause, ev.StopReceived) and cause.upgrade_id == before.armed_for
                 ):
@@ -158,6 +199,24 @@ class World:
                     self.staged.discard(v)
             case fx.WriteStatus():
                 self.statuses.append(e)
+            case fx.EndWatch(upgrade_id=uid):
+                if self.watch is not None and self.watch.upgrade_id == uid:
+                    self.watch = None
+                if self.rollback is not None and self.rollback.upgrade_id == uid:
+                    self.rollback = None
+            case fx.RecordInstalled():
+                pass
+            case fx.RecordPrevious(version=v):
+                self.local = with_previous(self.local, v)
+            case fx.CollectGarbage(protect=protect):
+                keep = {*protect, self.current, self.snap.running_version}
+                if self.local.previous is not None:
+                    keep.add(self.local.previous)
+                if not keep >= {self.current, self.snap.running_version}:
+                    self.problems.append(f"collection would remove what runs: {protect}")
+                removed = self.versions - keep - self.staged
+                self.collected |= removed
+                self.versions -= removed
             case fx.RememberFailedVersion(version=v):
                 self.local = with_failed(self.local, v)
             case fx.RecordFinished(upgrade_id=uid):
@@ -177,6 +236,7 @@ class World:
         return None
 
     pending_handover: bool = False
+    collected: set[Version] = field(default_factory=set)
     dirty: bool = False
     crash_in: int | None = None
     """Kill the agent after this many more effects (a torn step)."""
@@ -261,20 +321,39 @@ class World:
             prev = last.get(s.upgrade_id)
             if prev is not None and prev in TERMINAL and s.phase is not prev:
                 self.problems.append(f"{s.upgrade_id}: {prev} then {s.phase}")
-            if prev is AgentUpgradePhase.COMMITTED and s.phase is not prev:
+            if prev is AgentUpgradePhase.COMMITTED and s.phase not in _AFTER_COMMITTED:
                 self.problems.append(f"{s.upgrade_id}: Committed then {s.phase}")
+            if (
+                prev is AgentUpgradePhase.COMMITTED
+                and s.phase is AgentUpgradePhase.ROLLED_BACK
+                and s.error_code is not ErrorCode.POST_COMMIT
+            ):
+                self.problems.append(f"{s.upgrade_id}: Committed then {s.error_code}")
             last[s.upgrade_id] = s.phase
-        # nothing after the finish line, except rewriting the same phase
+        # nothing after the finish line, except rewriting the same phase, or a committed
+        # upgrade ending its watch window (Committed, then Succeeded or a post-commit rollback)
         for uid, index in self.finished_at.items():
-            later = {s.phase for s in self.statuses[index:] if s.upgrade_id == uid}
-            if len(later) > 1:
+            later: list[AgentUpgradePhase] = []
+            for s in self.statuses[index:]:
+                if s.upgrade_id == uid and (not later or later[-1] is not s.phase):
+                    later.append(s.phase)
+            if len(later) > 1 and later not in _COMMITTED_ENDINGS:
                 self.problems.append(f"{uid} changed phase after it finished: {later}")
+        # garbage collection never removed the running, the current or the previous version
+        kept = {self.current, self.snap.running_version, self.local.previous}
+        if self.collected & kept:
+            self.problems.append(f"collected {self.collected & kept}, which must be kept")
         if self.dirty:
             return
         # a rollback or failure restores the layout the upgrade found
         if snap.state in (S.ROLLED_BACK, S.FAILED) and snap.upgrade_id in self.layout_before:
             cur, vers = self.layout_before[snap.upgrade_id]
-            if (self.current, frozenset(self.versions)) != (cur, vers):
+            if snap.error_code is ErrorCode.POST_COMMIT:
+                # After a commit the layout is the launcher's: current is back, the bad
+                # version stays on disk for a person to look at (collection removes it later).
+                if self.current != cur:
+                    self.problems.append(f"post-commit rollback left current at {self.current}")
+            elif (self.current, frozenset(self.versions)) != (cur, vers):
                 self.problems.append(
                     f"{snap.state} left {self.current} {sorted(self.versions)}, "
                     f"found {cur} {sorted(vers)}"
@@ -283,7 +362,10 @@ class World:
         at_rest = snap.state in (S.IDLE, S.ROLLED_BACK, S.FAILED)
         if at_rest and self.candidate is not None and not self.pending_handover:
             self.problems.append(f"candidate {self.candidate} still runs in {snap.state}")
-        new_main = snap.state is S.COMMITTED and snap.running_version == snap.target
+        new_main = (
+            snap.state in (S.COMMITTED, S.WATCHING, S.SUCCEEDED)
+            and snap.running_version == snap.target
+        )
         if new_main and self.candidate is not None:
             self.problems.append("new main runs beside the candidate")
 

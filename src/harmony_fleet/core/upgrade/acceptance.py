@@ -15,7 +15,10 @@ on every watcher restart. So the agent must judge each delivery on its own:
    * once a candidate may exist (Starting, CutoverReady, Holding, Committing, RollingBack) the
      current one **finishes by its own rules** (commit on stop, revert on timeout) and the new
      marker waits. Only the latest waiting marker is kept. After a commit the old agent hands
-     over without starting it: the new main instance reads the marker when it starts.
+     over without starting it: the new main instance reads the marker when it starts, and keeps
+     it waiting until its post-commit watch window has passed (Watching): one upgrade at a time,
+     and a device on probation is not upgraded again. If the launcher rolls it back instead,
+     the previous version reads the marker key afresh when it starts.
 4. **Nothing to do.** Target version equals the running version: the upgrade succeeds at once
    (status Succeeded, code ``already_running``). This is also how an operator cancels: write a
    marker back to the running version.
@@ -31,7 +34,7 @@ import enum
 from harmony_fleet.contracts.ids import UpgradeId
 from harmony_fleet.contracts.upgrade import UpgradeMarker
 from harmony_fleet.core.upgrade.snapshot import Snapshot
-from harmony_fleet.core.upgrade.states import UpgradeState
+from harmony_fleet.core.upgrade.states import AT_REST, UpgradeState
 
 
 class Verdict(enum.StrEnum):
@@ -68,12 +71,7 @@ def judge(snap: Snapshot, marker: UpgradeMarker) -> Verdict:
         return Verdict.HANDING_OVER
     if snap.state in SUPERSEDABLE:
         return Verdict.SUPERSEDE
-    if snap.state not in (
-        UpgradeState.IDLE,
-        UpgradeState.FAILED,
-        UpgradeState.ROLLED_BACK,
-        UpgradeState.COMMITTED,
-    ):
+    if snap.state not in AT_REST:
         return Verdict.DEFER
     return judge_at_rest(snap, marker)
 

@@ -82,11 +82,29 @@ class ReplyToStop:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WatchPlan:
+    """The post-commit watch the old agent arms before it swaps (see ``core.upgrade.watch``)."""
+
+    upgrade_id: UpgradeId
+    previous: Version
+    target: Version
+    committed_at: float
+    window_s: float
+    max_failures: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class SwapCurrent:
-    """Atomically point ``current`` at ``versions/<version>``; feeds ``CommitDone/Failed``."""
+    """Atomically point ``current`` at ``versions/<version>``; feeds ``CommitDone/Failed``.
+
+    With ``watch``, the watch note is written durably *first*: if it cannot be, the swap does not
+    happen (``CommitFailed``), because a commit without its safety net is not one we make. Written
+    before the swap, it is there even if the power goes right after it.
+    """
 
     upgrade_id: UpgradeId
     version: Version
+    watch: WatchPlan | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +143,38 @@ class WriteStatus:
     candidate_exit_code: int | None = None
     candidate_log_tail: tuple[str, ...] = ()
     pending_upgrade_id: UpgradeId | None = None
+    watch_until: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndWatch:
+    """Remove the watch note and the rollback note of ``upgrade_id`` (idempotent; notes of
+    another upgrade are left alone)."""
+
+    upgrade_id: UpgradeId
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordInstalled:
+    """Remember the verified SHA-256 of ``versions/<version>`` (a later rollback checks it)."""
+
+    version: Version
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordPrevious:
+    """``version`` is now the one kept on disk to return to (``fleet rollback``)."""
+
+    version: Version
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectGarbage:
+    """Remove old versions, keeping ``protect`` (the running and the previous one), ``current``,
+    any version an upgrade is working on, and the newest others up to the configured count."""
+
+    protect: frozenset[Version]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,6 +248,10 @@ Effect = (
     | Revert
     | CleanupStaging
     | WriteStatus
+    | EndWatch
+    | RecordInstalled
+    | RecordPrevious
+    | CollectGarbage
     | RememberFailedVersion
     | RecordFinished
     | PersistInFlight

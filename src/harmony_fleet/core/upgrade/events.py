@@ -14,6 +14,7 @@ from harmony_fleet.contracts.ids import InstanceId, UpgradeId, Version
 from harmony_fleet.contracts.upgrade import Progress, UpgradeMarker
 from harmony_fleet.core.upgrade.records import InFlight
 from harmony_fleet.core.upgrade.states import ErrorCode, TimerKind
+from harmony_fleet.core.upgrade.watch import RollbackNote
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,10 +101,15 @@ class CandidateExited:
 
 @dataclass(frozen=True, kw_only=True)
 class StopReceived:
-    """An ``upgrade_stop`` command arrived on the device's command subject."""
+    """An ``upgrade_stop`` command arrived on the device's command subject.
+
+    ``received_at`` (wall time) becomes the commit time when the stop commits: the start of the
+    post-commit watch window.
+    """
 
     upgrade_id: UpgradeId
     command_id: str
+    received_at: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,6 +136,13 @@ class CutoverTimeout:
 @dataclass(frozen=True, kw_only=True)
 class HoldTimeout:
     """Candidate heartbeats were seen, but no stop came within ``timeouts.hold_s``."""
+
+    upgrade_id: UpgradeId
+
+
+@dataclass(frozen=True, kw_only=True)
+class WatchPassed:
+    """The post-commit watch window (plus a settling grace) passed with the new main alive."""
 
     upgrade_id: UpgradeId
 
@@ -169,11 +182,15 @@ class AgentRestarted:
     """A fresh agent process starts and finds what the last one left.
 
     ``record`` is the persisted in-flight upgrade (None if there was none), ``current_version``
-    what the on-disk ``current`` symlink points at (after self-heal).
+    what the on-disk ``current`` symlink points at (after self-heal), ``post_commit`` the note a
+    launcher left after it returned the device to the previous version inside a watch window,
+    and ``now`` the wall time (how much of a watch window is left; 0: unknown, the whole window).
     """
 
     record: InFlight | None
     current_version: Version | None
+    post_commit: RollbackNote | None = None
+    now: float = 0.0
 
 
 Event = (
@@ -192,6 +209,7 @@ Event = (
     | SelfTestTimedOut
     | CutoverTimeout
     | HoldTimeout
+    | WatchPassed
     | CommitDone
     | CommitFailed
     | RevertDone
@@ -216,6 +234,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SelfTestTimedOut,
     CutoverTimeout,
     HoldTimeout,
+    WatchPassed,
     CommitDone,
     CommitFailed,
     RevertDone,
@@ -224,12 +243,14 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 )
 
 _TIMER_EVENTS: dict[
-    TimerKind, type[StagingTimedOut | SelfTestTimedOut | CutoverTimeout | HoldTimeout]
+    TimerKind,
+    type[StagingTimedOut | SelfTestTimedOut | CutoverTimeout | HoldTimeout | WatchPassed],
 ] = {
     TimerKind.STAGING: StagingTimedOut,
     TimerKind.SELF_TEST: SelfTestTimedOut,
     TimerKind.CUTOVER: CutoverTimeout,
     TimerKind.HOLD: HoldTimeout,
+    TimerKind.WATCH: WatchPassed,
 }
 
 

@@ -22,6 +22,7 @@ from harmony_fleet.core.upgrade.outcomes import (
     finish,
     roll_back,
     start,
+    succeed,
     target_of,
     then_pending,
     uid_of,
@@ -76,6 +77,7 @@ def on_staging_done(snap: Snapshot, event: ev.StagingDone) -> Result:
     timeout = snap.marker.timeouts.self_test_s
     return verifying, (
         fx.CancelTimer(kind=TimerKind.STAGING),
+        fx.RecordInstalled(version=target_of(snap), sha256=snap.marker.sha256),
         verifying.status(),
         fx.ScheduleTimer(
             kind=TimerKind.SELF_TEST, delay_s=timeout + SELF_TEST_GRACE_S, upgrade_id=uid_of(snap)
@@ -215,16 +217,40 @@ def _reply(event: ev.StopReceived, code: ReplyCode, message: str) -> fx.ReplyToS
     return fx.ReplyToStop(command_id=event.command_id, code=code, message=message)
 
 
+def _watch_plan(committing: Snapshot) -> fx.WatchPlan | None:
+    """The watch the old agent arms with its commit (None when this device has none)."""
+    window = committing.watch_window_s
+    if window <= 0:
+        return None
+    assert committing.marker is not None and committing.from_version is not None
+    return fx.WatchPlan(
+        upgrade_id=uid_of(committing),
+        previous=committing.from_version,
+        target=target_of(committing),
+        committed_at=committing.committed_at,
+        window_s=window,
+        max_failures=committing.marker.timeouts.watch_max_failures,
+    )
+
+
+#: States in which the upgrade in hand has committed: a late stop for it is acknowledged again.
+_AFTER_COMMIT = frozenset({S.COMMITTED, S.WATCHING, S.SUCCEEDED})
+
+
 def on_stop(snap: Snapshot, event: ev.StopReceived) -> Result:
     armed = snap.armed_for
     if armed is not None and event.upgrade_id == armed:
-        committing = snap.moved(S.COMMITTING, stop_commands=(event.command_id,))
+        committing = snap.moved(
+            S.COMMITTING, stop_commands=(event.command_id,), committed_at=event.received_at
+        )
         return committing, (
             fx.DisarmStop(),
             fx.CancelTimer(kind=TimerKind.CUTOVER),
             fx.CancelTimer(kind=TimerKind.HOLD),
             fx.PersistInFlight(record=committing.record()),
-            fx.SwapCurrent(upgrade_id=armed, version=target_of(snap)),
+            fx.SwapCurrent(
+                upgrade_id=armed, version=target_of(snap), watch=_watch_plan(committing)
+            ),
         )
     if armed is not None:
         return snap, (_reply(event, ReplyCode.WRONG_UPGRADE, f"armed for {armed}"),)
@@ -232,7 +258,7 @@ def on_stop(snap: Snapshot, event: ev.StopReceived) -> Result:
         if event.command_id in snap.stop_commands:
             return snap, _NO_EFFECTS
         return replace(snap, stop_commands=(*snap.stop_commands, event.command_id)), _NO_EFFECTS
-    if snap.state is S.COMMITTED and snap.belongs(event.upgrade_id):
+    if snap.state in _AFTER_COMMIT and snap.belongs(event.upgrade_id):
         return snap, (_reply(event, ReplyCode.OK, "already committed"),)
     return snap, (_reply(event, ReplyCode.NOT_ARMED, f"not armed ({snap.state.value})"),)
 
@@ -265,6 +291,13 @@ def on_commit_failed(snap: Snapshot, event: ev.CommitFailed) -> Result:
         for c in snap.stop_commands
     )
     return roll_back(snap, ErrorCode.COMMIT_FAILED, event.detail, extra=replies)
+
+
+def on_watch_passed(snap: Snapshot, event: ev.WatchPassed) -> Result:
+    """The new main outlived its watch window: Succeeded (the launcher no longer judges it)."""
+    if not snap.belongs(event.upgrade_id):
+        return snap, _NO_EFFECTS
+    return succeed(snap)
 
 
 # --- the revert ----------------------------------------------------------------------------

@@ -75,6 +75,7 @@ _ALWAYS: dict[type[Any], Rule] = {
     ev.SelfTestTimedOut: IGNORE,
     ev.CutoverTimeout: IGNORE,
     ev.HoldTimeout: IGNORE,
+    ev.WatchPassed: IGNORE,
     ev.CandidateExited: IGNORE,
     ev.StagingProgress: IGNORE,
 }
@@ -102,6 +103,8 @@ TABLE: Mapping[UpgradeState, Mapping[type[Any], Rule]] = MappingProxyType(
                 S.FAILED,
                 S.ROLLING_BACK,
                 S.COMMITTED,
+                S.WATCHING,
+                S.SUCCEEDED,
                 S.ROLLED_BACK,
             ),
         },
@@ -158,6 +161,19 @@ TABLE: Mapping[UpgradeState, Mapping[type[Any], Rule]] = MappingProxyType(
             ev.CommitFailed: _r(h.on_commit_failed, S.ROLLING_BACK),
         },
         S.COMMITTED: {
+            **_ALWAYS,
+            **_LATE_WORK,
+            ev.MarkerSeen: _r(h.on_marker, *_FROM_REST),
+            ev.CommitDone: IGNORE,
+        },
+        S.WATCHING: {
+            **_ALWAYS,
+            **_CANDIDATE_DEFERS,
+            **_LATE_WORK,
+            ev.CommitDone: IGNORE,
+            ev.WatchPassed: _r(h.on_watch_passed, S.SUCCEEDED),
+        },
+        S.SUCCEEDED: {
             **_ALWAYS,
             **_LATE_WORK,
             ev.MarkerSeen: _r(h.on_marker, *_FROM_REST),

@@ -2,8 +2,10 @@
 
 Beginning (judge the marker at rest, then start, refuse, or succeed at once), failing before a
 candidate exists (clean the staging folder only), rolling back once a candidate may exist
-(disarm, persist, revert), and the book-keeping of an end (finished ids, skip list, the record
-cleared, a waiting marker resubmitted) are written once, here, so every path ends the same way.
+(disarm, persist, revert), the end of a committed upgrade (watch window passed: Succeeded, the
+previous version kept, older ones collected), and the book-keeping of an end (finished ids, skip
+list, the record, a waiting marker resubmitted) are written once, here, so every path ends the
+same way.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def start(snap: Snapshot, seen: ev.MarkerSeen) -> Result:
         candidate_log_tail=(),
         pending=None,
         stop_commands=(),
+        committed_at=0.0,
     )
     if verdict is Verdict.ALREADY_RUNNING:
         done = fresh.moved(S.IDLE, error_code=ErrorCode.ALREADY_RUNNING)
@@ -180,5 +183,34 @@ def roll_back(
             previous=snap.from_version or snap.running_version,
             target=target_of(snap),
         ),
+        # A watch note armed for a commit that then failed names a target that never ran.
+        fx.EndWatch(upgrade_id=uid_of(snap)),
     ]
     return rolling, tuple(out)
+
+
+def succeed(snap: Snapshot) -> Result:
+    """The new main instance outlived its watch window (or has none): the upgrade is final.
+
+    Ordered like :func:`finish`: the watch is ended first (the launcher stops judging), the
+    record saved as Succeeded (a restart re-asserts it), the previous version remembered and the
+    finished id kept, then the status; garbage collection last, since it only frees space and is
+    safe to repeat. A marker that waited for the window is then judged at rest.
+    """
+    uid, target = uid_of(snap), target_of(snap)
+    done = snap.moved(S.SUCCEEDED)
+    done = replace(
+        done, memory=replace(done.memory, finished=remember_finished(done.memory.finished, uid))
+    )
+    previous = done.from_version
+    out: list[fx.Effect] = [fx.EndWatch(upgrade_id=uid), fx.PersistInFlight(record=done.record())]
+    if previous is not None and previous != target:
+        out.append(fx.RecordPrevious(version=previous))
+    out += [
+        fx.RecordFinished(upgrade_id=uid),
+        done.status(),
+        fx.CollectGarbage(
+            protect=frozenset(v for v in (done.running_version, target, previous) if v)
+        ),
+    ]
+    return then_pending(done, tuple(out))

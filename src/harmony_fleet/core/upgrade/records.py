@@ -1,7 +1,7 @@
 """What the agent keeps on its own disk about upgrades, and the pure rules to update it.
 
 The KV status tells the operator; this local record tells the *next agent process* on the same
-device. Three things survive a restart:
+device (old or new version: they share the state dir). These survive a restart:
 
 * ``finished``: the upgrade ids that reached an end here (bounded), so a replayed marker or a
   redelivered KV value never runs a finished upgrade again;
@@ -10,7 +10,13 @@ device. Three things survive a restart:
   version) can finish or revert it and tell the truth in the status. It is kept after the
   upgrade ended, in its terminal state, so a restart re-asserts the final status (a status
   write lost with the process is written again) instead of resuming anything; the next upgrade
-  replaces it.
+  replaces it. After a commit it also tells the new main that it is still inside its watch
+  window (``Watching``, with ``committed_at``);
+* ``previous``: the version kept on disk to return to (set when an upgrade became final), which
+  ``fleet rollback`` asks for; garbage collection never removes it;
+* ``installed``: the SHA-256 of each installed version, recorded when it was verified (or, for
+  the first install, hashed the first time the agent ran from it), so that a rollback, which
+  downloads nothing, still checks the bytes it is about to run.
 
 The file itself is written by ``adapters.os.state_store`` (atomic write, rename, fsync).
 """
@@ -39,6 +45,8 @@ class InFlight:
     error_detail: str = ""
     candidate_exit_code: int | None = None
     candidate_log_tail: tuple[str, ...] = ()
+    committed_at: float = 0.0
+    """Wall time of the commit (0 before it): the start of the post-commit watch window."""
 
     @property
     def upgrade_id(self) -> UpgradeId:
@@ -56,6 +64,9 @@ class LocalState:
     finished: tuple[UpgradeId, ...] = ()
     failed_versions: tuple[Version, ...] = ()
     in_flight: InFlight | None = None
+    previous: Version | None = None
+    installed: dict[str, str] = field(default_factory=dict)
+    """version -> SHA-256 of ``versions/<version>/<artifact>``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +101,22 @@ def with_failed(state: LocalState, version: Version) -> LocalState:
 
 def with_in_flight(state: LocalState, record: InFlight | None) -> LocalState:
     return replace(state, in_flight=record)
+
+
+def with_installed(state: LocalState, version: Version, sha256: str) -> LocalState:
+    if state.installed.get(version) == sha256:
+        return state
+    return replace(state, installed={**state.installed, version: sha256})
+
+
+def without_installed(state: LocalState, versions: list[Version]) -> LocalState:
+    if not any(v in state.installed for v in versions):
+        return state
+    return replace(state, installed={v: h for v, h in state.installed.items() if v not in versions})
+
+
+def with_previous(state: LocalState, version: Version) -> LocalState:
+    return replace(state, previous=version)
 
 
 def memory_of(state: LocalState) -> Memory:

@@ -5,6 +5,12 @@ new one (the old agent crashed after the swap, or handed over). It reads the per
 and where ``current`` points, then finishes or reverts so that exactly one agent runs, ``current``
 points at the previous or a committed version, and the status ends in a terminal phase that
 tells the truth (ADR-022, invariant 2).
+
+After a commit the record also carries the post-commit watch: the new main resumes it
+(``Watching`` for what is left of the window, then ``Succeeded``), and the previous version,
+started again because its launcher rolled the new one back inside the window, finds the
+launcher's rollback note and reports ``RolledBack`` (``post_commit``) with the new version's exit
+codes and last log lines.
 """
 
 from __future__ import annotations
@@ -20,16 +26,21 @@ from harmony_fleet.core.upgrade.outcomes import (
     fail,
     finish,
     roll_back,
+    succeed,
 )
 from harmony_fleet.core.upgrade.records import remember_finished
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import (
     BLAMES_VERSION,
     CANDIDATE_STATES,
+    COMMITTED_STATES,
     MAX_ATTEMPTS,
+    WATCH_SETTLE_S,
     ErrorCode,
+    TimerKind,
     UpgradeState,
 )
+from harmony_fleet.core.upgrade.watch import RollbackNote, remaining
 
 S = UpgradeState
 
@@ -51,26 +62,32 @@ def on_restarted(snap: Snapshot, event: ev.AgentRestarted) -> Result:
         error_detail=record.error_detail,
         candidate_exit_code=record.candidate_exit_code,
         candidate_log_tail=record.candidate_log_tail,
+        committed_at=record.committed_at,
     )
     target, uid, was = record.target, record.upgrade_id, record.state
     if was in (S.FAILED, S.ROLLED_BACK):
         # Ended: re-assert the terminal status (idempotent), never resume.
-        stop = (fx.StopCandidate(upgrade_id=uid),) if was is S.ROLLED_BACK else ()
+        stop: tuple[fx.Effect, ...] = ()
+        if was is S.ROLLED_BACK:
+            stop = (fx.StopCandidate(upgrade_id=uid), fx.EndWatch(upgrade_id=uid))
         done, book = finish(base.moved(was), blame=record.error_code in BLAMES_VERSION)
         return done, (*stop, *book)
-    if was in (S.COMMITTING, S.COMMITTED) and event.current_version == target:
+    if was is S.SUCCEEDED:
+        return succeed(base)  # re-asserted; collecting garbage again is harmless
+    note = event.post_commit
+    if (
+        was in COMMITTED_STATES
+        and note is not None
+        and note.upgrade_id == uid
+        and event.current_version != target
+    ):
+        return _rolled_back_after_commit(base, note)
+    if was in COMMITTED_STATES and event.current_version == target:
         committed = base.moved(S.COMMITTED)
         memory = replace(base.memory, finished=remember_finished(base.memory.finished, uid))
         committed = replace(committed, memory=memory)
         if snap.running_version == target:
-            # We are the new main instance: the candidate has served its purpose. The record is
-            # cleared so that later restarts never rewrite Committed over a Succeeded.
-            return committed, (
-                fx.StopCandidate(upgrade_id=uid),
-                fx.RecordFinished(upgrade_id=uid),
-                committed.status(),
-                fx.PersistInFlight(record=None),
-            )
+            return _new_main(committed, event.now)
         # We are the old version, restarted after the swap: hand over again.
         common = (
             fx.PersistInFlight(record=committed.record()),
@@ -78,8 +95,9 @@ def on_restarted(snap: Snapshot, event: ev.AgentRestarted) -> Result:
             committed.status(),
         )
         return committed, (*common, fx.HandOver(upgrade_id=uid))
-    if was is S.COMMITTED:
-        # Committed, yet current is back at the previous version: someone reverted it.
+    if was in (S.COMMITTED, S.WATCHING):
+        # Committed, yet current is back at the previous version and no launcher says why:
+        # someone reverted it by hand.
         done = base.moved(
             S.ROLLED_BACK,
             error_code=ErrorCode.LAYOUT_INCONSISTENT,
@@ -113,3 +131,40 @@ def on_restarted(snap: Snapshot, event: ev.AgentRestarted) -> Result:
         code or ErrorCode.AGENT_RESTARTED,
         record.error_detail if code else f"agent restarted in {was.value}",
     )
+
+
+def _new_main(committed: Snapshot, now: float) -> Result:
+    """We are the new main instance after the swap: stop the candidate, then watch or succeed.
+
+    The record stays (in Watching) for as long as the window is open, so that a restart inside
+    it, of this version or of the previous one after a launcher rollback, knows where it is.
+    """
+    uid = committed.upgrade_id
+    assert uid is not None
+    stop = fx.StopCandidate(upgrade_id=uid)
+    left = remaining(committed.committed_at, committed.watch_window_s, now)
+    if left <= 0:
+        done, effects = succeed(committed)
+        return done, (stop, *effects)
+    watching = committed.moved(S.WATCHING)
+    return watching, (
+        stop,
+        fx.RecordFinished(upgrade_id=uid),
+        fx.PersistInFlight(record=watching.record()),
+        watching.status(),
+        fx.ScheduleTimer(kind=TimerKind.WATCH, delay_s=left + WATCH_SETTLE_S, upgrade_id=uid),
+    )
+
+
+def _rolled_back_after_commit(base: Snapshot, note: RollbackNote) -> Result:
+    """The launcher returned the device to us inside the watch window: tell why, blame it."""
+    uid = note.upgrade_id
+    done = base.moved(
+        S.ROLLED_BACK,
+        error_code=ErrorCode.POST_COMMIT,
+        error_detail=f"{note.reason.value}: {note.detail}",
+        candidate_exit_code=note.exit_code,
+        candidate_log_tail=note.log_tail,
+    )
+    done, book = finish(done, blame=True)
+    return done, (fx.StopCandidate(upgrade_id=uid), *book, fx.EndWatch(upgrade_id=uid))

@@ -47,16 +47,28 @@ class Snapshot:
     """A newer marker waiting for the current upgrade to end (see acceptance)."""
     stop_commands: tuple[str, ...] = ()
     """Command ids of matching stops awaiting the outcome of the commit."""
+    committed_at: float = 0.0
+    """Wall time of the commit of the upgrade in hand (0 before it)."""
+    watched: bool = True
+    """Does a launcher act on the post-commit watch note on this device? Without one, holding
+    the status at Committed for a window would promise a protection nobody gives: the new main
+    then says Succeeded as soon as it runs."""
 
     @classmethod
     def initial(
-        cls, *, running_version: Version, instance_id: InstanceId, memory: Memory | None = None
+        cls,
+        *,
+        running_version: Version,
+        instance_id: InstanceId,
+        memory: Memory | None = None,
+        watched: bool = True,
     ) -> Snapshot:
         """A fresh agent process: Idle, with what the local state file remembers."""
         return cls(
             running_version=running_version,
             instance_id=instance_id,
             memory=memory if memory is not None else Memory(),
+            watched=watched,
         )
 
     @property
@@ -75,6 +87,21 @@ class Snapshot:
     @property
     def phase(self) -> AgentUpgradePhase:
         return PHASE_OF[self.state]
+
+    @property
+    def watch_window_s(self) -> float:
+        """The post-commit watch window of the upgrade in hand on this device (0: none)."""
+        if self.marker is None or not self.watched:
+            return 0.0
+        return self.marker.timeouts.watch_s
+
+    @property
+    def watch_until(self) -> float | None:
+        """When the watch window of the committed upgrade in hand ends, if it has one."""
+        window = self.watch_window_s
+        if self.committed_at <= 0 or window <= 0:
+            return None
+        return self.committed_at + window
 
     def belongs(self, upgrade_id: UpgradeId | None) -> bool:
         """Is ``upgrade_id`` the upgrade in hand?"""
@@ -98,6 +125,7 @@ class Snapshot:
             error_detail=self.error_detail,
             candidate_exit_code=self.candidate_exit_code,
             candidate_log_tail=self.candidate_log_tail,
+            committed_at=self.committed_at,
         )
 
     def status(self, phase: AgentUpgradePhase | None = None) -> WriteStatus:
@@ -119,4 +147,5 @@ class Snapshot:
             pending_upgrade_id=(
                 UpgradeId(self.pending.marker.upgrade_id) if self.pending is not None else None
             ),
+            watch_until=self.watch_until,
         )

@@ -1,9 +1,10 @@
 """The agent's upgrade states, the timers they arm, and the error codes they report.
 
 The agent needs a few more states than the wire has phases (``Starting``, ``Committing``,
-``RollingBack`` are short internal steps), so states and :class:`AgentUpgradePhase` are kept
-apart and :data:`PHASE_OF` maps one onto the other: the status a person reads always uses the
-phase vocabulary of the contracts.
+``RollingBack`` are short internal steps; ``Watching`` is the new main's probation after the
+commit, reported as ``Committed`` with the window's end), so states and
+:class:`AgentUpgradePhase` are kept apart and :data:`PHASE_OF` maps one onto the other: the
+status a person reads always uses the phase vocabulary of the contracts.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ class UpgradeState(enum.StrEnum):
     """The matching stop came; ``current`` is being swapped to the target."""
     COMMITTED = "Committed"
     """``current`` points at the target; the old agent hands over (its only exit)."""
+    WATCHING = "Watching"
+    """The new main runs; the post-commit watch window is open (phase Committed). Its launcher,
+    not this code, rolls it back if it crash-loops or goes silent; new markers wait."""
+    SUCCEEDED = "Succeeded"
+    """The watch window passed: the upgrade is final, the previous version is kept for a manual
+    rollback and older ones are collected."""
     ROLLING_BACK = "RollingBack"
     """Stopping the candidate and restoring the previous layout."""
     ROLLED_BACK = "RolledBack"
@@ -52,6 +59,8 @@ PHASE_OF: MappingProxyType[UpgradeState, AgentUpgradePhase] = MappingProxyType(
         UpgradeState.HOLDING: AgentUpgradePhase.HOLDING,
         UpgradeState.COMMITTING: AgentUpgradePhase.CUTOVER_READY,
         UpgradeState.COMMITTED: AgentUpgradePhase.COMMITTED,
+        UpgradeState.WATCHING: AgentUpgradePhase.COMMITTED,
+        UpgradeState.SUCCEEDED: AgentUpgradePhase.SUCCEEDED,
         UpgradeState.ROLLING_BACK: AgentUpgradePhase.CUTOVER_READY,
         UpgradeState.ROLLED_BACK: AgentUpgradePhase.ROLLED_BACK,
         UpgradeState.FAILED: AgentUpgradePhase.FAILED,
@@ -74,11 +83,31 @@ CANDIDATE_STATES = frozenset(
 
 #: States in which no work is under way: a new marker may start from here.
 AT_REST = frozenset(
-    {UpgradeState.IDLE, UpgradeState.FAILED, UpgradeState.ROLLED_BACK, UpgradeState.COMMITTED}
+    {
+        UpgradeState.IDLE,
+        UpgradeState.FAILED,
+        UpgradeState.ROLLED_BACK,
+        UpgradeState.COMMITTED,
+        UpgradeState.SUCCEEDED,
+    }
 )
 
-#: States that end an upgrade: nothing more happens for its ``upgrade_id``.
-TERMINAL_STATES = frozenset({UpgradeState.FAILED, UpgradeState.ROLLED_BACK, UpgradeState.COMMITTED})
+#: States that end an upgrade *for this process*: nothing more happens for its ``upgrade_id``
+#: here (after Committed the old agent exits; the new main goes on from the record).
+TERMINAL_STATES = frozenset(
+    {
+        UpgradeState.FAILED,
+        UpgradeState.ROLLED_BACK,
+        UpgradeState.COMMITTED,
+        UpgradeState.SUCCEEDED,
+    }
+)
+
+#: Records of these states name an upgrade whose swap may have happened (the restart rules and
+#: the post-commit rollback note look at where ``current`` points).
+COMMITTED_STATES = frozenset(
+    {UpgradeState.COMMITTING, UpgradeState.COMMITTED, UpgradeState.WATCHING}
+)
 
 
 class TimerKind(enum.StrEnum):
@@ -88,11 +117,17 @@ class TimerKind(enum.StrEnum):
     SELF_TEST = "self_test"
     CUTOVER = "cutover"
     HOLD = "hold"
+    WATCH = "watch"
 
 
 #: Extra time the machine's own self-test timer allows beyond the executor's timeout, so that a
 #: hung executor is caught without racing a well-behaved one.
 SELF_TEST_GRACE_S = 5.0
+
+#: Extra time the new main waits beyond the end of the watch window before it says Succeeded,
+#: so that a launcher that caught a failure in the window's last moments finishes its rollback
+#: first (the launcher polls liveness every 0.5 s; a rollback takes a stop and a swap).
+WATCH_SETTLE_S = 2.0
 
 #: How many times a restarted agent resumes an upgrade interrupted before the candidate started.
 MAX_ATTEMPTS = 3
@@ -126,10 +161,13 @@ class ErrorCode(enum.StrEnum):
     AGENT_RESTARTED = "agent_restarted"
     TOO_MANY_ATTEMPTS = "too_many_attempts"
     LAYOUT_INCONSISTENT = "layout_inconsistent"
+    POST_COMMIT = "post_commit"
+    NOT_INSTALLED = "not_installed"
     INTERNAL = "internal_error"
 
 
-#: Failures that prove the version itself is bad on this device: it goes on the skip list.
+#: Failures that prove the version itself is bad on this device: it goes on the skip list (a
+#: post-commit rollback too: the new main crash-looped or went silent while it was the main).
 #: Download and checksum errors (a wrong URL or hash in the marker is not the release's fault),
 #: timeouts waiting for the operator, restarts and infrastructure errors do not: a NATS outage
 #: must never blacklist a good release.
@@ -138,5 +176,6 @@ BLAMES_VERSION = frozenset(
         ErrorCode.SELF_TEST_FAILED,
         ErrorCode.SELF_TEST_TIMEOUT,
         ErrorCode.CANDIDATE_EXITED,
+        ErrorCode.POST_COMMIT,
     }
 )
