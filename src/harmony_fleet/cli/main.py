@@ -50,6 +50,7 @@ def _register() -> None:
 
     for module in (server, agent, operator, devices, upgrade, artifact, schema, demo):
         module.register(cli)
+    __import__("harmony_fleet.cli.release", fromlist=["register"]).register(cli)
 
 
 _register()

@@ -1,10 +1,14 @@
-"""``fleet operator``: run the control plane's operator in the foreground."""
+"""``fleet operator``: run the control plane's operator in the foreground.
+
+``--kubernetes`` adds the Kubernetes mode (``Device`` resources, see docs/kubernetes.md). It is
+imported only when asked for, so the embedded mode needs neither kopf nor kubernetes_asyncio.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +21,9 @@ from harmony_fleet.cli._common import (
 )
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
+
+if TYPE_CHECKING:  # the real import is lazy: see _kubernetes()
+    from harmony_fleet.operator.kubernetes.extension import KubernetesExtension
 
 
 @click.command("operator")
@@ -42,12 +49,36 @@ from harmony_fleet.operator.runtime import Operator, OperatorConfig
     show_default=True,
     help="Replicas of the KV buckets the operator creates (3 on a 3-node cluster).",
 )
+@click.option(
+    "--kubernetes",
+    is_flag=True,
+    envvar="FLEET_KUBERNETES",
+    help="Mirror devices onto Device resources and upgrade on spec.agentVersion changes "
+    "(needs the [kubernetes] extra).",
+)
+@click.option(
+    "--namespace",
+    default="default",
+    show_default=True,
+    envvar="FLEET_KUBERNETES_NAMESPACE",
+    show_envvar=True,
+    help="Namespace of the Device resources (with --kubernetes).",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="kubeconfig file (with --kubernetes); default: in-cluster, then $KUBECONFIG.",
+)
 @nats_options
 @log_options
 def operator_cmd(
     missed: int,
     refresh: float,
     kv_replicas: int,
+    kubernetes: bool,
+    namespace: str,
+    kubeconfig: str | None,
     log_json: bool,
     log_level: str,
     **nats_kwargs: Any,
@@ -59,13 +90,35 @@ def operator_cmd(
         nats=replace(nats, kv_replicas=kv_replicas),
         presence=PresencePolicy(missed=missed, refresh_s=refresh),
     )
-    raise SystemExit(asyncio.run(_run(config)))
+    k8s = _kubernetes(namespace, kubeconfig) if kubernetes else None
+    raise SystemExit(asyncio.run(_run(config, k8s)))
 
 
-async def _run(config: OperatorConfig) -> int:
-    operator = Operator(config)
+def _kubernetes(namespace: str, kubeconfig: str | None) -> KubernetesExtension:
+    """The Kubernetes extension, imported here so that the embedded mode never loads kopf."""
+    try:
+        from harmony_fleet.operator.kubernetes.extension import (  # noqa: PLC0415
+            KubernetesExtension,
+            KubernetesOptions,
+        )
+    except ImportError as exc:
+        raise click.UsageError(
+            f"--kubernetes needs the [kubernetes] extra (pip install 'harmony-fleet[kubernetes]'): "
+            f"{exc}"
+        ) from exc
+    from harmony_fleet.cli.upgrade import write_marker  # noqa: PLC0415
+
+    options = KubernetesOptions(namespace=namespace, kubeconfig=kubeconfig)
+    return KubernetesExtension(options, write_marker=write_marker)
+
+
+async def _run(config: OperatorConfig, kubernetes: KubernetesExtension | None = None) -> int:
+    operator = Operator(config, extensions=[kubernetes] if kubernetes is not None else None)
     install_stop_signals(operator.stop)
-    return await operator.run()
+    code = await operator.run()
+    if kubernetes is not None and kubernetes.failure is not None:
+        return 1
+    return code
 
 
 def register(group: click.Group) -> None:

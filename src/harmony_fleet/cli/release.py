@@ -1,0 +1,180 @@
+"""``fleet release publish`` and ``fleet release list``: the release catalogue in NATS KV.
+
+The catalogue turns a version into an artifact (URL, SHA-256, size). ``fleet upgrade`` does not
+need it (the person gives the URL and hash), but a desired state that names only a version does:
+``Device.spec.agentVersion`` in the Kubernetes mode of the operator. Publishing is idempotent
+(the same artifact again is a no-op) and a version is immutable unless ``--replace`` says
+otherwise, because "2.0.0" must mean the same bytes on every device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import time
+from typing import Any
+
+import click
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from harmony_fleet.adapters.nats.connection import NatsClient, connect
+from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.cli import exit_codes
+from harmony_fleet.cli._common import build_nats_options, nats_options, print_json
+from harmony_fleet.contracts import Codec, sha256_hex, version
+from harmony_fleet.contracts.releases import BUCKET_RELEASES, Release, release_key
+from harmony_fleet.errors import Conflict, InvalidMessage, NotFound, Refused
+
+RELEASE = Codec(Release)
+
+
+async def _catalogue(nc: NatsClient, *, create: bool = True) -> TypedKV[Release]:
+    return TypedKV(
+        await open_bucket(nc.jetstream(), BUCKET_RELEASES, create=create),
+        RELEASE,
+        name=BUCKET_RELEASES,
+    )
+
+
+async def publish(nc: NatsClient, release: Release, *, replace: bool = False) -> str:
+    """Write ``release`` into the catalogue; return ``created``, ``unchanged`` or ``replaced``.
+
+    Raises :class:`Refused` when the version exists with another artifact and not ``replace``.
+    """
+    kv = await _catalogue(nc)
+    key = release_key(release.version)
+    for _ in range(3):  # a lost compare-and-set race is re-read and judged again
+        try:
+            existing = await kv.get(key)
+        except InvalidMessage:
+            existing = None  # an unreadable entry is replaced, never trusted
+        try:
+            if existing is None:
+                await kv.create(key, release)
+                return "created"
+            if existing.value.same_artifact(release):
+                return "unchanged"
+            if not replace:
+                old = existing.value
+                raise Refused(
+                    f"release {release.version} is already published with another artifact "
+                    f"({old.artifact_url}, sha256 {old.sha256[:12]}…); a version must mean the "
+                    "same bytes everywhere: publish a new version, or pass --replace",
+                    code="release_exists",
+                )
+            await kv.update(key, release, last=existing.revision)
+            return "replaced"
+        except Conflict:
+            continue
+    raise Conflict(f"release {release.version} is being published by someone else; try again")
+
+
+async def releases(nc: NatsClient) -> list[Release]:
+    """Every readable release, sorted by version string."""
+    try:
+        kv = await _catalogue(nc, create=False)
+    except NotFound:
+        return []
+    found = [e.value for e in await kv.snapshot() if not isinstance(e, InvalidMessage)]
+    return sorted(found, key=lambda r: r.version)
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@click.group("release")
+def release_group() -> None:
+    """The release catalogue: which artifact is which agent version."""
+
+
+@release_group.command("publish")
+@click.option("--version", "ver", required=True, help="Agent version this artifact is.")
+@click.option("--url", required=True, help="Artifact URL (http or https).")
+@click.option("--sha256", "sha", required=True, help="SHA-256 of the artifact (64 hex).")
+@click.option("--size", type=click.IntRange(1), default=None, help="Artifact size in bytes.")
+@click.option("--notes", default="", help="Free text shown by `fleet release list`.")
+@click.option("--replace", is_flag=True, help="Replace an existing version's artifact.")
+@click.option("--json", "as_json", is_flag=True)
+@nats_options
+def publish_cmd(
+    ver: str,
+    url: str,
+    sha: str,
+    size: int | None,
+    notes: str,
+    replace: bool,
+    as_json: bool,
+    **nats_kwargs: Any,
+) -> None:
+    """Publish --version as the artifact at --url."""
+    if not url.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="--url")
+    release = Release(
+        version=version(ver),
+        artifact_url=url,
+        sha256=sha256_hex(sha),
+        size=size,
+        published_at=time.time(),
+        published_by=_who(),
+        notes=notes,
+    )
+    options = build_nats_options(**nats_kwargs)
+
+    async def go() -> str:
+        nc = await connect(options.with_name("fleet-cli"))
+        try:
+            return await publish(nc, release, replace=replace)
+        finally:
+            await nc.close()
+
+    outcome = asyncio.run(go())
+    if as_json:
+        print_json({"outcome": outcome, "release": msgspec.to_builtins(release)})
+    else:
+        click.echo(f"release {release.version}: {outcome}")
+
+
+@release_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of releases.")
+@nats_options
+def list_cmd(as_json: bool, **nats_kwargs: Any) -> None:
+    """Show every published release."""
+    options = build_nats_options(**nats_kwargs)
+
+    async def go() -> list[Release]:
+        nc = await connect(options.with_name("fleet-cli"))
+        try:
+            return await releases(nc)
+        finally:
+            await nc.close()
+
+    rows = asyncio.run(go())
+    if as_json:
+        print_json(msgspec.to_builtins(rows))
+        return
+    if not rows:
+        click.echo("no releases published yet")
+        raise SystemExit(exit_codes.OK)
+    table = Table(box=None, header_style="bold")
+    for col in ("VERSION", "SHA256", "SIZE", "URL", "PUBLISHED BY", "NOTES"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r.version,
+            r.sha256[:12],
+            str(r.size) if r.size is not None else "",
+            r.artifact_url,
+            r.published_by,
+            r.notes[:60],
+        )
+    Console().print(table)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(release_group)
