@@ -158,6 +158,14 @@ def device(machine: Machine, request: pytest.FixtureRequest) -> Iterator[str]:
         yield name
     finally:
         if machine.pid1:
+            journal = machine.run(
+                *["journalctl", "--no-pager", "-o", "short-monotonic", "-n", "400"],
+                *["-u", "harmony-fleet-agent*"],
+                check=False,
+            ).stdout
+            saved = machine.log.with_name(f"journal-{name}.txt")
+            saved.write_text(journal)
+            print(f"\n{name}: the agents' journal is in {saved}", file=sys.stderr)
             done = machine.run(
                 sys.executable,
                 str(Path(__file__).with_name("fleet_in_container.py")),

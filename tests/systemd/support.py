@@ -161,7 +161,7 @@ async def request_upgrade(
         size=m.size,
         requested_at=time.time(),
         requested_by="systemd-tier",
-        timeouts=UpgradeTimeouts(**{"self_test_s": 60.0, **timeouts}),
+        timeouts=UpgradeTimeouts(**{"self_test_s": 60.0, "watch_s": 3.0, **timeouts}),
     )
     await write_marker(nc, marker)
     return marker

@@ -217,7 +217,7 @@ class SystemdUpgradeExecutor:
 
     async def _remove(self, unit: str) -> None:
         """``stop`` (ends anything left in the cgroup) and ``reset-failed``: the unit unloads."""
-        await self.systemd.stop(unit)
+        await self.systemd.stop(unit, timeout_s=self.stop_timeout_s + self.systemd.timeout_s)
         await self.systemd.reset_failed(unit)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5.0

@@ -52,6 +52,8 @@ ENV_DIR = Path("/etc/harmony-fleet")
 DEFAULT_PREFIX = Path("/opt/harmony-fleet")
 _META = "# harmony-fleet-install: "
 _VERSION_RE = re.compile(r"version\s+(\S+)\s*$")
+#: A start, restart, stop or disable waits for the unit's job: longer than its TimeoutStopSec.
+_JOB_S = 120.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -294,10 +296,10 @@ class Installer:
             await self.systemd.systemctl("enable", "--", spec.unit_name)
             self._changed(f"enabled {spec.unit_name}")
         if start and not running_before:
-            await self.systemd.systemctl("start", "--", spec.unit_name)
+            await self.systemd.systemctl("start", "--", spec.unit_name, timeout_s=_JOB_S)
             self._changed(f"started {spec.unit_name}")
         elif start and (moved or unit_changed or env_changed):
-            await self.systemd.systemctl("restart", "--", spec.unit_name)
+            await self.systemd.systemctl("restart", "--", spec.unit_name, timeout_s=_JOB_S)
             self._changed(f"restarted {spec.unit_name}")
         return self.changes
 
@@ -333,11 +335,13 @@ class Installer:
         """Stop and remove the service and every candidate unit; ``purge`` the files too."""
         spec, sd = self.spec, self.systemd
         for unit in await sd.list_units(candidate_pattern(spec.service)):
-            await sd.stop(unit)
+            await sd.stop(unit, timeout_s=_JOB_S)
             await sd.reset_failed(unit)
             self._changed(f"stopped {unit}")
         if spec.unit_path.exists() or await sd.is_active(spec.unit_name) != "inactive":
-            await sd.systemctl("disable", "--now", "--", spec.unit_name, check=False)
+            await sd.systemctl(
+                "disable", "--now", "--", spec.unit_name, check=False, timeout_s=_JOB_S
+            )
             await sd.reset_failed(spec.unit_name)
             self._changed(f"stopped and disabled {spec.unit_name}")
         removed = False

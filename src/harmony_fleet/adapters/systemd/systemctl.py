@@ -108,8 +108,13 @@ class Systemd:
 
     # -- systemctl --------------------------------------------------------------------------
 
-    async def systemctl(self, *args: str, check: bool = True) -> Result:
-        return await self.call([self.systemctl_bin, "--no-ask-password", *args], check=check)
+    async def systemctl(
+        self, *args: str, check: bool = True, timeout_s: float | None = None
+    ) -> Result:
+        """``systemctl ARGS``; jobs that stop a unit may need ``timeout_s`` longer than the
+        unit's ``TimeoutStopSec`` (the default call timeout is shorter)."""
+        argv = [self.systemctl_bin, "--no-ask-password", *args]
+        return await self.call(argv, check=check, timeout_s=timeout_s)
 
     async def show(self, unit: str, *props: str) -> dict[str, str]:
         """``systemctl show -p A,B unit`` as a dict (a unit that does not exist is answered
@@ -128,9 +133,9 @@ class Systemd:
         result = await self.systemctl("is-active", "--", unit, check=False)
         return result.stdout.strip() or "unknown"
 
-    async def stop(self, unit: str) -> bool:
+    async def stop(self, unit: str, *, timeout_s: float | None = None) -> bool:
         """Stop ``unit``; False if it was not loaded at all."""
-        result = await self.systemctl("stop", "--", unit, check=False)
+        result = await self.systemctl("stop", "--", unit, check=False, timeout_s=timeout_s)
         if result.returncode == _UNIT_NOT_LOADED:
             return False
         if result.returncode != 0:
