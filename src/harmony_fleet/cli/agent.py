@@ -23,6 +23,7 @@ from harmony_fleet.cli._common import (
     nats_options,
     setup_logging,
 )
+from harmony_fleet.cli.logs import enable_log_shipping_from_flags, log_shipping_options
 from harmony_fleet.contracts import Role, device_id, upgrade_id
 
 
@@ -80,6 +81,7 @@ def agent_group() -> None:
 @click.option("--self-test-timeout", type=float, default=10.0, show_default=True)
 @nats_options
 @log_options
+@log_shipping_options
 def run_cmd(
     device: str,
     state_dir: Path | None,
@@ -123,7 +125,9 @@ def run_cmd(
             + (["--log-json"] if log_json else [])
         ),
     )
-    raise SystemExit(asyncio.run(_run(build_agent(config, faults=faults, launch=launch))))
+    agent = build_agent(config, faults=faults, launch=launch)
+    enable_log_shipping_from_flags(agent, nats_kwargs)  # flags from @log_shipping_options
+    raise SystemExit(asyncio.run(_run(agent)))
 
 
 async def _self_test(config: AgentConfig, faults: Any, limit_s: float) -> int:

@@ -42,15 +42,17 @@ def _register() -> None:
         artifact,
         demo,
         devices,
+        logs,
         operator,
         schema,
         server,
         upgrade,
     )
 
-    for module in (server, agent, operator, devices, upgrade, artifact, schema, demo):
+    for module in (server, agent, operator, devices, upgrade, artifact, schema, demo, logs):
         module.register(cli)
     __import__("harmony_fleet.cli.release", fromlist=["register"]).register(cli)
+    __import__("harmony_fleet.cli.rollback", fromlist=["register"]).register(cli)
 
 
 _register()

@@ -31,6 +31,7 @@ from harmony_fleet.contracts.ids import (
     upgrade_id,
     version,
 )
+from harmony_fleet.contracts.logs import LOG_LINE_MAX_BYTES, LogLevel, LogLine
 from harmony_fleet.contracts.registry import DeviceRecord, InstanceSeen, UpgradeSummary
 from harmony_fleet.contracts.upgrade import (
     TERMINAL_PHASES,
@@ -48,11 +49,13 @@ REPLY = Codec(Reply)
 UPGRADE_MARKER = Codec(UpgradeMarker)
 UPGRADE_STATUS = Codec(UpgradeStatus)
 DEVICE_RECORD = Codec(DeviceRecord)
+LOG_LINE = Codec(LogLine, max_bytes=LOG_LINE_MAX_BYTES)
 
 __all__ = [
     "COMMAND",
     "DEVICE_RECORD",
     "HEARTBEAT",
+    "LOG_LINE",
     "MAX_MESSAGE_BYTES",
     "RAW_COMMAND",
     "REPLY",
@@ -67,6 +70,8 @@ __all__ = [
     "Heartbeat",
     "InstanceId",
     "InstanceSeen",
+    "LogLevel",
+    "LogLine",
     "PingArgs",
     "Progress",
     "RawCommand",

@@ -1,0 +1,237 @@
+"""The log stream: recent log lines of every device, kept by JetStream within limits.
+
+Agents publish log lines with plain core-NATS publishes on ``fleet.<device>.logs.<source>``
+(fire and forget: a log line is not worth a round trip, and the agent must never wait); the
+stream ``FLEET_LOGS`` on ``fleet.*.logs.>`` captures them, so ``fleet logs DEVICE`` shows history
+while the device is offline.
+
+Limits (see docs/logs.md for the reasoning): JetStream has no per-subject *byte* limit, so a
+device's share is bounded by ``max_msgs_per_subject`` (per source) times ``max_msg_size``; the
+stream as a whole by ``max_bytes`` and ``max_age``, discarding the oldest lines first.
+
+The stream is created by whoever needs it first (the agent when it connects, the CLI when it
+reads), idempotently: an existing stream is used as it is, never reconfigured behind an
+operator's back.
+
+Readers use an ordered consumer (ephemeral, in-memory, flow controlled, reset by nats-py after a
+gap or a server restart) filtered to one device, from the start or from a time; :class:`LogFeed`
+yields decoded lines, undecodable messages as :class:`Skipped`, and one :class:`EndOfHistory`
+once it has caught up with what the stream held when it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    StorageType,
+    StreamConfig,
+    StreamInfo,
+)
+
+from harmony_fleet.adapters.nats.connection import NatsClient
+from harmony_fleet.contracts import LOG_LINE, LogLine
+from harmony_fleet.contracts.logs import ALL_LOGS, LOG_LINE_MAX_BYTES, device_logs, log_subject
+from harmony_fleet.errors import InvalidMessage, Timeout, Unavailable
+
+STREAM = "FLEET_LOGS"
+#: JetStream's error code for "stream name already in use with a different configuration".
+_ERR_STREAM_EXISTS = 10058
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogStreamLimits:
+    """How much log history the stream keeps. Defaults: a week, 10k lines per source, 1 GiB."""
+
+    max_age_s: float = 7 * 24 * 3600.0
+    max_msgs_per_subject: int = 10_000
+    max_bytes: int = 1024**3
+    max_msg_size: int = LOG_LINE_MAX_BYTES
+    replicas: int = 1
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(
+            name=STREAM,
+            description="harmony-fleet: recent log lines of every device (docs/logs.md)",
+            subjects=[ALL_LOGS],
+            max_age=self.max_age_s,
+            max_msgs_per_subject=self.max_msgs_per_subject,
+            max_bytes=self.max_bytes,
+            max_msg_size=self.max_msg_size,
+            discard=DiscardPolicy.OLD,
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+        )
+
+    def per_source_bytes(self) -> int:
+        """The most one source of one device can hold (every line at the size limit)."""
+        return self.max_msgs_per_subject * self.max_msg_size
+
+
+def _wrap(exc: BaseException, what: str) -> Exception:
+    if isinstance(exc, (nats.errors.TimeoutError, TimeoutError)):
+        return Timeout(f"{what}: timed out")
+    if isinstance(exc, nats.errors.NoRespondersError):
+        return Unavailable(f"{what}: JetStream is not enabled on this NATS server")
+    if isinstance(exc, nats.js.errors.ServiceUnavailableError):
+        return Unavailable(f"{what}: JetStream unavailable")
+    if isinstance(exc, nats.errors.Error):
+        return Unavailable(f"{what}: {type(exc).__name__}: {exc}")
+    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+
+
+async def ensure_log_stream(
+    js: JetStreamContext, limits: LogStreamLimits | None = None
+) -> StreamInfo:
+    """The log stream, created with ``limits`` if it does not exist yet (safe to race)."""
+    limits = limits or LogStreamLimits()
+    try:
+        return await js.stream_info(STREAM)
+    except nats.js.errors.NotFoundError:
+        pass
+    except (nats.errors.Error, TimeoutError) as exc:
+        raise _wrap(exc, f"look up stream {STREAM}") from exc
+    try:
+        return await js.add_stream(limits.config())
+    except nats.js.errors.BadRequestError as exc:
+        if exc.err_code != _ERR_STREAM_EXISTS:
+            raise _wrap(exc, f"create stream {STREAM}") from exc
+    except (nats.errors.Error, TimeoutError) as exc:
+        raise _wrap(exc, f"create stream {STREAM}") from exc
+    try:  # someone else created it between our look-up and our create
+        return await js.stream_info(STREAM)
+    except (nats.errors.Error, TimeoutError) as exc:
+        raise _wrap(exc, f"look up stream {STREAM}") from exc
+
+
+@dataclass(frozen=True)
+class Received:
+    """A decoded line, with where the stream keeps it."""
+
+    line: LogLine
+    subject: str
+    stream_seq: int
+    stored_at: float
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A message on a log subject that is not a valid :class:`LogLine` (garbage, too large)."""
+
+    subject: str
+    stream_seq: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class EndOfHistory:
+    """Everything the stream held when the feed started has been yielded."""
+
+
+LogEvent = Received | Skipped | EndOfHistory
+
+
+def decode_message(subject: str, data: bytes, stream_seq: int, stored_at: float) -> LogEvent:
+    """Decode one stored message; anything invalid becomes a :class:`Skipped` with the reason."""
+    try:
+        line = LOG_LINE.decode(data)
+    except InvalidMessage as exc:
+        return Skipped(subject, stream_seq, f"{exc.field}: {exc.reason}")
+    return Received(line, subject, stream_seq, stored_at)
+
+
+class LogFeed:
+    """An ordered consumer over one device's log lines (one source, or all of them).
+
+    Use as ``async with LogFeed(nc, device) as feed: async for event in feed.events(...)``.
+    """
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        device: str,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        limits: LogStreamLimits | None = None,
+        queue_size: int = 10_000,
+    ) -> None:
+        self.nc = nc
+        self.subject = log_subject(device, source) if source else device_logs(device)
+        self.since = since
+        self.limits = limits
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(queue_size)
+        self._sub: Any = None
+        self._empty_at_start = False
+
+    async def __aenter__(self) -> LogFeed:
+        js = self.nc.jetstream()
+        await ensure_log_stream(js, self.limits)
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        if self.since is not None:
+            config.deliver_policy = DeliverPolicy.BY_START_TIME
+            config.opt_start_time = dt.datetime.fromtimestamp(self.since, tz=dt.UTC)
+        try:
+            self._sub = await js.subscribe(
+                self.subject,
+                stream=STREAM,
+                cb=self._queue.put,
+                ordered_consumer=True,
+                config=config,
+                pending_bytes_limit=64 * 1024 * 1024,
+            )
+            info = await self._sub.consumer_info()
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise _wrap(exc, f"read {self.subject}") from exc
+        delivered = info.delivered.consumer_seq if info.delivered else 0
+        self._empty_at_start = not info.num_pending and not delivered
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def events(self, *, follow: bool, idle_s: float = 5.0) -> AsyncIterator[LogEvent]:
+        """History, then :class:`EndOfHistory`, then (with ``follow``) live lines forever.
+
+        ``idle_s`` bounds the wait for history that the stream announced but that does not come
+        (lines removed by the limits while we read): silence that long also ends the history.
+        """
+        history = not self._empty_at_start
+        if not history:
+            yield EndOfHistory()
+            if not follow:
+                return
+        while True:
+            try:
+                if history:
+                    msg = await asyncio.wait_for(self._queue.get(), idle_s)
+                else:
+                    msg = await self._queue.get()
+            except TimeoutError:
+                history = False
+                yield EndOfHistory()
+                if not follow:
+                    return
+                continue
+            meta = msg.metadata
+            stored = meta.timestamp.timestamp() if meta.timestamp else 0.0
+            yield decode_message(msg.subject, msg.data, meta.sequence.stream, stored)
+            if history and not meta.num_pending:
+                history = False
+                yield EndOfHistory()
+                if not follow:
+                    return

@@ -1,0 +1,96 @@
+"""Log streaming from devices: the agent ships its own log and chosen units' journals to NATS.
+
+:func:`enable_log_shipping` is the one entry point: it attaches a non-blocking logging handler
+right away (so the lines written while the agent is still connecting are kept, within bounds)
+and registers an agent extension that, once connected, makes sure the ``FLEET_LOGS`` stream
+exists, starts the journal readers and runs the shipping loop. See docs/logs.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from harmony_fleet.adapters.nats.connection import NatsClient
+from harmony_fleet.adapters.nats.logstream import ensure_log_stream
+from harmony_fleet.agent.logs.buffer import DropReason, LogBuffer
+from harmony_fleet.agent.logs.journal import JournalReader
+from harmony_fleet.agent.logs.lines import Identity
+from harmony_fleet.agent.logs.shipper import DROP_REPORT_MSG, LogShipper, ShipConfig
+from harmony_fleet.agent.runtime import Agent
+from harmony_fleet.contracts import Role
+
+log = logging.getLogger("harmony_fleet.agent.logs")
+
+__all__ = [
+    "DROP_REPORT_MSG",
+    "DropReason",
+    "Identity",
+    "JournalReader",
+    "LogBuffer",
+    "LogShipper",
+    "ShipConfig",
+    "enable_log_shipping",
+]
+
+
+def enable_log_shipping(
+    agent: Agent, config: ShipConfig, *, logger: logging.Logger | None = None
+) -> LogShipper | None:
+    """Ship ``agent``'s log (records reaching ``logger``, the root by default) and journals.
+
+    Journals are followed by the main instance only: a candidate started beside it would ship
+    every unit line twice. Returns the shipper (its ``counters()`` are what tests look at), or
+    None when shipping is disabled.
+    """
+    if not config.enabled:
+        return None
+    shipper = LogShipper(
+        Identity(
+            device_id=agent.config.device_id,
+            instance_id=agent.instance_id,
+            agent_version=agent.version,
+            role=agent.config.role,
+            upgrade_id=agent.config.upgrade_id,
+        ),
+        config,
+    )
+    target = logger if logger is not None else logging.getLogger()
+    target.addHandler(shipper.handler)
+
+    async def ship_logs(agent: Agent, nc: NatsClient) -> None:
+        # Lines published before the stream exists are stored nowhere: hold them (buffered,
+        # bounded) until it does, or for a few seconds if JetStream is slow to answer.
+        if not await _ensure_stream_once(nc, config, timeout_s=5.0):
+            agent.spawn(_ensure_stream(nc, config), "log-stream")
+        if agent.config.role is Role.MAIN:
+            for unit in config.journal_units:
+                reader = JournalReader(unit, shipper.buffer, journalctl=config.journalctl)
+                agent.spawn(reader.run(), f"journal:{unit}")
+        try:
+            await shipper.run(nc)
+        finally:
+            target.removeHandler(shipper.handler)
+            log.info("log shipping stopped", extra=shipper.counters())
+
+    agent.add_extension(ship_logs)
+    return shipper
+
+
+async def _ensure_stream_once(nc: NatsClient, config: ShipConfig, *, timeout_s: float) -> bool:
+    try:
+        await asyncio.wait_for(ensure_log_stream(nc.jetstream(), config.stream), timeout_s)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("log stream not available yet", extra={"error": repr(exc)})
+        return False
+    return True
+
+
+async def _ensure_stream(nc: NatsClient, config: ShipConfig) -> None:
+    """Create the log stream if missing; retry while JetStream is unavailable (never fatal)."""
+    delay = 1.0
+    while not await _ensure_stream_once(nc, config, timeout_s=10.0):
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 60.0)
