@@ -54,15 +54,14 @@ def enable_log_shipping(
             upgrade_id=agent.config.upgrade_id,
         ),
         config,
+        ready=lambda nc: _ensure_stream_once(nc, config, timeout_s=5.0),
     )
     target = logger if logger is not None else logging.getLogger()
     target.addHandler(shipper.handler)
 
     async def ship_logs(agent: Agent, nc: NatsClient) -> None:
-        # Lines published before the stream exists are stored nowhere: hold them (buffered,
-        # bounded) until it does, or for a few seconds if JetStream is slow to answer.
-        if not await _ensure_stream_once(nc, config, timeout_s=5.0):
-            agent.spawn(_ensure_stream(nc, config), "log-stream")
+        # The shipper makes sure the stream exists on every (re)connect before it publishes:
+        # lines published before that are stored nowhere.
         if agent.config.role is Role.MAIN:
             for unit in config.journal_units:
                 reader = JournalReader(unit, shipper.buffer, journalctl=config.journalctl)
@@ -78,19 +77,21 @@ def enable_log_shipping(
 
 
 async def _ensure_stream_once(nc: NatsClient, config: ShipConfig, *, timeout_s: float) -> bool:
-    try:
-        await asyncio.wait_for(ensure_log_stream(nc.jetstream(), config.stream), timeout_s)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.warning("log stream not available yet", extra={"error": repr(exc)})
-        return False
-    return True
-
-
-async def _ensure_stream(nc: NatsClient, config: ShipConfig) -> None:
-    """Create the log stream if missing; retry while JetStream is unavailable (never fatal)."""
-    delay = 1.0
-    while not await _ensure_stream_once(nc, config, timeout_s=10.0):
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 60.0)
+    """Make sure the log stream exists, retrying for up to ``timeout_s`` (JetStream may still be
+    recovering after a server restart); False if it could not."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            await asyncio.wait_for(
+                ensure_log_stream(nc.jetstream(), config.stream),
+                max(0.1, deadline - loop.time()),
+            )
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if loop.time() + 0.5 >= deadline:
+                log.warning("log stream not available", extra={"error": repr(exc)})
+                return False
+        await asyncio.sleep(0.5)

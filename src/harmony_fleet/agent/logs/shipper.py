@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,9 +69,16 @@ class ShipConfig:
 class LogShipper:
     """Owns the buffer, the logging handler and the publishing loop of one agent instance."""
 
-    def __init__(self, identity: Identity, config: ShipConfig | None = None) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        config: ShipConfig | None = None,
+        *,
+        ready: Callable[[NatsClient], Awaitable[bool]] | None = None,
+    ) -> None:
         self.identity = identity
         self.config = config or ShipConfig()
+        self._ready = ready
         self.buffer = LogBuffer(
             capacity=self.config.buffer_lines, rate=self.config.rate, burst=self.config.burst
         )
@@ -109,9 +117,13 @@ class LogShipper:
         wake = self.buffer.bind(loop)
         interval = self.config.report_interval_s
         next_report = loop.time() + interval
+        was_connected = False
         try:
             while True:
                 connected = nc.is_connected
+                if connected and not was_connected:
+                    await self._wait_ready(nc)
+                was_connected = connected
                 self.buffer.connected = connected
                 drained = await self._drain(nc) if connected else False
                 if loop.time() >= next_report:
@@ -131,6 +143,20 @@ class LogShipper:
             raise
         finally:
             self.buffer.unbind()
+
+    async def _wait_ready(self, nc: NatsClient) -> None:
+        """After a (re)connect, hold the lines until the stream can store them (bounded).
+
+        A restarted server accepts connections before JetStream has recovered its streams, and
+        a core publish in that window is stored nowhere. ``ready`` (the agent: make sure the
+        stream exists) answers once it can; if it cannot, lines go out anyway.
+        """
+        if self._ready is None:
+            return
+        with contextlib.suppress(Exception):
+            if await self._ready(nc):
+                return
+        log.warning("log stream not confirmed; shipping anyway")
 
     async def _final(self, nc: NatsClient) -> None:
         if nc.is_connected:
