@@ -101,6 +101,17 @@ class LogBuffer:
         fields: dict[str, Any] | None = None,
     ) -> bool:
         """Keep the line if the rate limit allows (evicting the oldest if full); never blocks."""
+        seq = self.admit(source)
+        if seq is None:
+            return False
+        self.put(Pending(source, seq, ts, level, logger, msg, fields))
+        return True
+
+    def admit(self, source: str) -> int | None:
+        """Number the next line of ``source``; None (and a counted drop) if over its rate.
+
+        Split from :meth:`put` so that a caller can skip formatting a line that is refused.
+        """
         with self._lock:
             self.offered += 1
             seq = self._seq[source] = self._seq.get(source, 0) + 1
@@ -109,13 +120,17 @@ class LogBuffer:
                 bucket = self._buckets[source] = TokenBucket(self.rate, self.burst, self._clock())
             if not bucket.take(self._clock()):
                 self.drops[DropReason.RATE_LIMIT] += 1
-                return False
+                return None
+            return seq
+
+    def put(self, line: Pending) -> None:
+        """Append an admitted line, evicting (and counting) the oldest if the buffer is full."""
+        with self._lock:
             if len(self._lines) == self.capacity:
                 reason = DropReason.BUFFER_FULL if self.connected else DropReason.DISCONNECTED
                 self.drops[reason] += 1
-            self._lines.append(Pending(source, seq, ts, level, logger, msg, fields))
+            self._lines.append(line)
         self._wake()
-        return True
 
     def count(self, reason: DropReason, n: int = 1) -> None:
         with self._lock:

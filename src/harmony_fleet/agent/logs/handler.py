@@ -1,8 +1,9 @@
 """A ``logging.Handler`` that feeds the agent's own log lines to the shipper without blocking.
 
-``emit`` runs inside whatever code logs (the event loop, a download worker thread): it formats
-the message, picks the structured fields and offers the line to the :class:`LogBuffer`, which
-either keeps it (a ``deque`` append) or counts a drop. It never touches NATS, never awaits, and
+``emit`` runs inside whatever code logs (the event loop, a download worker thread): it asks the
+:class:`LogBuffer` for a sequence number (refused, and counted, over the rate limit: then nothing
+is formatted), formats the message, picks the structured fields and appends the line to the
+bounded ``deque``. It never touches NATS, never awaits, and
 never raises into the caller (``logging`` reports a failing handler on stderr instead).
 """
 
@@ -12,7 +13,7 @@ import logging
 from typing import Any
 
 from harmony_fleet.agent.logs.buffer import LogBuffer
-from harmony_fleet.agent.logs.lines import level_of
+from harmony_fleet.agent.logs.lines import Pending, level_of
 from harmony_fleet.contracts.logs import SOURCE_AGENT
 
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -33,20 +34,28 @@ class ShippingHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            seq = self.buffer.admit(SOURCE_AGENT)
+            if seq is None:
+                return  # over the rate limit: counted, and not worth formatting
             msg = record.getMessage()
             if record.exc_info and not record.exc_text:
                 record.exc_text = logging.Formatter().formatException(record.exc_info)
             if record.exc_text:
                 msg = f"{msg}\n{record.exc_text}"
+            attrs = record.__dict__
             fields: dict[str, Any] | None = None
-            for key, value in vars(record).items():
-                if key in _SKIP or key.startswith("_"):
-                    continue
-                if fields is None:
-                    fields = {}
-                fields[key] = value
-            self.buffer.offer(
-                SOURCE_AGENT, record.created, level_of(record.levelno), record.name, msg, fields
+            if attrs.keys() - _SKIP:  # a set difference in C; most records have no extras
+                fields = {k: v for k, v in attrs.items() if k not in _SKIP and k[0] != "_"}
+            self.buffer.put(
+                Pending(
+                    SOURCE_AGENT,
+                    seq,
+                    record.created,
+                    level_of(record.levelno),
+                    record.name,
+                    msg,
+                    fields,
+                )
             )
         except Exception:
             self.handleError(record)

@@ -90,10 +90,20 @@ def _clean(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+_KEYS: dict[str, str] = {}
+_KEYS_MAX = 4096
+
+
 def _key(name: str) -> str:
+    """A valid field name for ``name`` (the same few names recur: the answers are cached)."""
+    key = _KEYS.get(name)
+    if key is not None:
+        return key
     key = _KEY_BAD.sub("_", name)[:64]
     if not key or not (key[0].isalpha() or key[0] == "_"):
         key = ("_" + key)[:64]
+    if len(_KEYS) < _KEYS_MAX:
+        _KEYS[name] = key
     return key
 
 
@@ -123,9 +133,18 @@ def bound_fields(fields: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
     for name, raw in fields.items():
         if len(out) >= MAX_FIELDS:
             return out, True
-        value, shortened = _value(raw)
-        out[_key(str(name))] = value
-        cut = cut or shortened
+        kind = type(raw)
+        if (
+            (kind is str and len(raw) <= MAX_FIELD_CHARS)
+            or (kind is int and _INT_MIN <= raw <= _INT_MAX)
+            or kind is float
+            or kind is bool
+        ):
+            value = raw  # the common cases, without the general path's checks
+        else:
+            value, shortened = _value(raw)
+            cut = cut or shortened
+        out[_key(name if type(name) is str else str(name))] = value
     return out, cut
 
 
