@@ -8,6 +8,7 @@ how an exit is read back. The systemd tier (``tests/systemd``) runs the same cod
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tests.helpers import eventually
 
 from harmony_fleet.adapters.executors.launch import LaunchSpec
 from harmony_fleet.adapters.os import AgentLayout
@@ -36,7 +38,8 @@ from harmony_fleet.adapters.systemd.units import (
 )
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.contracts import UpgradeMarker, device_id
-from harmony_fleet.contracts.ids import UpgradeId
+from harmony_fleet.contracts.ids import UpgradeId, Version
+from harmony_fleet.core.upgrade.executor import CandidateHandle
 from harmony_fleet.errors import ConfigError, InvalidMessage, Refused, Timeout
 
 HOSTILE = [
@@ -403,3 +406,26 @@ def test_the_units_nats_flags_have_absolute_paths_and_no_password(
         *("--nats", "nats://a:4222", "--nats", "nats://b:4222", "--nats-user", "edge"),
         *("--nats-creds", str(tmp_path / "edge.creds")),
     )
+
+
+async def test_watching_a_candidate_is_cancellable_and_leaves_no_tool_running(
+    tmp_path: Path,
+) -> None:
+    """The driver cancels ``candidate_exit`` when it stops watching (commit, shutdown): the
+    cancellation must go through at once, whatever ``systemctl`` call is in flight."""
+    fake = tmp_path / "systemctl"
+    pids = tmp_path / "pids"
+    fake.write_text(
+        f"#!/bin/sh\necho $$ >> {pids}\nexec sleep 30\n"  # a call that never answers
+    )
+    fake.chmod(0o755)
+    ex = executor(tmp_path, ScriptedSystemd(states=[GONE]))
+    ex.systemd = Systemd(systemctl_bin=str(fake))
+    handle = CandidateHandle(upgrade_id=UpgradeId("u1"), version=Version("2.0.0"), ref="x.service")
+    watch = asyncio.ensure_future(ex.candidate_exit(handle))
+    await eventually(pids.exists, what="systemctl called")
+    watch.cancel()
+    await asyncio.wait_for(asyncio.gather(watch, return_exceptions=True), 5)
+    assert watch.cancelled()
+    (pid,) = map(int, pids.read_text().split())
+    assert not Path(f"/proc/{pid}").exists(), "the systemctl child was killed and reaped"

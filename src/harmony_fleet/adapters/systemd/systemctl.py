@@ -93,9 +93,11 @@ class Systemd:
             await proc.wait()
             raise Timeout(f"{' '.join(argv[:3])} … did not finish within {limit:g} s") from None
         finally:
-            if proc.returncode is None:  # cancelled: do not leave the tool running
+            if proc.returncode is None:  # cancelled: do not leave the tool running (or unreaped)
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(proc.wait(), 2.0)
         result = Result(
             tuple(argv),
             proc.returncode or 0,
