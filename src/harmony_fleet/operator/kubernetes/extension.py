@@ -37,6 +37,14 @@ from harmony_fleet.operator.runtime import Operator
 log = logging.getLogger("harmony_fleet.operator.kubernetes")
 
 
+def _without_kopf_settings(record: logging.LogRecord) -> bool:
+    """kopf attaches its whole settings object to every per-object log record; our JSON lines
+    print every extra field, which made each line kilobytes long. Keep ``k8s_ref``, drop that."""
+    record.__dict__.pop("settings", None)
+    record.__dict__.pop("k8s_skip", None)
+    return True
+
+
 @dataclass(frozen=True, kw_only=True)
 class KubernetesOptions:
     namespace: str = "default"
@@ -72,6 +80,9 @@ class KubernetesExtension:
             operator.stop.set()
             return
         api_client = client.ApiClient(cfg)
+        objects_log = logging.getLogger("kopf.objects")
+        if _without_kopf_settings not in objects_log.filters:
+            objects_log.addFilter(_without_kopf_settings)
         tasks: list[asyncio.Task[None]] = []
         try:
             self.reflector = Reflector(

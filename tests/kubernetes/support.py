@@ -1,0 +1,100 @@
+"""Helpers for the Kubernetes tier: read conditions, change a spec as kubectl would."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from typing import Any
+
+import aiohttp
+
+from harmony_fleet.operator.kubernetes import resources as r
+from tests.kubernetes.conftest import Cluster, KubeFleet
+
+
+def condition(device: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    if device is None:
+        return None
+    for cond in (device.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return None
+
+
+def status_of(device: dict[str, Any] | None) -> dict[str, Any]:
+    return dict((device or {}).get("status") or {})
+
+
+def runs(device: dict[str, Any] | None, version: str) -> bool:
+    """The Device says its upgrade Succeeded and it runs ``version``."""
+    return phase(device) == "Succeeded" and status_of(device).get("currentVersion") == version
+
+
+def phase(device: dict[str, Any] | None) -> str | None:
+    if device is None:
+        return None
+    return ((device.get("status") or {}).get("upgrade") or {}).get("phase")
+
+
+def _url(cluster: Cluster, name: str | None = None) -> str:
+    base = f"{cluster.url}/apis/{r.GROUP}/{r.VERSION}/namespaces/{cluster.namespace}/{r.PLURAL}"
+    return f"{base}/{name}" if name else base
+
+
+async def patch_spec(cluster: Cluster, name: str, spec: dict[str, Any]) -> None:
+    """``kubectl patch device NAME --type merge -p '{"spec": ...}'``."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(
+            _url(cluster, name),
+            json={"spec": spec},
+            headers={"Content-Type": "application/merge-patch+json"},
+        ) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+
+
+async def create_device(cluster: Cluster, name: str, spec: dict[str, Any]) -> None:
+    """``kubectl apply`` of a new Device (a person writing one by hand)."""
+    body = {
+        "apiVersion": r.API_VERSION,
+        "kind": r.KIND,
+        "metadata": {"name": name, "namespace": cluster.namespace},
+        "spec": spec,
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(_url(cluster), json=body) as resp,
+    ):
+        assert resp.status in (200, 201), await resp.text()
+
+
+async def publish(fleet: KubeFleet, version: str) -> None:
+    """``fleet release publish`` for an artifact the fleet serves (the real CLI, in a thread so
+    that the emulator, which runs on this loop, keeps answering the operator)."""
+    manifest = fleet.artifacts[version]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "harmony_fleet",
+            "release",
+            "publish",
+            "--nats",
+            fleet.url,
+            "--version",
+            version,
+            "--url",
+            fleet.url_of(manifest),
+            "--sha256",
+            manifest.sha256,
+            "--size",
+            str(manifest.size),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
