@@ -55,6 +55,12 @@ async def patch_spec(cluster: Cluster, name: str, spec: dict[str, Any]) -> None:
         assert resp.status == 200, await resp.text()
 
 
+async def delete_device(cluster: Cluster, name: str) -> None:
+    """``kubectl delete device NAME``."""
+    async with aiohttp.ClientSession() as session, session.delete(_url(cluster, name)) as resp:
+        assert resp.status == 200, await resp.text()
+
+
 async def create_device(cluster: Cluster, name: str, spec: dict[str, Any]) -> None:
     """``kubectl apply`` of a new Device (a person writing one by hand)."""
     body = {

@@ -97,6 +97,7 @@ class KubernetesExtension:
                 namespace=opts.namespace,
                 write_marker=self.write_marker,
                 on_verdict=self.reflector.set_verdict,
+                on_gone=self.reflector.forget,
                 replicas=operator.config.nats.kv_replicas,
                 retry_s=opts.release_retry_s,
             )

@@ -55,6 +55,7 @@ log = logging.getLogger("harmony_fleet.operator.kubernetes.handlers")
 #: ``write_marker(nc, marker)`` of ``harmony_fleet.cli.upgrade`` (compare-and-set).
 MarkerWriter = Callable[[NatsClient, UpgradeMarker], Awaitable[UpgradeMarker | None]]
 VerdictSink = Callable[[str, SpecVerdict], None]
+GoneSink = Callable[[str], None]
 
 RELEASE = Codec(Release)
 
@@ -68,6 +69,7 @@ class SpecHandling:
     namespace: str
     write_marker: MarkerWriter
     on_verdict: VerdictSink
+    on_gone: GoneSink
     replicas: int = 1
     retry_s: float = 10.0
     markers_written: int = 0
@@ -186,6 +188,11 @@ def build_registry(handling: SpecHandling, *, kubeconfig: str | None) -> kopf.Op
     @kopf.on.resume(r.GROUP, r.VERSION, r.PLURAL, id="spec-resumed", registry=registry)
     async def spec_resumed(name: str, spec: Mapping[str, Any], **_: Any) -> None:
         await handling.reconcile(name, spec, Trigger.RESUME)
+
+    # optional=True: no finalizer, a deletion is never blocked on us; we only want to know.
+    @kopf.on.delete(r.GROUP, r.VERSION, r.PLURAL, id="gone", optional=True, registry=registry)
+    async def gone(name: str, **_: Any) -> None:
+        handling.on_gone(name)
 
     return registry
 

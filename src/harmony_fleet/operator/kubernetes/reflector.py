@@ -5,7 +5,8 @@ spec arrives) it computes each device's status with the pure :func:`~.statuses.d
 compares it with what the API holds and patches only the difference; a steady fleet costs no
 API writes, and a restarted operator first lists the namespace so that it patches nothing that
 is already right. A Device missing for a device seen on NATS is created; one deleted by a person
-comes back on the next pass (the device still exists, NATS says so).
+comes back (the device still exists, NATS says so): at once when kopf reports the deletion
+(:meth:`Reflector.forget`), at the latest at the next list (``resync_s``).
 
 If the API is unreachable, the pass stops at the first error and the next ones back off (up to
 30 s), instead of sending one failing request per device.
@@ -50,6 +51,13 @@ class Reflector:
         if self.verdicts.get(name) != verdict:
             self.verdicts[name] = verdict
             self._wake.set()
+
+    def forget(self, name: str) -> None:
+        """A Device was deleted: drop what we knew, so that the next pass creates it again."""
+        if self.observed is not None:
+            self.observed.pop(name, None)
+        self.verdicts.pop(name, None)
+        self._wake.set()
 
     def _upgrade_of(self, device: str) -> tuple[UpgradeMarker | None, UpgradeStatus | None]:
         tracked = self.operator.coordinator.tracked.get(device)
