@@ -1,0 +1,66 @@
+"""The deploy manifests agree with the code: least-privilege RBAC that still covers every call
+the operator makes, one replica, the flags that exist. (No API server checks them here.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harmony_fleet.operator.kubernetes import resources as r
+
+yaml = pytest.importorskip("yaml", reason="PyYAML comes with the kubernetes extra")
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "kubernetes"
+
+
+def docs(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d]
+
+
+def test_rbac_is_namespaced_and_covers_exactly_what_the_operator_does() -> None:
+    kinds = {d["kind"] for d in docs("rbac.yaml")}
+    assert kinds == {"ServiceAccount", "Role", "RoleBinding"}, "no cluster-wide grants"
+    [role] = [d for d in docs("rbac.yaml") if d["kind"] == "Role"]
+    grants: dict[str, set[str]] = {}
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+        for group in rule["apiGroups"]:
+            for res in rule["resources"]:
+                grants.setdefault(f"{group}/{res}", set()).update(rule["verbs"])
+    # kopf: list/watch/get/patch (annotations); reflector: list/create + status patch.
+    assert grants[f"{r.GROUP}/{r.PLURAL}"] == {"get", "list", "watch", "create", "patch"}
+    assert grants[f"{r.GROUP}/{r.PLURAL}/status"] == {"get", "patch"}
+    assert grants["/events"] == {"create"}
+
+
+def test_the_deployment_runs_one_operator_in_kubernetes_mode() -> None:
+    [deployment] = docs("deployment.yaml")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "fleet-operator"
+    [container] = pod["containers"]
+    assert container["args"][:2] == ["operator", "--kubernetes"]
+    env = {e["name"] for e in container["env"]}
+    assert {"FLEET_KUBERNETES_NAMESPACE", "FLEET_NATS_URL"} <= env
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    [kustomization] = docs("kustomization.yaml")
+    assert set(kustomization["resources"]) == {
+        "namespace.yaml",
+        "crd-device.yaml",
+        "rbac.yaml",
+        "deployment.yaml",
+    }
+
+
+def test_the_operator_flags_used_by_the_manifests_exist() -> None:
+    from click.testing import CliRunner
+
+    from harmony_fleet.cli.main import cli
+
+    out = CliRunner().invoke(cli, ["operator", "--help"]).output
+    for flag in ("--kubernetes", "--namespace", "--kubeconfig", "FLEET_KUBERNETES_NAMESPACE"):
+        assert flag in out
