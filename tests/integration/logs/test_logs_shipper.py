@@ -58,7 +58,11 @@ async def test_lines_written_while_nats_is_down_never_block_and_are_counted_exac
 
         nats_server.start()
         await eventually(lambda: agent.sent > sent_before + 2, timeout=30, what="heartbeats")
-        await eventually(lambda: shipper.buffer.connected and not len(shipper.buffer), timeout=30)
+        await eventually(
+            lambda: shipper.buffer.connected and not len(shipper.buffer),
+            timeout=30,
+            what=f"drained after the outage {shipper.counters()}",
+        )
 
         async def everything_stored() -> object:
             lines, _ = await stored(nc, DEVICE, source="agent")

@@ -67,7 +67,7 @@ def enable_log_shipping(
                 reader = JournalReader(unit, shipper.buffer, journalctl=config.journalctl)
                 agent.spawn(reader.run(), f"journal:{unit}")
         try:
-            await shipper.run(nc)
+            await shipper.run(nc, stop=agent.stop)
         finally:
             target.removeHandler(shipper.handler)
             log.info("log shipping stopped", extra=shipper.counters())

@@ -111,21 +111,32 @@ class LogShipper:
         }
 
     # -- the loop -------------------------------------------------------------------------------
-    async def run(self, nc: NatsClient) -> None:
-        """Ship until cancelled; on cancellation, ship what is left (bounded) and report."""
+    async def run(self, nc: NatsClient, *, stop: asyncio.Event | None = None) -> None:
+        """Ship until ``stop`` is set or the task is cancelled; then ship what is left (bounded)
+        and a last drop report.
+
+        ``stop`` matters because nats-py swallows a cancellation that arrives while a publish
+        waits for its flusher (``_flush_pending``): a loop that relied on cancellation alone
+        could outlive the agent's shutdown. The loop also checks ``Task.cancelling()``.
+        """
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
         wake = self.buffer.bind(loop)
         interval = self.config.report_interval_s
         next_report = loop.time() + interval
         was_connected = False
+
+        def stopping() -> bool:
+            return (stop is not None and stop.is_set()) or bool(task and task.cancelling())
+
         try:
-            while True:
+            while not stopping():
                 connected = nc.is_connected
                 if connected and not was_connected:
                     await self._wait_ready(nc)
                 was_connected = connected
                 self.buffer.connected = connected
-                drained = await self._drain(nc) if connected else False
+                drained = await self._drain(nc, until=next_report) if connected else False
                 if loop.time() >= next_report:
                     if connected:
                         await self._report(nc)
@@ -134,13 +145,19 @@ class LogShipper:
                     self.buffer.rearm()  # offers keep setting the event: do not spin on it
                     await asyncio.sleep(0.2)
                     continue
-                wait = next_report - loop.time() if drained else 0.05
+                if not drained:
+                    wait = 0.05  # nats-py's backlog is too big: let it flush
+                elif len(self.buffer):
+                    wait = 0.0  # the drain stopped for the report: more to do at once
+                else:
+                    wait = min(next_report - loop.time(), 0.5)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), max(0.0, wait))
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._final(nc), 1.0)
+            await self._final(nc)
             raise
+        else:
+            await self._final(nc)
         finally:
             self.buffer.unbind()
 
@@ -159,12 +176,17 @@ class LogShipper:
         log.warning("log stream not confirmed; shipping anyway")
 
     async def _final(self, nc: NatsClient) -> None:
-        if nc.is_connected:
-            await self._drain(nc)
-            await self._report(nc)
+        """What is left, within a second (a deadline, not a cancellation: see :meth:`run`)."""
+        with contextlib.suppress(Exception):
+            if nc.is_connected:
+                await self._drain(nc, until=asyncio.get_running_loop().time() + 1.0)
+                await self._report(nc)
 
-    async def _drain(self, nc: NatsClient) -> bool:
-        """Publish everything buffered; False if it stopped early (disconnected, backlog)."""
+    async def _drain(self, nc: NatsClient, *, until: float) -> bool:
+        """Publish what is buffered, until empty (True) or ``until`` after at least one batch
+        (True: go on after the report); False if it stopped early (disconnected, or nats-py's
+        backlog is too big)."""
+        loop = asyncio.get_running_loop()
         while True:
             self.buffer.rearm()
             if nc.pending_data_size > self.config.max_pending_bytes:
@@ -177,6 +199,8 @@ class LogShipper:
                     self.buffer.count(DropReason.DISCONNECTED, len(batch) - index)
                     return False
                 await self._publish(nc, pending)
+            if loop.time() >= until:  # at least one batch each time, then the report
+                return True
             await asyncio.sleep(0)  # one batch at a time: let heartbeats and commands run
 
     async def _publish(self, nc: NatsClient, pending: Pending) -> None:
