@@ -4,13 +4,16 @@
 :class:`~harmony_fleet.operator.runtime.Operator`, which calls it with the connected NATS client
 once the registry is loaded. It runs two things until the operator stops:
 
+* the :class:`~.reflector.Reflector`, patching statuses from the registry, on the operator's loop;
 * kopf (standalone: one operator instance, no peering), watching ``Device`` resources of one
-  namespace and turning spec changes into markers (:mod:`.handlers`);
-* the :class:`~.reflector.Reflector`, patching statuses from the registry.
+  namespace and turning spec changes into markers (:mod:`.handlers`), **in a thread with its own
+  event loop**. Embedded in the operator's loop, kopf would take SIGINT/SIGTERM over, and at its
+  exit it waits for, then cancels, every task created after it started (NATS client tasks
+  included). In its own thread it does neither; the handlers' work (KV reads, the marker write)
+  is sent to the operator's loop, where the NATS connection lives.
 
-kopf takes SIGINT/SIGTERM over when it starts (it installs its own handlers on the loop); when
-kopf ends, for a signal or a failure, the extension sets the operator's ``stop`` so that the
-whole process shuts down cleanly, and :attr:`KubernetesExtension.failure` says why.
+If kopf ends on its own (a failure), the extension sets the operator's ``stop`` so that the
+process exits and :attr:`KubernetesExtension.failure` says why (``fleet operator`` exits 1).
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import kopf
 from kubernetes_asyncio import client
@@ -35,6 +41,11 @@ from harmony_fleet.operator.kubernetes.reflector import Reflector
 from harmony_fleet.operator.runtime import Operator
 
 log = logging.getLogger("harmony_fleet.operator.kubernetes")
+
+T = TypeVar("T")
+
+#: How long a stopping kopf may take before the operator exits without it.
+KOPF_EXIT_S = 10.0
 
 
 def _without_kopf_settings(record: logging.LogRecord) -> bool:
@@ -80,6 +91,7 @@ class KubernetesExtension:
             operator.stop.set()
             return
         api_client = client.ApiClient(cfg)
+        kopf_stop = threading.Event()
         objects_log = logging.getLogger("kopf.objects")
         if _without_kopf_settings not in objects_log.filters:
             objects_log.addFilter(_without_kopf_settings)
@@ -101,15 +113,25 @@ class KubernetesExtension:
                 replicas=operator.config.nats.kv_replicas,
                 retry_s=opts.release_retry_s,
             )
-            kopf_run = kopf.operator(
-                registry=build_registry(self.handling, kubeconfig=opts.kubeconfig),
-                settings=settings(),
-                namespaces=[opts.namespace],
-                standalone=True,
-                stop_flag=operator.stop,
+            kopf_registry = build_registry(
+                self.handling,
+                kubeconfig=opts.kubeconfig,
+                on_loop=_runner(asyncio.get_running_loop()),
             )
+
+            def run_kopf() -> None:
+                asyncio.run(
+                    kopf.operator(
+                        registry=kopf_registry,
+                        settings=settings(),
+                        namespaces=[opts.namespace],
+                        standalone=True,
+                        stop_flag=kopf_stop,
+                    )
+                )
+
             tasks = [
-                asyncio.ensure_future(kopf_run),
+                asyncio.ensure_future(asyncio.to_thread(run_kopf)),
                 asyncio.ensure_future(self.reflector.run()),
             ]
             log.info("Kubernetes mode started", extra={"namespace": opts.namespace})
@@ -119,10 +141,20 @@ class KubernetesExtension:
                     self.failure = task.exception()
                     log.error("Kubernetes mode failed", extra={"error": repr(self.failure)})
         finally:
-            operator.stop.set()  # kopf ended (a signal it took over, or a failure): stop all
-            for task in tasks:
+            operator.stop.set()  # if kopf or the reflector ended by themselves: stop all
+            kopf_stop.set()
+            for task in tasks[1:]:
                 task.cancel()
             for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                with contextlib.suppress(asyncio.CancelledError, Exception, TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), KOPF_EXIT_S)
             await api_client.close()
+
+
+def _runner(loop: asyncio.AbstractEventLoop) -> Any:
+    """``await on_loop(coro)`` from kopf's thread runs ``coro`` on the operator's loop."""
+
+    async def on_loop(coro: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+    return on_loop

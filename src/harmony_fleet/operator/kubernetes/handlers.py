@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,8 +157,21 @@ class SpecHandling:
         return message
 
 
-def build_registry(handling: SpecHandling, *, kubeconfig: str | None) -> kopf.OperatorRegistry:
-    """A private kopf registry (no module-level decorators, so nothing global is registered)."""
+#: Runs a coroutine on the operator's event loop (kopf runs in a thread with its own loop).
+OnLoop = Callable[[Coroutine[Any, Any, Any]], Awaitable[Any]]
+
+
+async def _here(coro: Coroutine[Any, Any, Any]) -> Any:
+    return await coro
+
+
+def build_registry(
+    handling: SpecHandling, *, kubeconfig: str | None, on_loop: OnLoop = _here
+) -> kopf.OperatorRegistry:
+    """A private kopf registry (no module-level decorators, so nothing global is registered).
+
+    ``on_loop`` carries the handlers' work to the loop that owns the NATS connection.
+    """
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -183,18 +196,22 @@ def build_registry(handling: SpecHandling, *, kubeconfig: str | None) -> kopf.Op
         r.GROUP, r.VERSION, r.PLURAL, id="spec-changed", field="spec", registry=registry
     )
     async def spec_changed(name: str, spec: Mapping[str, Any], **_: Any) -> None:
-        await handling.reconcile(name, spec, Trigger.CHANGE)
+        await on_loop(handling.reconcile(name, dict(spec), Trigger.CHANGE))
 
     @kopf.on.resume(r.GROUP, r.VERSION, r.PLURAL, id="spec-resumed", registry=registry)
     async def spec_resumed(name: str, spec: Mapping[str, Any], **_: Any) -> None:
-        await handling.reconcile(name, spec, Trigger.RESUME)
+        await on_loop(handling.reconcile(name, dict(spec), Trigger.RESUME))
 
     # optional=True: no finalizer, a deletion is never blocked on us; we only want to know.
     @kopf.on.delete(r.GROUP, r.VERSION, r.PLURAL, id="gone", optional=True, registry=registry)
     async def gone(name: str, **_: Any) -> None:
-        handling.on_gone(name)
+        await on_loop(_call(handling.on_gone, name))
 
     return registry
+
+
+async def _call(fn: Callable[[str], None], name: str) -> None:
+    fn(name)
 
 
 def settings() -> kopf.OperatorSettings:
@@ -208,6 +225,6 @@ def settings() -> kopf.OperatorSettings:
     s.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=r.ANNOTATION_PREFIX)
     # One Event per handler success would be one Event per Device at every restart.
     s.posting.level = logging.WARNING
-    # The operator stops kopf itself; kopf must never SIGKILL the process on a slow exit.
+    # The operator stops kopf itself (stop flag); kopf must never SIGKILL the process.
     s.process.ultimate_exiting_timeout = None
     return s

@@ -86,14 +86,15 @@ class Reflector:
         assert self.observed is not None
         observed = self.observed.get(name)
         known = name in self.operator.registry.devices
-        if observed is None and not known:
-            return  # a Device nobody created through us: the next list will show it
         desired = self.desired(name, now)
         patch = status_patch(observed.status if observed is not None else None, desired)
         if observed is not None and patch is None:
             return
         if observed is None:
-            await self.api.create(name)
+            # Seen on NATS: make sure it exists. Only a verdict (kopf saw a Device someone
+            # wrote by hand, not listed yet): it exists; patch it, and never create it.
+            if known:
+                await self.api.create(name)
             observed = ObservedDevice(name, {}, {})
             patch = status_patch(None, desired)
         if patch is None:
