@@ -19,6 +19,8 @@ BUILDS: dict[str, tuple[str, ...]] = {
     "2.2.0": ("self-test-hang",),
     "2.3.0": ("no-heartbeat",),
     "2.4.0": ("no-heartbeat", "crash-after=1"),
+    "2.5.0": ("crash-as-main-after=2",),  # good candidate, crashes soon after the commit
+    "2.6.0": ("stop-heartbeat-as-main-after=2",),  # good candidate, goes silent as the main
 }
 
 INTERVAL = 0.5

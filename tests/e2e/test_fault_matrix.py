@@ -15,72 +15,12 @@ import signal
 from harmony_fleet.adapters.nats.commands import CommandsClient
 from harmony_fleet.cli.localfleet import LocalFleet
 from harmony_fleet.contracts import (
-    AgentUpgradePhase,
     ReplyCode,
-    Role,
     UpgradeMarker,
-    UpgradeStatus,
     UpgradeTimeouts,
 )
-from tests.e2e.conftest import INTERVAL
+from tests.e2e.support import DEV, QUICK, P, invariants, no_lost_heartbeat, reaches, started
 from tests.helpers import eventually
-
-P = AgentUpgradePhase
-DEV = "edge-e2e"
-QUICK = UpgradeTimeouts(self_test_s=30, cutover_s=8, hold_s=30)
-
-
-async def started(fleet: LocalFleet, version: str = "1.0.0") -> None:
-    await fleet.add_device(DEV, version)
-
-    def main_beats() -> bool:
-        beats = fleet.monitor.devices.get(DEV)
-        return bool(
-            beats
-            and beats.last
-            and beats.last.agent_version == version
-            and beats.last.role is Role.MAIN
-        )
-
-    await eventually(main_beats, timeout=60, what=f"{DEV} heartbeating as main on {version}")
-
-
-async def reaches(
-    fleet: LocalFleet, marker: UpgradeMarker, *phases: P, timeout: float = 90
-) -> UpgradeStatus:
-    async def check() -> UpgradeStatus | None:
-        s = await fleet.status(DEV)
-        return (
-            s if s is not None and s.upgrade_id == marker.upgrade_id and s.phase in phases else None
-        )
-
-    result: UpgradeStatus = await eventually(
-        check, timeout=timeout, interval=0.05, what=f"{'/'.join(p.value for p in phases)}"
-    )
-    return result
-
-
-async def invariants(fleet: LocalFleet, marker: UpgradeMarker, *, current: str, phase: P) -> None:
-    await eventually(
-        lambda: len(fleet.agent_processes(DEV)) == 1,
-        timeout=30,
-        what="exactly one agent process for the device",
-    )
-    assert fleet.devices[DEV].layout.current_version() == current
-    status = await fleet.status(DEV)
-    assert status is not None and status.upgrade_id == marker.upgrade_id
-    assert status.phase is phase, (status.phase, status.error_code, status.error_detail)
-
-    def runs_current() -> bool:
-        last = fleet.monitor.devices[DEV].last
-        return last is not None and last.agent_version == current and last.role is Role.MAIN
-
-    await eventually(runs_current, timeout=30, what=f"the one agent runs {current} as main")
-
-
-def no_lost_heartbeat(fleet: LocalFleet) -> None:
-    gap = fleet.monitor.devices[DEV].max_gap_s
-    assert gap < 2 * INTERVAL, f"a heartbeat was lost: gap {gap:.2f}s at interval {INTERVAL}s"
 
 
 async def test_happy_path(fleet: LocalFleet) -> None:
@@ -219,7 +159,7 @@ async def test_nats_restarted_at_cutover_ready(fleet: LocalFleet) -> None:
     await started(fleet)
     await fleet.stop_operator(kill=True)
     marker = await fleet.request_upgrade(
-        DEV, "2.0.0", timeouts=UpgradeTimeouts(self_test_s=30, cutover_s=60, hold_s=60)
+        DEV, "2.0.0", timeouts=UpgradeTimeouts(self_test_s=30, cutover_s=60, hold_s=60, watch_s=1)
     )
     await reaches(fleet, marker, P.CUTOVER_READY, P.HOLDING)
     assert fleet.server is not None

@@ -6,6 +6,8 @@ A release build has none. A demo or test build bakes names into ``_build_version
 ``no-heartbeat``          runs, answers commands, never publishes a heartbeat
 ``crash-after=S``         exits with code 3, S seconds after start (any role)
 ``crash-as-main-after=S`` same, but only when running as the service's main instance
+``stop-heartbeat-as-main-after=S``  as the main instance, stops heartbeating S seconds after
+                          start but keeps running and answering commands (a hung main loop)
 ``self-test-fail``        ``--self-test`` reports a failed check and exits 1
 ``self-test-hang``        ``--self-test`` never returns (the caller's timeout must fire)
 """
@@ -16,7 +18,14 @@ from dataclasses import dataclass
 
 from harmony_fleet.errors import ConfigError
 
-KNOWN = ("no-heartbeat", "crash-after", "crash-as-main-after", "self-test-fail", "self-test-hang")
+KNOWN = (
+    "no-heartbeat",
+    "crash-after",
+    "crash-as-main-after",
+    "stop-heartbeat-as-main-after",
+    "self-test-fail",
+    "self-test-hang",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,6 +33,7 @@ class Faults:
     no_heartbeat: bool = False
     crash_after_s: float | None = None
     crash_as_main_after_s: float | None = None
+    stop_heartbeat_as_main_after_s: float | None = None
     self_test_fail: bool = False
     self_test_hang: bool = False
 

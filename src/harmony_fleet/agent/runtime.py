@@ -14,10 +14,12 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from harmony_fleet._version import BUILD_FAULTS, __version__
 from harmony_fleet.adapters.nats.connection import NatsClient, barrier, connect_forever
+from harmony_fleet.adapters.os.post_commit import touch
 from harmony_fleet.agent.commands import CommandHandler, StopHandler
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults, parse_faults
@@ -61,6 +63,9 @@ class Agent:
             role=config.role,
             stop_handler=stop_handler,
         )
+        self.liveness_file: Path | None = None
+        """Touched on every heartbeat tick by a main instance that may upgrade itself: the
+        launcher's post-commit watch reads its age (``adapters.os.post_commit``)."""
         self._extensions = extensions or []
         self._tasks: list[asyncio.Task[Any]] = []
         self._rng = random.Random()
@@ -113,6 +118,29 @@ class Agent:
         self.sent += 1
         return True
 
+    def touch_alive(self) -> None:
+        """Tell the launcher this instance's heartbeat loop is alive (see ``liveness_file``)."""
+        if self.liveness_file is not None:
+            with contextlib.suppress(OSError):
+                touch(self.liveness_file)
+
+    async def _alive_until_connected(self) -> None:
+        # While NATS is unreachable no heartbeat loop runs yet; a NATS outage must never look
+        # like a silent agent to the post-commit watch, so the process itself says it is alive.
+        while not self.connected.is_set() and not self.stop.is_set():
+            self.touch_alive()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.connected.wait(), self.config.heartbeat_interval_s)
+
+    def _heartbeat_fault(self) -> bool:
+        limit = self.faults.stop_heartbeat_as_main_after_s
+        if limit is None or self.config.role is not Role.MAIN:
+            return False
+        if time.monotonic() - self.started < limit:
+            return False
+        self.log.error("build fault: heartbeats stop here", extra={"after_s": limit})
+        return True
+
     async def _heartbeat_loop(self) -> None:
         if self.faults.no_heartbeat:
             self.log.warning("build fault: this agent never heartbeats")
@@ -122,7 +150,11 @@ class Agent:
         loop = asyncio.get_running_loop()
         deadline = loop.time()
         while not self.stop.is_set():
-            await self.publish_heartbeat()
+            if self._heartbeat_fault():
+                return
+            sent = await self.publish_heartbeat()
+            if sent or self.nc is None or not self.nc.is_connected:
+                self.touch_alive()  # a beat went out, or there was no connection to send it on
             deadline = max(deadline + self.next_interval(), loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), max(0.0, deadline - loop.time()))
@@ -164,6 +196,8 @@ class Agent:
             self.spawn(self._crash_after(self.faults.crash_after_s), "fault-crash")
         if self.faults.crash_as_main_after_s is not None and self.config.role is Role.MAIN:
             self.spawn(self._crash_after(self.faults.crash_as_main_after_s), "fault-crash-main")
+        if self.liveness_file is not None:
+            self.spawn(self._alive_until_connected(), "liveness")
         nc = await connect_forever(
             self.config.nats.with_name(f"agent:{self.config.device_id}:{self.config.role.value}"),
             log=log,

@@ -9,9 +9,17 @@ The driver is pure orchestration over seams; this module gives it its inputs and
 * ``upgrade_stop`` commands -> :meth:`UpgradeDriver.on_stop` (the agent's command handler);
 * statuses -> KV ``fleet_upgrade_status/<device>`` through :class:`KVStatusSink`;
 * after a commit, :meth:`UpgradeDriver.wait_handover` -> flush the status, exit 0: the service
-  manager starts ``current`` (now the new version) as the main instance.
+  manager starts ``current`` (now the new version) as the main instance;
+* the post-commit watch and what an upgrade leaves on disk -> :class:`PostCommitFiles` in
+  ``<state>/run`` (the same folder the process executor and its supervisor use), and the
+  liveness file the main instance touches on every heartbeat tick. The new main does not say
+  Succeeded when it starts: its machine holds Committed until the watch window has passed (the
+  supervisor may roll it back inside it), then writes Succeeded itself.
 
 Only the main instance runs this; a candidate never acts on markers.
+
+``FLEET_KEEP_VERSIONS`` (default 2) is how many versions garbage collection keeps after a
+successful upgrade; the running and the previous version are always kept.
 """
 
 from __future__ import annotations
@@ -19,25 +27,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import os
+from collections.abc import Mapping
 from typing import Any
-
-import msgspec
 
 from harmony_fleet.adapters.executors.launch import LaunchSpec
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
 from harmony_fleet.adapters.os.layout import AgentLayout
+from harmony_fleet.adapters.os.post_commit import PostCommitFiles, liveness_file
 from harmony_fleet.adapters.os.state_store import FileStateStore
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults
 from harmony_fleet.agent.runtime import Agent, Extension
 from harmony_fleet.agent.upgrade import LoopClock, UpgradeDriver
+from harmony_fleet.agent.upgrade.driver import KEEP_VERSIONS
 from harmony_fleet.contracts import (
     HEARTBEAT,
     UPGRADE_MARKER,
     UPGRADE_STATUS,
-    AgentUpgradePhase,
     Role,
     UpgradeMarker,
     UpgradeStatus,
@@ -45,6 +53,7 @@ from harmony_fleet.contracts import (
 )
 from harmony_fleet.contracts.ids import InstanceId, Version
 from harmony_fleet.core.upgrade.executor import UpgradeExecutor
+from harmony_fleet.core.upgrade.watch import stale_after
 from harmony_fleet.errors import ConfigError, InvalidMessage, Unavailable
 
 log = logging.getLogger("harmony_fleet.agent.upgrading")
@@ -85,7 +94,6 @@ def upgrade_extension(driver: UpgradeDriver, sink: KVStatusSink, *, replicas: in
                 log.warning("upgrade buckets not available yet", extra={"error": repr(exc)})
                 await asyncio.sleep(1.0)
         await driver.resume_after_restart()
-        await _report_success_if_new_main(driver, sink)
 
         async def on_heartbeat(msg: Any) -> None:
             try:
@@ -132,43 +140,32 @@ async def _watch_marker(markers: TypedKV[UpgradeMarker], key: str, driver: Upgra
             await asyncio.sleep(1.0)
 
 
-async def _report_success_if_new_main(driver: UpgradeDriver, sink: KVStatusSink) -> None:
-    """The new version, started as the main instance after a commit, says Succeeded.
-
-    The driver leaves the status at Committed when the new main resumes; the new version
-    running as the service's main instance, connected and heartbeating, is what Succeeded means
-    (a post-commit watch window, when configured, comes before this).
-    """
-    status = driver.latest_status
-    if (
-        status is None
-        or status.phase is not AgentUpgradePhase.COMMITTED
-        or status.to_version != driver.running_version
-    ):
-        return
-    await driver.flush_status()
-    done = msgspec.structs.replace(
-        status,
-        phase=AgentUpgradePhase.SUCCEEDED,
-        instance_id=driver.instance_id,
-        updated_at=time.time(),
-    )
-    for _ in range(30):
-        try:
-            await sink.write(done)
-            return
-        except Exception as exc:  # a KV timeout may still apply: the value is idempotent
-            log.warning("success status not written yet", extra={"error": repr(exc)})
-            await asyncio.sleep(1.0)
-
-
 #: File (in the state dir) where the driver keeps its durable record.
 STATE_FILE = "upgrade-state.json"
+#: Folder (in the state dir) of logs, pid files, the post-commit notes and the liveness file.
+RUN_DIR = "run"
+KEEP_VERSIONS_ENV = "FLEET_KEEP_VERSIONS"
+
+
+def keep_versions(environ: Mapping[str, str] | None = None) -> int:
+    """How many versions garbage collection keeps (``FLEET_KEEP_VERSIONS``, at least 2)."""
+    raw = (os.environ if environ is None else environ).get(KEEP_VERSIONS_ENV, "")
+    if not raw:
+        return KEEP_VERSIONS
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{KEEP_VERSIONS_ENV}={raw!r} is not a number") from exc
+    if value < KEEP_VERSIONS:
+        raise ConfigError(
+            f"{KEEP_VERSIONS_ENV}={value}: at least {KEEP_VERSIONS} (the running and the previous)"
+        )
+    return value
 
 
 def make_executor(config: AgentConfig, layout: AgentLayout, launch: LaunchSpec) -> UpgradeExecutor:
     """The real executor named by ``--executor`` (imported lazily: systemd is optional)."""
-    run_dir = config.state_dir / "run"
+    run_dir = config.state_dir / RUN_DIR
     if config.executor == "process":
         from harmony_fleet.adapters.executors.process import ProcessExecutor  # noqa: PLC0415
 
@@ -205,6 +202,17 @@ def build_agent(
             raise ConfigError("an upgradable agent needs its launch arguments")
         executor = make_executor(config, layout, launch)
     sink = KVStatusSink()
+    run_dir = config.state_dir / RUN_DIR
+    agent.liveness_file = liveness_file(run_dir)
+    after_commit = PostCommitFiles(
+        layout,
+        run_dir,
+        stale_after_s=stale_after(config.heartbeat_interval_s),
+        # Only the process-mode supervisor acts on the watch note so far; under systemd the
+        # unit does not yet, so holding Committed for a window would promise a watch nobody
+        # keeps (see docs/executors.md, "After the commit").
+        watched=config.executor == "process",
+    )
     driver = UpgradeDriver(
         device_id=config.device_id,
         instance_id=InstanceId(agent.instance_id),
@@ -213,6 +221,8 @@ def build_agent(
         status_sink=sink,
         state_store=FileStateStore(config.state_dir / STATE_FILE),
         clock=LoopClock(),
+        after_commit=after_commit,
+        keep_versions=keep_versions(),
     )
     agent.commands.stop_handler = driver
     agent.add_extension(upgrade_extension(driver, sink, replicas=config.nats.kv_replicas))

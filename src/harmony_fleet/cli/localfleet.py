@@ -4,8 +4,13 @@
 code, so what the demo shows is what the tests prove. Every device gets its own prefix
 (``versions/``, ``current``), state dir and run dir under ``workdir``, runs real agent artifacts
 under a process-mode :class:`~harmony_fleet.adapters.executors.supervisor.Supervisor`, and
-upgrades itself with the :class:`~harmony_fleet.adapters.executors.process.ProcessExecutor`.
-Nothing is left running after :meth:`LocalFleet.stop`, including orphaned candidates.
+upgrades itself with the :class:`~harmony_fleet.adapters.executors.process.ProcessExecutor`;
+the supervisor also keeps the post-commit watch (a new main that crash-loops or goes silent
+inside its window is rolled back by it). Nothing is left running after :meth:`LocalFleet.stop`,
+including orphaned candidates.
+
+Upgrades asked for here default to a short watch window (:data:`LOCAL_WATCH_S`): on one machine
+a window of minutes would only make every demo and test wait for Succeeded.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.adapters.os import AgentLayout
 from harmony_fleet.artifacts import build_artifact
 from harmony_fleet.artifacts.manifest import ArtifactManifest
+from harmony_fleet.cli.rollback import plan_rollback
 from harmony_fleet.cli.upgrade import write_marker
 from harmony_fleet.contracts import (
     DEVICE_RECORD,
@@ -47,7 +53,12 @@ from harmony_fleet.contracts import (
     subjects,
 )
 from harmony_fleet.core.presence import PresencePolicy
+from harmony_fleet.core.upgrade.watch import RollbackNote
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
+
+#: The watch window of upgrades requested through :meth:`LocalFleet.request_upgrade` by default.
+LOCAL_WATCH_S = 5.0
+LOCAL_TIMEOUTS = UpgradeTimeouts(self_test_s=30, cutover_s=30, hold_s=60, watch_s=LOCAL_WATCH_S)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -88,6 +99,11 @@ class LocalDevice:
     def run_dir(self) -> Path:
         """Logs and pid files of the main and the candidates (the agent's ``<state>/run``)."""
         return self.launch.state_dir / "run"
+
+    @property
+    def rollbacks(self) -> list[RollbackNote]:
+        """Post-commit rollbacks the device's supervisor performed (newest last)."""
+        return self.supervisor.rollbacks
 
     def executor(self) -> ProcessExecutor:
         """An executor over this device's layout (to find and stop orphaned candidates)."""
@@ -285,7 +301,18 @@ class LocalFleet:
             requested_at=time.time(),
             requested_by="localfleet",
             force=force,
-            timeouts=timeouts or UpgradeTimeouts(self_test_s=30, cutover_s=30, hold_s=60),
+            timeouts=timeouts or LOCAL_TIMEOUTS,
+        )
+        await write_marker(self.nc, marker)
+        return marker
+
+    async def request_rollback(
+        self, device: str, *, timeouts: UpgradeTimeouts | None = None, force: bool = False
+    ) -> UpgradeMarker:
+        """What ``fleet rollback DEVICE`` does: back to the previous version, kept on disk."""
+        assert self.nc is not None
+        marker = await plan_rollback(
+            self.nc, device, timeouts=timeouts or LOCAL_TIMEOUTS, force=force, by="localfleet"
         )
         await write_marker(self.nc, marker)
         return marker

@@ -3,7 +3,9 @@
 ``fleet upgrade`` writes the device's upgrade marker (compare-and-set, so two people asking at
 once cannot silently overwrite each other); the device's agent and the operator's coordinator do
 the rest (ADR-022). ``--wait`` follows the status until the upgrade is terminal and exits 0 on
-success, 1 on a rollback or failure.
+success, 1 on a rollback or failure. Success comes only once the post-commit watch window
+(``--watch-window``) has passed: until then the status says Committed and when the window ends,
+because the device may still return to the previous version by itself.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import getpass
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 import msgspec
@@ -78,6 +81,79 @@ def _outcome(status: UpgradeStatus | None, record: DeviceRecord | None, uid: str
     return None
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def protocol_options(f: F) -> F:
+    """The bounds of an upgrade's phases and the follow-up flags (``upgrade``, ``rollback``)."""
+    for option in reversed(
+        (
+            click.option(
+                "--self-test-timeout",
+                type=click.FloatRange(1, 3600),
+                default=60.0,
+                show_default=True,
+            ),
+            click.option(
+                "--cutover-timeout",
+                type=click.FloatRange(1, 86400),
+                default=120.0,
+                show_default=True,
+                help="Wait for the stop with no candidate heartbeat seen.",
+            ),
+            click.option(
+                "--hold-timeout",
+                type=click.FloatRange(1, 86400),
+                default=600.0,
+                show_default=True,
+                help="Wait for the stop while the candidate heartbeats.",
+            ),
+            click.option(
+                "--watch-window",
+                type=click.FloatRange(0, 7 * 86400),
+                default=600.0,
+                show_default=True,
+                help="After the commit, roll back by itself if the new version crash-loops or "
+                "stops heartbeating within this many seconds (0: no watch).",
+            ),
+            click.option(
+                "--watch-failures",
+                type=click.IntRange(1, 100),
+                default=3,
+                show_default=True,
+                help="Failed starts within the watch window that make a crash loop.",
+            ),
+            click.option(
+                "--wait",
+                "wait_s",
+                type=click.FloatRange(0),
+                default=None,
+                metavar="SECONDS",
+                help="Follow the upgrade until it ends (or SECONDS pass).",
+            ),
+            click.option("--json", "as_json", is_flag=True),
+        )
+    ):
+        f = option(f)
+    return f
+
+
+def timeouts_of(
+    self_test_timeout: float,
+    cutover_timeout: float,
+    hold_timeout: float,
+    watch_window: float,
+    watch_failures: int,
+) -> UpgradeTimeouts:
+    return UpgradeTimeouts(
+        self_test_s=self_test_timeout,
+        cutover_s=cutover_timeout,
+        hold_s=hold_timeout,
+        watch_s=watch_window,
+        watch_max_failures=watch_failures,
+    )
+
+
 @click.command("upgrade")
 @click.argument("device")
 @click.option("--version", "target", required=True, help="Target agent version.")
@@ -85,32 +161,7 @@ def _outcome(status: UpgradeStatus | None, record: DeviceRecord | None, uid: str
 @click.option("--sha256", "sha", required=True, help="SHA-256 of the artifact (64 hex).")
 @click.option("--size", type=click.IntRange(1), default=None, help="Artifact size in bytes.")
 @click.option("--force", is_flag=True, help="Install even if this version failed here before.")
-@click.option(
-    "--self-test-timeout", type=click.FloatRange(1, 3600), default=60.0, show_default=True
-)
-@click.option(
-    "--cutover-timeout",
-    type=click.FloatRange(1, 86400),
-    default=120.0,
-    show_default=True,
-    help="Wait for the stop with no candidate heartbeat seen.",
-)
-@click.option(
-    "--hold-timeout",
-    type=click.FloatRange(1, 86400),
-    default=600.0,
-    show_default=True,
-    help="Wait for the stop while the candidate heartbeats.",
-)
-@click.option(
-    "--wait",
-    "wait_s",
-    type=click.FloatRange(0),
-    default=None,
-    metavar="SECONDS",
-    help="Follow the upgrade until it ends (or SECONDS pass).",
-)
-@click.option("--json", "as_json", is_flag=True)
+@protocol_options
 @nats_options
 def upgrade_cmd(
     device: str,
@@ -122,6 +173,8 @@ def upgrade_cmd(
     self_test_timeout: float,
     cutover_timeout: float,
     hold_timeout: float,
+    watch_window: float,
+    watch_failures: int,
     wait_s: float | None,
     as_json: bool,
     **nats_kwargs: Any,
@@ -137,10 +190,10 @@ def upgrade_cmd(
         sha256=sha256_hex(sha),
         size=size,
         requested_at=time.time(),
-        requested_by=_who(),
+        requested_by=who(),
         force=force,
-        timeouts=UpgradeTimeouts(
-            self_test_s=self_test_timeout, cutover_s=cutover_timeout, hold_s=hold_timeout
+        timeouts=timeouts_of(
+            self_test_timeout, cutover_timeout, hold_timeout, watch_window, watch_failures
         ),
     )
     options = build_nats_options(**nats_kwargs)
@@ -163,14 +216,15 @@ def upgrade_cmd(
                     )
             if wait_s is None:
                 return exit_codes.OK
-            return await _follow(nc, marker, wait_s, as_json)
+            return await follow(nc, marker, wait_s, as_json)
         finally:
             await nc.close()
 
     raise SystemExit(asyncio.run(go()))
 
 
-async def _follow(nc: NatsClient, marker: UpgradeMarker, wait_s: float, as_json: bool) -> int:
+async def follow(nc: NatsClient, marker: UpgradeMarker, wait_s: float, as_json: bool) -> int:
+    """Print the status as it changes until upgrade ``marker`` ends; the exit code."""
     statuses = await _kv(nc, subjects.BUCKET_UPGRADE_STATUS, UPGRADE_STATUS)
     devices = await _kv(nc, subjects.BUCKET_DEVICES, DEVICE_RECORD)
     key = subjects.kv_key(marker.device_id)
@@ -219,10 +273,20 @@ def _status_line(s: UpgradeStatus) -> str:
         )
     if s.error_code:
         parts.append(f"{s.error_code}: {s.error_detail}")
+    watching = watch_note(s)
+    if watching:
+        parts.append(watching)
     return "  ".join(parts)
 
 
-def _who() -> str:
+def watch_note(s: UpgradeStatus) -> str:
+    """'watching until HH:MM:SS' while a committed upgrade's watch window is open."""
+    if s.phase is not AgentUpgradePhase.COMMITTED or s.watch_until is None:
+        return ""
+    return f"watching until {time.strftime('%H:%M:%S', time.localtime(s.watch_until))}"
+
+
+def who() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -271,7 +335,7 @@ def upgrade_status_cmd(device: str | None, as_json: bool, **nats_kwargs: Any) ->
         table.add_column(col)
     now = time.time()
     for s in rows:
-        detail = f"{s.error_code}: {s.error_detail}" if s.error_code else ""
+        detail = f"{s.error_code}: {s.error_detail}" if s.error_code else watch_note(s)
         if s.candidate_exit_code is not None:
             detail += f" (candidate exit {s.candidate_exit_code})"
         table.add_row(

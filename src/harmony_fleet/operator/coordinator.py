@@ -7,6 +7,11 @@ do. It sends ``upgrade_stop`` only on ``SEND_STOP``, i.e. after it has itself se
 version heartbeat from a new instance of that device, received after the marker; it retries until
 the stop is acknowledged or the upgrade is terminal. It reflects the phase onto the registry.
 
+After the commit it holds at "committed, watching" (phase Committed, with the new main instance
+it saw and the end of the device's watch window) until the agent writes Succeeded or RolledBack:
+a new version that starts and then crash-loops is rolled back by the device, and the registry
+must never have said Succeeded in between. A terminal status always overrides what was shown.
+
 Restarts: markers and statuses are in KV and read back at start; the old instance and the
 instances known before the marker are rebuilt from the registry (``instances_before``). A stop
 sent twice is harmless: the agent commits once per ``upgrade_id`` and answers the rest.
@@ -57,6 +62,8 @@ class _Tracked:
     view: CommitView
     finished: bool = False
     sending: bool = False
+    watching: str = ""
+    """The reason last reflected as "committed, watching" (reflected once per change)."""
 
 
 class Coordinator:
@@ -133,7 +140,8 @@ class Coordinator:
             return
         tracked.view = replace(tracked.view, status=status, status_seen_at=now)
         if tracked.finished and not status.phase.terminal:
-            return  # never let a late non-terminal status undo a Succeeded we already saw
+            return  # never let a late non-terminal status undo a terminal one we already saw
+        tracked.watching = ""  # the next step reflects "committed, watching" again if it holds
         self._reflect(status.device_id, status.phase, _message(status), now)
         self._wake.set()
 
@@ -166,12 +174,12 @@ class Coordinator:
                 task = asyncio.ensure_future(self._send_stop(client, device, tracked))
                 self._sends.add(task)
                 task.add_done_callback(self._sends.discard)
-            elif decision.kind is DecisionKind.SUCCEEDED:
-                tracked.finished = True
-                self._reflect(device, AgentUpgradePhase.SUCCEEDED, decision.reason, now)
-                log.info(
-                    "upgrade succeeded", extra={"device_id": device, "reason": decision.reason}
-                )
+            elif decision.kind is DecisionKind.WATCHING:
+                message = _watching(decision.reason, decision.watch_until)
+                if tracked.watching != message:
+                    tracked.watching = message
+                    self._reflect(device, AgentUpgradePhase.COMMITTED, message, now)
+                    log.info("upgrade committed, watching", extra={"device_id": device})
             elif decision.kind is DecisionKind.FINISHED:
                 tracked.finished = True
                 log.info("upgrade finished", extra={"device_id": device, "reason": decision.reason})
@@ -278,12 +286,21 @@ class Coordinator:
                 task.cancel()
 
 
+def _watching(reason: str, until: float | None) -> str:
+    if until is None:
+        return f"committed: {reason}"
+    end = time.strftime("%H:%M:%S", time.localtime(until))
+    return f"committed, watching until {end}: {reason}"
+
+
 def _message(status: UpgradeStatus) -> str:
     if status.error_code:
         return f"{status.error_code}: {status.error_detail}".strip(": ")
     if status.progress is not None and status.progress.bytes_total:
         pct = 100 * status.progress.bytes_done / status.progress.bytes_total
         return f"{pct:.0f}% downloaded"
+    if status.phase is AgentUpgradePhase.COMMITTED and status.watch_until is not None:
+        return _watching("the device watches the new main", status.watch_until)
     return ""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import msgspec
 import pytest
 
 from harmony_fleet.contracts.commands import ReplyCode
@@ -127,7 +128,7 @@ def test_status_of_another_upgrade_is_disregarded() -> None:
     assert d.kind is DecisionKind.SEND_STOP
 
 
-def test_succeeded_needs_a_main_heartbeat_of_the_target_from_a_new_instance_after_commit() -> None:
+def test_watching_needs_a_main_heartbeat_of_the_target_from_a_new_instance_after_commit() -> None:
     committed = status(P.COMMITTED)
     v = view(seen_hb(), status=committed, status_seen_at=T0 + 20)
     assert decide(v, T0 + 21).kind is DecisionKind.WAIT
@@ -142,13 +143,28 @@ def test_succeeded_needs_a_main_heartbeat_of_the_target_from_a_new_instance_afte
     assert decide(v, T0 + 26).kind is DecisionKind.WAIT
     v = replace(v, heartbeats=(seen_hb(NEW_MAIN, role=Role.MAIN, at=T0 + 25, uid=None),))
     d = decide(v, T0 + 26)
-    assert d.kind is DecisionKind.SUCCEEDED and d.candidate_instance_id == NEW_MAIN
+    assert d.kind is DecisionKind.WATCHING and d.candidate_instance_id == NEW_MAIN
+    assert d.phase is P.COMMITTED, "seen running is not Succeeded: the device still watches it"
 
 
-def test_ack_then_new_main_succeeds_even_if_the_status_write_is_late() -> None:
+def test_ack_then_new_main_is_watched_even_if_the_status_write_is_late() -> None:
     ledger = StopLedger().sent_at(T0 + 10).replied(ReplyCode.OK)
     v = view(seen_hb(), seen_hb(NEW_MAIN, role=Role.MAIN, at=T0 + 30, uid=None), stop=ledger)
-    assert decide(v, T0 + 31).kind is DecisionKind.SUCCEEDED
+    assert decide(v, T0 + 31).kind is DecisionKind.WATCHING
+
+
+def test_watching_carries_the_end_of_the_window_and_only_the_agent_ends_it() -> None:
+    committed = msgspec.structs.replace(status(P.COMMITTED), watch_until=T0 + 600)
+    new_main = seen_hb(NEW_MAIN, role=Role.MAIN, at=T0 + 25, uid=None)
+    v = view(new_main, status=committed, status_seen_at=T0 + 20)
+    d = decide(v, T0 + 500)
+    assert d.kind is DecisionKind.WATCHING and d.watch_until == T0 + 600
+    # Long after the window: still the agent's word that ends it, never the operator's clock.
+    assert decide(v, T0 + 6000).kind is DecisionKind.WATCHING
+    for phase in (P.SUCCEEDED, P.ROLLED_BACK):
+        ended = msgspec.structs.replace(status(phase), error_code="post_commit")
+        d = decide(replace(v, status=ended), T0 + 30)
+        assert d.kind is DecisionKind.FINISHED and d.phase is phase
 
 
 def test_instances_before_reads_the_registry_after_an_operator_restart() -> None:

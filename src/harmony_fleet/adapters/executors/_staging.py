@@ -29,15 +29,15 @@ from pathlib import Path
 from harmony_fleet.adapters.http import DEFAULT_POLICY, DownloadPolicy, DownloadProgress, download
 from harmony_fleet.adapters.os._fs import fsync_dir, write_atomic
 from harmony_fleet.adapters.os.errors import DiskError
-from harmony_fleet.adapters.os.layout import AgentLayout
+from harmony_fleet.adapters.os.layout import OWNER_PREFIX, AgentLayout
 from harmony_fleet.contracts.ids import UpgradeId, Version, version
-from harmony_fleet.contracts.upgrade import Progress, UpgradeMarker
+from harmony_fleet.contracts.upgrade import ArtifactSource, Progress, UpgradeMarker
 from harmony_fleet.core.upgrade.executor import ProcessOutcome, ProgressCallback
-from harmony_fleet.errors import IntegrityError
+from harmony_fleet.errors import IntegrityError, NotFound
 
 #: Lines of output kept from a self-test or a candidate (what a person reads in the status).
 LOG_LINES = 50
-_OWNER_PREFIX = ".owner-"
+_OWNER_PREFIX = OWNER_PREFIX
 _KILL_GRACE_S = 2.0
 
 
@@ -66,7 +66,7 @@ class Staging:
         return self.layout.version_dir(v) / self.layout.artifact_name
 
     def owner_note(self, v: str) -> Path:
-        return self.layout.versions_dir / f"{_OWNER_PREFIX}{version(v)}"
+        return self.layout.owner_note(v)
 
     def owner_of(self, v: str) -> str | None:
         """The upgrade that created ``versions/<v>/``, if one did and has not committed it."""
@@ -89,12 +89,19 @@ class Staging:
         """Download and verify ``marker``'s artifact into ``versions/<target>/``.
 
         An installed target is kept if its bytes match the marker (a version installed before
-        is reused, never overwritten); a partial download is resumed by the HTTP adapter.
+        is reused, never overwritten); a partial download is resumed by the HTTP adapter. A
+        marker with ``source: installed`` (``fleet rollback``) never downloads: the version must
+        be on disk and hash to the marker's SHA-256, or ``NotFound``/``IntegrityError``.
         """
         target = version(marker.target_version)
         async with self._lock:
             if await asyncio.to_thread(self._installed_and_matching, marker):
                 return
+            if marker.source is ArtifactSource.INSTALLED:
+                raise NotFound(
+                    f"version {target} is not installed here, and a marker with source "
+                    "'installed' downloads nothing"
+                )
             await asyncio.to_thread(self._claim, target, UpgradeId(marker.upgrade_id))
             dest = self.layout.staging_dir(target) / self.layout.artifact_name
             await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)

@@ -11,8 +11,16 @@ systemd that is the unit's ``Restart=always``; in process mode it is this superv
   back to 0.2 s once a run lasted 30 s (like systemd's ``RestartSec`` with steps). A clean
   exit is a handover after a commit and must be fast; a crash loop must not spin the CPU.
 * Every exit is recorded with its version and code (:attr:`Supervisor.history`,
-  :meth:`Supervisor.exit_codes`): the post-commit watch uses it to spot a new version that
-  crash-loops.
+  :meth:`Supervisor.exit_codes`).
+* **The post-commit watch** (ADR-022, "After the commit"): a run of the version an upgrade just
+  committed is on probation for the window named in ``<run>/post-commit.json``. The supervisor,
+  not the new version's code, judges it, through
+  :class:`~harmony_fleet.adapters.os.post_commit.PostCommitWatcher`: every failed start or
+  non-clean exit inside the window is counted (in a file, so a supervisor restart keeps the
+  count), and a run whose liveness file (``main.alive``, touched on every heartbeat tick) goes
+  stale is stopped. At ``max_failures``, or on silence, it writes the rollback note (the
+  target's exit codes and the tail of ``main.log``), points ``current`` back at the previous
+  version and starts that one at once; the previous version's agent reports ``RolledBack``.
 * The main's stdout and stderr go to ``run_dir/main.log`` (appended; the supervisor adds one
   line per start and per exit). ``run_dir/main.pid`` names the running main with its start
   time: a supervisor that was SIGKILLed leaves its main running, and the next supervisor stops
@@ -42,11 +50,14 @@ from harmony_fleet.adapters.executors._proc import (
     is_running,
     signal_name,
     spawn,
+    tail_lines,
 )
 from harmony_fleet.adapters.executors.launch import LaunchSpec
 from harmony_fleet.adapters.os import AgentLayout
 from harmony_fleet.adapters.os._fs import write_atomic
+from harmony_fleet.adapters.os.post_commit import PostCommitWatcher
 from harmony_fleet.contracts.ids import Version
+from harmony_fleet.core.upgrade.watch import RollbackNote
 from harmony_fleet.errors import FleetError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -58,6 +69,9 @@ STOP_GRACE_S = 5.0
 #: Exits remembered, in all and per version.
 HISTORY = 50
 PER_VERSION = 10
+#: How often a watched run's liveness file is checked, and the log lines kept in a rollback note.
+WATCH_POLL_S = 0.5
+ROLLBACK_TAIL = 50
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,10 +102,15 @@ class Supervisor:
         reset_after_s: float = RESET_AFTER_S,
         stop_grace_s: float = STOP_GRACE_S,
         env: Mapping[str, str] | None = None,
+        watch_poll_s: float = WATCH_POLL_S,
     ) -> None:
         self.layout = layout
         self.launch = launch
         self.run_dir = run_dir
+        self.watch_poll_s = watch_poll_s
+        self.watcher = PostCommitWatcher(
+            layout, run_dir, log_tail=lambda: tail_lines(self.log_file, ROLLBACK_TAIL)
+        )
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.reset_after_s = reset_after_s
@@ -113,6 +132,7 @@ class Supervisor:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._changed = asyncio.Condition()
+        self._restart_now = False
 
     @property
     def log_file(self) -> Path:
@@ -127,6 +147,11 @@ class Supervisor:
         """The pid of the running main, None between runs."""
         child = self._child
         return child.pid if child is not None and child.running() else None
+
+    @property
+    def rollbacks(self) -> list[RollbackNote]:
+        """Post-commit rollbacks this supervisor performed (newest last)."""
+        return self.watcher.rollbacks
 
     def exit_codes(self, version: str) -> list[int | None]:
         """The last exit codes of ``version``'s runs, oldest first (None: ended by a signal)."""
@@ -187,6 +212,8 @@ class Supervisor:
                     break
                 if record is not None and record.uptime_s >= self.reset_after_s:
                     delay = self.backoff_initial_s  # it ran a while: not a crash loop
+                if self._restart_now:  # rolled back: the previous version starts at once
+                    self._restart_now, delay = False, self.backoff_initial_s
                 await self._note(f"supervisor: restarting in {delay:g} s")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
@@ -200,6 +227,7 @@ class Supervisor:
     async def _run_once(self) -> ExitRecord | None:
         """Start ``current`` and wait for it to end; None if it could not be started."""
         try:
+            await asyncio.to_thread(self.watcher.settle)
             v = await asyncio.to_thread(self.layout.current_version)
             if v is None:
                 raise FileNotFoundError(f"{self.layout.current_link} does not exist")
@@ -216,16 +244,17 @@ class Supervisor:
             self.last_error = str(exc)
             log.error("cannot start the main instance", extra={"error": str(exc)})
             await self._note(f"supervisor: cannot start: {exc}")
+            await self._rolled_back(await asyncio.to_thread(self.watcher.on_failed_start))
             return None
         child = Tracked.child(popen)
         self._child, self.version = child, v
-        started = time.monotonic()
+        started, started_wall = time.monotonic(), time.time()
         await self._started(v)
         with contextlib.suppress(OSError):
             await asyncio.to_thread(self._write_pid_file, child.ident, v)
         if self._stopping.is_set():  # stop() came while we were starting it
             await child.terminate(self.stop_grace_s)
-        await child.wait(None)
+        await self._wait_watching(child, v, started_wall)
         await asyncio.to_thread(child.kill_leftovers)  # the group's stragglers, then reap
         code, _ = exit_note(popen.returncode)
         record = ExitRecord(
@@ -242,7 +271,33 @@ class Supervisor:
         how = f"code {code}" if code is not None else f"signal {record.signal}"
         log.info("main exited", extra={"version": v, "exit_code": code, "pid": child.pid})
         await self._note(f"supervisor: {v} (pid {child.pid}) exited with {how}")
+        stopping = self._stopping.is_set()
+        await self._rolled_back(
+            await asyncio.to_thread(self.watcher.on_exit, v, code, record.signal, stopping=stopping)
+        )
         return record
+
+    async def _wait_watching(self, child: Tracked, v: Version, started_wall: float) -> None:
+        """Wait for the main to end; inside a watch window, stop it when it goes silent."""
+        if await asyncio.to_thread(self.watcher.watching, v) is None:
+            await child.wait(None)  # not on probation: nothing to poll
+            return
+        while not await child.wait(self.watch_poll_s):
+            if self._stopping.is_set():
+                continue
+            silent = await asyncio.to_thread(self.watcher.silent, v, started_wall)
+            if silent is not None:
+                await self._note(f"supervisor: post-commit watch: {silent}; stopping it")
+                await child.terminate(self.stop_grace_s)
+
+    async def _rolled_back(self, done: RollbackNote | None) -> None:
+        if done is None:
+            return
+        self._restart_now = True
+        await self._note(
+            f"supervisor: post-commit watch: {done.reason.value}: {done.detail}; "
+            f"current is back at {done.previous}"
+        )
 
     async def _started(self, v: Version) -> None:
         async with self._changed:

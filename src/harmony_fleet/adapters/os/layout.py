@@ -6,13 +6,15 @@
       versions/1.4.0/agent        every installed version in its own folder
       versions/1.5.0/agent
       versions/.staging-1.6.0/    a download in progress (never listed as a version)
+      versions/.owner-1.6.0       the upgrade that created versions/1.6.0 (until it commits)
       current -> versions/1.5.0   relative symlink: what the service runs
       agent -> current/agent      only after healing a first, non-versioned install
 
 Why it is shaped like this: moving ``current`` is the *one* act that commits an upgrade, and a
 symlink replaced with ``os.replace`` is atomic, so after a power loss the device runs either the
 old version or the committed one, never half of each. The previous version stays on disk, so a
-rollback is a second swap, not a download.
+rollback is a second swap, not a download; :meth:`AgentLayout.collect_garbage` removes the older
+ones and never the running, the previous, or one an upgrade is working on.
 
 Self-heal (:meth:`AgentLayout.self_heal`) turns what older installs left into this shape without
 a moment where the service has nothing to start: a plain ``<prefix>/agent`` file is hard-linked
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from harmony_fleet.adapters.os._fs import fsync_dir, replace_symlink
@@ -35,6 +38,7 @@ from harmony_fleet.errors import InvalidMessage
 VERSIONS = "versions"
 CURRENT = "current"
 STAGING_PREFIX = ".staging-"
+OWNER_PREFIX = ".owner-"
 
 
 class AgentLayout:
@@ -57,6 +61,11 @@ class AgentLayout:
 
     def staging_dir(self, v: str) -> Path:
         return self.versions_dir / f"{STAGING_PREFIX}{version(v)}"
+
+    def owner_note(self, v: str) -> Path:
+        """``versions/.owner-<v>``: present while an upgrade that created ``versions/<v>`` has
+        not committed it (written and read by ``adapters.executors._staging``)."""
+        return self.versions_dir / f"{OWNER_PREFIX}{version(v)}"
 
     def list_versions(self) -> list[Version]:
         """Installed versions (folders under ``versions/``), sorted by name."""
@@ -124,6 +133,27 @@ class AgentLayout:
                 fsync_dir(self.versions_dir)
         except OSError as exc:
             raise DiskError(f"remove version {v}", exc) from exc
+
+    def collect_garbage(self, *, protect: Iterable[str], keep: int) -> list[Version]:
+        """Remove old versions; return the ones removed (newest installed are kept first).
+
+        Never removed, whatever ``keep`` says: what ``current`` points at, everything in
+        ``protect`` (the running and the previous version), any version an upgrade is working on
+        (it has an owner note: staged, under self-test, or a candidate), and staging folders.
+        Of the others, the most recently installed are kept until ``keep`` versions remain.
+        Safe at any time and idempotent: an interrupted collection leaves whole folders.
+        """
+        current = self.current_version()
+        kept = {v for v in (current, *protect) if v}
+        others = [
+            v for v in self.list_versions() if v not in kept and not self.owner_note(v).exists()
+        ]
+        others.sort(key=lambda v: (self.version_dir(v).stat().st_mtime, v), reverse=True)
+        room = max(0, keep - sum(1 for v in kept if self.has_version(v)))
+        removed = others[room:]
+        for v in removed:
+            self.remove_version(v)
+        return removed
 
     def revert(self, *, previous: str, target: str, target_existed_before: bool) -> None:
         """Undo an upgrade: ``current`` back at ``previous``; the target's folder removed unless

@@ -9,7 +9,8 @@ feed their outcome back as an event.
 How the agent process uses it (see ADR-022)::
 
     driver = UpgradeDriver(device_id=..., instance_id=..., running_version=...,
-                           executor=..., status_sink=..., state_store=..., clock=LoopClock())
+                           executor=..., status_sink=..., state_store=..., clock=LoopClock(),
+                           after_commit=PostCommitFiles(...))   # optional: the watch, GC
     await driver.resume_after_restart()          # once, at start, before anything else
     ... on each marker KV value for this device:  await driver.run_marker(marker)
     ... on each heartbeat of this device:         await driver.record_heartbeat(hb)
@@ -26,8 +27,8 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
-from harmony_fleet.agent.upgrade import work
-from harmony_fleet.agent.upgrade.ports import Cancellable, Clock, StatusSink
+from harmony_fleet.agent.upgrade import after, work
+from harmony_fleet.agent.upgrade.ports import AfterCommit, Cancellable, Clock, StatusSink
 from harmony_fleet.agent.upgrade.status_writer import StatusWriter
 from harmony_fleet.agent.upgrade.stop_signal import StopSignal
 from harmony_fleet.contracts.commands import Reply, ReplyCode
@@ -45,6 +46,8 @@ from harmony_fleet.core.upgrade.records import (
     with_failed,
     with_finished,
     with_in_flight,
+    with_installed,
+    with_previous,
 )
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import TimerKind, UpgradeState
@@ -56,6 +59,8 @@ PROGRESS_EVERY_S = 2.0
 #: Attempts at a revert before reporting RevertFailed, and the pause between them.
 REVERT_ATTEMPTS = 3
 REVERT_PAUSE_S = 1.0
+#: Versions kept on disk after a successful upgrade (the running and the previous one).
+KEEP_VERSIONS = 2
 _CANDIDATE_STATES = frozenset(
     {UpgradeState.STARTING, UpgradeState.CUTOVER_READY, UpgradeState.HOLDING}
 )
@@ -74,12 +79,16 @@ class UpgradeDriver:
         status_sink: StatusSink,
         state_store: StateStore,
         clock: Clock,
+        after_commit: AfterCommit | None = None,
+        keep_versions: int = KEEP_VERSIONS,
     ) -> None:
         self.device_id = device_id
         self.instance_id = instance_id
         self.running_version = running_version
         self.stop_signal = StopSignal()
         self._executor = executor
+        self._after = after_commit
+        self.keep_versions = keep_versions
         self._store = state_store
         self._clock = clock
         self._status = StatusWriter(status_sink, clock)
@@ -88,6 +97,7 @@ class UpgradeDriver:
             running_version=running_version,
             instance_id=instance_id,
             memory=memory_of(self._local),
+            watched=after_commit is not None and after_commit.watched,
         )
         self._lock = asyncio.Lock()
         self._work: asyncio.Task[None] | None = None
@@ -123,8 +133,19 @@ class UpgradeDriver:
             except Exception as again:
                 self.log.error("current version unreadable", extra={"error": str(again)})
                 current = None
+        note = None
+        if self._after is not None:
+            note = await after.rollback_note(self._after)
+            sha = await after.own_hash(self._after, self._local, self.running_version)
+            if sha is not None:
+                self._save(with_installed(self._local, self.running_version, sha))
         await self._dispatch(
-            ev.AgentRestarted(record=self._local.in_flight, current_version=current)
+            ev.AgentRestarted(
+                record=self._local.in_flight,
+                current_version=current,
+                post_commit=note,
+                now=self._clock.now(),
+            )
         )
 
     async def run_marker(self, marker: UpgradeMarker) -> None:
@@ -160,7 +181,11 @@ class UpgradeDriver:
         writer; a refusal (NOT_ARMED, WRONG_UPGRADE) changes nothing.
         """
         await self._dispatch(
-            ev.StopReceived(upgrade_id=UpgradeId(upgrade_id), command_id=command_id)
+            ev.StopReceived(
+                upgrade_id=UpgradeId(upgrade_id),
+                command_id=command_id,
+                received_at=self._clock.now(),
+            )
         )
         reply = self._replies.pop(command_id, None)
         if reply is None:  # only if the machine dropped the event: never leave the caller hanging
@@ -252,12 +277,8 @@ class UpgradeDriver:
                 self.stop_signal.disarm()
             case fx.ReplyToStop(command_id=cid, code=code, message=message):
                 self._replies[cid] = self._reply(cid, code, message)
-            case fx.SwapCurrent(upgrade_id=uid, version=version):
-                try:
-                    await self._executor.swap_current(version)
-                except Exception as exc:
-                    return ev.CommitFailed(upgrade_id=uid, detail=str(exc))
-                return ev.CommitDone(upgrade_id=uid)
+            case fx.SwapCurrent():
+                return await after.arm_and_swap(self._executor, self._after, effect)
             case fx.Revert():
                 return await self._revert(effect)
             case fx.CleanupStaging(version=version):
@@ -267,6 +288,17 @@ class UpgradeDriver:
                     self.log.error("staging cleanup failed", extra={"error": str(exc)})
             case fx.WriteStatus():
                 self._status.publish(self._status_of(effect))
+            case fx.EndWatch(upgrade_id=uid):
+                await after.end_watch(self._after, uid)
+            case fx.RecordInstalled(version=version, sha256=sha):
+                self._save(with_installed(self._local, version, sha))
+            case fx.RecordPrevious(version=version):
+                self._save(with_previous(self._local, version))
+            case fx.CollectGarbage(protect=protect):
+                protect = protect | ({self._local.previous} if self._local.previous else set())
+                self._save(
+                    await after.collect(self._after, self._local, protect, self.keep_versions)
+                )
             case fx.RememberFailedVersion(version=version):
                 self._save(with_failed(self._local, version))
             case fx.RecordFinished(upgrade_id=uid):
@@ -335,6 +367,11 @@ class UpgradeDriver:
             started_at=w.started_at,
             updated_at=self._clock.now(),
             pending_upgrade_id=w.pending_upgrade_id,
+            watch_until=w.watch_until,
+            previous_version=self._local.previous,
+            previous_sha256=(
+                self._local.installed.get(self._local.previous) if self._local.previous else None
+            ),
         )
 
     async def _run_stage(self, marker: UpgradeMarker) -> None:

@@ -1,4 +1,4 @@
-"""The operator's side of the commit: when to send ``upgrade_stop``, and when it succeeded.
+"""The operator's side of the commit: when to send ``upgrade_stop``, and what to show after it.
 
 Single commit authority (ADR-022, invariant 1) rests on this module. The operator sends the
 stop only after it has **itself** observed, after the marker was written, a heartbeat from the
@@ -18,6 +18,13 @@ Usage, per device with a marker in flight::
 After an operator restart, rebuild ``instances_before_marker`` from the registry (every
 ``InstanceSeen`` with ``first_seen`` before the marker) and ``marker_seen_at`` from
 ``marker.requested_at``: :func:`instances_before` does the first.
+
+After the commit the operator does **not** declare success. Seeing the new version heartbeat as
+the device's main instance proves it started, not that it stays up: the device watches it for
+``timeouts.watch_s`` and may still return to the previous version by itself. So the decision is
+:attr:`DecisionKind.WATCHING` ("committed, watching") until the agent writes ``Succeeded`` (the
+window passed) or ``RolledBack`` (``post_commit``), and either one, whenever it comes, is the
+last word (:attr:`DecisionKind.FINISHED`).
 """
 
 from __future__ import annotations
@@ -111,8 +118,9 @@ class DecisionKind(enum.StrEnum):
     """Nothing to send now (``retry_at`` says when a stop may be due)."""
     SEND_STOP = "send_stop"
     """Send ``upgrade_stop(upgrade_id)`` to the device now."""
-    SUCCEEDED = "succeeded"
-    """Committed, and the new version runs as the device's main instance."""
+    WATCHING = "watching"
+    """Committed, and the operator saw the new version as the device's main instance; the
+    device's post-commit watch decides the end (keep reflecting Committed until it does)."""
     FINISHED = "finished"
     """The agent ended the upgrade (``phase`` says how): stop caring about this marker."""
 
@@ -124,6 +132,7 @@ class Decision:
     candidate_instance_id: InstanceId | None = None
     retry_at: float | None = None
     phase: AgentUpgradePhase | None = None
+    watch_until: float | None = None
 
 
 def instances_before(
@@ -167,13 +176,16 @@ def decide(view: CommitView, now: float, *, retry_s: float = STOP_RETRY_S) -> De
         view.stop.acknowledged
     )
     if committed:
+        until = status.watch_until if status is not None else None
         for hb in view.heartbeats:
             if counts_as_new_main(view, hb):
                 return Decision(
-                    kind=DecisionKind.SUCCEEDED,
-                    reason=f"{view.target} runs as main instance {hb.instance_id}",
+                    kind=DecisionKind.WATCHING,
+                    reason=f"{view.target} runs as main instance {hb.instance_id}"
+                    + ("; the device watches it until the window ends" if until else ""),
                     candidate_instance_id=hb.instance_id,
-                    phase=AgentUpgradePhase.SUCCEEDED,
+                    phase=AgentUpgradePhase.COMMITTED,
+                    watch_until=until,
                 )
         if status is not None and status.phase is AgentUpgradePhase.COMMITTED:
             return Decision(kind=DecisionKind.WAIT, reason="committed; waiting for the new main")

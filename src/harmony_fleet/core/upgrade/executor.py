@@ -26,6 +26,7 @@ from harmony_fleet.errors import (
     DownloadRejected,
     InsufficientSpace,
     IntegrityError,
+    NotFound,
     Timeout,
 )
 
@@ -78,6 +79,8 @@ class UpgradeExecutor(Protocol):
 
         Resumes a partial download left by an earlier attempt. On success the target folder is
         complete; on failure only staging leftovers exist (``cleanup_staging`` removes them).
+        ``marker.source == installed``: no download; the installed version is verified in place
+        (``NotFound`` if it is not installed, ``IntegrityError`` if its bytes differ).
         """
         ...
 
@@ -135,4 +138,6 @@ def staging_error_code(exc: BaseException) -> ErrorCode:
         return ErrorCode.DOWNLOAD_REJECTED
     if isinstance(exc, DownloadInterrupted | Timeout):
         return ErrorCode.DOWNLOAD_INTERRUPTED
+    if isinstance(exc, NotFound):
+        return ErrorCode.NOT_INSTALLED  # source "installed", and the version is not
     return ErrorCode.STAGING_FAILED

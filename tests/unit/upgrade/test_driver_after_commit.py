@@ -1,0 +1,207 @@
+"""The driver around a commit, with a recording after-commit seam: the watch note is armed before
+the swap (or the commit is refused), the new main holds Committed for its window then says
+Succeeded, keeps the previous version and collects the rest, and the previous version turns a
+launcher's rollback note into the truth. Fake clock, no sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from harmony_fleet.adapters.os.errors import DiskError
+from harmony_fleet.agent.upgrade import UpgradeDriver
+from harmony_fleet.agent.upgrade.ports import AfterCommit
+from harmony_fleet.contracts.commands import ReplyCode
+from harmony_fleet.contracts.ids import UpgradeId, Version
+from harmony_fleet.contracts.upgrade import AgentUpgradePhase as P
+from harmony_fleet.core.upgrade.effects import WatchPlan
+from harmony_fleet.core.upgrade.records import InFlight, LocalState
+from harmony_fleet.core.upgrade.states import WATCH_SETTLE_S, ErrorCode, UpgradeState
+from harmony_fleet.core.upgrade.watch import RollbackNote, WatchReason
+from harmony_fleet.testing import FakeClock, FakeExecutor, MemoryStateStore, MemoryStatusSink
+
+from .support import NEW, OLD, OWN, TIMEOUTS, U1, marker
+from .test_driver import DEVICE, Rig, until
+
+OLD_SHA = "1" * 64
+#: The fake clock's start: a commit "now", the whole window ahead.
+T_COMMIT = FakeClock().now()
+
+
+@dataclass
+class FakeAfterCommit:
+    """Records what the driver asks of the device's after-commit files."""
+
+    watched: bool = True
+    note: RollbackNote | None = None
+    armed: list[WatchPlan] = field(default_factory=list)
+    ended: list[UpgradeId] = field(default_factory=list)
+    collected: list[tuple[frozenset[Version], int]] = field(default_factory=list)
+    remove: list[Version] = field(default_factory=list)
+    arm_fails: bool = False
+    swapped_before_arm: bool = False
+    executor: FakeExecutor | None = None
+
+    async def arm_watch(self, plan: WatchPlan) -> None:
+        if self.executor is not None and self.executor.swaps:
+            self.swapped_before_arm = True
+        if self.arm_fails:
+            raise DiskError("write post-commit.json", OSError(28, "No space left on device"))
+        self.armed.append(plan)
+
+    async def end_watch(self, upgrade_id: UpgradeId) -> None:
+        self.ended.append(upgrade_id)
+
+    async def rollback_note(self) -> RollbackNote | None:
+        return self.note
+
+    async def artifact_sha256(self, version: Version) -> str | None:
+        return OLD_SHA if version == OLD else None
+
+    async def collect_garbage(self, protect: frozenset[Version], keep: int) -> list[Version]:
+        self.collected.append((protect, keep))
+        return self.remove
+
+
+def rig_with(
+    after: FakeAfterCommit, state: LocalState | None = None, *, running: str = OLD
+) -> tuple[Rig, FakeAfterCommit]:
+    executor = FakeExecutor(current=Version(running), versions={OLD, NEW})
+    after.executor = executor
+    sink, store, clock = MemoryStatusSink(), MemoryStateStore(state), FakeClock()
+    seam: AfterCommit = after  # the fake satisfies the Protocol (checked by mypy too)
+    driver = UpgradeDriver(
+        device_id=DEVICE,
+        instance_id=OWN,
+        running_version=Version(running),
+        executor=executor,
+        status_sink=sink,
+        state_store=store,
+        clock=clock,
+        after_commit=seam,
+    )
+    return Rig(driver, executor, sink, store, clock), after
+
+
+@pytest.fixture
+async def old() -> AsyncIterator[tuple[Rig, FakeAfterCommit]]:
+    r, after = rig_with(FakeAfterCommit())
+    await r.driver.resume_after_restart()
+    yield r, after
+    await r.driver.close()
+
+
+async def test_the_watch_is_armed_before_the_swap_with_the_stops_time(
+    old: tuple[Rig, FakeAfterCommit],
+) -> None:
+    rig, after = old
+    assert rig.store.state.installed == {OLD: OLD_SHA}, "a first install is hashed at start"
+    await rig.to_cutover()
+    reply = await rig.driver.on_stop(U1, "c1")
+    assert reply is not None and reply.code is ReplyCode.OK
+    (plan,) = after.armed
+    assert not after.swapped_before_arm
+    assert (plan.previous, plan.target, plan.window_s) == (OLD, NEW, TIMEOUTS.watch_s)
+    assert plan.committed_at == rig.clock.now()
+    await until(rig.driver.flush_status())
+    assert rig.sink.latest is not None
+    assert rig.sink.latest.watch_until == plan.committed_at + TIMEOUTS.watch_s
+    assert rig.store.state.installed[NEW] == marker().sha256
+
+
+async def test_no_commit_without_its_safety_net(old: tuple[Rig, FakeAfterCommit]) -> None:
+    rig, after = old
+    after.arm_fails = True
+    await rig.to_cutover()
+    reply = await rig.driver.on_stop(U1, "c1")
+    assert reply is not None and reply.code is ReplyCode.ERROR
+    status = await until(rig.sink.wait_for_phase(P.ROLLED_BACK))
+    assert status.error_code == ErrorCode.COMMIT_FAILED
+    assert "post-commit watch" in status.error_detail
+    assert rig.executor.swaps == [] and rig.executor.current == OLD
+    assert U1 in after.ended
+
+
+def committed_record(**changes: object) -> InFlight:
+    base = InFlight(
+        marker=marker(), from_version=OLD, state=UpgradeState.COMMITTED, committed_at=T_COMMIT
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def test_the_new_main_holds_committed_for_its_window_then_succeeds() -> None:
+    rig, after = rig_with(
+        FakeAfterCommit(remove=[Version("0.9.0")]),
+        LocalState(
+            finished=(U1,),
+            in_flight=committed_record(),
+            installed={OLD: OLD_SHA, "0.9.0": "9" * 64},
+        ),
+        running=NEW,
+    )
+    try:
+        await rig.driver.resume_after_restart()
+        status = await until(rig.sink.wait_for_phase(P.COMMITTED))
+        assert status.watch_until == T_COMMIT + TIMEOUTS.watch_s
+        assert "stop_candidate" in rig.executor.names
+        assert rig.store.state.in_flight is not None
+        assert rig.store.state.in_flight.state is UpgradeState.WATCHING
+        await until(rig.clock.wait_for_pending())
+        rig.clock.advance(TIMEOUTS.watch_s)
+        await asyncio.sleep(0)
+        assert rig.sink.latest is not None and rig.sink.latest.phase is P.COMMITTED
+        rig.clock.advance(WATCH_SETTLE_S)
+        status = await until(rig.sink.wait_for_phase(P.SUCCEEDED))
+        assert status.previous_version == OLD and status.previous_sha256 == OLD_SHA
+        await until(rig.driver.flush_status())
+        assert rig.store.state.previous == OLD
+        ((protect, keep),) = after.collected
+        assert {OLD, NEW} <= protect and keep == 2
+        assert "0.9.0" not in rig.store.state.installed
+        assert U1 in after.ended
+    finally:
+        await rig.driver.close()
+
+
+async def test_a_new_main_started_after_its_window_succeeds_at_once() -> None:
+    rig, _ = rig_with(
+        FakeAfterCommit(),
+        LocalState(finished=(U1,), in_flight=committed_record(committed_at=T_COMMIT - 3600)),
+        running=NEW,
+    )
+    try:
+        await rig.driver.resume_after_restart()
+        await until(rig.sink.wait_for_phase(P.SUCCEEDED))
+        assert P.COMMITTED not in rig.sink.phases
+    finally:
+        await rig.driver.close()
+
+
+async def test_the_previous_version_reports_the_launchers_rollback() -> None:
+    note = RollbackNote(
+        upgrade_id=U1,
+        previous=OLD,
+        target=NEW,
+        reason=WatchReason.NO_HEARTBEAT,
+        detail="2.0.0 sent no heartbeat for over 5 s",
+        exit_codes=(0,),
+        log_tail=("build fault: heartbeats stop here",),
+    )
+    rig, after = rig_with(
+        FakeAfterCommit(note=note), LocalState(finished=(U1,), in_flight=committed_record())
+    )
+    try:
+        await rig.driver.resume_after_restart()
+        status = await until(rig.sink.wait_for_phase(P.ROLLED_BACK))
+        assert status.error_code == ErrorCode.POST_COMMIT
+        assert status.candidate_exit_code == 0
+        assert status.candidate_log_tail == ["build fault: heartbeats stop here"]
+        assert "no_heartbeat" in status.error_detail
+        assert rig.store.state.failed_versions == (NEW,)
+        assert U1 in after.ended
+        assert rig.executor.swaps == [], "the launcher already moved current back"
+    finally:
+        await rig.driver.close()
