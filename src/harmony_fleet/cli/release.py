@@ -23,11 +23,15 @@ from harmony_fleet.adapters.nats.connection import NatsClient, connect
 from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli._common import build_nats_options, nats_options, print_json
-from harmony_fleet.contracts import Codec, sha256_hex, version
-from harmony_fleet.contracts.releases import BUCKET_RELEASES, Release, release_key
+from harmony_fleet.contracts import (
+    BUCKET_RELEASES,
+    RELEASE,
+    Release,
+    release_key,
+    sha256_hex,
+    version,
+)
 from harmony_fleet.errors import Conflict, InvalidMessage, NotFound, Refused
-
-RELEASE = Codec(Release)
 
 
 async def _catalogue(nc: NatsClient, *, create: bool = True) -> TypedKV[Release]:

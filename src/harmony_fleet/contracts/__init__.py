@@ -33,6 +33,7 @@ from harmony_fleet.contracts.ids import (
 )
 from harmony_fleet.contracts.logs import LOG_LINE_MAX_BYTES, LogLevel, LogLine
 from harmony_fleet.contracts.registry import DeviceRecord, InstanceSeen, UpgradeSummary
+from harmony_fleet.contracts.releases import BUCKET_RELEASES, Release, release_key
 from harmony_fleet.contracts.upgrade import (
     TERMINAL_PHASES,
     AgentUpgradePhase,
@@ -50,14 +51,17 @@ UPGRADE_MARKER = Codec(UpgradeMarker)
 UPGRADE_STATUS = Codec(UpgradeStatus)
 DEVICE_RECORD = Codec(DeviceRecord)
 LOG_LINE = Codec(LogLine, max_bytes=LOG_LINE_MAX_BYTES)
+RELEASE = Codec(Release)
 
 __all__ = [
+    "BUCKET_RELEASES",
     "COMMAND",
     "DEVICE_RECORD",
     "HEARTBEAT",
     "LOG_LINE",
     "MAX_MESSAGE_BYTES",
     "RAW_COMMAND",
+    "RELEASE",
     "REPLY",
     "TERMINAL_PHASES",
     "UPGRADE_MARKER",
@@ -75,6 +79,7 @@ __all__ = [
     "PingArgs",
     "Progress",
     "RawCommand",
+    "Release",
     "Reply",
     "ReplyCode",
     "Role",
@@ -92,6 +97,7 @@ __all__ = [
     "new_command",
     "new_instance_id",
     "new_upgrade_id",
+    "release_key",
     "sha256_hex",
     "subjects",
     "upgrade_id",

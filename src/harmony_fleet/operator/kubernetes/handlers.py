@@ -25,15 +25,18 @@ import kopf
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
 from harmony_fleet.contracts import (
+    BUCKET_RELEASES,
+    RELEASE,
     UPGRADE_MARKER,
     UPGRADE_STATUS,
     Codec,
+    Release,
     UpgradeMarker,
     UpgradeStatus,
     new_upgrade_id,
+    release_key,
     subjects,
 )
-from harmony_fleet.contracts.releases import BUCKET_RELEASES, Release, release_key
 from harmony_fleet.errors import FleetError, InvalidMessage, PermanentError
 from harmony_fleet.operator.kubernetes import resources as r
 from harmony_fleet.operator.kubernetes.api import bearer_token, load_configuration
@@ -56,8 +59,6 @@ log = logging.getLogger("harmony_fleet.operator.kubernetes.handlers")
 MarkerWriter = Callable[[NatsClient, UpgradeMarker], Awaitable[UpgradeMarker | None]]
 VerdictSink = Callable[[str, SpecVerdict], None]
 GoneSink = Callable[[str], None]
-
-RELEASE = Codec(Release)
 
 
 @dataclass
