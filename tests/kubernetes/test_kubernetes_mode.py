@@ -24,6 +24,8 @@ from tests.kubernetes.support import (
 
 P = AgentUpgradePhase
 DEV = "edge-k8s"
+#: A short post-commit watch, so that Succeeded comes seconds after the commit, not 10 minutes.
+SPEC_V2 = {"agentVersion": "2.0.0", "timeouts": {"watchSeconds": 3, "holdSeconds": 60}}
 ORDER = [
     P.REQUESTED,
     P.STAGING,
@@ -140,7 +142,7 @@ async def test_a_spec_change_writes_the_marker_and_the_device_upgrades(fleet: Ku
     await publish(fleet, "2.0.0")
     kube = fleet.kube
     await reflected(fleet, lambda: kube.device(DEV) is not None, "Device created")
-    await patch_spec(kube, DEV, {"agentVersion": "2.0.0"})
+    await patch_spec(kube, DEV, SPEC_V2)
 
     def runs_v2() -> bool:
         return runs(kube.device(DEV), "2.0.0")
@@ -169,7 +171,7 @@ async def test_an_operator_restart_mid_upgrade_neither_loses_nor_repeats_it(
     await publish(fleet, "2.0.0")
     kube = fleet.kube
     await reflected(fleet, lambda: kube.device(DEV) is not None, "Device created")
-    await patch_spec(kube, DEV, {"agentVersion": "2.0.0"})
+    await patch_spec(kube, DEV, SPEC_V2)
 
     async def under_way() -> object:
         s = await fleet.status(DEV)

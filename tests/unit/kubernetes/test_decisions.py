@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from harmony_fleet.contracts import AgentUpgradePhase, UpgradeId, UpgradeMarker, UpgradeStatus
+from harmony_fleet.contracts import (
+    AgentUpgradePhase,
+    UpgradeId,
+    UpgradeMarker,
+    UpgradeStatus,
+    UpgradeTimeouts,
+)
 from harmony_fleet.contracts.releases import Release
 from harmony_fleet.operator.kubernetes.decisions import (
     Action,
@@ -212,3 +218,30 @@ def test_the_marker_carries_the_release_and_where_it_came_from() -> None:
     assert (got.upgrade_id, got.device_id, got.target_version) == ("unew", "edge-1", "2.0.0")
     assert (got.artifact_url, got.sha256, got.size) == ("http://art/agent-2.0.0.pyz", "b" * 64, 123)
     assert got.requested_by == "kubernetes:ns/edge-1" and got.force and got.requested_at == T0
+
+
+def test_timeouts_in_the_spec_are_the_contracts_fields_in_camel_case() -> None:
+    got = parse_spec(
+        "edge-1",
+        {"agentVersion": "2.0.0", "timeouts": {"watchSeconds": 5, "selfTestSeconds": 7.5}},
+    )
+    assert isinstance(got, Desired)
+    assert (got.timeouts.watch_s, got.timeouts.self_test_s) == (5, 7.5)
+    assert got.timeouts.hold_s == UpgradeTimeouts().hold_s
+    made = marker_for(got, release(), upgrade_id=UpgradeId("u1"), now=T0, source="ns/edge-1")
+    assert isinstance(made, UpgradeMarker) and made.timeouts == got.timeouts
+
+
+@pytest.mark.parametrize(
+    ("timeouts", "text"),
+    [
+        ({"watchSeconds": -1}, "spec.timeouts.watchSeconds"),
+        ({"watchMaxFailures": 0}, "spec.timeouts.watchMaxFailures"),
+        ({"watch_s": 1}, "unknown watch_s"),
+        ("fast", "must be a map"),
+    ],
+)
+def test_bad_timeouts_are_invalid_specs_naming_the_field(timeouts: Any, text: str) -> None:
+    got = parse_spec("edge-1", {"agentVersion": "2.0.0", "timeouts": timeouts})
+    assert isinstance(got, SpecProblem) and got.reason is SpecReason.INVALID_SPEC
+    assert text in got.message, got.message

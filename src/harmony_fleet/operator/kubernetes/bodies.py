@@ -44,3 +44,5 @@ class DeviceSpecBody(TypedDict, total=False):
 
     agentVersion: str
     force: bool
+    timeouts: dict[str, float]
+    """camelCase fields of ``UpgradeTimeouts`` (``selfTestSeconds``, ``watchSeconds``, ...)."""

@@ -19,8 +19,9 @@ from typing import Any
 
 import msgspec
 
-from harmony_fleet.contracts import AgentUpgradePhase, UpgradeSummary
+from harmony_fleet.contracts import AgentUpgradePhase, UpgradeSummary, UpgradeTimeouts
 from harmony_fleet.operator.kubernetes import resources as r
+from harmony_fleet.operator.kubernetes.decisions import TIMEOUT_FIELDS
 from harmony_fleet.operator.kubernetes.resources import ConditionStatus
 
 HEADER = (
@@ -83,6 +84,20 @@ def _phase_field() -> dict[str, Any]:
     return {"type": "string", "enum": ordered, "description": "ADR-022 phase."}
 
 
+def _timeouts() -> dict[str, Any]:
+    """``spec.timeouts``: every field of :class:`UpgradeTimeouts`, in camelCase, optional."""
+    properties = {}
+    for name, field in TIMEOUT_FIELDS.items():
+        schema = _contract_field(UpgradeTimeouts, field)
+        default = msgspec.structs.asdict(UpgradeTimeouts())[field]
+        properties[name] = {**schema, "description": f"Default {default:g}."}
+    return {
+        "type": "object",
+        "description": "Bounds on the upgrade's phases (the marker's timeouts).",
+        "properties": properties,
+    }
+
+
 def _conditions() -> dict[str, Any]:
     return {
         "type": "array",
@@ -123,6 +138,7 @@ def device_schema() -> dict[str, Any]:
                         "type": "boolean",
                         "description": "Install even if this version failed on the device before.",
                     },
+                    "timeouts": _timeouts(),
                 },
             },
             "status": {

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from harmony_fleet.contracts import (
     AgentUpgradePhase,
@@ -36,6 +38,18 @@ from harmony_fleet.errors import InvalidMessage
 from harmony_fleet.operator.kubernetes.resources import REQUESTED_BY_PREFIX, SpecReason
 
 
+def spec_name(field_name: str) -> str:
+    """A contract field's name in ``spec.timeouts``: ``self_test_s`` -> ``selfTestSeconds``."""
+    words = field_name.split("_")
+    if words[-1] == "s":
+        words[-1] = "seconds"
+    return words[0] + "".join(w.capitalize() for w in words[1:])
+
+
+#: ``spec.timeouts`` keys -> :class:`UpgradeTimeouts` fields (generated, so they cannot drift).
+TIMEOUT_FIELDS = {spec_name(f): f for f in UpgradeTimeouts.__struct_fields__}
+
+
 class Trigger(enum.Enum):
     CHANGE = "change"
     """The resource was created or its spec changed: a person or a tool asked for something."""
@@ -50,6 +64,7 @@ class Desired:
     device: str
     version: Version
     force: bool = False
+    timeouts: UpgradeTimeouts = field(default_factory=UpgradeTimeouts)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +116,32 @@ def parse_spec(name: str, spec: Mapping[str, Any]) -> Desired | SpecProblem | No
             reason=SpecReason.INVALID_SPEC,
             message=f"spec.force must be true or false, not {force!r}",
         )
-    return Desired(device=dev, version=target, force=force)
+    timeouts = _timeouts(spec.get("timeouts"))
+    if isinstance(timeouts, SpecProblem):
+        return timeouts
+    return Desired(device=dev, version=target, force=force, timeouts=timeouts)
+
+
+def _timeouts(raw: Any) -> UpgradeTimeouts | SpecProblem:
+    if raw is None:
+        return UpgradeTimeouts()
+    if not isinstance(raw, Mapping):
+        return SpecProblem(reason=SpecReason.INVALID_SPEC, message="spec.timeouts must be a map")
+    unknown = sorted(set(raw) - set(TIMEOUT_FIELDS))
+    if unknown:
+        return SpecProblem(
+            reason=SpecReason.INVALID_SPEC,
+            message=f"spec.timeouts: unknown {', '.join(unknown)} (known: "
+            f"{', '.join(TIMEOUT_FIELDS)})",
+        )
+    try:
+        return msgspec.convert({TIMEOUT_FIELDS[k]: v for k, v in raw.items()}, UpgradeTimeouts)
+    except msgspec.ValidationError as exc:
+        names = {f"`$.{f}`": f"spec.timeouts.{k}" for k, f in TIMEOUT_FIELDS.items()}
+        text = str(exc)
+        for old, new in names.items():
+            text = text.replace(old, new)
+        return SpecProblem(reason=SpecReason.INVALID_SPEC, message=f"spec.timeouts: {text}")
 
 
 def in_flight(marker: UpgradeMarker, status: UpgradeStatus | None) -> bool:
@@ -158,7 +198,6 @@ def marker_for(
     upgrade_id: UpgradeId,
     now: float,
     source: str,
-    timeouts: UpgradeTimeouts | None = None,
 ) -> UpgradeMarker | SpecProblem:
     """The marker for ``desired`` from its catalogue entry; a problem if there is none."""
     if release is None or release.version != desired.version:
@@ -180,5 +219,5 @@ def marker_for(
         requested_at=now,
         requested_by=f"{REQUESTED_BY_PREFIX}{source}",
         force=desired.force,
-        timeouts=timeouts or UpgradeTimeouts(),
+        timeouts=desired.timeouts,
     )
