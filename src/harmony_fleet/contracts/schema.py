@@ -15,6 +15,7 @@ from harmony_fleet.contracts._codec import encode
 from harmony_fleet.contracts.commands import Command, Reply, UpgradeStopArgs
 from harmony_fleet.contracts.heartbeat import Heartbeat
 from harmony_fleet.contracts.registry import DeviceRecord
+from harmony_fleet.contracts.releases import Release
 from harmony_fleet.contracts.upgrade import UpgradeMarker, UpgradeStatus
 
 #: Every top-level wire type, by the file stem its schema is written to.
@@ -26,6 +27,7 @@ WIRE_TYPES: dict[str, type[msgspec.Struct]] = {
     "upgrade_marker": UpgradeMarker,
     "upgrade_status": UpgradeStatus,
     "device_record": DeviceRecord,
+    "release": Release,
 }
 
 

@@ -13,6 +13,7 @@ from harmony_fleet.contracts import (
     DEVICE_RECORD,
     HEARTBEAT,
     MAX_MESSAGE_BYTES,
+    RELEASE,
     REPLY,
     UPGRADE_MARKER,
     UPGRADE_STATUS,
@@ -23,6 +24,7 @@ from harmony_fleet.contracts import (
     Heartbeat,
     InstanceSeen,
     Progress,
+    Release,
     Reply,
     ReplyCode,
     Role,
@@ -131,6 +133,17 @@ SAMPLES: dict[str, tuple[Codec[object], object]] = {
             upgrade=UpgradeSummary(
                 upgrade_id="u-1", phase=AgentUpgradePhase.STAGING, target_version="1.3.0"
             ),
+        ),
+    ),
+    "release": (
+        RELEASE,
+        Release(
+            version="1.3.0",
+            artifact_url="https://artifacts.local/agent-1.3.0.pyz",
+            sha256=SHA,
+            size=1024,
+            published_at=1700000000.0,
+            published_by="ci",
         ),
     ),
 }
