@@ -1,4 +1,4 @@
-"""``fleet agent …``: run the device agent (and, later, install it as a service)."""
+"""``fleet agent run``: the device agent (``fleet agent install`` lives in ``cli/install.py``)."""
 
 from __future__ import annotations
 
@@ -77,6 +77,14 @@ def agent_group() -> None:
     envvar="FLEET_EXECUTOR",
     help="How upgrade candidates are started.",
 )
+@click.option(
+    "--service",
+    default="harmony-fleet-agent",
+    show_default=True,
+    envvar="FLEET_SERVICE",
+    show_envvar=True,
+    help="The systemd service this agent runs as (with --executor systemd).",
+)
 @click.option("--self-test", is_flag=True, help="Check that this artifact can run here, then exit.")
 @click.option("--self-test-timeout", type=float, default=10.0, show_default=True)
 @nats_options
@@ -91,6 +99,7 @@ def run_cmd(
     upgrade: str | None,
     prefix: Path | None,
     executor: str,
+    service: str,
     self_test: bool,
     self_test_timeout: float,
     log_json: bool,
@@ -110,6 +119,7 @@ def run_cmd(
         labels=parse_labels(labels),
         install_prefix=prefix,
         executor=executor,
+        service=service,
     )
     faults = parse_faults(BUILD_FAULTS)
     if self_test:

@@ -42,17 +42,31 @@ def _register() -> None:
         artifact,
         demo,
         devices,
+        install,
         logs,
         operator,
+        release,
+        rollback,
         schema,
         server,
         upgrade,
     )
 
-    for module in (server, agent, operator, devices, upgrade, artifact, schema, demo, logs):
+    for module in (
+        server,
+        agent,
+        install,
+        operator,
+        devices,
+        upgrade,
+        rollback,
+        release,
+        logs,
+        artifact,
+        schema,
+        demo,
+    ):
         module.register(cli)
-    __import__("harmony_fleet.cli.release", fromlist=["register"]).register(cli)
-    __import__("harmony_fleet.cli.rollback", fromlist=["register"]).register(cli)
 
 
 _register()
