@@ -80,7 +80,7 @@ class LogBuffer:
         self._lock = threading.Lock()
         self._buckets: dict[str, TokenBucket] = {}
         self._seq: dict[str, int] = {}
-        self.drops: dict[str, int] = dict.fromkeys(DropReason, 0)
+        self.drops: dict[str, int] = {reason.value: 0 for reason in DropReason}
         self.offered = 0
         self.connected = False
         """Set by the shipper: decides whether an eviction counts as buffer_full or

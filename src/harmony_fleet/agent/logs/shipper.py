@@ -59,7 +59,9 @@ class ShipConfig:
 
     def __post_init__(self) -> None:
         if self.rate < 0 or self.burst < 1:
-            raise ConfigError(f"--log-rate must be >= 0 and --log-burst >= 1 ({self.rate=})")
+            raise ConfigError(
+                f"--log-rate must be >= 0 and --log-burst >= 1, got {self.rate} and {self.burst}"
+            )
         if not 1 <= self.buffer_lines <= 1_000_000:
             raise ConfigError(f"--log-buffer must be in 1..1000000, got {self.buffer_lines}")
         if self.report_interval_s <= 0:
