@@ -1,12 +1,16 @@
 """``fleet demo``: agent self-upgrade with automatic rollback, live, on one machine.
 
 It starts embedded NATS, the operator, an artifact server and a few devices (each a supervised
-real agent artifact in its own prefix), builds v1 (running), v2 (good) and a broken v3 (passes
-its self-test, then never heartbeats), upgrades every device to v2 with a live table, tries v3
-and shows the automatic rollback, then prints a summary. With ``--json`` its last line is a JSON
-object with per-device results, the heartbeat interval, the largest heartbeat gap seen during the
-upgrades, and the times to commit and to roll back. Everything it started is stopped on exit,
-Ctrl-C included.
+real agent artifact in its own prefix), builds v1 (running), v2 (good), a broken v3 (passes its
+self-test, then never heartbeats) and a v4 that passes everything up to the commit and then
+crashes a few seconds into each run as the main instance. It upgrades every device to v2 with a
+live table, tries v3 and shows the automatic rollback before the commit, then tries v4 and shows
+the rollback *after* the commit: inside the watch window (:data:`DEMO_WATCH_S`) the supervisor,
+not the operator, returns each device to v2 and the status says why. With ``--json`` its last
+line is a JSON object with per-device results (``upgrade``, ``broken_upgrade``,
+``post_commit_upgrade``), the heartbeat interval, the largest heartbeat gap seen during the
+first two upgrades, and the times to commit, to roll back, and from the commit to the post-commit
+rollback. Everything it started is stopped on exit, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -32,8 +36,12 @@ from harmony_fleet.cli._common import print_json, setup_logging
 from harmony_fleet.cli.localfleet import LocalFleet
 from harmony_fleet.contracts import AgentUpgradePhase, UpgradeStatus, UpgradeTimeouts
 
-V1, V2, V3 = "1.0.0", "2.0.0", "3.0.0"
+V1, V2, V3, V4 = "1.0.0", "2.0.0", "3.0.0", "4.0.0"
 P = AgentUpgradePhase
+#: The post-commit watch window of the demo's upgrades: short, so that Succeeded comes soon.
+DEMO_WATCH_S = 20.0
+#: v4 crashes this long into each run as the main instance (three runs fit in the window).
+V4_CRASH_AFTER_S = 3
 
 
 @dataclass
@@ -72,6 +80,18 @@ class Tracked:
             "phases_seen": self.seen,
         }
 
+    def post_commit_summary(self) -> dict[str, Any]:
+        """:meth:`summary`, plus how long the device ran the new version before it came back."""
+        s = self.status
+        out = self.summary()
+        committed, back = self.seen.get(P.COMMITTED.value), self.seen.get(P.ROLLED_BACK.value)
+        out["time_to_post_commit_rollback_s"] = (
+            round(back - committed, 3) if committed is not None and back is not None else None
+        )
+        out["error_detail"] = s.error_detail if s else ""
+        out["candidate_log_tail"] = list(s.candidate_log_tail[-3:]) if s else []
+        return out
+
 
 def _table(title: str, fleet: LocalFleet, tracked: dict[str, Tracked]) -> Table:
     table = Table(title=title, box=None, header_style="bold", title_justify="left")
@@ -84,6 +104,8 @@ def _table(title: str, fleet: LocalFleet, tracked: dict[str, Tracked]) -> Table:
             detail = f"{100 * s.progress.bytes_done / s.progress.bytes_total:.0f}% downloaded"
         if s is not None and s.error_code:
             detail = f"{s.error_code}: {s.error_detail}"[:60]
+        elif s is not None and s.phase is P.COMMITTED and s.watch_until is not None:
+            detail = f"watching: {max(0.0, s.watch_until - time.time()):.0f} s left"
         beats = fleet.monitor.devices.get(name)
         runs = beats.last.agent_version if beats and beats.last else "?"
         gap = f"{beats.max_gap_s:.2f}s" if beats else ""
@@ -141,8 +163,16 @@ async def run_demo(
 ) -> dict[str, Any]:
     async with LocalFleet(workdir, interval_s=interval) as fleet:
         console.print(f"[bold]harmony-fleet demo[/] in {workdir}: NATS at {fleet.url}")
-        console.print("building agent artifacts v1, v2 and a broken v3 (never heartbeats) ...")
-        for version, faults in ((V1, ()), (V2, ()), (V3, ("no-heartbeat",))):
+        console.print(
+            "building agent artifacts v1, v2, a broken v3 (never heartbeats) and a v4 that "
+            f"crashes {V4_CRASH_AFTER_S} s into each run as the main instance ..."
+        )
+        for version, faults in (
+            (V1, ()),
+            (V2, ()),
+            (V3, ("no-heartbeat",)),
+            (V4, (f"crash-as-main-after={V4_CRASH_AFTER_S}",)),
+        ):
             fleet.build(version, faults=faults)
         for i in range(devices):
             await fleet.add_device(f"demo-{i + 1:02d}", V1)
@@ -151,9 +181,10 @@ async def run_demo(
         good = await _upgrade_all(
             fleet,
             V2,
-            UpgradeTimeouts(self_test_s=60, cutover_s=60, hold_s=120),
+            UpgradeTimeouts(self_test_s=60, cutover_s=60, hold_s=120, watch_s=DEMO_WATCH_S),
             console,
-            f"upgrade to {V2}: the operator commits only after it saw {V2} heartbeat",
+            f"upgrade to {V2}: the operator commits only after it saw {V2} heartbeat; "
+            f"Succeeded once it ran {DEMO_WATCH_S:g} s without trouble",
             180,
         )
         gaps = {n: fleet.monitor.devices[n].max_gap_s for n in fleet.devices}
@@ -166,6 +197,18 @@ async def run_demo(
             180,
         )
         gaps = {n: max(g, fleet.monitor.devices[n].max_gap_s) for n, g in gaps.items()}
+        after = await _upgrade_all(
+            fleet,
+            V4,
+            UpgradeTimeouts(
+                self_test_s=60, cutover_s=60, hold_s=120, watch_s=DEMO_WATCH_S, watch_max_failures=3
+            ),
+            console,
+            f"upgrade to {V4} (crashes after the commit: the device rolls itself back within "
+            f"{DEMO_WATCH_S:g} s, without the operator)",
+            180,
+        )
+        await _wait_online(fleet, V2, 60)
         runs = {
             n: fleet.monitor.devices[n].last.agent_version  # type: ignore[union-attr]
             for n in fleet.devices
@@ -174,6 +217,7 @@ async def run_demo(
         n: {
             "upgrade": good[n].summary(),
             "broken_upgrade": bad[n].summary(),
+            "post_commit_upgrade": after[n].post_commit_summary(),
             "max_heartbeat_gap_s": round(gaps[n], 3),
             "runs": runs[n],
         }
@@ -184,6 +228,9 @@ async def run_demo(
         and good[n].status.phase is P.SUCCEEDED  # type: ignore[union-attr]
         and bad[n].status is not None
         and bad[n].status.phase is P.ROLLED_BACK  # type: ignore[union-attr]
+        and after[n].status is not None
+        and after[n].status.phase is P.ROLLED_BACK  # type: ignore[union-attr]
+        and after[n].status.error_code == "post_commit"  # type: ignore[union-attr]
         and runs[n] == V2
         for n in good
     )
@@ -193,22 +240,39 @@ async def run_demo(
         "max_heartbeat_gap_s": round(max(gaps.values()), 3),
         "time_to_commit_s": _stats([good[n].summary()["time_to_commit_s"] for n in good]),
         "time_to_rollback_s": _stats([bad[n].summary()["time_to_rollback_s"] for n in bad]),
+        "watch_window_s": DEMO_WATCH_S,
+        "time_to_post_commit_rollback_s": _stats(
+            [after[n].post_commit_summary()["time_to_post_commit_rollback_s"] for n in after]
+        ),
         "devices": per_device,
     }
 
 
 def _print_summary(result: dict[str, Any], console: Console) -> None:
     table = Table(title="summary", box=None, header_style="bold", title_justify="left")
-    for col in ("DEVICE", f"TO {V2}", "COMMIT", f"TO {V3}", "ROLLBACK", "RUNS", "MAX GAP"):
+    columns = (
+        "DEVICE",
+        f"TO {V2}",
+        "COMMIT",
+        f"TO {V3}",
+        "ROLLBACK",
+        f"TO {V4}",
+        "BACK AFTER COMMIT",
+        "RUNS",
+        "MAX GAP",
+    )
+    for col in columns:
         table.add_column(col)
     for name, d in result["devices"].items():
-        up, bad = d["upgrade"], d["broken_upgrade"]
+        up, bad, late = d["upgrade"], d["broken_upgrade"], d["post_commit_upgrade"]
         table.add_row(
             name,
             up["outcome"],
             f"{up['time_to_commit_s']}s",
             bad["outcome"],
             f"{bad['time_to_rollback_s']}s",
+            f"{late['outcome']} {late['error_code']}".strip(),
+            f"{late['time_to_post_commit_rollback_s']}s",
             d["runs"],
             f"{d['max_heartbeat_gap_s']}s",
         )
@@ -233,7 +297,7 @@ def _print_summary(result: dict[str, Any], console: Console) -> None:
     help="Keep everything (logs, prefixes) here instead of a temporary folder.",
 )
 def demo_cmd(devices: int, heartbeat_interval: float, as_json: bool, workdir: Path | None) -> None:
-    """Upgrade local devices to a good version, then to a broken one, and watch the rollback."""
+    """Upgrade local devices to a good version, then to broken ones, and watch the rollbacks."""
     setup_logging(False, "ERROR", stream=sys.stderr)
     console = Console(stderr=as_json)
     with contextlib.ExitStack() as stack:

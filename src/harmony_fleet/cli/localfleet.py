@@ -338,8 +338,15 @@ class LocalFleet:
         return entry.value if entry is not None else None
 
     def agent_processes(self, device: str) -> list[int]:
-        """PIDs of every agent process of ``device`` on this machine (main and candidates)."""
+        """PIDs of every agent process of ``device`` in this fleet (main and candidates).
+
+        Matched by device id *and* this fleet's state dir for it: another fleet on the same
+        machine (a concurrent test run, a demo) may well use the same device name.
+        """
         needle = f"--device-id\x00{device}\x00".encode()
+        local = self.devices.get(device)
+        if local is not None:
+            needle += f"--state-dir\x00{local.launch.state_dir}\x00".encode()
         pids = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():

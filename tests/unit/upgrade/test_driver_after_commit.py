@@ -20,7 +20,7 @@ from harmony_fleet.contracts.upgrade import AgentUpgradePhase as P
 from harmony_fleet.core.upgrade.effects import WatchPlan
 from harmony_fleet.core.upgrade.records import InFlight, LocalState
 from harmony_fleet.core.upgrade.states import WATCH_SETTLE_S, ErrorCode, UpgradeState
-from harmony_fleet.core.upgrade.watch import RollbackNote, WatchReason
+from harmony_fleet.core.upgrade.watch import STABLE_S, RollbackNote, WatchReason
 from harmony_fleet.testing import FakeClock, FakeExecutor, MemoryStateStore, MemoryStatusSink
 
 from .support import NEW, OLD, OWN, TIMEOUTS, U1, marker
@@ -166,7 +166,7 @@ async def test_the_new_main_holds_committed_for_its_window_then_succeeds() -> No
         await rig.driver.close()
 
 
-async def test_a_new_main_started_after_its_window_succeeds_at_once() -> None:
+async def test_a_new_main_started_after_its_window_succeeds_after_a_steady_run() -> None:
     rig, _ = rig_with(
         FakeAfterCommit(),
         LocalState(finished=(U1,), in_flight=committed_record(committed_at=T_COMMIT - 3600)),
@@ -174,8 +174,13 @@ async def test_a_new_main_started_after_its_window_succeeds_at_once() -> None:
     )
     try:
         await rig.driver.resume_after_restart()
+        await until(rig.sink.wait_for_phase(P.COMMITTED))
+        await until(rig.clock.wait_for_pending())
+        rig.clock.advance(STABLE_S + WATCH_SETTLE_S - 0.1)
+        await asyncio.sleep(0)
+        assert rig.sink.latest is not None and rig.sink.latest.phase is P.COMMITTED
+        rig.clock.advance(0.1)
         await until(rig.sink.wait_for_phase(P.SUCCEEDED))
-        assert P.COMMITTED not in rig.sink.phases
     finally:
         await rig.driver.close()
 

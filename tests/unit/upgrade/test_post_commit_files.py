@@ -100,7 +100,6 @@ async def test_a_crash_loop_rolls_back_with_the_note_first(
         (NEW, 0, None, False, T0 + 1),  # a clean exit
         (NEW, 3, None, True, T0 + 1),  # the launcher itself was stopping it
         (OLD, 3, None, False, T0 + 1),  # not the watched version (the old main handing over)
-        (NEW, 3, None, False, T0 + 20),  # after the window
     ],
 )
 async def test_exits_that_do_not_count(
@@ -128,7 +127,7 @@ async def test_silence_stops_the_main_and_rolls_back(layout: AgentLayout, run_di
     started = T0 + 1
     alive = liveness_file(run_dir)
     touch(alive)
-    os.utime(alive, (T0 + 2, T0 + 2))
+    os.utime(alive, (T0 + 2, T0 + 2))  # the new run's first heartbeat tick, then nothing
     clock.now = T0 + 6
     assert w.silent(NEW, started) is None
     clock.now = T0 + 7.5
@@ -177,6 +176,23 @@ async def test_the_agent_arms_and_ends_only_its_own_watch(
     assert not any(run_dir.glob("post-commit*")), sorted(p.name for p in run_dir.iterdir())
     assert await files.artifact_sha256(OLD) is not None
     assert await files.artifact_sha256(Version("9.9.9")) is None
+
+
+async def test_the_watch_goes_on_after_the_window_until_the_new_main_ends_it(
+    layout: AgentLayout, run_dir: Path
+) -> None:
+    """A crash loop slower than the window is still caught: only Succeeded ends the watch."""
+    files = await arm(layout, run_dir, max_failures=2)
+    clock = Clock()
+    clock.now = T0 + 25  # the window (20 s) has passed, the new main never ended the watch
+    w = watcher(layout, run_dir, clock)
+    assert w.on_exit(NEW, 3, None, stopping=False) is None
+    assert w.on_exit(NEW, 3, None, stopping=False) is not None
+    assert layout.current_version() == OLD
+    # Once the new main ended it (Succeeded), nothing is judged any more.
+    layout.swap_current(NEW)
+    await files.end_watch(U1)
+    assert w.watching(NEW) is None and w.on_exit(NEW, 3, None, stopping=False) is None
 
 
 async def test_a_corrupt_note_counts_as_absent(layout: AgentLayout, run_dir: Path) -> None:

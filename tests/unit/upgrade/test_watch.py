@@ -22,6 +22,8 @@ from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import WATCH_SETTLE_S, ErrorCode, TimerKind
 from harmony_fleet.core.upgrade.watch import (
     LIVENESS_MIN_S,
+    STABLE_S,
+    START_GRACE_S,
     FailureCount,
     RollbackNote,
     WatchNote,
@@ -30,6 +32,7 @@ from harmony_fleet.core.upgrade.watch import (
     is_failure,
     is_silent,
     remaining,
+    stable_for,
     stale_after,
 )
 
@@ -133,12 +136,12 @@ WATCH_ROWS = [
         P.COMMITTED,
     ),
     WRow(
-        "new main after the window -> succeeded",
+        "new main restarted after the window must still prove a steady run",
         new_main,
         restarted(S.WATCHING, now=COMMIT_AT + WINDOW + 1),
-        S.SUCCEEDED,
-        ("StopCandidate", *_SUCCEED, "CollectGarbage"),
-        P.SUCCEEDED,
+        S.WATCHING,
+        ("StopCandidate", "PersistInFlight", "WriteStatus", "ScheduleTimer"),
+        P.COMMITTED,
     ),
     WRow(
         "new main with no launcher to watch it -> succeeded at once",
@@ -369,14 +372,18 @@ WATCH = WatchNote(
 )
 
 
-@pytest.mark.parametrize(
-    ("version", "now", "watched"),
-    [(NEW, 1000.0, True), (NEW, 1019.9, True), (NEW, 1020.0, False), (OLD, 1005.0, False)],
-)
-def test_the_window_watches_only_the_target_and_only_until_it_ends(
-    version: Version, now: float, watched: bool
-) -> None:
-    assert WATCH.watches(version, now) is watched
+def test_the_note_watches_only_the_target() -> None:
+    assert WATCH.watches(NEW) and not WATCH.watches(OLD) and not WATCH.watches(None)
+    assert WATCH.ends_at == 1020.0
+
+
+def test_a_run_after_the_window_waits_for_a_steady_run_before_success() -> None:
+    """A crash loop slower than the window never gets to say Succeeded: each process must
+    live stable_for(window) before its timer fires."""
+    _, effects = step(new_main(), restarted(S.WATCHING, now=COMMIT_AT + WINDOW * 3))
+    (timer,) = only(effects, fx.ScheduleTimer)
+    assert timer.delay_s == stable_for(WINDOW) + WATCH_SETTLE_S
+    assert stable_for(WINDOW) == STABLE_S and stable_for(1.0) == 1.0
 
 
 @pytest.mark.parametrize(
@@ -405,12 +412,17 @@ def test_a_crash_loop_is_max_failures_of_this_upgrade() -> None:
     assert not crash_loop(WATCH, FailureCount(upgrade_id=U2, exit_codes=(1, 1, 1)))
 
 
-def test_silence_is_judged_from_the_later_of_the_last_touch_and_the_run_start() -> None:
-    # The old main's touch (before this run started) proves nothing about the new one.
-    assert not is_silent(WATCH, alive_at=900.0, started_at=1001.0, now=1005.0)
-    assert is_silent(WATCH, alive_at=900.0, started_at=1001.0, now=1006.5)
+def test_silence_once_the_run_has_touched_the_file() -> None:
     assert not is_silent(WATCH, alive_at=1004.0, started_at=1001.0, now=1008.0)
-    assert is_silent(WATCH, alive_at=None, started_at=1001.0, now=1007.0)
+    assert is_silent(WATCH, alive_at=1004.0, started_at=1001.0, now=1009.5)
+
+
+def test_a_slow_start_is_not_a_silence_but_a_start_that_never_beats_is() -> None:
+    # The old main's touch (before this run started) proves nothing about the new one.
+    assert not is_silent(WATCH, alive_at=900.0, started_at=1001.0, now=1010.0)
+    assert not is_silent(WATCH, alive_at=None, started_at=1001.0, now=1001.0 + START_GRACE_S)
+    assert is_silent(WATCH, alive_at=900.0, started_at=1001.0, now=1002.0 + START_GRACE_S)
+    assert is_silent(WATCH, alive_at=None, started_at=1001.0, now=1002.0 + START_GRACE_S)
     assert not is_silent(replace(WATCH, stale_after_s=0), alive_at=None, started_at=0.0, now=1e9)
 
 

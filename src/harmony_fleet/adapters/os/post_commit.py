@@ -212,11 +212,14 @@ class PostCommitWatcher:
         self.rollbacks: list[RollbackNote] = []
         """Rollbacks this watcher performed (newest last)."""
 
-    def watching(self, version: str | None, now: float | None = None) -> WatchNote | None:
-        """The note whose window covers a run of ``version`` now, unless it was settled."""
+    def watching(self, version: str | None) -> WatchNote | None:
+        """The note that puts a run of ``version`` on probation, unless it was settled.
+
+        The watch lasts until the new main ends it (Succeeded: the note is gone) or a rollback
+        settles it, not merely until ``ends_at``: see ``core.upgrade.watch``.
+        """
         note = read_watch(self.run_dir)
-        now = self._clock() if now is None else now
-        if note is None or not note.watches(version, now) or note.upgrade_id in self._given_up:
+        if note is None or not note.watches(version) or note.upgrade_id in self._given_up:
             return None
         done = read_rollback(self.run_dir)
         if done is not None and done.upgrade_id == note.upgrade_id:

@@ -40,7 +40,7 @@ from harmony_fleet.core.upgrade.states import (
     TimerKind,
     UpgradeState,
 )
-from harmony_fleet.core.upgrade.watch import RollbackNote, remaining
+from harmony_fleet.core.upgrade.watch import RollbackNote, remaining, stable_for
 
 S = UpgradeState
 
@@ -136,16 +136,19 @@ def on_restarted(snap: Snapshot, event: ev.AgentRestarted) -> Result:
 def _new_main(committed: Snapshot, now: float) -> Result:
     """We are the new main instance after the swap: stop the candidate, then watch or succeed.
 
-    The record stays (in Watching) for as long as the window is open, so that a restart inside
-    it, of this version or of the previous one after a launcher rollback, knows where it is.
+    The record stays (in Watching) until the watch ends, so that a restart inside it, of this
+    version or of the previous one after a launcher rollback, knows where it is. The watch ends
+    when the window has passed *and* this process has been up for :func:`stable_for` of it: a
+    restart after the window (a crash loop slower than the window) must prove a steady run too.
     """
     uid = committed.upgrade_id
     assert uid is not None
     stop = fx.StopCandidate(upgrade_id=uid)
-    left = remaining(committed.committed_at, committed.watch_window_s, now)
-    if left <= 0:
+    window = committed.watch_window_s
+    if window <= 0:
         done, effects = succeed(committed)
         return done, (stop, *effects)
+    left = max(remaining(committed.committed_at, window, now), stable_for(window))
     watching = committed.moved(S.WATCHING)
     return watching, (
         stop,

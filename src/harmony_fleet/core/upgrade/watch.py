@@ -15,11 +15,21 @@ nothing depends on the broken version cooperating:
   exit codes and last log lines. The previous version's agent turns it into the ``RolledBack``
   status (``post_commit``) and a skip-list entry when it starts.
 
+How long the watch lasts: at least the window, and until the new main has been up, steadily,
+for :func:`stable_for` seconds after it. The launcher judges every run of the target for as long
+as the watch note exists; the new main removes it when it says Succeeded, which it does only
+once the window has passed *and* its own run has lasted that long. A version whose runs never
+last (a crash a few seconds into each one, on a machine slow enough that three of them do not
+fit in the window) is therefore still caught, and never shown as Succeeded first: "success
+shown, then a silent revert" is one of the complaints this design answers.
+
 Liveness: the main instance touches ``main.alive`` on every heartbeat tick, sent or skipped for
-lack of a connection (a NATS outage must never roll a device back). Inside the window, a file
-older than ``stale_after_s`` means the new main stopped heartbeating: the launcher stops it and
-rolls back. Silence is the signal, so a broken version cannot fake its way past it by doing
-nothing.
+lack of a connection (a NATS outage must never roll a device back). Inside the window, once this
+run has touched the file, a file older than ``stale_after_s`` means the new main *stopped*
+heartbeating: the launcher stops it and rolls back. Before its first touch a run gets the longer
+``start_grace_s``: a slow start on a busy board (imports, extraction, three devices starting at
+once) is not a silence, and a false rollback is exactly what people complain about. Silence is
+the signal, so a broken version cannot fake its way past it by doing nothing.
 
 Everything here is pure: values and decisions, no clock and no I/O.
 """
@@ -36,6 +46,15 @@ from harmony_fleet.contracts.ids import UpgradeId, Version
 #: is still importing: give it room on a slow board).
 LIVENESS_INTERVALS = 4.0
 LIVENESS_MIN_S = 5.0
+#: How long a run may take to touch the liveness file the first time.
+START_GRACE_S = 30.0
+#: How long the new main's own run must have lasted, the window passed, before it is final.
+STABLE_S = 10.0
+
+
+def stable_for(window_s: float) -> float:
+    """The steady run the new main needs at the end of a ``window_s`` watch (never longer)."""
+    return min(STABLE_S, window_s)
 
 
 def stale_after(heartbeat_interval_s: float) -> float:
@@ -58,14 +77,17 @@ class WatchNote:
     """Failed starts of ``target`` inside the window that make a crash loop."""
     stale_after_s: float
     """Age of the liveness file that makes the running ``target`` count as silent (0: off)."""
+    start_grace_s: float = START_GRACE_S
+    """How long a run of ``target`` may take to touch the liveness file the first time."""
 
     @property
     def ends_at(self) -> float:
+        """The earliest end of the watch (the new main ends it after a steady run)."""
         return self.committed_at + self.window_s
 
-    def watches(self, version: Version | str | None, now: float) -> bool:
-        """Is a run of ``version`` at ``now`` inside this window?"""
-        return version == self.target and now < self.ends_at
+    def watches(self, version: Version | str | None) -> bool:
+        """Is a run of ``version`` on probation while this note exists?"""
+        return version == self.target
 
 
 class WatchReason(enum.StrEnum):
@@ -127,13 +149,15 @@ def is_silent(note: WatchNote, *, alive_at: float | None, started_at: float, now
     """Has the running main been silent for longer than the note allows?
 
     ``alive_at`` is the liveness file's last touch (None if it does not exist), ``started_at`` the
-    wall-clock start of this run: a touch from before it (the old main's) proves nothing, and
-    the new run gets ``stale_after_s`` from its own start to touch the file the first time.
+    wall-clock start of this run. A touch from before the run (the old main's) proves nothing:
+    until this run touches the file it has ``start_grace_s`` from its start, then each touch
+    must follow the last within ``stale_after_s``.
     """
     if note.stale_after_s <= 0:
         return False
-    latest = max(alive_at or 0.0, started_at)
-    return now - latest > note.stale_after_s
+    if alive_at is None or alive_at < started_at:
+        return now - started_at > max(note.start_grace_s, note.stale_after_s)
+    return now - alive_at > note.stale_after_s
 
 
 def remaining(committed_at: float, window_s: float, now: float) -> float:

@@ -1,0 +1,63 @@
+"""The agent's small part in the post-commit watch: the liveness file, the build fault that
+stops heartbeats, and how many versions garbage collection keeps."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from harmony_fleet.agent.config import AgentConfig
+from harmony_fleet.agent.faults import Faults, parse_faults
+from harmony_fleet.agent.runtime import Agent
+from harmony_fleet.agent.upgrading import keep_versions
+from harmony_fleet.contracts import Role, device_id, upgrade_id
+from harmony_fleet.errors import ConfigError
+
+
+def agent(tmp_path: Path, *, role: Role = Role.MAIN, faults: Faults | None = None) -> Agent:
+    config = AgentConfig(
+        device_id=device_id("dev-1"),
+        state_dir=tmp_path / "state",
+        role=role,
+        upgrade_id=upgrade_id("u1") if role is Role.CANDIDATE else None,
+    )
+    return Agent(config, faults=faults or Faults())
+
+
+def test_the_liveness_file_is_touched_and_its_folder_made(tmp_path: Path) -> None:
+    a = agent(tmp_path)
+    a.touch_alive()  # no file configured: nothing happens, nothing raises
+    a.liveness_file = tmp_path / "state" / "run" / "main.alive"
+    before = time.time() - 1
+    a.touch_alive()
+    assert a.liveness_file.stat().st_mtime >= before
+
+
+def test_the_stop_heartbeat_fault_is_parsed_and_applies_to_the_main_only(tmp_path: Path) -> None:
+    faults = parse_faults(("stop-heartbeat-as-main-after=2",))
+    assert faults.stop_heartbeat_as_main_after_s == 2.0
+    main = agent(tmp_path, faults=faults)
+    assert not main._heartbeat_fault()  # not yet: 2 s after start
+    main.started -= 3
+    assert main._heartbeat_fault()
+    candidate = agent(tmp_path, role=Role.CANDIDATE, faults=faults)
+    candidate.started -= 3
+    assert not candidate._heartbeat_fault()
+    with pytest.raises(ConfigError):
+        parse_faults(("stop-heartbeat-as-main-after=soon",))
+
+
+@pytest.mark.parametrize(
+    ("environ", "kept"),
+    [({}, 2), ({"FLEET_KEEP_VERSIONS": "3"}, 3), ({"FLEET_KEEP_VERSIONS": ""}, 2)],
+)
+def test_keep_versions_from_the_environment(environ: dict[str, str], kept: int) -> None:
+    assert keep_versions(environ) == kept
+
+
+@pytest.mark.parametrize("bad", ["1", "0", "two"])
+def test_keep_versions_never_below_the_running_and_the_previous(bad: str) -> None:
+    with pytest.raises(ConfigError, match="FLEET_KEEP_VERSIONS"):
+        keep_versions({"FLEET_KEEP_VERSIONS": bad})
