@@ -29,7 +29,7 @@ from typing import Any
 
 from harmony_fleet.agent.upgrade import after, work
 from harmony_fleet.agent.upgrade.ports import AfterCommit, Cancellable, Clock, StatusSink
-from harmony_fleet.agent.upgrade.status_writer import StatusWriter
+from harmony_fleet.agent.upgrade.status_writer import StatusWriter, status_of
 from harmony_fleet.agent.upgrade.stop_signal import StopSignal
 from harmony_fleet.contracts.commands import Reply, ReplyCode
 from harmony_fleet.contracts.heartbeat import Heartbeat
@@ -350,28 +350,12 @@ class UpgradeDriver:
         )
 
     def _status_of(self, w: fx.WriteStatus) -> UpgradeStatus:
-        return UpgradeStatus(
-            upgrade_id=w.upgrade_id,
-            device_id=self.device_id,
-            phase=w.phase,
-            from_version=w.from_version,
-            to_version=w.to_version,
-            instance_id=self.instance_id,
-            attempt=w.attempt,
-            progress=w.progress,
-            error_code=w.error_code.value if w.error_code is not None else "",
-            error_detail=w.error_detail[:4096],
-            candidate_instance_id=w.candidate_instance_id,
-            candidate_exit_code=w.candidate_exit_code,
-            candidate_log_tail=[line[:4096] for line in w.candidate_log_tail],
-            started_at=w.started_at,
-            updated_at=self._clock.now(),
-            pending_upgrade_id=w.pending_upgrade_id,
-            watch_until=w.watch_until,
-            previous_version=self._local.previous,
-            previous_sha256=(
-                self._local.installed.get(self._local.previous) if self._local.previous else None
-            ),
+        return status_of(
+            w,
+            device=self.device_id,
+            instance=self.instance_id,
+            now=self._clock.now(),
+            local=self._local,
         )
 
     async def _run_stage(self, marker: UpgradeMarker) -> None:

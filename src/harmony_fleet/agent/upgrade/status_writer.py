@@ -13,7 +13,10 @@ import asyncio
 import logging
 
 from harmony_fleet.agent.upgrade.ports import Clock, StatusSink
+from harmony_fleet.contracts.ids import DeviceId, InstanceId
 from harmony_fleet.contracts.upgrade import UpgradeStatus
+from harmony_fleet.core.upgrade.effects import WriteStatus
+from harmony_fleet.core.upgrade.records import LocalState
 from harmony_fleet.errors import PermanentError, TemporaryError
 
 log = logging.getLogger("harmony_fleet.agent.upgrade")
@@ -79,3 +82,32 @@ class StatusWriter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._idle.set()
+
+
+def status_of(
+    w: WriteStatus, *, device: DeviceId, instance: InstanceId, now: float, local: LocalState
+) -> UpgradeStatus:
+    """The wire status for one ``WriteStatus`` effect, with what only the driver knows: who
+    writes it, when, and the version kept to return to (``fleet rollback`` reads it here)."""
+    previous = local.previous
+    return UpgradeStatus(
+        upgrade_id=w.upgrade_id,
+        device_id=device,
+        phase=w.phase,
+        from_version=w.from_version,
+        to_version=w.to_version,
+        instance_id=instance,
+        attempt=w.attempt,
+        progress=w.progress,
+        error_code=w.error_code.value if w.error_code is not None else "",
+        error_detail=w.error_detail[:4096],
+        candidate_instance_id=w.candidate_instance_id,
+        candidate_exit_code=w.candidate_exit_code,
+        candidate_log_tail=[line[:4096] for line in w.candidate_log_tail],
+        started_at=w.started_at,
+        updated_at=now,
+        pending_upgrade_id=w.pending_upgrade_id,
+        watch_until=w.watch_until,
+        previous_version=previous,
+        previous_sha256=local.installed.get(previous) if previous else None,
+    )
