@@ -105,7 +105,8 @@ def _table(title: str, fleet: LocalFleet, tracked: dict[str, Tracked]) -> Table:
         if s is not None and s.error_code:
             detail = f"{s.error_code}: {s.error_detail}"[:60]
         elif s is not None and s.phase is P.COMMITTED and s.watch_until is not None:
-            detail = f"watching: {max(0.0, s.watch_until - time.time()):.0f} s left"
+            left = s.watch_until - time.time()
+            detail = f"watching: {left:.0f} s left" if left > 0 else "watching: needs a steady run"
         beats = fleet.monitor.devices.get(name)
         runs = beats.last.agent_version if beats and beats.last else "?"
         gap = f"{beats.max_gap_s:.2f}s" if beats else ""

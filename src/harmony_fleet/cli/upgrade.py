@@ -279,11 +279,14 @@ def _status_line(s: UpgradeStatus) -> str:
     return "  ".join(parts)
 
 
-def watch_note(s: UpgradeStatus) -> str:
-    """'watching until HH:MM:SS' while a committed upgrade's watch window is open."""
+def watch_note(s: UpgradeStatus, now: float | None = None) -> str:
+    """What the watch of a committed upgrade is waiting for (empty when there is none)."""
     if s.phase is not AgentUpgradePhase.COMMITTED or s.watch_until is None:
         return ""
-    return f"watching until {time.strftime('%H:%M:%S', time.localtime(s.watch_until))}"
+    until = time.strftime("%H:%M:%S", time.localtime(s.watch_until))
+    if (time.time() if now is None else now) < s.watch_until:
+        return f"watching until {until}"
+    return f"window ended {until}; watching until the new main has run steadily"
 
 
 def who() -> str:
