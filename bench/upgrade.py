@@ -116,7 +116,7 @@ async def bench(interval: float, runs: int, workdir: Path) -> dict[str, Any]:
         ):
             await asyncio.sleep(0.05)
         overheads, gaps, details = [], [], []
-        timeouts = UpgradeTimeouts(self_test_s=60, cutover_s=120, hold_s=120)
+        timeouts = UpgradeTimeouts(self_test_s=60, cutover_s=120, hold_s=120, watch_s=2)
         for v in versions[1:]:
             # Let the previous upgrade's candidate hand over before measuring the next one.
             while len(fleet.agent_processes(DEV)) != 1:
