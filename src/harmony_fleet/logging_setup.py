@@ -50,6 +50,18 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class FieldsAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A LoggerAdapter whose fixed fields *merge* with each call's ``extra``.
+
+    The standard adapter replaces a call's ``extra`` with its own on Python < 3.13, so the
+    per-call fields (``error=...``, ``exit_code=...``) would silently vanish.
+    """
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        return msg, kwargs
+
+
 def configure(
     *, json_lines: bool = False, level: str = "INFO", stream: TextIO | None = None
 ) -> None:

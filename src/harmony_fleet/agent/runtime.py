@@ -24,6 +24,7 @@ from harmony_fleet.agent.commands import CommandHandler, StopHandler
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults, parse_faults
 from harmony_fleet.contracts import Heartbeat, Role, encode, new_instance_id, subjects
+from harmony_fleet.logging_setup import FieldsAdapter
 
 log = logging.getLogger("harmony_fleet.agent")
 
@@ -69,7 +70,7 @@ class Agent:
         self._extensions = extensions or []
         self._tasks: list[asyncio.Task[Any]] = []
         self._rng = random.Random()
-        self.log = logging.LoggerAdapter(
+        self.log = FieldsAdapter(
             log,
             {
                 "device_id": config.device_id,

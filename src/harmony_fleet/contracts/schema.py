@@ -14,6 +14,7 @@ import msgspec
 from harmony_fleet.contracts._codec import encode
 from harmony_fleet.contracts.commands import Command, Reply, UpgradeStopArgs
 from harmony_fleet.contracts.heartbeat import Heartbeat
+from harmony_fleet.contracts.logs import LogLine
 from harmony_fleet.contracts.registry import DeviceRecord
 from harmony_fleet.contracts.releases import Release
 from harmony_fleet.contracts.upgrade import UpgradeMarker, UpgradeStatus
@@ -28,6 +29,7 @@ WIRE_TYPES: dict[str, type[msgspec.Struct]] = {
     "upgrade_status": UpgradeStatus,
     "device_record": DeviceRecord,
     "release": Release,
+    "log_line": LogLine,
 }
 
 

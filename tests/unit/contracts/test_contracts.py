@@ -7,11 +7,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from tests.unit.logs.test_logs_contract import SAMPLE as LOG_SAMPLE
 
 from harmony_fleet.contracts import (
     COMMAND,
     DEVICE_RECORD,
     HEARTBEAT,
+    LOG_LINE,
     MAX_MESSAGE_BYTES,
     RELEASE,
     REPLY,
@@ -146,6 +148,7 @@ SAMPLES: dict[str, tuple[Codec[object], object]] = {
             published_by="ci",
         ),
     ),
+    "log_line": (LOG_LINE, LOG_SAMPLE),
 }
 
 

@@ -51,6 +51,7 @@ from harmony_fleet.core.upgrade.records import (
 )
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import TimerKind, UpgradeState
+from harmony_fleet.logging_setup import FieldsAdapter
 
 log = logging.getLogger("harmony_fleet.agent.upgrade")
 
@@ -109,7 +110,7 @@ class UpgradeDriver:
         self._last_progress_at = float("-inf")
         self._closed = False
         self.violations = 0
-        self.log = logging.LoggerAdapter(log, {"device_id": device_id, "instance_id": instance_id})
+        self.log = FieldsAdapter(log, {"device_id": device_id, "instance_id": instance_id})
 
     # -- the public entry points --------------------------------------------------------------
 
