@@ -130,6 +130,8 @@ async def test_nats_restart_under_running_agents_and_operator(
         writes = op.writes
         op.registry.devices["edge-r"].dirty = True
         await eventually(lambda: op.writes > writes, timeout=20, what="KV writes after restart")
+        assert op.registry.devices["edge-r"].online
+        assert a.sent > 0 and a.connected.is_set()
 
 
 async def test_agent_started_before_nats_exists_connects_when_it_appears(tmp_path: Path) -> None:
@@ -146,6 +148,8 @@ async def test_agent_started_before_nats_exists_connects_when_it_appears(tmp_pat
         server.start()
         await eventually(a.connected.is_set, timeout=20, what="agent connected once NATS is up")
         await eventually(lambda: a.sent > 0, what="first heartbeat")
+        assert a.connected.is_set()
+        assert a.nc is not None and a.nc.is_connected
     finally:
         a.request_exit(0)
         await asyncio.wait_for(task, 10)

@@ -53,6 +53,7 @@ def test_no_callback_costs_nothing_and_never_fails() -> None:
     t.add(5)
     t.tick(5)
     t.finish(5)
+    assert t._next == float("inf"), "without a callback no progress is ever due"
 
 
 def test_retries_are_reported() -> None:
