@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from harmony_fleet._tasks import BackgroundTasks
 from harmony_fleet._version import BUILD_FAULTS, __version__
 from harmony_fleet.adapters.nats.connection import NatsClient, barrier, connect_forever
 from harmony_fleet.adapters.os.post_commit import touch
@@ -68,7 +69,7 @@ class Agent:
         """Touched on every heartbeat tick by a main instance that may upgrade itself: the
         launcher's post-commit watch reads its age (``adapters.os.post_commit``)."""
         self._extensions = extensions or []
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._background = BackgroundTasks()
         self._rng = random.Random()
         self.log = FieldsAdapter(
             log,
@@ -180,10 +181,7 @@ class Agent:
     # -- lifecycle --------------------------------------------------------------------------
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         """Run a background task that lives as long as the agent."""
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.append(task)
-        return task
+        return self._background.spawn(coro, name)
 
     def request_exit(self, code: int = 0) -> None:
         """Ask the agent to shut down with ``code`` (signals, handover after commit)."""
@@ -219,11 +217,7 @@ class Agent:
         return await self._shutdown()
 
     async def _shutdown(self) -> int:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._background.cancel_all()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.nc.drain(), 2.0)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harmony_fleet._tasks import BackgroundTasks
 from harmony_fleet.adapters.nats.connection import (
     NatsClient,
     NatsOptions,
@@ -60,7 +61,7 @@ class Operator:
         self.writes = 0
         self.write_errors = 0
         self._extensions = extensions or []
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._background = BackgroundTasks()
 
     # -- start ------------------------------------------------------------------------------
     async def open(self) -> NatsClient | None:
@@ -150,10 +151,7 @@ class Operator:
 
     # -- lifecycle --------------------------------------------------------------------------
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.append(task)
-        return task
+        return self._background.spawn(coro, name)
 
     async def run(self) -> int:
         log.info("operator starting", extra={"servers": list(self.config.nats.servers)})
@@ -171,11 +169,7 @@ class Operator:
         return await self.close()
 
     async def close(self) -> int:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._background.cancel_all()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.flush()
