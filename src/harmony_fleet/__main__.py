@@ -1,5 +1,5 @@
 """``python -m harmony_fleet`` is ``fleet``."""
 
-from harmony_fleet.cli.main import main
+from harmony_fleet.cli.entry import main
 
 main()

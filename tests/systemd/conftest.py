@@ -32,6 +32,10 @@ TOOLS = ("debootstrap", "systemd-nspawn", "nsenter")
 INSTALL = "apt-get update && apt-get install -y debootstrap systemd-container"
 OLD, NEW, SILENT = "1.0.0", "2.0.0", "2.1.0"
 """Versions built for the tier; ``SILENT`` carries the ``no-heartbeat`` fault."""
+CRASHY, HUSHED = "2.2.0", "2.3.0"
+"""Pass their self-test and heartbeat as a candidate; as the main instance ``CRASHY`` crashes
+(exit 3) a few seconds after each start, ``HUSHED`` stops heartbeating but keeps running."""
+MAIN_FAULT_AFTER_S = 4
 
 
 def _missing() -> list[str]:
@@ -76,6 +80,11 @@ def artifacts(systemd_tier: dict[str, float], tmp_path_factory: pytest.TempPathF
     started = time.monotonic()
     manifests = {v: build_artifact(v, out) for v in (OLD, NEW)}
     manifests[SILENT] = build_artifact(SILENT, out, faults=("no-heartbeat",))
+    after = MAIN_FAULT_AFTER_S
+    manifests[CRASHY] = build_artifact(CRASHY, out, faults=(f"crash-as-main-after={after}",))
+    manifests[HUSHED] = build_artifact(
+        HUSHED, out, faults=(f"stop-heartbeat-as-main-after={after}",)
+    )
     systemd_tier["artifacts_s"] = time.monotonic() - started
     return Built(out, manifests)
 

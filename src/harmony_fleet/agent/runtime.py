@@ -21,6 +21,7 @@ from harmony_fleet._tasks import BackgroundTasks
 from harmony_fleet._version import BUILD_FAULTS, __version__
 from harmony_fleet.adapters.nats.connection import NatsClient, barrier, connect_forever
 from harmony_fleet.adapters.os.post_commit import touch
+from harmony_fleet.adapters.systemd.notify import WatchdogNotifier
 from harmony_fleet.agent.commands import CommandHandler, StopHandler
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults, parse_faults
@@ -68,6 +69,10 @@ class Agent:
         self.liveness_file: Path | None = None
         """Touched on every heartbeat tick by a main instance that may upgrade itself: the
         launcher's post-commit watch reads its age (``adapters.os.post_commit``)."""
+        self.watchdog: WatchdogNotifier | None = None
+        """systemd's watchdog, pinged at the same moments (``adapters.systemd.notify``): under
+        the installed unit, a main whose heartbeat loop stops is killed and, inside a
+        post-commit watch, rolled back."""
         self._extensions = extensions or []
         self._background = BackgroundTasks()
         self._rng = random.Random()
@@ -121,10 +126,13 @@ class Agent:
         return True
 
     def touch_alive(self) -> None:
-        """Tell the launcher this instance's heartbeat loop is alive (see ``liveness_file``)."""
+        """Tell the launcher this instance's heartbeat loop is alive (``liveness_file``, and
+        systemd's ``watchdog`` when the unit asked for one)."""
         if self.liveness_file is not None:
             with contextlib.suppress(OSError):
                 touch(self.liveness_file)
+        if self.watchdog is not None:
+            self.watchdog.ping()
 
     async def _alive_until_connected(self) -> None:
         # While NATS is unreachable no heartbeat loop runs yet; a NATS outage must never look
@@ -195,7 +203,7 @@ class Agent:
             self.spawn(self._crash_after(self.faults.crash_after_s), "fault-crash")
         if self.faults.crash_as_main_after_s is not None and self.config.role is Role.MAIN:
             self.spawn(self._crash_after(self.faults.crash_as_main_after_s), "fault-crash-main")
-        if self.liveness_file is not None:
+        if self.liveness_file is not None or self.watchdog is not None:
             self.spawn(self._alive_until_connected(), "liveness")
         nc = await connect_forever(
             self.config.nats.with_name(f"agent:{self.config.device_id}:{self.config.role.value}"),

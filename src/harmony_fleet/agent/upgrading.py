@@ -35,8 +35,14 @@ from harmony_fleet.adapters.executors.launch import LaunchSpec
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
 from harmony_fleet.adapters.os.layout import AgentLayout
-from harmony_fleet.adapters.os.post_commit import PostCommitFiles, liveness_file
+from harmony_fleet.adapters.os.post_commit import (
+    RUN_DIR,
+    WATCHED_BY_ENV,
+    PostCommitFiles,
+    liveness_file,
+)
 from harmony_fleet.adapters.os.state_store import FileStateStore
+from harmony_fleet.adapters.systemd.notify import WatchdogNotifier
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults
 from harmony_fleet.agent.runtime import Agent, Extension
@@ -142,8 +148,6 @@ async def _watch_marker(markers: TypedKV[UpgradeMarker], key: str, driver: Upgra
 
 #: File (in the state dir) where the driver keeps its durable record.
 STATE_FILE = "upgrade-state.json"
-#: Folder (in the state dir) of logs, pid files, the post-commit notes and the liveness file.
-RUN_DIR = "run"
 KEEP_VERSIONS_ENV = "FLEET_KEEP_VERSIONS"
 
 
@@ -179,6 +183,19 @@ def make_executor(config: AgentConfig, layout: AgentLayout, launch: LaunchSpec) 
     raise ConfigError(f"unknown --executor {config.executor!r} (process or systemd)")
 
 
+def is_watched(executor: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Does a launcher keep the post-commit watch for this main?
+
+    The process-mode supervisor always does; under systemd, the unit ``fleet agent install``
+    writes does, and says so (``FLEET_POST_COMMIT_WATCH=systemd``). A unit written by hand
+    without the hooks does not: then the new main says Succeeded at once rather than hold
+    Committed for a window nobody watches.
+    """
+    if executor == "process":
+        return True
+    return (os.environ if environ is None else environ).get(WATCHED_BY_ENV) == "systemd"
+
+
 def _running() -> str:
     from harmony_fleet._version import __version__  # noqa: PLC0415
 
@@ -204,14 +221,12 @@ def build_agent(
     sink = KVStatusSink()
     run_dir = config.state_dir / RUN_DIR
     agent.liveness_file = liveness_file(run_dir)
+    agent.watchdog = WatchdogNotifier.from_environ()
     after_commit = PostCommitFiles(
         layout,
         run_dir,
         stale_after_s=stale_after(config.heartbeat_interval_s),
-        # Only the process-mode supervisor acts on the watch note so far; under systemd the
-        # unit does not yet, so holding Committed for a window would promise a watch nobody
-        # keeps (see docs/executors.md, "After the commit").
-        watched=config.executor == "process",
+        watched=is_watched(config.executor),
     )
     driver = UpgradeDriver(
         device_id=config.device_id,

@@ -43,7 +43,7 @@ from harmony_fleet.contracts.ids import version as validate_version
 from harmony_fleet.errors import ConfigError
 
 DEFAULT_NAME = "harmony-fleet-agent"
-DEFAULT_ENTRY = "harmony_fleet.cli.main:main"
+DEFAULT_ENTRY = "harmony_fleet.cli.entry:main"
 ROOT_DISTRIBUTION = "harmony-fleet"
 SHEBANG = b"#!/usr/bin/env python3\n"
 BOOTSTRAP_MODULE = "_harmony_bootstrap"

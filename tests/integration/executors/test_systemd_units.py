@@ -172,10 +172,35 @@ def test_unit_runs_current_through_the_launch_spec_and_restarts_forever(tmp_path
     assert unit_values(text, "RestartSec") == ["1s"]
     assert unit_values(text, "StartLimitIntervalSec") == ["0"]
     assert unit_values(text, "WantedBy") == ["multi-user.target"]
-    assert unit_values(text, "Environment") == ['"FLEET_SERVICE=hf-agent"', "PYTHONUNBUFFERED=1"]
+    assert unit_values(text, "Environment") == [
+        '"FLEET_SERVICE=hf-agent"',
+        "FLEET_POST_COMMIT_WATCH=systemd",
+        "PYTHONUNBUFFERED=1",
+    ]
     assert not unit_values(text, "EnvironmentFile")
     assert render_env(s) is None
     assert render_unit(s) == text, "pure: the same spec renders the same bytes"
+
+
+def test_the_unit_keeps_the_post_commit_watch_with_a_launcher_not_the_new_version(
+    tmp_path: Path,
+) -> None:
+    s = spec(tmp_path)
+    text = render_unit(s)
+    prefix, state = str(tmp_path / "opt hf"), str(tmp_path / "state $x")
+    for key, hook in (("ExecStartPre", "pre-start"), ("ExecStopPost", "post-stop")):
+        (line,) = unit_values(text, key)
+        assert line.startswith("-"), "a failing hook must never keep the agent from starting"
+        assert systemd_unquote(line[1:]) == [
+            "/usr/bin/python3",
+            f"{prefix}/launcher/agent",
+            *["agent", "watch-hook", hook, "--prefix", prefix, "--state-dir", state],
+            *["--service", "hf-agent.service"],
+        ]
+    assert unit_values(text, "WatchdogSec") == ["30s"], "start grace: 30 s > 4 x 0.5 s"
+    assert unit_values(text, "NotifyAccess") == ["main"]
+    slow = render_unit(spec(tmp_path, heartbeat_interval_s=10.0))
+    assert unit_values(slow, "WatchdogSec") == ["40s"], "4 heartbeat intervals"
 
 
 def test_a_password_goes_to_a_private_env_file_never_into_the_unit(tmp_path: Path) -> None:

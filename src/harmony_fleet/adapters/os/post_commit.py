@@ -14,8 +14,9 @@ Two users, two classes:
   the watch, read the launcher's rollback note, hash installed artifacts, collect garbage;
 * :class:`PostCommitWatcher`, the launcher's side: the process-mode supervisor asks it, around
   every start and exit of the main instance, whether the window calls for a rollback, and it
-  performs one (note first, then ``current`` back). A systemd launcher can drive the same class
-  from a unit hook: its counts live in a file, not in memory.
+  performs one (note first, then ``current`` back). The systemd unit drives the same class from
+  its ``ExecStopPost=``/``ExecStartPre=`` hooks (``adapters.systemd.watch_hook``), each a new
+  process: that works because its counts live in a file, not in memory.
 
 Every write is atomic (temporary file, fsync, rename, fsync of the folder); a note that does not
 decode is treated as absent, with an error in the log.
@@ -52,6 +53,11 @@ from harmony_fleet.errors import FleetError
 
 log = logging.getLogger("harmony_fleet.adapters.os.post_commit")
 
+#: Set (to the launcher's kind) in the environment of a main whose launcher keeps the watch:
+#: the installed systemd unit sets ``systemd``. The process-mode supervisor always keeps it.
+WATCHED_BY_ENV = "FLEET_POST_COMMIT_WATCH"
+#: The run dir's name inside the agent's state dir (notes, liveness, logs and pid files).
+RUN_DIR = "run"
 WATCH_NOTE = "post-commit.json"
 FAILURES = "post-commit-failures.json"
 ROLLBACK_NOTE = "post-commit-rollback.json"
@@ -257,13 +263,24 @@ class PostCommitWatcher:
         return detail
 
     def on_exit(
-        self, version: str, exit_code: int | None, signal: str | None, *, stopping: bool
+        self,
+        version: str,
+        exit_code: int | None,
+        signal: str | None,
+        *,
+        stopping: bool,
+        silence: str | None = None,
     ) -> RollbackNote | None:
-        """Count an exit of the main instance; roll back on a crash loop or after a silence."""
+        """Count an exit of the main instance; roll back on a crash loop or after a silence.
+
+        ``silence`` says why the launcher's own liveness check ended this run (systemd's
+        watchdog, in another process than the one that saw it): a rollback at once, like a
+        silence :meth:`silent` found.
+        """
         note = self.watching(version)
         if note is None:
             return None
-        silenced = self._silenced.pop(note.upgrade_id, None)
+        silenced = self._silenced.pop(note.upgrade_id, None) or silence
         if silenced is None and not is_failure(exit_code, signal, stopping=stopping):
             return None
         count = self._failures(note).add(exit_code)

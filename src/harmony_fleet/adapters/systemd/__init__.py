@@ -4,20 +4,10 @@
 calls over argument lists; ``units`` builds names and vectors as data and escapes what systemd
 would otherwise expand; ``executor`` is the production
 :class:`~harmony_fleet.core.upgrade.executor.UpgradeExecutor`; ``install`` renders and installs
-the agent's service unit (``fleet agent install``). See ``docs/executors.md`` and
-``docs/install.md``.
+the agent's service unit (``fleet agent install``); ``watch_hook`` and ``notify`` are the
+unit's post-commit watch (its hooks, and the watchdog pings of the main). See
+``docs/executors.md`` and ``docs/install.md``.
+
+Nothing is imported here: the unit's hooks run on every restart of the agent and load only
+what they use (``watch_hook`` never pulls in the HTTP client the executor needs).
 """
-
-from harmony_fleet.adapters.systemd.executor import SystemdUpgradeExecutor
-from harmony_fleet.adapters.systemd.systemctl import Systemd, SystemdError, SystemdUnavailable
-from harmony_fleet.adapters.systemd.units import DEFAULT_SERVICE, candidate_unit, service_name
-
-__all__ = [
-    "DEFAULT_SERVICE",
-    "Systemd",
-    "SystemdError",
-    "SystemdUnavailable",
-    "SystemdUpgradeExecutor",
-    "candidate_unit",
-    "service_name",
-]

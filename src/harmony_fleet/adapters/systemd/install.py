@@ -4,6 +4,7 @@ What an install leaves on the device (the seed's "M1 clean install")::
 
     <prefix>/versions/<v>/agent              the artifact (and, beside it, its extraction)
     <prefix>/current -> versions/<v>          what the service runs
+    <prefix>/launcher/agent                   a copy of the installed artifact: the unit's hooks
     <state_dir>/                              the agent's state (upgrade record, skip list)
     /etc/systemd/system/<service>.service     Restart=always, logs in the journal
     /etc/harmony-fleet/<service>.env          0600, only when there is a secret (NATS password)
@@ -13,6 +14,13 @@ for ``<prefix>/current/agent`` with ``--prefix`` and ``--executor systemd``, so 
 is started exactly like the self-test and the candidate, and it always runs whatever ``current``
 points at: after an upgrade commits and the old agent exits, ``Restart=always`` starts the new
 version. ``StartLimitIntervalSec=0`` because a device agent must never give up restarting.
+
+**The post-commit watch** (ADR-022, "After the commit") is the unit's own: ``WatchdogSec=``
+(the main pings on every heartbeat tick), ``ExecStopPost=`` and ``ExecStartPre=`` hooks that run
+``<prefix>/launcher/agent agent watch-hook ...`` (``adapters.systemd.watch_hook``). The
+launcher is a copy made by the install and never touched by an upgrade, so the judge of a new
+version is never that version's code; installing a newer artifact by hand updates it.
+``FLEET_POST_COMMIT_WATCH=systemd`` tells the agent that this unit keeps the watch.
 
 Every step compares before it writes, so a second identical install changes nothing and says so.
 The unit file carries the install's parameters in a comment line, so ``uninstall`` (and a later
@@ -36,6 +44,7 @@ from harmony_fleet.adapters.executors.launch import LaunchSpec
 from harmony_fleet.adapters.http import download
 from harmony_fleet.adapters.os._fs import fsync_dir, write_atomic
 from harmony_fleet.adapters.os.layout import AgentLayout
+from harmony_fleet.adapters.os.post_commit import WATCHED_BY_ENV
 from harmony_fleet.adapters.systemd.systemctl import Systemd, SystemdUnavailable
 from harmony_fleet.adapters.systemd.units import (
     candidate_pattern,
@@ -45,12 +54,14 @@ from harmony_fleet.adapters.systemd.units import (
     unit_value,
 )
 from harmony_fleet.contracts.ids import DeviceId, Version, sha256_hex, version
+from harmony_fleet.core.upgrade.watch import START_GRACE_S, stale_after
 from harmony_fleet.errors import ConfigError, IntegrityError, Refused
 
 UNIT_DIR = Path("/etc/systemd/system")
 ENV_DIR = Path("/etc/harmony-fleet")
 DEFAULT_PREFIX = Path("/opt/harmony-fleet")
 _META = "# harmony-fleet-install: "
+LAUNCHER_DIR = "launcher"
 _VERSION_RE = re.compile(r"version\s+(\S+)\s*$")
 #: A start, restart, stop or disable waits for the unit's job: longer than its TimeoutStopSec.
 _JOB_S = 120.0
@@ -112,6 +123,27 @@ class InstallSpec:
         """What the service runs: ``current``'s artifact, resolved at every (re)start."""
         return self.launch().argv(self.prefix / "current" / "agent")
 
+    @property
+    def launcher_path(self) -> Path:
+        """The artifact copy that runs the unit's watch hooks (never the version on trial)."""
+        return self.prefix / LAUNCHER_DIR / "agent"
+
+    def hook_argv(self, hook: str) -> list[str]:
+        """``ExecStartPre=``/``ExecStopPost=``: the launcher's ``agent watch-hook HOOK``."""
+        return [
+            self.python,
+            str(self.launcher_path),
+            *["agent", "watch-hook", hook],
+            *["--prefix", str(self.prefix), "--state-dir", str(self.state_dir)],
+            *["--service", self.unit_name],
+        ]
+
+    @property
+    def watchdog_s(self) -> float:
+        """``WatchdogSec``: the liveness bound of the post-commit watch, and room for a start
+        (the first ping comes after imports; a slow board must not be killed for that)."""
+        return max(START_GRACE_S, stale_after(self.heartbeat_interval_s))
+
 
 def render_unit(spec: InstallSpec) -> str:
     """The unit file's text (pure: tests compare it, installs compare it before writing)."""
@@ -131,8 +163,14 @@ def render_unit(spec: InstallSpec) -> str:
         "",
         "[Service]",
         "Type=exec",
+        # "-": a hook that fails is logged, and the agent starts all the same.
+        f"ExecStartPre=-{exec_line(spec.hook_argv('pre-start'))}",
         f"ExecStart={exec_line(spec.main_argv())}",
+        f"ExecStopPost=-{exec_line(spec.hook_argv('post-stop'))}",
+        f"WatchdogSec={spec.watchdog_s:g}s",
+        "NotifyAccess=main",
         f'Environment="FLEET_SERVICE={service_name(spec.service)}"',
+        f"Environment={WATCHED_BY_ENV}=systemd",
         "Environment=PYTHONUNBUFFERED=1",
     ]
     if spec.secrets:
@@ -284,6 +322,10 @@ class Installer:
         spec = self.spec
         running_before = await self.systemd.is_active(spec.unit_name) == "active"
         moved = self._point_current(v)
+        launcher_changed = self._pin_launcher(v)
+        if launcher_changed:
+            # Extract it now (once), not in the first hook: a hook runs on every restart.
+            await run_bounded([spec.python, str(spec.launcher_path), "--version"], 120.0)
         if not spec.state_dir.is_dir():
             spec.state_dir.mkdir(parents=True, mode=0o700)
             self._changed(f"created {spec.state_dir}")
@@ -298,7 +340,7 @@ class Installer:
         if start and not running_before:
             await self.systemd.systemctl("start", "--", spec.unit_name, timeout_s=_JOB_S)
             self._changed(f"started {spec.unit_name}")
-        elif start and (moved or unit_changed or env_changed):
+        elif start and (moved or unit_changed or env_changed or launcher_changed):
             await self.systemd.systemctl("restart", "--", spec.unit_name, timeout_s=_JOB_S)
             self._changed(f"restarted {spec.unit_name}")
         return self.changes
@@ -309,6 +351,21 @@ class Installer:
             return False
         self.layout.swap_current(v)
         self._changed(f"current -> versions/{v}" + (f" (was {now})" if now else ""))
+        return True
+
+    def _pin_launcher(self, v: Version) -> bool:
+        """Copy ``v``'s artifact to ``launcher/agent`` unless those bytes are there already."""
+        source = self.layout.version_dir(v) / self.layout.artifact_name
+        dest = self.spec.launcher_path
+        if dest.is_file() and sha256_of(dest) == sha256_of(source):
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staged = dest.with_name(f".{dest.name}.new")
+        _copy_durably(source, staged)
+        os.chmod(staged, 0o755)  # noqa: S103 - an executable artifact, like /usr/bin
+        os.replace(staged, dest)
+        fsync_dir(dest.parent)
+        self._changed(f"launcher (post-commit watch hooks) -> version {v}: {dest}")
         return True
 
     def _write_if_changed(self, path: Path, text: str | None, *, mode: int) -> bool:
@@ -378,7 +435,7 @@ def _check_purgeable(folder: Path, *, is_prefix: bool) -> None:
         raise Refused(f"refusing to delete {resolved}: a system folder", code="unsafe_purge")
     if is_prefix:
         names = {p.name for p in resolved.iterdir() if not p.name.startswith(".")}
-        if names - {"versions", "current", "agent"}:
+        if names - {"versions", "current", "agent", LAUNCHER_DIR}:
             raise Refused(
                 f"refusing to delete {resolved}: it holds more than versions/ and current",
                 code="unsafe_purge",
