@@ -37,6 +37,9 @@ class AgentConfig:
     """How candidates are started: ``process`` (detached process) or ``systemd``."""
     service: str = "harmony-fleet-agent"
     """The systemd service this agent runs as (``--executor systemd``)."""
+    keep_versions: int = 2
+    """Versions garbage collection keeps after a successful upgrade (``--keep-versions``); the
+    running and the previous version are always among them, so never fewer than 2."""
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.heartbeat_interval_s <= 3600:
@@ -46,5 +49,10 @@ class AgentConfig:
             )
         if not 0 <= self.jitter < 0.5:
             raise ConfigError(f"jitter must be in [0, 0.5), got {self.jitter}")
+        if self.keep_versions < 2:
+            raise ConfigError(
+                f"--keep-versions must be at least 2 (the running and the previous version), "
+                f"got {self.keep_versions}"
+            )
         if self.role is Role.CANDIDATE and self.upgrade_id is None:
             raise ConfigError("a candidate agent needs --upgrade-id")

@@ -18,8 +18,9 @@ The driver is pure orchestration over seams; this module gives it its inputs and
 
 Only the main instance runs this; a candidate never acts on markers.
 
-``FLEET_KEEP_VERSIONS`` (default 2) is how many versions garbage collection keeps after a
-successful upgrade; the running and the previous version are always kept.
+``--keep-versions`` (``FLEET_KEEP_VERSIONS``, default 2; ``AgentConfig.keep_versions``) is how
+many versions garbage collection keeps after a successful upgrade; the running and the previous
+version are always kept.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults
 from harmony_fleet.agent.runtime import Agent, Extension
 from harmony_fleet.agent.upgrade import LoopClock, UpgradeDriver
-from harmony_fleet.agent.upgrade.driver import KEEP_VERSIONS
 from harmony_fleet.contracts import (
     HEARTBEAT,
     UPGRADE_MARKER,
@@ -148,23 +148,6 @@ async def _watch_marker(markers: TypedKV[UpgradeMarker], key: str, driver: Upgra
 
 #: File (in the state dir) where the driver keeps its durable record.
 STATE_FILE = "upgrade-state.json"
-KEEP_VERSIONS_ENV = "FLEET_KEEP_VERSIONS"
-
-
-def keep_versions(environ: Mapping[str, str] | None = None) -> int:
-    """How many versions garbage collection keeps (``FLEET_KEEP_VERSIONS``, at least 2)."""
-    raw = (os.environ if environ is None else environ).get(KEEP_VERSIONS_ENV, "")
-    if not raw:
-        return KEEP_VERSIONS
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{KEEP_VERSIONS_ENV}={raw!r} is not a number") from exc
-    if value < KEEP_VERSIONS:
-        raise ConfigError(
-            f"{KEEP_VERSIONS_ENV}={value}: at least {KEEP_VERSIONS} (the running and the previous)"
-        )
-    return value
 
 
 def make_executor(config: AgentConfig, layout: AgentLayout, launch: LaunchSpec) -> UpgradeExecutor:
@@ -237,7 +220,7 @@ def build_agent(
         state_store=FileStateStore(config.state_dir / STATE_FILE),
         clock=LoopClock(),
         after_commit=after_commit,
-        keep_versions=keep_versions(),
+        keep_versions=config.keep_versions,
     )
     agent.commands.stop_handler = driver
     agent.add_extension(upgrade_extension(driver, sink, replicas=config.nats.kv_replicas))

@@ -85,6 +85,16 @@ def agent_group() -> None:
     show_envvar=True,
     help="The systemd service this agent runs as (with --executor systemd).",
 )
+@click.option(
+    "--keep-versions",
+    type=click.IntRange(min=2),
+    default=2,
+    show_default=True,
+    envvar="FLEET_KEEP_VERSIONS",
+    show_envvar=True,
+    help="Versions kept on disk after a successful upgrade (the running and the previous "
+    "one always among them).",
+)
 @click.option("--self-test", is_flag=True, help="Check that this artifact can run here, then exit.")
 @click.option("--self-test-timeout", type=float, default=10.0, show_default=True)
 @nats_options
@@ -100,6 +110,7 @@ def run_cmd(
     prefix: Path | None,
     executor: str,
     service: str,
+    keep_versions: int,
     self_test: bool,
     self_test_timeout: float,
     log_json: bool,
@@ -120,6 +131,7 @@ def run_cmd(
         install_prefix=prefix,
         executor=executor,
         service=service,
+        keep_versions=keep_versions,
     )
     faults = parse_faults(BUILD_FAULTS)
     if self_test:

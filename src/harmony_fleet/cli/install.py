@@ -67,6 +67,13 @@ def _unit_nats_argv(nats_kwargs: dict[str, Any]) -> tuple[str, ...]:
 @_SERVICE
 @click.option("--heartbeat-interval", type=float, default=5.0, show_default=True)
 @click.option(
+    "--keep-versions",
+    type=click.IntRange(min=2),
+    default=2,
+    show_default=True,
+    help="Versions the agent keeps on disk after a successful upgrade.",
+)
+@click.option(
     "--python",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Interpreter that runs the artifact. [default: the base Python running this command]",
@@ -82,6 +89,7 @@ def install_cmd(
     state_dir: Path | None,
     service: str,
     heartbeat_interval: float,
+    keep_versions: int,
     python: Path | None,
     no_start: bool,
     **nats_kwargs: Any,
@@ -104,6 +112,7 @@ def install_cmd(
         nats_args=_unit_nats_argv(nats_kwargs),
         secrets={"FLEET_NATS_PASSWORD": nats.password} if nats.password else {},
         heartbeat_interval_s=heartbeat_interval,
+        keep_versions=keep_versions,
         **extra,
     )
     require_root_and_systemd()

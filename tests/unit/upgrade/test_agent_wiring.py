@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from harmony_fleet.adapters.executors.launch import LaunchSpec
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults, parse_faults
 from harmony_fleet.agent.runtime import Agent
-from harmony_fleet.agent.upgrading import keep_versions
+from harmony_fleet.agent.upgrade import UpgradeDriver
+from harmony_fleet.agent.upgrading import build_agent
 from harmony_fleet.contracts import Role, device_id, upgrade_id
 from harmony_fleet.errors import ConfigError
 
@@ -49,15 +51,24 @@ def test_the_stop_heartbeat_fault_is_parsed_and_applies_to_the_main_only(tmp_pat
         parse_faults(("stop-heartbeat-as-main-after=soon",))
 
 
-@pytest.mark.parametrize(
-    ("environ", "kept"),
-    [({}, 2), ({"FLEET_KEEP_VERSIONS": "3"}, 3), ({"FLEET_KEEP_VERSIONS": ""}, 2)],
-)
-def test_keep_versions_from_the_environment(environ: dict[str, str], kept: int) -> None:
-    assert keep_versions(environ) == kept
+@pytest.mark.parametrize("bad", [1, 0, -3])
+def test_keep_versions_never_below_the_running_and_the_previous(tmp_path: Path, bad: int) -> None:
+    with pytest.raises(ConfigError, match="--keep-versions must be at least 2"):
+        AgentConfig(device_id=device_id("d1"), state_dir=tmp_path, keep_versions=bad)
 
 
-@pytest.mark.parametrize("bad", ["1", "0", "two"])
-def test_keep_versions_never_below_the_running_and_the_previous(bad: str) -> None:
-    with pytest.raises(ConfigError, match="FLEET_KEEP_VERSIONS"):
-        keep_versions({"FLEET_KEEP_VERSIONS": bad})
+def test_keep_versions_reaches_the_driver(tmp_path: Path) -> None:
+    config = AgentConfig(
+        device_id=device_id("d1"),
+        state_dir=tmp_path,
+        install_prefix=tmp_path / "opt",
+        keep_versions=4,
+    )
+    built = build_agent(
+        config,
+        faults=parse_faults(()),
+        launch=LaunchSpec(device_id=config.device_id, state_dir=tmp_path),
+    )
+    driver = built.commands.stop_handler
+    assert isinstance(driver, UpgradeDriver)
+    assert driver.keep_versions == 4

@@ -80,6 +80,8 @@ class InstallSpec:
     secrets: Mapping[str, str] = field(default_factory=dict)
     """Environment for the env file (``FLEET_NATS_PASSWORD``): kept off every command line."""
     heartbeat_interval_s: float = 5.0
+    keep_versions: int = 2
+    """``--keep-versions`` of the agent (on its command line only when not the default)."""
     python: str = field(default_factory=lambda: getattr(sys, "_base_executable", sys.executable))
     """The interpreter that runs the artifact (a venv's base Python, which outlives the venv)."""
     unit_dir: Path = UNIT_DIR
@@ -116,6 +118,7 @@ class InstallSpec:
                 str(self.prefix),
                 "--executor",
                 "systemd",
+                *(("--keep-versions", str(self.keep_versions)) if self.keep_versions != 2 else ()),
             ),
         )
 
