@@ -68,6 +68,14 @@ async def test_install_from_a_file_heartbeats_and_a_second_install_changes_nothi
         await eventually(
             lambda: beats.of(version=OLD, role="main"), timeout=60, what="a heartbeat from 1.0.0"
         )
+    # The post-commit watch: a pinned launcher for the hooks, and systemd's watchdog armed.
+    assert "launcher (post-commit watch hooks)" in first.stdout
+    launcher = machine.run("sha256sum", f"{PREFIX}/launcher/agent").stdout.split()[0]
+    assert launcher == machine.run("sha256sum", f"{PREFIX}/versions/{OLD}/agent").stdout.split()[0]
+    watchdog = machine.run(
+        "systemctl", "show", "-p", "WatchdogUSec", "--value", f"{SERVICE}.service"
+    ).stdout.strip()
+    assert watchdog == "30s", watchdog
     unit_hash = machine.run("sha256sum", f"/etc/systemd/system/{SERVICE}.service").stdout
     pid = main_pid(machine)
     assert pid > 0

@@ -12,9 +12,11 @@ The driver is pure orchestration over seams; this module gives it its inputs and
   manager starts ``current`` (now the new version) as the main instance;
 * the post-commit watch and what an upgrade leaves on disk -> :class:`PostCommitFiles` in
   ``<state>/run`` (the same folder the process executor and its supervisor use), and the
-  liveness file the main instance touches on every heartbeat tick. The new main does not say
-  Succeeded when it starts: its machine holds Committed until the watch window has passed (the
-  supervisor may roll it back inside it), then writes Succeeded itself.
+  liveness file the main instance touches on every heartbeat tick (with a ``WATCHDOG=1`` ping
+  to systemd when the unit asked for one). The new main does not say Succeeded when it starts:
+  where a launcher keeps the watch (the supervisor; the unit ``fleet agent install`` writes,
+  see :func:`is_watched`) its machine holds Committed until the window has passed (the launcher
+  may roll it back inside it), then writes Succeeded itself.
 
 Only the main instance runs this; a candidate never acts on markers.
 
