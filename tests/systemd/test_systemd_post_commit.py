@@ -11,15 +11,17 @@ with the new version's exit code and last journal lines.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 
 import pytest
 
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.server import EmbeddedNats
-from harmony_fleet.contracts import AgentUpgradePhase
-from tests.helpers import eventually
-from tests.systemd.conftest import CRASHY, HUSHED, MAIN_FAULT_AFTER_S, OLD
+from harmony_fleet.contracts import AgentUpgradePhase, UpgradeStatus
+from tests.helpers import eventually, run_fleet
+from tests.systemd.conftest import CRASHY, HUSHED, MAIN_FAULT_AFTER_S, NEW, OLD
 from tests.systemd.nspawn import Machine
 from tests.systemd.support import (
     PREFIX,
@@ -43,7 +45,7 @@ P = AgentUpgradePhase
 WINDOW_S = 240.0
 
 
-async def commit_then_lose_the_operator(
+async def device_verdict_after_commit(
     machine: Machine,
     served: Served,
     nats_url: str,
@@ -51,8 +53,10 @@ async def commit_then_lose_the_operator(
     beats: Beats,
     device: str,
     version: str,
-) -> tuple[str, float]:
-    """Upgrade to ``version`` until the old agent has committed, then stop the operator."""
+) -> tuple[UpgradeStatus, float]:
+    """Upgrade to ``version`` until the old agent has committed, stop the operator, and wait
+    for the device's own verdict and a main of ``OLD`` beating after it; the verdict and how
+    long after ``Committed`` it came."""
     install(machine, device, nats_url, served, OLD)
     async with operator(nats_url):
         await eventually(lambda: beats.of(version=OLD, role="main"), timeout=60, what="old main")
@@ -66,7 +70,18 @@ async def commit_then_lose_the_operator(
         )
     assert committed.watch_until is not None
     assert current(machine) == f"versions/{version}"
-    return marker.upgrade_id, time.monotonic()
+    t_commit = time.monotonic()
+    status = await eventually(
+        lambda: phase_is(nc, device, marker.upgrade_id, P.ROLLED_BACK, P.SUCCEEDED),
+        timeout=WINDOW_S,
+        what="the device's own verdict",
+    )
+    elapsed = time.monotonic() - t_commit
+    back = time.monotonic()
+    await eventually(
+        lambda: beats.of(version=OLD, role="main", after=back), timeout=60, what="old main"
+    )
+    return status, elapsed
 
 
 def journal(machine: Machine) -> str:
@@ -77,18 +92,8 @@ async def test_a_version_that_crashes_after_the_commit_is_rolled_back_by_the_uni
     machine: Machine, served: Served, host_nats: EmbeddedNats, host_nc: NatsClient, device: str
 ) -> None:
     async with heartbeats(host_nc, device) as beats:
-        uid, t_commit = await commit_then_lose_the_operator(
+        status, elapsed = await device_verdict_after_commit(
             machine, served, host_nats.url, host_nc, beats, device, CRASHY
-        )
-        status = await eventually(
-            lambda: phase_is(host_nc, device, uid, P.ROLLED_BACK, P.SUCCEEDED),
-            timeout=WINDOW_S,
-            what="the device's own verdict",
-        )
-        elapsed = time.monotonic() - t_commit
-        back = time.monotonic()
-        await eventually(
-            lambda: beats.of(version=OLD, role="main", after=back), timeout=60, what="old main"
         )
     print(f"\ncrash loop after the commit: back on {OLD} {elapsed:.1f} s after Committed")
     assert status.phase is P.ROLLED_BACK, status
@@ -113,18 +118,8 @@ async def test_a_version_that_stops_heartbeating_after_the_commit_is_caught_by_t
     machine: Machine, served: Served, host_nats: EmbeddedNats, host_nc: NatsClient, device: str
 ) -> None:
     async with heartbeats(host_nc, device) as beats:
-        uid, t_commit = await commit_then_lose_the_operator(
+        status, elapsed = await device_verdict_after_commit(
             machine, served, host_nats.url, host_nc, beats, device, HUSHED
-        )
-        status = await eventually(
-            lambda: phase_is(host_nc, device, uid, P.ROLLED_BACK, P.SUCCEEDED),
-            timeout=WINDOW_S,
-            what="the device's own verdict",
-        )
-        elapsed = time.monotonic() - t_commit
-        back = time.monotonic()
-        await eventually(
-            lambda: beats.of(version=OLD, role="main", after=back), timeout=60, what="old main"
         )
     watchdog_s = machine.run(
         "systemctl", "show", "-p", "WatchdogUSec", "--value", f"{SERVICE}.service"
@@ -141,3 +136,40 @@ async def test_a_version_that_stops_heartbeating_after_the_commit_is_caught_by_t
     assert current(machine) == f"versions/{OLD}"
     assert len(agent_processes(machine, device)) == 1
     assert f"watch-hook: rolled back {HUSHED} -> {OLD} (no_heartbeat)" in journal(machine)
+
+
+async def test_fleet_rollback_returns_to_the_kept_version_under_systemd(
+    machine: Machine, served: Served, host_nats: EmbeddedNats, host_nc: NatsClient, device: str
+) -> None:
+    """The manual rollback is an upgrade to the kept version (``source: installed``) through the
+    same transient candidate unit and the same commit discipline."""
+    install(machine, device, host_nats.url, served, OLD)
+    async with heartbeats(host_nc, device) as beats, operator(host_nats.url):
+        await eventually(lambda: beats.of(version=OLD, role="main"), timeout=60, what="old main")
+        up = await request_upgrade(host_nc, device, served, NEW, cutover_s=60, hold_s=60)
+        await eventually(
+            lambda: phase_is(host_nc, device, up.upgrade_id, P.SUCCEEDED),
+            timeout=120,
+            what=f"Succeeded on {NEW}",
+        )
+        started = time.monotonic()
+        done = await asyncio.to_thread(
+            run_fleet,
+            *["rollback", device, "--nats", host_nats.url, "--watch-window", "1"],
+            *["--wait", "150", "--json"],
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        await eventually(
+            lambda: beats.of(version=OLD, role="main", after=started), what="old main again"
+        )
+    final = result["status"]
+    assert result["outcome"] == "ok", result
+    assert (final["from_version"], final["to_version"]) == (NEW, OLD)
+    candidates = beats.of(version=OLD, role="candidate", after=started)
+    assert candidates, "a candidate of the kept version ran and was seen before the switch"
+    assert current(machine) == f"versions/{OLD}"
+    assert sorted(versions(machine)) == [OLD, NEW], "both kept: each is the other's previous"
+    assert candidate_units(machine) == []
+    assert len(agent_processes(machine, device)) == 1

@@ -117,6 +117,20 @@ def log_options(func: F) -> F:
     return func
 
 
+def keep_versions_option(*, envvar: str | None = None) -> Callable[[F], F]:
+    """``--keep-versions N`` (at least 2: the running and the previous version)."""
+    return click.option(
+        "--keep-versions",
+        type=click.IntRange(min=2),
+        default=2,
+        show_default=True,
+        envvar=envvar,
+        show_envvar=envvar is not None,
+        help="Versions kept on disk after a successful upgrade (the running and the previous "
+        "one always among them).",
+    )
+
+
 def setup_logging(log_json: bool, log_level: str, *, stream: Any = None) -> None:
     logging_setup.configure(json_lines=log_json, level=log_level, stream=stream)
 

@@ -18,6 +18,7 @@ from harmony_fleet.agent.upgrading import build_agent
 from harmony_fleet.cli._common import (
     build_nats_options,
     install_stop_signals,
+    keep_versions_option,
     log_options,
     nats_argv,
     nats_options,
@@ -85,16 +86,7 @@ def agent_group() -> None:
     show_envvar=True,
     help="The systemd service this agent runs as (with --executor systemd).",
 )
-@click.option(
-    "--keep-versions",
-    type=click.IntRange(min=2),
-    default=2,
-    show_default=True,
-    envvar="FLEET_KEEP_VERSIONS",
-    show_envvar=True,
-    help="Versions kept on disk after a successful upgrade (the running and the previous "
-    "one always among them).",
-)
+@keep_versions_option(envvar="FLEET_KEEP_VERSIONS")
 @click.option("--self-test", is_flag=True, help="Check that this artifact can run here, then exit.")
 @click.option("--self-test-timeout", type=float, default=10.0, show_default=True)
 @nats_options

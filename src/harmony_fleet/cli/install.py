@@ -21,7 +21,12 @@ from harmony_fleet.adapters.systemd.install import (
     require_root_and_systemd,
 )
 from harmony_fleet.adapters.systemd.units import DEFAULT_SERVICE, service_name
-from harmony_fleet.cli._common import build_nats_options, nats_argv, nats_options
+from harmony_fleet.cli._common import (
+    build_nats_options,
+    keep_versions_option,
+    nats_argv,
+    nats_options,
+)
 from harmony_fleet.cli.agent import agent_group
 from harmony_fleet.contracts import device_id
 
@@ -66,13 +71,7 @@ def _unit_nats_argv(nats_kwargs: dict[str, Any]) -> tuple[str, ...]:
 )
 @_SERVICE
 @click.option("--heartbeat-interval", type=float, default=5.0, show_default=True)
-@click.option(
-    "--keep-versions",
-    type=click.IntRange(min=2),
-    default=2,
-    show_default=True,
-    help="Versions the agent keeps on disk after a successful upgrade.",
-)
+@keep_versions_option()
 @click.option(
     "--python",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -72,3 +72,22 @@ def test_keep_versions_reaches_the_driver(tmp_path: Path) -> None:
     driver = built.commands.stop_handler
     assert isinstance(driver, UpgradeDriver)
     assert driver.keep_versions == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["--keep-versions", "1"], {}, "1 is not in the range x>=2"),
+        ([], {"FLEET_KEEP_VERSIONS": "two"}, "'two' is not a valid integer"),
+    ],
+)
+def test_a_bad_keep_versions_is_a_usage_error_naming_the_flag(
+    args: list[str], env: dict[str, str], says: str
+) -> None:
+    from click.testing import CliRunner
+
+    from harmony_fleet.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["agent", "run", "--device-id", "d1", *args], env=env)
+    assert result.exit_code == 2
+    assert "--keep-versions" in result.output and says in result.output
