@@ -3,9 +3,10 @@
 After the commit the new version runs as the device's main instance and, for
 ``timeouts.watch_s``, it is on probation. The judge is **not the new version's own code** (it
 may be exactly what is broken) but the launcher that keeps the main instance running: the
-process-mode supervisor (``adapters.executors.supervisor``) today, the systemd unit later. Two
-small files in the agent's run dir (``<state>/run``) carry what that judge needs, so that
-nothing depends on the broken version cooperating:
+process-mode supervisor (``adapters.executors.supervisor``), or the systemd unit's hooks run
+from a pinned launcher (``adapters.systemd.watch_hook``). Two small files in the agent's run
+dir (``<state>/run``) carry what that judge needs, so that nothing depends on the broken
+version cooperating:
 
 * the **watch note** (:class:`WatchNote`, ``post-commit.json``), written by the *old* agent just
   before it swaps ``current``: the upgrade, the version to return to, when the window ends, how
