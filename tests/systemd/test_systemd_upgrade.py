@@ -86,6 +86,27 @@ async def test_upgrade_succeeds_and_the_main_unit_runs_the_new_version(
     print(f"\nlongest heartbeat gap during the upgrade: {gap:.2f} s (interval {INTERVAL} s)")
     assert gap < 4 * INTERVAL, f"heartbeat gap of {gap:.2f} s during the upgrade"
 
+    # The watch ended with Succeeded: its notes are gone, and a crash now (SIGKILL of the main)
+    # is an ordinary restart of the same version, never a rollback.
+    run_dir = f"/var/lib/harmony-fleet/{device}/run"
+    assert machine.sh(f"ls {run_dir}/post-commit*.json", check=False).returncode != 0
+    async with heartbeats(host_nc, device) as after:
+        killed = time.monotonic()
+        machine.run("systemctl", "kill", "-s", "KILL", "--kill-whom=main", f"{SERVICE}.service")
+        again = await eventually(
+            lambda: [
+                hb
+                for hb in after.of(version=NEW, role="main", after=killed)
+                if hb.instance_id != new_main[-1].instance_id
+            ],
+            timeout=60,
+            what="a new instance of the same version",
+        )
+    assert again[0].agent_version == NEW
+    assert current(machine) == f"versions/{NEW}"
+    final = await status_of(host_nc, device)
+    assert final is not None and final.phase is AgentUpgradePhase.SUCCEEDED, final
+
 
 async def test_a_candidate_that_never_heartbeats_is_rolled_back(
     machine: Machine, served: Served, host_nats: EmbeddedNats, host_nc: NatsClient, device: str
