@@ -262,3 +262,17 @@ def test_the_watch_is_held_only_where_a_launcher_keeps_it() -> None:
     assert is_watched("process", {})
     assert is_watched("systemd", {"FLEET_POST_COMMIT_WATCH": "systemd"})
     assert not is_watched("systemd", {}), "a hand-written unit without the hooks"
+
+
+async def test_a_launcher_older_than_the_agent_still_reads_its_notes(
+    layout: AgentLayout, state: Path
+) -> None:
+    """Upgrades never replace the launcher: a note from a newer agent, with a field this code
+    does not know, must still be read (and acted on)."""
+    await arm(layout, state, max_failures=1)
+    path = state / RUN_DIR / "post-commit.json"
+    path.write_bytes(path.read_bytes()[:-1] + b',"added_in_a_later_version":{"x":1}}')
+    note = read_watch(state / RUN_DIR)
+    assert note is not None and note.target == NEW
+    done = post_stop(layout, state / RUN_DIR, ServiceExit.from_environ(CRASH))
+    assert done is not None and layout.current_version() == OLD
