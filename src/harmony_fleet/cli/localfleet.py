@@ -37,6 +37,7 @@ from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
 from harmony_fleet.adapters.nats.observe import HeartbeatGapMonitor
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.adapters.os import AgentLayout
+from harmony_fleet.adapters.os.post_commit import RUN_DIR
 from harmony_fleet.artifacts import build_artifact
 from harmony_fleet.artifacts.manifest import ArtifactManifest
 from harmony_fleet.cli.rollback import plan_rollback
@@ -98,7 +99,7 @@ class LocalDevice:
     @property
     def run_dir(self) -> Path:
         """Logs and pid files of the main and the candidates (the agent's ``<state>/run``)."""
-        return self.launch.state_dir / "run"
+        return self.launch.state_dir / RUN_DIR
 
     @property
     def rollbacks(self) -> list[RollbackNote]:
@@ -273,7 +274,7 @@ class LocalFleet:
                 "--log-json",
             ),
         )
-        supervisor = Supervisor(layout, launch, run_dir=launch.state_dir / "run")
+        supervisor = Supervisor(layout, launch, run_dir=launch.state_dir / RUN_DIR)
         device = LocalDevice(dev, prefix, layout, launch, supervisor)
         self.devices[dev] = device
         if start:
