@@ -59,6 +59,7 @@ __all__ = [
     "DEVICE_RECORD",
     "HEARTBEAT",
     "LOG_LINE",
+    "LOG_LINE_MAX_BYTES",
     "MAX_MESSAGE_BYTES",
     "RAW_COMMAND",
     "RELEASE",
