@@ -34,20 +34,28 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli._common import print_json, setup_logging
+from harmony_fleet.cli.demo_output import (
+    DEMO_WATCH_S,
+    GAP_UPGRADES,
+    V1,
+    V2,
+    V3,
+    V4,
+    Row,
+    largest_gaps,
+    print_heading,
+    summary_table,
+    upgrade_table,
+    verdict_line,
+)
 from harmony_fleet.contracts import AgentUpgradePhase, UpgradeStatus, UpgradeTimeouts
 from harmony_fleet.core.upgrade.requests import describe
 from harmony_fleet.testing.localfleet import LocalFleet
 
-V1, V2, V3, V4 = "1.0.0", "2.0.0", "3.0.0", "4.0.0"
 Phase = AgentUpgradePhase
-#: The upgrades whose heartbeat gaps the summary's "largest gap" covers.
-GAP_UPGRADES = (V2, V3)
-#: The post-commit watch window of the demo's upgrades: short, so that Succeeded comes soon.
-DEMO_WATCH_S = 20.0
 #: v4 crashes this long into each run as the main instance (three runs fit in the window).
 V4_CRASH_AFTER_S = 3
 
@@ -106,18 +114,6 @@ class Tracked:
         return out
 
 
-@dataclass(frozen=True)
-class Row:
-    """One line of an upgrade table, as shown."""
-
-    device: str
-    runs: str
-    target: str
-    phase: str
-    detail: str
-    gap_s: float | None
-
-
 def rows_of(fleet: LocalFleet, tracked: dict[str, Tracked], now: float) -> list[Row]:
     """What the table shows now: each device's status and heartbeat gap, read once."""
     out = []
@@ -137,30 +133,11 @@ def rows_of(fleet: LocalFleet, tracked: dict[str, Tracked], now: float) -> list[
     return out
 
 
-def upgrade_table(rows: list[Row]) -> Table:
-    """The live table of one round of upgrades (its heading is printed before it, apart)."""
-    table = Table(box=None, header_style="bold")
-    for col in ("DEVICE", "RUNS", "TARGET", "PHASE", "DETAIL", "MAX GAP"):
-        table.add_column(col)
-    for r in rows:
-        style = {"Succeeded": "green", "RolledBack": "yellow", "Failed": "red"}.get(r.phase, "")
-        table.add_row(
-            r.device,
-            r.runs,
-            r.target,
-            f"[{style}]{r.phase}[/]" if style else r.phase,
-            r.detail,
-            f"{r.gap_s:.2f}s" if r.gap_s is not None else "",
-        )
-    return table
-
-
 async def _upgrade_all(
     fleet: LocalFleet,
     version: str,
     timeouts: UpgradeTimeouts,
     console: Console,
-    heading: str,
     deadline_s: float,
 ) -> tuple[dict[str, Tracked], list[Row]]:
     """Upgrade every device to ``version`` under a live table; the last rows shown."""
@@ -169,8 +146,7 @@ async def _upgrade_all(
     for name in fleet.devices:
         marker = await fleet.request_upgrade(name, version, timeouts=timeouts)
         tracked[name] = Tracked(name, marker.upgrade_id, version, time.monotonic())
-    console.print()
-    console.print(heading)
+    print_heading(console, version)
     end = time.monotonic() + deadline_s
     rows = rows_of(fleet, tracked, time.time())
     # Transient: the live rendering is erased at the end and the final table printed as a
@@ -231,8 +207,6 @@ async def run_demo(
             V2,
             UpgradeTimeouts(self_test_s=60, cutover_s=60, hold_s=120, watch_s=DEMO_WATCH_S),
             console,
-            f"[bold]upgrade to {V2}[/]: the operator commits only after it saw {V2} heartbeat; "
-            f"Succeeded once it ran {DEMO_WATCH_S:g} s without trouble",
             180,
         )
         bad, bad_rows = await _upgrade_all(
@@ -240,7 +214,6 @@ async def run_demo(
             V3,
             UpgradeTimeouts(self_test_s=60, cutover_s=5, hold_s=30),
             console,
-            f"[bold]upgrade to {V3}[/] (broken: passes its self-test, never heartbeats)",
             180,
         )
         gaps = largest_gaps(good_rows, bad_rows)
@@ -251,8 +224,6 @@ async def run_demo(
                 self_test_s=60, cutover_s=60, hold_s=120, watch_s=DEMO_WATCH_S, watch_max_failures=3
             ),
             console,
-            f"[bold]upgrade to {V4}[/] (crashes after the commit: the device rolls itself back "
-            f"within {DEMO_WATCH_S:g} s, without the operator)",
             180,
         )
         await _wait_online(fleet, V2, 60)
@@ -294,60 +265,6 @@ async def run_demo(
         ),
         "devices": per_device,
     }
-
-
-def largest_gaps(*rounds: list[Row]) -> dict[str, float]:
-    """Per device, the largest heartbeat gap the tables of ``rounds`` showed, as shown (2
-    decimals): the summary must agree with the tables above it."""
-    out: dict[str, float] = {}
-    for rows in rounds:
-        for r in rows:
-            if r.gap_s is not None:
-                out[r.device] = max(out.get(r.device, 0.0), round(r.gap_s, 2))
-    return out
-
-
-def summary_table(result: dict[str, Any]) -> Table:
-    """One line per device: each upgrade's outcome and times."""
-    table = Table(box=None, header_style="bold")
-    columns = (
-        "DEVICE",
-        f"TO {V2}",
-        "COMMIT",
-        f"TO {V3}",
-        "ROLLBACK",
-        f"TO {V4}",
-        "BACK AFTER COMMIT",
-        "RUNS",
-        f"MAX GAP ({', '.join(GAP_UPGRADES)})",
-    )
-    for col in columns:
-        table.add_column(col)
-    for name, d in result["devices"].items():
-        up, bad, late = d["upgrade"], d["broken_upgrade"], d["post_commit_upgrade"]
-        table.add_row(
-            name,
-            up["outcome"],
-            f"{up['time_to_commit_s']}s",
-            bad["outcome"],
-            f"{bad['time_to_rollback_s']}s",
-            f"{late['outcome']} {late['error_code']}".strip(),
-            f"{late['time_to_post_commit_rollback_s']}s",
-            d["runs"],
-            f"{d['max_heartbeat_gap_s']:.2f}s",
-        )
-    return table
-
-
-def verdict_line(result: dict[str, Any]) -> str:
-    """The last line: the heartbeat figures, which upgrades they cover, and the verdict."""
-    verdict = "[green]all as expected[/]" if result["ok"] else "[red]NOT as expected[/]"
-    covered = " and ".join(GAP_UPGRADES)
-    return (
-        f"heartbeat interval {result['heartbeat_interval_s']}s; largest gap during the upgrades "
-        f"to {covered} {result['max_heartbeat_gap_s']:.2f}s ({V4} crashes on purpose: not "
-        f"counted): {verdict}"
-    )
 
 
 def _print_summary(result: dict[str, Any], console: Console) -> None:
