@@ -60,7 +60,6 @@ from harmony_fleet.contracts import (
     UpgradeStatus,
     subjects,
 )
-from harmony_fleet.contracts.ids import InstanceId, Version
 from harmony_fleet.core.upgrade.executor import UpgradeExecutor
 from harmony_fleet.core.upgrade.watch import stale_after
 from harmony_fleet.errors import ConfigError, InvalidMessage, Unavailable
@@ -195,8 +194,8 @@ def build_agent(
     )
     driver = UpgradeDriver(
         device_id=config.device_id,
-        instance_id=InstanceId(agent.instance_id),
-        running_version=Version(agent.version),
+        instance_id=agent.instance_id,
+        running_version=agent.version,
         executor=executor,
         status_sink=sink,
         state_store=FileStateStore(config.state_dir / STATE_FILE),

@@ -110,7 +110,7 @@ class Coordinator:
         if state is not None:
             mains = [i for i in state.instances.values() if i.role is Role.MAIN]
             if mains:
-                old = InstanceId(max(mains, key=lambda i: i.last_seen).instance_id)
+                old = max(mains, key=lambda i: i.last_seen).instance_id
             before = instances_before(state.record(now).instances, seen_at)
         self.tracked[marker.device_id] = _Tracked(
             CommitView(

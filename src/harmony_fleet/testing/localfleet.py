@@ -52,6 +52,7 @@ from harmony_fleet.contracts import (
     new_upgrade_id,
     subjects,
 )
+from harmony_fleet.contracts import version as version_of
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.core.upgrade.watch import RollbackNote
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
@@ -287,8 +288,8 @@ class LocalFleet:
         manifest = self.artifacts[version]
         marker = UpgradeMarker(
             upgrade_id=new_upgrade_id(),
-            device_id=device,
-            target_version=version,
+            device_id=device_id(device),
+            target_version=version_of(version),
             artifact_url=self.url_of(manifest),
             sha256=manifest.sha256,
             size=manifest.size,

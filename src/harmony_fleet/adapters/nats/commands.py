@@ -20,6 +20,7 @@ from harmony_fleet.contracts import (
     REPLY,
     PingArgs,
     Reply,
+    UpgradeId,
     UpgradeStopArgs,
     Verb,
     encode,
@@ -63,7 +64,7 @@ class CommandsClient:
         return await self.send(device, Verb.PING, PingArgs(), timeout_s=timeout_s)
 
     async def upgrade_stop(
-        self, device: str, upgrade_id: str, *, timeout_s: float | None = None
+        self, device: str, upgrade_id: UpgradeId, *, timeout_s: float | None = None
     ) -> Reply:
         """Tell the device's armed old agent to commit ``upgrade_id`` (see ADR-022)."""
         return await self.send(

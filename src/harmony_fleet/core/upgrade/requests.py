@@ -81,7 +81,7 @@ def rollback_marker(
         raise Refused(f"{device} already runs {previous}", code="already_running")
     return UpgradeMarker(
         upgrade_id=new_upgrade_id(),
-        device_id=device,
+        device_id=record.device_id,
         target_version=previous,
         artifact_url="",
         sha256=status.previous_sha256,
