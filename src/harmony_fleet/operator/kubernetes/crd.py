@@ -160,6 +160,10 @@ def device_schema() -> dict[str, Any]:
                             "message": {"type": "string", "maxLength": 1024},
                             "startedAt": _time("When the upgrade was requested or started."),
                             "updatedAt": _time("When the phase last changed."),
+                            "watchUntil": _time(
+                                "Committed: when the post-commit watch window ends (the device "
+                                "may still roll back until then)."
+                            ),
                         },
                     },
                     "conditions": _conditions(),
