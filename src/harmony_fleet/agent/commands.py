@@ -33,7 +33,7 @@ from harmony_fleet.contracts import (
     Verb,
     decode_args,
 )
-from harmony_fleet.contracts.ids import InstanceId
+from harmony_fleet.contracts.ids import InstanceId, UpgradeId, Version
 from harmony_fleet.errors import InvalidMessage
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ REMEMBERED = 256
 class StopHandler(Protocol):
     """What the upgrade driver offers the command handler (see ``agent.upgrade``)."""
 
-    def on_stop(self, upgrade_id: str, command_id: str) -> Awaitable[Reply | None]:
+    def on_stop(self, upgrade_id: UpgradeId, command_id: str) -> Awaitable[Reply | None]:
         """Act on ``UpgradeStop`` if armed for ``upgrade_id``; None means stay silent."""
         ...
 
@@ -57,7 +57,7 @@ class CommandHandler:
         self,
         *,
         instance_id: InstanceId,
-        agent_version: str,
+        agent_version: Version,
         role: Role,
         stop_handler: StopHandler | None = None,
         monotonic: Callable[[], float] = time.monotonic,

@@ -133,7 +133,7 @@ class FakeExecutor:
         for p in self.progress:
             progress(p)  # reported before a scripted hang or failure, like a real download
         await self._gate("stage")
-        target = Version(marker.target_version)
+        target = marker.target_version
         if target not in self.versions:
             self.versions.add(target)
             self.staged.add(target)
@@ -151,8 +151,8 @@ class FakeExecutor:
     async def start_candidate(self, marker: UpgradeMarker) -> CandidateHandle:
         await self._enter("start_candidate", marker.upgrade_id)
         handle = CandidateHandle(
-            upgrade_id=UpgradeId(marker.upgrade_id),
-            version=Version(marker.target_version),
+            upgrade_id=marker.upgrade_id,
+            version=marker.target_version,
             ref=f"candidate-{marker.upgrade_id}",
         )
         self._candidate = _Candidate(handle)

@@ -5,6 +5,11 @@ still land later (see docs on OutcomeUnknown). So the writer keeps only the *lat
 one background task that writes it, retrying the same value with capped backoff until it is
 stored or a newer status replaces it. Rewriting an identical value is idempotent, and since the
 agent is the only writer of its device's key, no compare-and-set is needed.
+
+Only a :class:`~harmony_fleet.errors.TemporaryError` is retried. A permanent one (the server
+refused the value: ``adapters.nats.errors`` maps a 400 answer to ``Refused``) is logged and the
+value given up, and so is an error outside the tree: retrying either would never end, and a
+newer status still gets its own attempt.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from harmony_fleet.core.upgrade.effects import WriteStatus
 from harmony_fleet.core.upgrade.records import LocalState
 from harmony_fleet.errors import PermanentError, TemporaryError
 
-log = logging.getLogger("harmony_fleet.agent.upgrade")
+log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -69,6 +74,8 @@ class StatusWriter:
                 continue
             except PermanentError as exc:
                 log.error("status rejected", extra={"phase": status.phase.value, "error": str(exc)})
+            except Exception:
+                log.exception("status write failed", extra={"phase": status.phase.value})
             self._written = status
             delay = BACKOFF_START_S
         self._idle.set()
@@ -90,22 +97,12 @@ def status_of(
     """The wire status for one ``WriteStatus`` effect, with what only the driver knows: who
     writes it, when, and the version kept to return to (``fleet rollback`` reads it here)."""
     previous = local.previous
-    return UpgradeStatus(
-        upgrade_id=w.upgrade_id,
-        device_id=device,
+    return w.upgrade.status(
         phase=w.phase,
-        from_version=w.from_version,
-        to_version=w.to_version,
+        device_id=device,
         instance_id=instance,
-        attempt=w.attempt,
-        progress=w.progress,
-        error_code=w.error_code.value if w.error_code is not None else "",
-        error_detail=w.error_detail[:4096],
-        candidate_instance_id=w.candidate_instance_id,
-        candidate_exit_code=w.candidate_exit_code,
-        candidate_log_tail=[line[:4096] for line in w.candidate_log_tail],
-        started_at=w.started_at,
         updated_at=now,
+        progress=w.progress,
         pending_upgrade_id=w.pending_upgrade_id,
         watch_until=w.watch_until,
         previous_version=previous,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 
 from harmony_fleet.agent.upgrade.ports import Clock
-from harmony_fleet.contracts.ids import UpgradeId
 from harmony_fleet.contracts.upgrade import UpgradeMarker
 from harmony_fleet.core.upgrade import effects as fx
 from harmony_fleet.core.upgrade import events as ev
@@ -30,7 +29,7 @@ async def stage(
     executor: UpgradeExecutor, marker: UpgradeMarker, progress: ProgressCallback
 ) -> ev.Event:
     """Self-heal the layout, then download and verify: StagingDone or StagingFailed."""
-    uid = UpgradeId(marker.upgrade_id)
+    uid = marker.upgrade_id
     try:
         await executor.self_heal_layout()
     except Exception as exc:
@@ -44,7 +43,7 @@ async def stage(
 
 async def self_test(executor: UpgradeExecutor, marker: UpgradeMarker, timeout_s: float) -> ev.Event:
     """Run the self-test: passed, failed (with exit code and log tail) or timed out."""
-    uid = UpgradeId(marker.upgrade_id)
+    uid = marker.upgrade_id
     try:
         outcome = await executor.self_test(marker, timeout_s)
     except Exception as exc:
@@ -65,7 +64,7 @@ async def start_candidate(
     executor: UpgradeExecutor, marker: UpgradeMarker
 ) -> tuple[ev.Event, CandidateHandle | None]:
     """Start the candidate: CandidateStarted with its handle, or CandidateStartFailed."""
-    uid = UpgradeId(marker.upgrade_id)
+    uid = marker.upgrade_id
     try:
         handle = await executor.start_candidate(marker)
     except Exception as exc:
