@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
+from harmony_fleet.adapters.nats.server import EmbeddedNats
+
 TESTS = Path(__file__).parent
 #: Markers by folder under tests/, and by module (path relative to tests/).
 TIER_MARKS: dict[str, tuple[str, ...]] = {
@@ -73,9 +76,6 @@ async def _no_leaked_asyncio_tasks() -> AsyncIterator[None]:
             break
         await asyncio.sleep(0.01)
     assert not left, f"the test left asyncio tasks running: {left}"
-
-from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
-from harmony_fleet.adapters.nats.server import EmbeddedNats
 
 
 @pytest.fixture

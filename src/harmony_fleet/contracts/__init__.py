@@ -70,6 +70,7 @@ __all__ = [
     "DEVICE_RECORD",
     "HEARTBEAT",
     "LOCAL_STATE",
+    "LOCAL_STATE_MAX_BYTES",
     "LOG_LINE",
     "LOG_LINE_MAX_BYTES",
     "MAX_MESSAGE_BYTES",
