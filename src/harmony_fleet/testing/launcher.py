@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 #: How long :meth:`LauncherProcess.stop` waits after SIGTERM before SIGKILL (the launcher itself
 #: waits up to the supervisor's stop grace for the main).
 STOP_WAIT_S = 20.0
+_POLL_S = 0.05
 
 
 class LauncherProcess:
@@ -85,13 +88,29 @@ class LauncherProcess:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(proc.wait, STOP_WAIT_S)
-        except subprocess.TimeoutExpired:
+        # To the group: a prefix such as ``faketime`` may fork the launcher rather than exec it.
+        # The mains the launcher started have sessions of their own: it stops them itself.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        for _ in range(int(STOP_WAIT_S / _POLL_S)):
+            if not _group_alive(proc):
+                break
+            await asyncio.sleep(_POLL_S)
+        if _group_alive(proc):
             log.warning("launcher did not stop: killed", extra={"pid": proc.pid})
-            proc.kill()
-            await asyncio.to_thread(proc.wait)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        await asyncio.to_thread(proc.wait)
+
+
+def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
+    """Is any process of the launcher's group (the prefix's, the launcher) still there?"""
+    proc.poll()  # reap the direct child, or it would count as alive
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 async def _supervise(prefix: Path, launch: LaunchSpec) -> int:
