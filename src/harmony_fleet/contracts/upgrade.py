@@ -66,6 +66,36 @@ TERMINAL_PHASES = frozenset(
 )
 
 
+class ErrorCode(enum.StrEnum):
+    """Machine-readable reason written in ``UpgradeStatus.error_code`` (a plain string there, so
+    an older reader accepts a code it does not know) and kept in the agent's local state file."""
+
+    ALREADY_RUNNING = "already_running"
+    VERSION_FAILED_BEFORE = "version_failed_before"
+    SUPERSEDED = "superseded"
+    STAGING_TIMEOUT = "staging_timeout"
+    INTEGRITY = "integrity"
+    INSUFFICIENT_SPACE = "insufficient_space"
+    DOWNLOAD_REJECTED = "download_rejected"
+    DOWNLOAD_INTERRUPTED = "download_interrupted"
+    LAYOUT_BROKEN = "layout_broken"
+    STAGING_FAILED = "staging_failed"
+    SELF_TEST_FAILED = "self_test_failed"
+    SELF_TEST_TIMEOUT = "self_test_timeout"
+    CANDIDATE_START_FAILED = "candidate_start_failed"
+    CANDIDATE_EXITED = "candidate_exited"
+    CUTOVER_TIMEOUT = "cutover_timeout"
+    HOLD_TIMEOUT = "hold_timeout"
+    COMMIT_FAILED = "commit_failed"
+    REVERT_FAILED = "revert_failed"
+    AGENT_RESTARTED = "agent_restarted"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+    LAYOUT_INCONSISTENT = "layout_inconsistent"
+    POST_COMMIT = "post_commit"
+    NOT_INSTALLED = "not_installed"
+    INTERNAL = "internal_error"
+
+
 class UpgradeTimeouts(msgspec.Struct, frozen=True, kw_only=True):
     """Bounds on each phase, chosen by whoever requested the upgrade."""
 

@@ -11,7 +11,6 @@ heartbeats -> :meth:`UpgradeDriver.record_heartbeat`, ``upgrade_stop`` ->
 from harmony_fleet.agent.upgrade.driver import UpgradeDriver
 from harmony_fleet.agent.upgrade.ports import Cancellable, Clock, LoopClock, StatusSink
 from harmony_fleet.agent.upgrade.status_writer import StatusWriter
-from harmony_fleet.agent.upgrade.stop_signal import StopSignal
 
 __all__ = [
     "Cancellable",
@@ -19,6 +18,5 @@ __all__ = [
     "LoopClock",
     "StatusSink",
     "StatusWriter",
-    "StopSignal",
     "UpgradeDriver",
 ]
