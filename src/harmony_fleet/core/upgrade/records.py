@@ -18,7 +18,7 @@ device (old or new version: they share the state dir). These survive a restart:
   the first install, hashed the first time the agent ran from it), so that a rollback, which
   downloads nothing, still checks the bytes it is about to run.
 
-The file itself is written by ``adapters.os.state_store`` (atomic write, rename, fsync).
+The file itself is written by ``adapters.device.state_store`` (atomic write, rename, fsync).
 """
 
 from __future__ import annotations

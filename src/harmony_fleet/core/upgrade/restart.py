@@ -87,7 +87,7 @@ def on_restarted(snap: Snapshot, event: ev.AgentRestarted) -> Result:
         memory = replace(base.memory, finished=remember_finished(base.memory.finished, uid))
         committed = replace(committed, memory=memory)
         if snap.running_version == target:
-            return _new_main(committed, event.now)
+            return _new_main(committed, event.since_commit_s)
         # We are the old version, restarted after the swap: hand over again.
         common = (
             fx.PersistInFlight(record=committed.record()),
@@ -133,7 +133,7 @@ def on_restarted(snap: Snapshot, event: ev.AgentRestarted) -> Result:
     )
 
 
-def _new_main(committed: Snapshot, now: float) -> Result:
+def _new_main(committed: Snapshot, since_commit_s: float | None) -> Result:
     """We are the new main instance after the swap: stop the candidate, then watch or succeed.
 
     The record stays (in Watching) until the watch ends, so that a restart inside it, of this
@@ -148,7 +148,7 @@ def _new_main(committed: Snapshot, now: float) -> Result:
     if window <= 0:
         done, effects = succeed(committed)
         return done, (stop, *effects)
-    left = max(remaining(committed.committed_at, window, now), stable_for(window))
+    left = max(remaining(window, since_commit_s), stable_for(window))
     watching = committed.moved(S.WATCHING)
     return watching, (
         stop,

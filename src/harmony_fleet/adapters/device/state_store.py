@@ -17,11 +17,11 @@ from pathlib import Path
 
 import msgspec
 
-from harmony_fleet.adapters.os._fs import write_atomic
-from harmony_fleet.adapters.os.errors import DiskError
+from harmony_fleet.adapters.device.errors import DiskError
+from harmony_fleet.adapters.device.fs import write_atomic
 from harmony_fleet.core.upgrade.records import LocalState
 
-log = logging.getLogger("harmony_fleet.adapters.os.state_store")
+log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(LocalState)
