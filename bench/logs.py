@@ -36,6 +36,7 @@ from typing import Any
 
 from harmony_fleet.adapters.nats.connection import NatsOptions, connect
 from harmony_fleet.adapters.nats.logstream import STREAM, LogStreamLimits
+from harmony_fleet.adapters.nats.provision import provision_at
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.logging_setup import JsonFormatter
 
@@ -99,8 +100,7 @@ async def role_ship(url: str, lines: int, tmp: str, limited: bool) -> dict[str, 
             heartbeat_interval_s=1.0,
         )
     )
-    stream = LogStreamLimits(max_msgs_per_subject=10 * lines)
-    config = ShipConfig(stream=stream) if limited else ShipConfig(rate=0, stream=stream)
+    config = ShipConfig() if limited else ShipConfig(rate=0)
     logger = bench_logger(Noop())
     shipper = enable_log_shipping(agent, config, logger=logger)
     assert shipper is not None
@@ -169,9 +169,12 @@ def main() -> None:
 
     n = args.lines
     with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedNats(store_dir=Path(tmp) / "nats")
+        # The bootstrap, with a per-source limit that keeps every line of a run.
+        server = EmbeddedNats(store_dir=Path(tmp) / "nats", provision=False)
         server.start()
         try:
+            limits = LogStreamLimits(max_msgs_per_subject=10 * n)
+            asyncio.run(provision_at(server.url, log_limits=limits))
             print(f"noop, file, ship, flood: {n} lines, best of {args.repeat}", file=sys.stderr)
             noop = run_role(args.repeat, "noop", str(n), tmp)
             file = run_role(args.repeat, "file", str(n), tmp)

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
-from harmony_fleet.cli.localfleet import LocalFleet
 from harmony_fleet.contracts import (
     UPGRADE_STATUS,
     AgentUpgradePhase,
@@ -40,6 +39,7 @@ from harmony_fleet.contracts import (
     UpgradeTimeouts,
     subjects,
 )
+from harmony_fleet.testing.localfleet import LocalFleet
 
 DEV = "bench-01"
 P = AgentUpgradePhase

@@ -9,7 +9,7 @@ import pytest
 
 from harmony_fleet.artifacts import build_artifact
 from harmony_fleet.artifacts.manifest import ArtifactManifest
-from harmony_fleet.cli.localfleet import LocalFleet
+from harmony_fleet.testing.localfleet import LocalFleet
 
 #: version -> faults baked into it.
 BUILDS: dict[str, tuple[str, ...]] = {

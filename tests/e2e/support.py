@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from harmony_fleet.cli.localfleet import LocalFleet
 from harmony_fleet.contracts import (
     AgentUpgradePhase,
     Role,
@@ -10,6 +9,7 @@ from harmony_fleet.contracts import (
     UpgradeStatus,
     UpgradeTimeouts,
 )
+from harmony_fleet.testing.localfleet import LocalFleet
 from tests.e2e.conftest import INTERVAL
 from tests.helpers import eventually
 

@@ -13,12 +13,12 @@ import os
 import signal
 
 from harmony_fleet.adapters.nats.commands import CommandsClient
-from harmony_fleet.cli.localfleet import LocalFleet
 from harmony_fleet.contracts import (
     ReplyCode,
     UpgradeMarker,
     UpgradeTimeouts,
 )
+from harmony_fleet.testing.localfleet import LocalFleet
 from tests.e2e.support import DEV, QUICK, P, invariants, no_lost_heartbeat, reaches, started
 from tests.helpers import eventually
 
@@ -43,7 +43,7 @@ async def test_sha256_mismatch_fails_and_changes_nothing(fleet: LocalFleet) -> N
             "sha256": "0" * 64,
         }
     )
-    from harmony_fleet.cli.upgrade import write_marker
+    from harmony_fleet.adapters.nats.fleet_kv import write_marker
 
     assert fleet.nc is not None
     await write_marker(fleet.nc, bad)
@@ -56,7 +56,7 @@ async def test_sha256_mismatch_fails_and_changes_nothing(fleet: LocalFleet) -> N
 async def test_artifact_404_fails(fleet: LocalFleet) -> None:
     await started(fleet)
     marker = await fleet.request_upgrade(DEV, "2.0.0", timeouts=QUICK)
-    from harmony_fleet.cli.upgrade import write_marker
+    from harmony_fleet.adapters.nats.fleet_kv import write_marker
 
     missing = UpgradeMarker(
         **{
@@ -187,7 +187,7 @@ async def test_upgrade_stop_with_a_wrong_upgrade_id_is_refused(fleet: LocalFleet
 async def test_markers_replayed_after_success_and_after_rollback_never_run_again(
     fleet: LocalFleet,
 ) -> None:
-    from harmony_fleet.cli.upgrade import write_marker
+    from harmony_fleet.adapters.nats.fleet_kv import write_marker
 
     assert fleet.nc is not None
     await started(fleet)

@@ -13,8 +13,8 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 
-from harmony_fleet.cli.localfleet import LocalFleet
 from harmony_fleet.contracts import AgentUpgradePhase, UpgradeMarker, UpgradeTimeouts
+from harmony_fleet.testing.localfleet import LocalFleet
 from tests.e2e.support import DEV, QUICK, P, invariants, reaches, started
 from tests.helpers import eventually, run_fleet
 

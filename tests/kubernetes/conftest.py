@@ -8,8 +8,6 @@ TCP, so the tests must await (never block) while the operator works.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ import kmock  # noqa: E402
 
 from harmony_fleet.artifacts import build_artifact  # noqa: E402
 from harmony_fleet.artifacts.manifest import ArtifactManifest  # noqa: E402
-from harmony_fleet.cli.localfleet import LocalFleet  # noqa: E402
+from harmony_fleet.testing.localfleet import LocalFleet  # noqa: E402
 from tests.kubernetes.emulator import DEVICES, FleetEmulator, declare, kubeconfig  # noqa: E402
 
 NS = "fleet-test"
@@ -74,30 +72,15 @@ class KubeFleet(LocalFleet):
 
     kube: Cluster
 
-    def _spawn_operator(self) -> subprocess.Popen[bytes]:
-        with open(self.workdir / "operator.log", "ab") as log:
-            return subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "harmony_fleet",
-                    "operator",
-                    "--nats",
-                    self.url,
-                    "--log-json",
-                    "--refresh",
-                    "5",
-                    "--kubernetes",
-                    "--namespace",
-                    self.kube.namespace,
-                    "--kubeconfig",
-                    str(self.kube.kubeconfig),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+    def operator_args(self) -> list[str]:
+        return [
+            *super().operator_args(),
+            "--kubernetes",
+            "--namespace",
+            self.kube.namespace,
+            "--kubeconfig",
+            str(self.kube.kubeconfig),
+        ]
 
     def operator_log(self) -> str:
         path = self.workdir / "operator.log"

@@ -1,6 +1,6 @@
 """The spec handlers' logic against a real NATS (no API server needed): the release catalogue,
-marker writes through the CLI's compare-and-set ``write_marker``, and the no-rewrite rules that
-make duplicate handler calls and operator restarts safe. Also ``fleet release`` itself."""
+marker writes through the fleet-KV layer's compare-and-set ``write_marker``, and the no-rewrite
+rules that make duplicate handler calls and operator restarts safe. Also ``fleet release``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pytest
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
 from harmony_fleet.cli.release import publish, releases
-from harmony_fleet.cli.upgrade import write_marker
 from harmony_fleet.contracts import (
     UPGRADE_MARKER,
     UPGRADE_STATUS,
@@ -58,7 +57,6 @@ def handling(nc: NatsClient, spy: Spy) -> SpecHandling:
         nc=nc,
         registry=Registry(),
         namespace="ns",
-        write_marker=write_marker,
         on_verdict=spy.verdict,
         on_gone=spy.gone.append,
     )

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions
+from harmony_fleet.adapters.nats.fleet_kv import write_marker
 from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
 from harmony_fleet.artifacts import ArtifactManifest
-from harmony_fleet.cli.upgrade import write_marker
 from harmony_fleet.contracts import (
     HEARTBEAT,
     UPGRADE_STATUS,

@@ -21,7 +21,6 @@ import logging
 import os
 from collections.abc import Mapping
 
-from harmony_fleet._version import __version__
 from harmony_fleet.adapters.device.files import AgentFiles
 from harmony_fleet.adapters.device.launch import LaunchSpec
 from harmony_fleet.adapters.device.layout import AgentLayout
@@ -31,11 +30,10 @@ from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.systemd.notify import WatchdogNotifier
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults
-from harmony_fleet.agent.runtime import Agent, Extension
+from harmony_fleet.agent.runtime import RUNNING_VERSION, Agent, Extension
 from harmony_fleet.agent.upgrade import LoopClock, UpgradeDriver
 from harmony_fleet.agent.upgrading import KVStatusSink, upgrade_extension
 from harmony_fleet.contracts import Role, new_instance_id
-from harmony_fleet.contracts.ids import Version
 from harmony_fleet.core.upgrade.device import CandidateRunner, DeviceFiles
 from harmony_fleet.core.upgrade.watch import stale_after
 from harmony_fleet.errors import ConfigError
@@ -63,7 +61,7 @@ def make_files(config: AgentConfig, layout: AgentLayout) -> AgentFiles:
     """The device's files for ``config`` (the watch notes in ``<state>/run``)."""
     return AgentFiles(
         layout,
-        running_version=__version__,
+        running_version=RUNNING_VERSION,
         run_dir=config.state_dir / RUN_DIR,
         watched=is_watched(config.executor),
         stale_after_s=stale_after(config.heartbeat_interval_s),
@@ -104,7 +102,7 @@ def build_agent(
     driver = UpgradeDriver(
         device_id=config.device_id,
         instance_id=instance_id,
-        running_version=Version(__version__),
+        running_version=RUNNING_VERSION,
         files=files or make_files(config, layout),
         runner=runner,
         status_sink=sink,
@@ -122,7 +120,7 @@ def build_agent(
             tighten_to_s=stale_after(config.heartbeat_interval_s)
         ),
         extensions=[
-            upgrade_extension(driver, sink, replicas=config.nats.kv_replicas),
+            upgrade_extension(driver, sink),
             _close_on_exit(driver),
         ],
     )

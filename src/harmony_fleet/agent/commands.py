@@ -23,7 +23,7 @@ from harmony_fleet.contracts import (
     Verb,
     decode_args,
 )
-from harmony_fleet.contracts.ids import InstanceId
+from harmony_fleet.contracts.ids import InstanceId, UpgradeId, Version
 from harmony_fleet.errors import InvalidMessage
 
 log = logging.getLogger("harmony_fleet.agent.commands")
@@ -32,7 +32,7 @@ log = logging.getLogger("harmony_fleet.agent.commands")
 class StopHandler(Protocol):
     """What the upgrade driver offers the command handler (see ``agent.upgrade``)."""
 
-    def on_stop(self, upgrade_id: str, command_id: str) -> Awaitable[Reply | None]:
+    def on_stop(self, upgrade_id: UpgradeId, command_id: str) -> Awaitable[Reply | None]:
         """Act on ``UpgradeStop`` if armed for ``upgrade_id``; None means stay silent."""
         ...
 
@@ -44,7 +44,7 @@ class CommandHandler:
         self,
         *,
         instance_id: InstanceId,
-        agent_version: str,
+        agent_version: Version,
         role: Role,
         stop_handler: StopHandler | None = None,
     ) -> None:

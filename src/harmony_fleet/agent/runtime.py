@@ -25,10 +25,21 @@ from harmony_fleet.adapters.systemd.notify import WatchdogNotifier
 from harmony_fleet.agent.commands import CommandHandler, StopHandler
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults, parse_faults
-from harmony_fleet.contracts import Heartbeat, InstanceId, Role, encode, new_instance_id, subjects
+from harmony_fleet.contracts import (
+    Heartbeat,
+    InstanceId,
+    Role,
+    Version,
+    encode,
+    new_instance_id,
+    subjects,
+)
 from harmony_fleet.logging_setup import FieldsAdapter
 
 log = logging.getLogger(__name__)
+
+#: The version of the code in this process (what its heartbeats report).
+RUNNING_VERSION = Version(__version__)
 
 #: Exit code of a crash injected by a build fault (see ``agent.faults``).
 FAULT_EXIT_CODE = 3
@@ -43,7 +54,7 @@ class Agent:
         self,
         config: AgentConfig,
         *,
-        version: str = __version__,
+        version: Version = RUNNING_VERSION,
         faults: Faults | None = None,
         instance_id: InstanceId | None = None,
         stop_handler: StopHandler | None = None,

@@ -7,12 +7,15 @@ The driver is pure orchestration over seams; this module gives it its inputs and
 * the device's own heartbeat subject (so the old agent sees its candidate beat) ->
   :meth:`UpgradeDriver.record_heartbeat`;
 * ``upgrade_stop`` commands -> :meth:`UpgradeDriver.on_stop` (the agent's command handler);
-* statuses -> KV ``fleet_upgrade_status/<device>`` through :class:`KVStatusSink`;
+* statuses -> KV ``fleet_upgrade_status/<device>`` through :class:`KVStatusSink`, trimmed to the
+  bucket's value limit (:func:`~harmony_fleet.adapters.nats.fleet_kv.fit_status`);
 * after a commit, :meth:`UpgradeDriver.wait_handover` -> flush the status, exit 0: the service
   manager starts ``current`` (now the new version) as the main instance.
 
-Only the main instance runs this; a candidate never acts on markers. The agent, the driver and
-the device's seams are put together in ``agent.build``.
+Only the main instance runs this; a candidate never acts on markers. The buckets are opened, never
+created (the operator or the server bootstrap creates them): until they exist the agent retries.
+
+The agent, the driver and the device's seams are put together in ``agent.build``.
 """
 
 from __future__ import annotations
@@ -23,20 +26,19 @@ import logging
 from typing import Any
 
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.fleet_kv import STATUSES, FleetKV, fit_status
+from harmony_fleet.adapters.nats.kv import TypedKV
 from harmony_fleet.agent.runtime import Agent, Extension
 from harmony_fleet.agent.upgrade import UpgradeDriver
 from harmony_fleet.contracts import (
     HEARTBEAT,
-    UPGRADE_MARKER,
-    UPGRADE_STATUS,
     UpgradeMarker,
     UpgradeStatus,
     subjects,
 )
 from harmony_fleet.errors import InvalidMessage, Unavailable
 
-log = logging.getLogger("harmony_fleet.agent.upgrading")
+log = logging.getLogger(__name__)
 
 
 class KVStatusSink:
@@ -46,29 +48,25 @@ class KVStatusSink:
         self.kv: TypedKV[UpgradeStatus] | None = None
 
     async def write(self, status: UpgradeStatus) -> None:
+        """Write ``status``, trimmed to fit the bucket (log tail first, then details)."""
         if self.kv is None:
             raise Unavailable("status bucket not open yet")
-        await self.kv.put(subjects.kv_key(status.device_id), status)
+        fitted = fit_status(status, STATUSES.max_value_size)
+        if fitted is not status:
+            log.warning("status trimmed to fit the bucket", extra={"phase": status.phase.value})
+        await self.kv.put(subjects.kv_key(status.device_id), fitted)
 
 
-def upgrade_extension(driver: UpgradeDriver, sink: KVStatusSink, *, replicas: int = 1) -> Extension:
+def upgrade_extension(driver: UpgradeDriver, sink: KVStatusSink) -> Extension:
     """An :data:`Extension` that runs ``driver`` inside ``agent`` (see the module docstring)."""
 
     async def upgrades(agent: Agent, nc: NatsClient) -> None:
         device = agent.config.device_id
-        js = nc.jetstream()
+        kv = FleetKV(nc)
         while True:
             try:
-                markers = TypedKV(
-                    await open_bucket(js, subjects.BUCKET_UPGRADE_MARKER, replicas=replicas),
-                    UPGRADE_MARKER,
-                    name=subjects.BUCKET_UPGRADE_MARKER,
-                )
-                sink.kv = TypedKV(
-                    await open_bucket(js, subjects.BUCKET_UPGRADE_STATUS, replicas=replicas),
-                    UPGRADE_STATUS,
-                    name=subjects.BUCKET_UPGRADE_STATUS,
-                )
+                markers = await kv.markers()
+                sink.kv = await kv.statuses()
                 break
             except Exception as exc:
                 log.warning("upgrade buckets not available yet", extra={"error": repr(exc)})
@@ -98,23 +96,6 @@ async def _handover(agent: Agent, driver: UpgradeDriver) -> None:
 
 
 async def _watch_marker(markers: TypedKV[UpgradeMarker], key: str, driver: UpgradeDriver) -> None:
-    """Feed every value of the device's marker to the driver, forever (re-watch on errors)."""
-    while True:
-        try:
-            watcher = await markers.watch(key)
-            async for entry in watcher:
-                if entry is None or entry.value is None or entry.operation is not None:
-                    continue
-                try:
-                    marker = markers.codec.decode(entry.value)
-                except InvalidMessage as exc:
-                    log.warning(
-                        "upgrade marker dropped", extra={"field": exc.field, "reason": exc.reason}
-                    )
-                    continue
-                await driver.run_marker(marker)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("marker watch restarting", extra={"error": repr(exc)})
-            await asyncio.sleep(1.0)
+    """Feed every value of the device's marker to the driver, for ever."""
+    async for entry in markers.values(key):
+        await driver.run_marker(entry.value)

@@ -30,16 +30,18 @@ def main() -> int:
 
     from harmony_fleet.contracts import (  # noqa: PLC0415
         HEARTBEAT,
+        DeviceId,
         Heartbeat,
         Role,
+        Version,
         encode,
         new_instance_id,
     )
 
     beat = Heartbeat(
-        device_id="probe",
+        device_id=DeviceId("probe"),
         instance_id=new_instance_id(),
-        agent_version=_version.__version__,
+        agent_version=Version(_version.__version__),
         role=Role.MAIN,
         seq=0,
         sent_at=0.0,

@@ -277,7 +277,7 @@ def build_artifact(
     Raises InvalidMessage for a bad version, ConfigError for a bad name, fault, entry or output
     directory, or a missing/damaged installed dependency.
     """
-    validate_version(version)
+    version = validate_version(version)
     if not _ARTIFACT_NAME.match(name):
         raise ConfigError(f"artifact name {name!r}: lowercase letters, digits and '-' only")
     bad = [f for f in faults if not _FAULT_NAME.match(f)]

@@ -14,6 +14,7 @@ import click
 
 from harmony_fleet import logging_setup
 from harmony_fleet.adapters.nats.connection import DEFAULT_URL, NatsOptions
+from harmony_fleet.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -51,6 +52,14 @@ def nats_options(func: F) -> F:
     return func
 
 
+def bad_flag(flag: str, problem: str) -> ConfigError:
+    """The error for a flag whose value we cannot use: one line naming the flag, exit 2.
+
+    (click's own ``BadParameter`` prints the whole usage text; docs/cli.md promises one line.)
+    """
+    return ConfigError(f"{flag}: {problem}")
+
+
 def build_nats_options(
     nats_urls: tuple[str, ...],
     nats_user: str | None,
@@ -64,9 +73,7 @@ def build_nats_options(
         urls.extend(u for u in value.replace(",", " ").split() if u)
     for url in urls:
         if "://" not in url:
-            raise click.BadParameter(
-                f"{url!r} is not a URL (expected nats://HOST:PORT)", param_hint="--nats"
-            )
+            raise bad_flag("--nats", f"{url!r} is not a URL (expected nats://HOST:PORT)")
     return NatsOptions(
         servers=tuple(urls),
         user=nats_user,

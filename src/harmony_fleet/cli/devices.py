@@ -13,11 +13,13 @@ from rich.table import Table
 
 from harmony_fleet.adapters.nats.commands import CommandsClient
 from harmony_fleet.adapters.nats.connection import NatsOptions, connect
-from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV
+from harmony_fleet.adapters.nats.kv import Undecodable
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli._common import build_nats_options, nats_options, print_json
-from harmony_fleet.contracts import DEVICE_RECORD, DeviceRecord, device_id, subjects
-from harmony_fleet.errors import InvalidMessage, NotFound
+from harmony_fleet.contracts import DeviceRecord, device_id
+from harmony_fleet.core.upgrade.requests import describe
+from harmony_fleet.errors import NotFound
 
 
 async def load_devices(options: NatsOptions) -> tuple[list[DeviceRecord], int]:
@@ -25,13 +27,12 @@ async def load_devices(options: NatsOptions) -> tuple[list[DeviceRecord], int]:
     nc = await connect(options.with_name("fleet-cli"))
     try:
         try:
-            bucket = await open_bucket(nc.jetstream(), subjects.BUCKET_DEVICES, create=False)
+            kv = await FleetKV(nc).devices()
         except NotFound:
             return [], 0
-        kv = TypedKV(bucket, DEVICE_RECORD, name=subjects.BUCKET_DEVICES)
         records, bad = [], 0
         for item in await kv.snapshot():
-            if isinstance(item, InvalidMessage):
+            if isinstance(item, Undecodable):
                 bad += 1
             else:
                 records.append(item.value)
@@ -54,7 +55,12 @@ def devices_table(records: list[DeviceRecord], now: float) -> Table:
     for column in ("DEVICE", "VERSION", "ONLINE", "LAST SEEN", "INSTANCES", "UPGRADE"):
         table.add_column(column)
     for r in records:
-        upgrade = f"{r.upgrade.phase.value} -> {r.upgrade.target_version}" if r.upgrade else ""
+        upgrade = ""
+        if r.upgrade is not None:
+            upgrade = f"{r.upgrade.phase.value} -> {r.upgrade.target_version}"
+            detail = describe(r.upgrade, now) or r.upgrade.message
+            if detail:
+                upgrade += f" ({detail})"
         table.add_row(
             r.device_id,
             r.current_version,

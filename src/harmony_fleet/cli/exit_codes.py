@@ -8,6 +8,7 @@ code  name             meaning
 2     USAGE            bad flag, file or value: fix the input (click uses 2 as well)
 3     NOT_FOUND        no such device, key or version
 4     REFUSED          the other side understood and declined
+5     SUPERSEDED       a newer request replaced the one followed (``--wait``): follow that one
 69    UNAVAILABLE      NATS (or another server) cannot be reached: retry later
 75    TEMPFAIL         timed out or outcome unknown: retry later
 130   INTERRUPTED      stopped by Ctrl-C
@@ -31,6 +32,7 @@ FAILED = 1
 USAGE = 2
 NOT_FOUND = 3
 REFUSED = 4
+SUPERSEDED = 5
 UNAVAILABLE = 69
 TEMPFAIL = 75
 INTERRUPTED = 130

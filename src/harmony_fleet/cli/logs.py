@@ -26,7 +26,6 @@ from harmony_fleet.adapters.nats.connection import NatsClient, connect
 from harmony_fleet.adapters.nats.logstream import (
     EndOfHistory,
     LogFeed,
-    LogStreamLimits,
     Received,
     Skipped,
 )
@@ -83,7 +82,6 @@ def log_shipping_options(func: F) -> F:
             "--log-report-interval", type=float, default=ShipConfig.report_interval_s,
             show_default=True, help="Seconds between 'logs.dropped' reports (only after drops).",
         ),
-        click.option("--log-stream-replicas", type=click.IntRange(1, 5), default=1, hidden=True),
         click.option("--journalctl", default="journalctl", envvar="FLEET_JOURNALCTL", hidden=True),
     ]  # fmt: skip
     for option in reversed(options):
@@ -103,7 +101,6 @@ def enable_log_shipping_from_flags(agent: Agent, flags: dict[str, Any]) -> None:
             report_interval_s=float(flags.get("log_report_interval", 60.0)),
             journal_units=tuple(flags.get("journal_units", ())),
             journalctl=str(flags.get("journalctl", "journalctl")),
-            stream=LogStreamLimits(replicas=int(flags.get("log_stream_replicas", 1))),
         ),
     )
 
@@ -207,7 +204,6 @@ class _Printer:
     default=None,
     help="History lines to show (after filters). [default: 100; all with --since]",
 )
-@click.option("--stream-replicas", type=click.IntRange(1, 5), default=1, hidden=True)
 @nats_options
 def logs_cmd(
     device: str,
@@ -218,7 +214,6 @@ def logs_cmd(
     grep: str | None,
     as_json: bool,
     lines: int | None,
-    stream_replicas: int,
     **nats_kwargs: Any,
 ) -> None:
     """Show DEVICE's log lines (history from the log stream; --follow for live ones)."""
@@ -235,7 +230,6 @@ def logs_cmd(
     since_ts = parse_since(since) if since else None
     keep = lines if lines is not None else (None if since_ts is not None else 100)
     options = build_nats_options(**nats_kwargs)
-    limits = LogStreamLimits(replicas=stream_replicas)
 
     async def go() -> None:
         nc = await connect(options.with_name("fleet-logs"))
@@ -243,7 +237,7 @@ def logs_cmd(
             stop = asyncio.Event()
             install_stop_signals(stop)
             reader = asyncio.ensure_future(
-                _read(nc, dev, src, since_ts, limits, printer, keep=keep, follow=follow)
+                _read(nc, dev, src, since_ts, printer, keep=keep, follow=follow)
             )
             stopped = asyncio.ensure_future(stop.wait())
             await asyncio.wait({reader, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -283,7 +277,6 @@ async def _read(
     dev: str,
     src: str | None,
     since: float | None,
-    limits: LogStreamLimits,
     printer: _Printer,
     *,
     keep: int | None,
@@ -291,7 +284,7 @@ async def _read(
 ) -> None:
     history: deque[LogLine] = deque(maxlen=keep)
     live = False
-    async with LogFeed(nc, dev, source=src, since=since, limits=limits) as feed:
+    async with LogFeed(nc, dev, source=src, since=since) as feed:
         async for event in feed.events(follow=follow):
             if isinstance(event, Skipped):
                 printer.skip(event)

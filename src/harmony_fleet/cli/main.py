@@ -31,8 +31,8 @@ class FleetGroup(click.Group):
 def cli() -> None:
     """harmony-fleet: keep fleets of Linux edge devices under control.
 
-    Exit codes: 0 ok, 1 failed, 2 bad input, 3 not found, 4 refused, 69 NATS unreachable,
-    75 timed out (retry), 130 interrupted.
+    Exit codes: 0 ok, 1 failed, 2 bad input, 3 not found, 4 refused, 5 superseded by a newer
+    request, 69 NATS unreachable, 75 timed out (retry), 130 interrupted.
     """
 
 

@@ -7,7 +7,6 @@ imported only when asked for, so the embedded mode needs neither kopf nor kubern
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -47,7 +46,8 @@ if TYPE_CHECKING:  # the real import is lazy: see _kubernetes()
     type=click.IntRange(1, 5),
     default=1,
     show_default=True,
-    help="Replicas of the KV buckets the operator creates (3 on a 3-node cluster).",
+    help="Replicas of the KV buckets and the log stream the operator creates (3 on a 3-node "
+    "cluster); existing ones with fewer are raised, never lowered.",
 )
 @click.option(
     "--kubernetes",
@@ -87,7 +87,8 @@ def operator_cmd(
     setup_logging(log_json, log_level)
     nats = build_nats_options(**nats_kwargs)
     config = OperatorConfig(
-        nats=replace(nats, kv_replicas=kv_replicas),
+        nats=nats,
+        kv_replicas=kv_replicas,
         presence=PresencePolicy(missed=missed, refresh_s=refresh),
     )
     k8s = _kubernetes(namespace, kubeconfig) if kubernetes else None
@@ -106,10 +107,7 @@ def _kubernetes(namespace: str, kubeconfig: str | None) -> KubernetesExtension:
             f"--kubernetes needs the [kubernetes] extra (pip install 'harmony-fleet[kubernetes]'): "
             f"{exc}"
         ) from exc
-    from harmony_fleet.cli.upgrade import write_marker  # noqa: PLC0415
-
-    options = KubernetesOptions(namespace=namespace, kubeconfig=kubeconfig)
-    return KubernetesExtension(options, write_marker=write_marker)
+    return KubernetesExtension(KubernetesOptions(namespace=namespace, kubeconfig=kubeconfig))
 
 
 async def _run(config: OperatorConfig, kubernetes: KubernetesExtension | None = None) -> int:

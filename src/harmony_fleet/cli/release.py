@@ -10,7 +10,6 @@ otherwise, because "2.0.0" must mean the same bytes on every device.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import time
 from typing import Any
 
@@ -20,26 +19,18 @@ from rich.console import Console
 from rich.table import Table
 
 from harmony_fleet.adapters.nats.connection import NatsClient, connect
-from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV
+from harmony_fleet.adapters.nats.kv import Undecodable
 from harmony_fleet.cli import exit_codes
-from harmony_fleet.cli._common import build_nats_options, nats_options, print_json
+from harmony_fleet.cli._common import bad_flag, build_nats_options, nats_options, print_json
+from harmony_fleet.cli.upgrade import who
 from harmony_fleet.contracts import (
-    BUCKET_RELEASES,
-    RELEASE,
     Release,
     release_key,
     sha256_hex,
     version,
 )
-from harmony_fleet.errors import Conflict, InvalidMessage, NotFound, Refused
-
-
-async def _catalogue(nc: NatsClient, *, create: bool = True) -> TypedKV[Release]:
-    return TypedKV(
-        await open_bucket(nc.jetstream(), BUCKET_RELEASES, create=create),
-        RELEASE,
-        name=BUCKET_RELEASES,
-    )
+from harmony_fleet.errors import Conflict, NotFound, Refused
 
 
 async def publish(nc: NatsClient, release: Release, *, replace: bool = False) -> str:
@@ -47,17 +38,17 @@ async def publish(nc: NatsClient, release: Release, *, replace: bool = False) ->
 
     Raises :class:`Refused` when the version exists with another artifact and not ``replace``.
     """
-    kv = await _catalogue(nc)
+    kv = await FleetKV(nc).releases()
     key = release_key(release.version)
     for _ in range(3):  # a lost compare-and-set race is re-read and judged again
-        try:
-            existing = await kv.get(key)
-        except InvalidMessage:
-            existing = None  # an unreadable entry is replaced, never trusted
+        existing = await kv.read(key)
         try:
             if existing is None:
                 await kv.create(key, release)
                 return "created"
+            if isinstance(existing, Undecodable):  # replaced (at its revision), never trusted
+                await kv.update(key, release, last=existing.revision)
+                return "replaced"
             if existing.value.same_artifact(release):
                 return "unchanged"
             if not replace:
@@ -78,18 +69,11 @@ async def publish(nc: NatsClient, release: Release, *, replace: bool = False) ->
 async def releases(nc: NatsClient) -> list[Release]:
     """Every readable release, sorted by version string."""
     try:
-        kv = await _catalogue(nc, create=False)
+        kv = await FleetKV(nc).releases()
     except NotFound:
         return []
-    found = [e.value for e in await kv.snapshot() if not isinstance(e, InvalidMessage)]
+    found = [e.value for e in await kv.snapshot() if not isinstance(e, Undecodable)]
     return sorted(found, key=lambda r: r.version)
-
-
-def _who() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 @click.group("release")
@@ -118,14 +102,14 @@ def publish_cmd(
 ) -> None:
     """Publish --version as the artifact at --url."""
     if not url.startswith(("http://", "https://")):
-        raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="--url")
+        raise bad_flag("--url", f"{url!r} is not an http(s) URL")
     release = Release(
         version=version(ver),
         artifact_url=url,
         sha256=sha256_hex(sha),
         size=size,
         published_at=time.time(),
-        published_by=_who(),
+        published_by=who(),
         notes=notes,
     )
     options = build_nats_options(**nats_kwargs)

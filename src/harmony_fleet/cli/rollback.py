@@ -12,123 +12,24 @@ recorded when it installed that version, published in its status as ``previous_s
 the agent hashes ``versions/<previous>/`` against it before running a byte of it.
 
 Refusals, each with its exit code: the device is unknown (3), no previous version is known for
-it (3), an upgrade is in flight (4: one at a time).
+it (3), an upgrade is in flight (4: one at a time). The decision is
+:func:`~harmony_fleet.core.upgrade.requests.rollback_marker` (pure); reading what it needs is
+:func:`~harmony_fleet.adapters.nats.fleet_kv.plan_rollback`; writing and following the marker is
+shared with ``fleet upgrade``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import click
-import msgspec
 
-from harmony_fleet.adapters.nats.connection import NatsClient, connect
-from harmony_fleet.cli import exit_codes
-from harmony_fleet.cli._common import build_nats_options, nats_options, print_json
-from harmony_fleet.cli.upgrade import (
-    _kv,
-    follow,
-    protocol_options,
-    timeouts_of,
-    who,
-    write_marker,
-)
-from harmony_fleet.contracts import (
-    DEVICE_RECORD,
-    UPGRADE_MARKER,
-    UPGRADE_STATUS,
-    DeviceRecord,
-    UpgradeMarker,
-    UpgradeStatus,
-    UpgradeTimeouts,
-    device_id,
-    new_upgrade_id,
-    subjects,
-)
-from harmony_fleet.contracts.upgrade import ArtifactSource
-from harmony_fleet.errors import InvalidMessage, NotFound, Refused
-
-
-def rollback_marker(
-    record: DeviceRecord | None,
-    status: UpgradeStatus | None,
-    marker: UpgradeMarker | None,
-    *,
-    device: str,
-    timeouts: UpgradeTimeouts,
-    force: bool = False,
-    requested_by: str = "",
-    now: float | None = None,
-) -> UpgradeMarker:
-    """The marker that returns ``device`` to its previous version, or why there is none.
-
-    ``record`` is the device's registry entry, ``status`` its latest upgrade status and
-    ``marker`` its current marker (what the operator last asked for).
-    """
-    if record is None:
-        raise NotFound(f"device {device} is unknown (never seen by the operator)")
-    in_flight = status is not None and not status.phase.terminal
-    if in_flight and status is not None:
-        raise Refused(
-            f"{device}: upgrade {status.upgrade_id} to {status.to_version} is in flight "
-            f"({status.phase.value}); wait for it to end",
-            code="in_flight",
-        )
-    if marker is not None and (status is None or status.upgrade_id != marker.upgrade_id):
-        raise Refused(
-            f"{device}: upgrade {marker.upgrade_id} to {marker.target_version} was requested "
-            "and has not been taken up yet; wait for it to end",
-            code="in_flight",
-        )
-    previous = status.previous_version if status is not None else None
-    if status is None or previous is None:
-        raise NotFound(f"{device}: no previous version known (no upgrade has ended here yet)")
-    if status.previous_sha256 is None:
-        raise NotFound(
-            f"{device}: the device recorded no SHA-256 for {previous}; "
-            "use `fleet upgrade` with its URL and checksum"
-        )
-    if record.current_version == previous:
-        raise Refused(f"{device} already runs {previous}", code="already_running")
-    return UpgradeMarker(
-        upgrade_id=new_upgrade_id(),
-        device_id=device,
-        target_version=previous,
-        artifact_url="",
-        sha256=status.previous_sha256,
-        requested_at=time.time() if now is None else now,
-        requested_by=requested_by,
-        force=force,
-        timeouts=timeouts,
-        source=ArtifactSource.INSTALLED,
-    )
-
-
-async def plan_rollback(
-    nc: NatsClient, device: str, *, timeouts: UpgradeTimeouts, force: bool = False, by: str = ""
-) -> UpgradeMarker:
-    """Read what the fleet knows about ``device`` and build its rollback marker (not written)."""
-    key = subjects.kv_key(device)
-    records = await _kv(nc, subjects.BUCKET_DEVICES, DEVICE_RECORD)
-    statuses = await _kv(nc, subjects.BUCKET_UPGRADE_STATUS, UPGRADE_STATUS)
-    markers = await _kv(nc, subjects.BUCKET_UPGRADE_MARKER, UPGRADE_MARKER)
-    record = await records.get(key)
-    status = await statuses.get(key)
-    try:
-        marker = await markers.get(key)
-    except InvalidMessage:
-        marker = None
-    return rollback_marker(
-        record.value if record is not None else None,
-        status.value if status is not None else None,
-        marker.value if marker is not None else None,
-        device=device,
-        timeouts=timeouts,
-        force=force,
-        requested_by=by,
-    )
+from harmony_fleet.adapters.nats.connection import NatsClient
+from harmony_fleet.adapters.nats.fleet_kv import plan_rollback
+from harmony_fleet.cli._common import build_nats_options, nats_options
+from harmony_fleet.cli.upgrade import protocol_options, request, timeouts_of, who
+from harmony_fleet.contracts import UpgradeMarker, device_id
+from harmony_fleet.core.upgrade.requests import Until
 
 
 @click.command("rollback")
@@ -145,6 +46,7 @@ def rollback_cmd(
     watch_window: float,
     watch_failures: int,
     wait_s: float | None,
+    until: str,
     as_json: bool,
     **nats_kwargs: Any,
 ) -> None:
@@ -155,24 +57,11 @@ def rollback_cmd(
     )
     options = build_nats_options(**nats_kwargs)
 
-    async def go() -> int:
-        nc = await connect(options.with_name("fleet-cli"))
-        try:
-            marker = await plan_rollback(nc, dev, timeouts=timeouts, force=force, by=who())
-            await write_marker(nc, marker)
-            if as_json and wait_s is None:
-                print_json(msgspec.to_builtins(marker))
-            elif not as_json:
-                click.echo(
-                    f"{dev}: rollback {marker.upgrade_id} to {marker.target_version} requested"
-                )
-            if wait_s is None:
-                return exit_codes.OK
-            return await follow(nc, marker, wait_s, as_json)
-        finally:
-            await nc.close()
+    async def made(nc: NatsClient) -> UpgradeMarker:
+        return await plan_rollback(nc, dev, timeouts=timeouts, force=force, by=who())
 
-    raise SystemExit(asyncio.run(go()))
+    code = request(options, made, "rollback", wait_s=wait_s, until=Until(until), as_json=as_json)
+    raise SystemExit(code)
 
 
 def register(group: click.Group) -> None:

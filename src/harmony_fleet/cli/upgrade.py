@@ -1,19 +1,22 @@
 """``fleet upgrade`` and ``fleet upgrade-status``: ask for an agent upgrade and follow it.
 
-``fleet upgrade`` writes the device's upgrade marker (compare-and-set, so two people asking at
-once cannot silently overwrite each other); the device's agent and the operator's coordinator do
-the rest (ADR-022). ``--wait`` follows the status until the upgrade is terminal and exits 0 on
-success, 1 on a rollback or failure. Success comes only once the post-commit watch window
-(``--watch-window``) has passed: until then the status says Committed and when the window ends,
-because the device may still return to the previous version by itself.
+``fleet upgrade`` writes the device's upgrade marker through
+:func:`~harmony_fleet.adapters.nats.fleet_kv.write_marker` (compare-and-set, so two people asking
+at once cannot silently overwrite each other); the device's agent and the operator's coordinator
+do the rest (ADR-022). ``--wait`` follows the status until the upgrade ends and exits 0 on
+success, 1 on a rollback or failure, 5 when another request superseded it. Success comes, by
+default, only once the post-commit watch window (``--watch-window``) has passed: until then the
+status says "committed, watched until ...", because the device may still return to the previous
+version by itself. ``--until committed`` returns at the commit instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
@@ -21,16 +24,12 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from harmony_fleet.adapters.nats.connection import NatsClient, connect
-from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV, follow, write_marker
+from harmony_fleet.adapters.nats.kv import Undecodable
 from harmony_fleet.cli import exit_codes
-from harmony_fleet.cli._common import build_nats_options, nats_options, print_json
+from harmony_fleet.cli._common import bad_flag, build_nats_options, nats_options, print_json
 from harmony_fleet.contracts import (
-    DEVICE_RECORD,
-    UPGRADE_MARKER,
-    UPGRADE_STATUS,
-    AgentUpgradePhase,
-    DeviceRecord,
     UpgradeMarker,
     UpgradeStatus,
     UpgradeTimeouts,
@@ -40,45 +39,16 @@ from harmony_fleet.contracts import (
     subjects,
     version,
 )
-from harmony_fleet.errors import Conflict, InvalidMessage, NotFound
+from harmony_fleet.core.upgrade.requests import Ending, Outcome, Until, clock_time, describe
+from harmony_fleet.errors import NotFound
 
-
-async def _kv(nc: NatsClient, bucket: str, codec: Any, *, create: bool = True) -> TypedKV[Any]:
-    return TypedKV(await open_bucket(nc.jetstream(), bucket, create=create), codec, name=bucket)
-
-
-async def write_marker(nc: NatsClient, marker: UpgradeMarker) -> UpgradeMarker | None:
-    """Write ``marker`` with compare-and-set; return the marker it replaced, if any."""
-    markers = await _kv(nc, subjects.BUCKET_UPGRADE_MARKER, UPGRADE_MARKER)
-    key = subjects.kv_key(marker.device_id)
-    try:
-        previous = await markers.get(key)
-    except InvalidMessage:
-        previous = None  # an unreadable marker is replaced, not kept
-    if previous is None:
-        try:
-            await markers.create(key, marker)
-        except Conflict:
-            raise Conflict(
-                "another upgrade was requested for this device at the same time; "
-                "look at `fleet upgrade-status` and try again"
-            ) from None
-        return None
-    await markers.update(key, marker, last=previous.revision)
-    return previous.value  # type: ignore[no-any-return]
-
-
-def _outcome(status: UpgradeStatus | None, record: DeviceRecord | None, uid: str) -> str | None:
-    """'ok', 'failed' or None (not finished yet) for upgrade ``uid``."""
-    if status is not None and status.upgrade_id == uid:
-        if status.phase is AgentUpgradePhase.SUCCEEDED:
-            return "ok"
-        if status.phase in (AgentUpgradePhase.ROLLED_BACK, AgentUpgradePhase.FAILED):
-            return "failed"
-    up = record.upgrade if record is not None else None
-    if up is not None and up.upgrade_id == uid and up.phase is AgentUpgradePhase.SUCCEEDED:
-        return "ok"
-    return None
+#: Exit code of each way a followed upgrade can end.
+EXIT_OF = {
+    Ending.OK: exit_codes.OK,
+    Ending.COMMITTED: exit_codes.OK,
+    Ending.FAILED: exit_codes.FAILED,
+    Ending.SUPERSEDED: exit_codes.SUPERSEDED,
+}
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -129,7 +99,15 @@ def protocol_options(f: F) -> F:
                 type=click.FloatRange(0),
                 default=None,
                 metavar="SECONDS",
-                help="Follow the upgrade until it ends (or SECONDS pass).",
+                help="Follow the upgrade until it ends (or SECONDS pass; 0: no limit).",
+            ),
+            click.option(
+                "--until",
+                type=click.Choice([u.value for u in Until]),
+                default=Until.SUCCEEDED.value,
+                show_default=True,
+                help="With --wait, return at the commit, or once the watch window has passed "
+                "and the device will not go back by itself.",
             ),
             click.option("--json", "as_json", is_flag=True),
         )
@@ -176,12 +154,13 @@ def upgrade_cmd(
     watch_window: float,
     watch_failures: int,
     wait_s: float | None,
+    until: str,
     as_json: bool,
     **nats_kwargs: Any,
 ) -> None:
     """Ask DEVICE's agent to upgrade itself to --version from --url."""
     if not url.startswith(("http://", "https://")):
-        raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="--url")
+        raise bad_flag("--url", f"{url!r} is not an http(s) URL")
     marker = UpgradeMarker(
         upgrade_id=new_upgrade_id(),
         device_id=device_id(device),
@@ -198,95 +177,117 @@ def upgrade_cmd(
     )
     options = build_nats_options(**nats_kwargs)
 
+    async def made(_nc: NatsClient) -> UpgradeMarker:
+        return marker
+
+    code = request(options, made, "upgrade", wait_s=wait_s, until=Until(until), as_json=as_json)
+    raise SystemExit(code)
+
+
+def request(
+    options: NatsOptions,
+    make: Callable[[NatsClient], Awaitable[UpgradeMarker]],
+    what: str,
+    *,
+    wait_s: float | None,
+    until: Until,
+    as_json: bool,
+) -> int:
+    """Connect, build the marker, write it, say so, and with ``wait_s`` follow it; the exit code.
+
+    ``fleet upgrade`` and ``fleet rollback`` differ only in how they make the marker.
+    """
+
     async def go() -> int:
         nc = await connect(options.with_name("fleet-cli"))
         try:
-            previous = await write_marker(nc, marker)
+            kv = FleetKV(nc)
+            marker = await make(nc)
+            previous = await write_marker(kv, marker)
             if as_json and wait_s is None:
                 print_json(msgspec.to_builtins(marker))
             elif not as_json:
                 click.echo(
-                    f"{marker.device_id}: upgrade {marker.upgrade_id} to "
+                    f"{marker.device_id}: {what} {marker.upgrade_id} to "
                     f"{marker.target_version} requested"
                 )
-                if previous is not None:
+                if isinstance(previous, Undecodable):
+                    click.echo(f"  (replaces an {previous})", err=True)
+                elif previous is not None:
                     click.echo(
                         f"  (replaces marker {previous.upgrade_id} for {previous.target_version})",
                         err=True,
                     )
             if wait_s is None:
                 return exit_codes.OK
-            return await follow(nc, marker, wait_s, as_json)
+            return await follow_to_end(kv, marker, wait_s, as_json, until=until)
         finally:
             await nc.close()
 
-    raise SystemExit(asyncio.run(go()))
+    return asyncio.run(go())
 
 
-async def follow(nc: NatsClient, marker: UpgradeMarker, wait_s: float, as_json: bool) -> int:
+async def follow_to_end(
+    kv: FleetKV,
+    marker: UpgradeMarker,
+    wait_s: float,
+    as_json: bool,
+    *,
+    until: Until = Until.SUCCEEDED,
+) -> int:
     """Print the status as it changes until upgrade ``marker`` ends; the exit code."""
-    statuses = await _kv(nc, subjects.BUCKET_UPGRADE_STATUS, UPGRADE_STATUS)
-    devices = await _kv(nc, subjects.BUCKET_DEVICES, DEVICE_RECORD)
-    key = subjects.kv_key(marker.device_id)
-    deadline = time.monotonic() + (wait_s or float("inf"))
+    uid = marker.upgrade_id
     last_line = ""
     status: UpgradeStatus | None = None
-    while time.monotonic() < deadline:
-        entry = await statuses.get(key)
-        status = entry.value if entry is not None else None
-        rec_entry = await devices.get(key)
-        record = rec_entry.value if rec_entry is not None else None
-        if status is not None and status.upgrade_id == marker.upgrade_id:
-            line = _status_line(status)
-            if line != last_line and not as_json:
-                click.echo(line, err=True)
-                last_line = line
-        outcome = _outcome(status, record, marker.upgrade_id)
-        if outcome is not None:
-            if as_json:
-                print_json(
-                    {
-                        "upgrade_id": marker.upgrade_id,
-                        "outcome": outcome,
-                        "status": msgspec.to_builtins(status) if status else None,
-                    }
-                )
-            else:
-                click.echo(f"{marker.device_id}: upgrade {marker.upgrade_id}: {outcome}")
-            return exit_codes.OK if outcome == "ok" else exit_codes.FAILED
-        await asyncio.sleep(0.2)
-    click.echo(
-        f"fleet: still in progress after {wait_s} s; follow it with "
-        f"`fleet upgrade-status {marker.device_id}`",
-        err=True,
-    )
-    return exit_codes.TEMPFAIL
-
-
-def _status_line(s: UpgradeStatus) -> str:
-    parts = [f"{s.device_id}: {s.phase.value}"]
-    if s.progress is not None and s.progress.bytes_total:
-        done, total = s.progress.bytes_done, s.progress.bytes_total
-        parts.append(
-            f"{100 * done / total:.0f}% of {total / 1048576:.1f} MiB "
-            f"at {s.progress.rate_bps / 1048576:.1f} MiB/s"
+    outcome: Outcome | None = None
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(wait_s or None):
+            async for reading in follow(kv, marker.device_id, uid, until=until):
+                status = reading.seen.decoded_status
+                if status is not None and status.upgrade_id == uid and not as_json:
+                    line = status_line(status, time.time())
+                    if line != last_line:
+                        click.echo(line, err=True)
+                        last_line = line
+                outcome = reading.outcome
+    if outcome is None:
+        click.echo(
+            f"fleet: still in progress after {wait_s} s; follow it with "
+            f"`fleet upgrade-status {marker.device_id}`",
+            err=True,
         )
-    if s.error_code:
-        parts.append(f"{s.error_code}: {s.error_detail}")
-    watching = watch_note(s)
-    if watching:
-        parts.append(watching)
-    return "  ".join(parts)
+        return exit_codes.TEMPFAIL
+    ours = status if status is not None and status.upgrade_id == uid else None
+    if as_json:
+        print_json(
+            {
+                "upgrade_id": uid,
+                "outcome": outcome.ending.value,
+                "superseded_by": outcome.superseded_by,
+                "watch_until": ours.watch_until if ours is not None else None,
+                "status": msgspec.to_builtins(ours) if ours else None,
+            }
+        )
+    else:
+        click.echo(f"{marker.device_id}: upgrade {uid}: {_ended(outcome, ours)}")
+    return EXIT_OF[outcome.ending]
 
 
-def watch_note(s: UpgradeStatus, now: float | None = None) -> str:
-    """What the watch of a committed upgrade is waiting for (empty when there is none)."""
-    if s.phase is not AgentUpgradePhase.COMMITTED or s.watch_until is None:
-        return ""
-    until = time.strftime("%H:%M:%S", time.localtime(s.watch_until))
-    if (time.time() if now is None else now) < s.watch_until:
-        return f"watching until {until}"
-    return f"window ended {until}; watching until the new main has run steadily"
+def _ended(outcome: Outcome, status: UpgradeStatus | None) -> str:
+    if outcome.ending is Ending.SUPERSEDED:
+        by = f" by upgrade {outcome.superseded_by}" if outcome.superseded_by else ""
+        return f"superseded{by}: this upgrade will not run; follow the newer one"
+    if outcome.ending is Ending.COMMITTED:
+        if status is not None and status.watch_until is not None:
+            return f"committed, watched until {clock_time(status.watch_until)}"
+        return "committed"
+    return outcome.ending.value
+
+
+def status_line(s: UpgradeStatus, now: float) -> str:
+    """One line about ``s`` for a person: the device, the phase and :func:`describe`."""
+    detail = describe(s, now)
+    return f"{s.device_id}: {s.phase.value}" + (f"  {detail}" if detail else "")
 
 
 def who() -> str:
@@ -305,40 +306,68 @@ def upgrade_status_cmd(device: str | None, as_json: bool, **nats_kwargs: Any) ->
     dev = device_id(device) if device else None
     options = build_nats_options(**nats_kwargs)
 
-    async def go() -> list[UpgradeStatus]:
+    async def go() -> tuple[list[UpgradeStatus | Undecodable], list[Undecodable]]:
         nc = await connect(options.with_name("fleet-cli"))
         try:
+            kv = FleetKV(nc)
             try:
-                statuses = await _kv(
-                    nc, subjects.BUCKET_UPGRADE_STATUS, UPGRADE_STATUS, create=False
-                )
+                statuses, markers = await kv.statuses(), await kv.markers()
             except NotFound:
-                return []
+                return [], []
             if dev is not None:
-                entry = await statuses.get(subjects.kv_key(dev))
-                return [entry.value] if entry is not None else []
-            return sorted(
-                (e.value for e in await statuses.snapshot() if not isinstance(e, InvalidMessage)),
-                key=lambda s: s.device_id,
-            )
+                key = subjects.kv_key(dev)
+                found, marker = await statuses.read(key), await markers.read(key)
+                rows = (
+                    []
+                    if found is None
+                    else [found if isinstance(found, Undecodable) else found.value]
+                )
+                return rows, [marker] if isinstance(marker, Undecodable) else []
+            every = [
+                e if isinstance(e, Undecodable) else e.value for e in await statuses.snapshot()
+            ]
+            bad_markers = [m for m in await markers.snapshot() if isinstance(m, Undecodable)]
+            return sorted(every, key=_device_of), bad_markers
         finally:
             await nc.close()
 
-    rows = asyncio.run(go())
+    rows, bad_markers = asyncio.run(go())
+    good = [r for r in rows if not isinstance(r, Undecodable)]
+    unreadable = [r for r in rows if isinstance(r, Undecodable)] + bad_markers
     if as_json:
-        print_json(msgspec.to_builtins(rows))
-        return
+        print_json(msgspec.to_builtins(good))
+    else:
+        _print_statuses(rows, dev)
+    for bad in unreadable:
+        what = "upgrade marker" if bad.bucket == subjects.BUCKET_UPGRADE_MARKER else "status"
+        fix = "; the next `fleet upgrade` replaces it" if what == "upgrade marker" else ""
+        click.echo(
+            f"fleet: {bad.key}: the {what} does not decode (revision {bad.revision}): "
+            f"{bad.error.field}: {bad.error.reason}{fix}",
+            err=True,
+        )
+    if not rows and dev and not unreadable:
+        raise SystemExit(exit_codes.NOT_FOUND)
+
+
+def _device_of(row: UpgradeStatus | Undecodable) -> str:
+    return row.key if isinstance(row, Undecodable) else row.device_id
+
+
+def _print_statuses(rows: list[UpgradeStatus | Undecodable], dev: str | None) -> None:
     if not rows:
         click.echo("no upgrades yet" + (f" for {dev}" if dev else ""))
-        if dev:
-            raise SystemExit(exit_codes.NOT_FOUND)
         return
     table = Table(box=None, header_style="bold")
     for col in ("DEVICE", "UPGRADE", "PHASE", "FROM", "TO", "DETAIL", "UPDATED"):
         table.add_column(col)
     now = time.time()
     for s in rows:
-        detail = f"{s.error_code}: {s.error_detail}" if s.error_code else watch_note(s)
+        if isinstance(s, Undecodable):
+            detail = f"status does not decode: {s.error.field}: {s.error.reason}"
+            table.add_row(s.key, "?", "Undecodable", "", "", detail[:80], "")
+            continue
+        detail = describe(s, now)
         if s.candidate_exit_code is not None:
             detail += f" (candidate exit {s.candidate_exit_code})"
         table.add_row(
@@ -351,12 +380,12 @@ def upgrade_status_cmd(device: str | None, as_json: bool, **nats_kwargs: Any) ->
             f"{max(0.0, now - s.updated_at):.0f}s ago",
         )
     Console().print(table)
-    click.echo(  # issue 8: where a candidate's log lines are (docs/logs.md)
+    click.echo(  # where a candidate's log lines are (docs/logs.md)
         "".join(
             f"{s.device_id}: candidate logs: "
             f"fleet logs {s.device_id} --instance {s.candidate_instance_id}\n"
             for s in rows
-            if s.candidate_instance_id
+            if not isinstance(s, Undecodable) and s.candidate_instance_id
         ),
         nl=False,
     )

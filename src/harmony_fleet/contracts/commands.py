@@ -25,12 +25,13 @@ from harmony_fleet.contracts.ids import (
     ShortText,
     UpgradeIdField,
     VersionField,
+    whole,
 )
 from harmony_fleet.errors import InvalidMessage
 
 COMMAND_SCHEMA_VERSION = 1
 
-CommandIdField = msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+CommandIdField = msgspec.Meta(pattern=whole(r"[A-Za-z0-9_-]{1,64}"))
 
 
 class Verb(enum.StrEnum):

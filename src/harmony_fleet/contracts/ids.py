@@ -6,6 +6,14 @@ characters, starting and ending with a letter or digit. A version ends up in a d
 under ``versions/``: letters, digits, ``.``, ``+``, ``_``, ``-``, at most 64 characters, no
 ``..`` and no ``/``. Both patterns are checked on every decode, so a hostile or broken message
 can never name a path outside the agent's prefix or a subject outside the device's own.
+
+The wire fields carry the ``NewType``s (``DeviceIdField`` is an annotated :data:`DeviceId`), so a
+decoded value is already typed: nothing re-casts ``hb.instance_id`` to an :data:`InstanceId`.
+
+Every pattern matches the *whole* string (:func:`whole`): Python's ``$`` also matches before a
+final newline, so ``^edge-01$`` alone would accept ``"edge-01\n"``, which msgspec applies with
+the same rules; a newline in a subject token or a file name is exactly what these patterns are
+there to keep out.
 """
 
 from __future__ import annotations
@@ -18,27 +26,41 @@ import msgspec
 
 from harmony_fleet.errors import InvalidMessage
 
-DEVICE_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
-VERSION_PATTERN = r"^(?!.*\.\.)[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$"
-INSTANCE_ID_PATTERN = r"^[0-9a-f]{32}$"
-UPGRADE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+def whole(body: str) -> str:
+    """A pattern that matches ``body`` against the whole string, and nothing else (group an
+    alternation in ``body`` yourself).
+
+    ``$(?!\n)`` rather than ``\\Z``: the exported JSON Schema uses the same pattern, and JSON
+    Schema's regex dialect (ECMA-262) has no ``\\Z``; there ``$`` is already the very end and the
+    lookahead changes nothing, in Python it refuses the final newline ``$`` would let through.
+    """
+    return rf"^{body}$(?!\n)"
+
+
+DEVICE_ID_PATTERN = whole(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+VERSION_PATTERN = whole(r"(?!.*\.\.)[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
+INSTANCE_ID_PATTERN = whole(r"[0-9a-f]{32}")
+UPGRADE_ID_PATTERN = whole(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+SHA256_PATTERN = whole(r"[0-9a-f]{64}")
+LABEL_KEY_PATTERN = whole(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}")
 
 DeviceId = NewType("DeviceId", str)
 Version = NewType("Version", str)
 InstanceId = NewType("InstanceId", str)
 UpgradeId = NewType("UpgradeId", str)
 
-# Annotated forms used inside wire structs: msgspec checks them while decoding.
-DeviceIdField = Annotated[str, msgspec.Meta(pattern=DEVICE_ID_PATTERN, max_length=63)]
-VersionField = Annotated[str, msgspec.Meta(pattern=VERSION_PATTERN, max_length=64)]
-InstanceIdField = Annotated[str, msgspec.Meta(pattern=INSTANCE_ID_PATTERN)]
-UpgradeIdField = Annotated[str, msgspec.Meta(pattern=UPGRADE_ID_PATTERN, max_length=64)]
+# Annotated forms used inside wire structs: msgspec checks them while decoding, and the decoded
+# value has the NewType (msgspec sees through NewType to ``str``).
+DeviceIdField = Annotated[DeviceId, msgspec.Meta(pattern=DEVICE_ID_PATTERN, max_length=63)]
+VersionField = Annotated[Version, msgspec.Meta(pattern=VERSION_PATTERN, max_length=64)]
+InstanceIdField = Annotated[InstanceId, msgspec.Meta(pattern=INSTANCE_ID_PATTERN)]
+UpgradeIdField = Annotated[UpgradeId, msgspec.Meta(pattern=UPGRADE_ID_PATTERN, max_length=64)]
 Sha256Field = Annotated[str, msgspec.Meta(pattern=SHA256_PATTERN)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
 ShortText = Annotated[str, msgspec.Meta(max_length=4096)]
-LabelKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")]
+LabelKey = Annotated[str, msgspec.Meta(pattern=LABEL_KEY_PATTERN)]
 LabelValue = Annotated[str, msgspec.Meta(max_length=256)]
 
 _DEVICE_RE = re.compile(DEVICE_ID_PATTERN)
@@ -49,7 +71,7 @@ _SHA_RE = re.compile(SHA256_PATTERN)
 
 def device_id(value: str) -> DeviceId:
     """Validate a device id from a flag or a file; raise InvalidMessage naming ``device_id``."""
-    if not _DEVICE_RE.match(value):
+    if not _DEVICE_RE.fullmatch(value):
         raise InvalidMessage(
             "device_id",
             f"{value!r} is not a valid device id (lowercase letters, digits and '-', "
@@ -61,7 +83,7 @@ def device_id(value: str) -> DeviceId:
 
 def version(value: str) -> Version:
     """Validate a version string; raise InvalidMessage naming ``version``."""
-    if not _VERSION_RE.match(value):
+    if not _VERSION_RE.fullmatch(value):
         raise InvalidMessage(
             "version",
             f"{value!r} is not a valid version (letters, digits, '.', '+', '_', '-', "
@@ -73,7 +95,7 @@ def version(value: str) -> Version:
 
 def upgrade_id(value: str) -> UpgradeId:
     """Validate an upgrade id; raise InvalidMessage naming ``upgrade_id``."""
-    if not _UPGRADE_RE.match(value):
+    if not _UPGRADE_RE.fullmatch(value):
         raise InvalidMessage(
             "upgrade_id", f"{value!r} is not a valid upgrade id", type_name="upgrade id"
         )
@@ -83,7 +105,7 @@ def upgrade_id(value: str) -> UpgradeId:
 def sha256_hex(value: str) -> str:
     """Validate a lowercase hex SHA-256 (uppercase is accepted and folded)."""
     folded = value.strip().lower()
-    if not _SHA_RE.match(folded):
+    if not _SHA_RE.fullmatch(folded):
         raise InvalidMessage(
             "sha256", f"{value!r} is not a 64-character hex SHA-256", type_name="sha256"
         )

@@ -27,6 +27,7 @@ from harmony_fleet.contracts.ids import (
     NonNegInt,
     UpgradeIdField,
     VersionField,
+    whole,
 )
 from harmony_fleet.contracts.subjects import PREFIX
 from harmony_fleet.errors import InvalidMessage
@@ -47,8 +48,8 @@ TRUNCATION_MARKER = "…[truncated]"
 SOURCE_AGENT = "agent"
 #: Prefix of the source of a systemd unit's journal: ``unit.<sanitized name>``.
 SOURCE_UNIT_PREFIX = "unit."
-SOURCE_PATTERN = r"^(?:agent|unit\.[A-Za-z0-9_-]{1,64})$"
-FIELD_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
+SOURCE_PATTERN = whole(r"(?:agent|unit\.[A-Za-z0-9_-]{1,64})")
+FIELD_KEY_PATTERN = whole(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 
 SourceField = Annotated[str, msgspec.Meta(pattern=SOURCE_PATTERN, max_length=69)]
 LoggerName = Annotated[str, msgspec.Meta(max_length=128)]
@@ -112,7 +113,7 @@ def unit_source(unit: str) -> str:
 
 def source(value: str) -> str:
     """Validate a source given by a person: ``agent``, ``unit.NAME`` or a unit name."""
-    if _SOURCE_RE.match(value):
+    if _SOURCE_RE.fullmatch(value):
         return value
     return unit_source(value)
 

@@ -17,10 +17,11 @@ from harmony_fleet.contracts.ids import (
     LabelValue,
     NonNegFloat,
     NonNegInt,
+    ShortText,
     UpgradeIdField,
     VersionField,
 )
-from harmony_fleet.contracts.upgrade import AgentUpgradePhase
+from harmony_fleet.contracts.upgrade import AgentUpgradePhase, Progress
 
 REGISTRY_SCHEMA_VERSION = 1
 
@@ -43,7 +44,15 @@ class UpgradeSummary(msgspec.Struct, frozen=True, kw_only=True):
     phase: AgentUpgradePhase
     target_version: VersionField
     message: str = ""
+    """Plain text without clock times (a reason, or the error for older readers)."""
     updated_at: NonNegFloat = 0.0
+    progress: Progress | None = None
+    """Download progress while Staging, as the agent reported it."""
+    error_code: str = ""
+    error_detail: ShortText = ""
+    watch_until: NonNegFloat | None = None
+    """Unix time at which the post-commit watch window ends (phase Committed). Stored as a
+    time, not as text: each reader renders it in its own time zone."""
 
 
 class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,8 +7,9 @@ do. It sends ``upgrade_stop`` only on ``SEND_STOP``, i.e. after it has itself se
 version heartbeat from a new instance of that device, received after the marker; it retries until
 the stop is acknowledged or the upgrade is terminal. It reflects the phase onto the registry.
 
-After the commit it holds at "committed, watching" (phase Committed, with the new main instance
-it saw and the end of the device's watch window) until the agent writes Succeeded or RolledBack:
+After the commit it holds at "committed, watched" (phase Committed, with the new main instance
+it saw and the end of the device's watch window, stored as ``UpgradeSummary.watch_until``: the
+reader renders it, in its own time zone) until the agent writes Succeeded or RolledBack:
 a new version that starts and then crash-loops is rolled back by the device, and the registry
 must never have said Succeeded in between. A terminal status always overrides what was shown.
 
@@ -23,22 +24,21 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TypeVar
 
 from harmony_fleet.adapters.nats.commands import CommandsClient
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV
+from harmony_fleet.adapters.nats.kv import TypedKV, Undecodable
 from harmony_fleet.contracts import (
-    UPGRADE_MARKER,
-    UPGRADE_STATUS,
     AgentUpgradePhase,
     Heartbeat,
     Role,
     UpgradeMarker,
     UpgradeStatus,
     UpgradeSummary,
-    subjects,
 )
 from harmony_fleet.contracts.ids import InstanceId
 from harmony_fleet.core.upgrade.commit import (
@@ -48,10 +48,12 @@ from harmony_fleet.core.upgrade.commit import (
     decide,
     instances_before,
 )
-from harmony_fleet.errors import FleetError, InvalidMessage
+from harmony_fleet.errors import FleetError
 from harmony_fleet.operator.registry import Registry
 
-log = logging.getLogger("harmony_fleet.operator.coordinator")
+log = logging.getLogger(__name__)
+
+V = TypeVar("V")
 
 #: Heartbeats kept per upgrade (only those of the target version are kept at all).
 MAX_OBSERVED = 16
@@ -62,8 +64,8 @@ class _Tracked:
     view: CommitView
     finished: bool = False
     sending: bool = False
-    watching: str = ""
-    """The reason last reflected as "committed, watching" (reflected once per change)."""
+    watching: tuple[str, float | None] | None = None
+    """The (reason, end of window) last reflected as "committed, watched" (once per change)."""
 
 
 class Coordinator:
@@ -108,7 +110,7 @@ class Coordinator:
         if state is not None:
             mains = [i for i in state.instances.values() if i.role is Role.MAIN]
             if mains:
-                old = InstanceId(max(mains, key=lambda i: i.last_seen).instance_id)
+                old = max(mains, key=lambda i: i.last_seen).instance_id
             before = instances_before(state.record(now).instances, seen_at)
         self.tracked[marker.device_id] = _Tracked(
             CommitView(
@@ -118,7 +120,7 @@ class Coordinator:
                 instances_before_marker=before,
             )
         )
-        self._reflect(marker.device_id, AgentUpgradePhase.REQUESTED, "marker written", now)
+        self._reflect(marker.device_id, AgentUpgradePhase.REQUESTED, now, message="marker written")
         log.info(
             "upgrade tracked",
             extra={
@@ -141,24 +143,40 @@ class Coordinator:
         tracked.view = replace(tracked.view, status=status, status_seen_at=now)
         if tracked.finished and not status.phase.terminal:
             return  # never let a late non-terminal status undo a terminal one we already saw
-        tracked.watching = ""  # the next step reflects "committed, watching" again if it holds
-        self._reflect(status.device_id, status.phase, _message(status), now)
+        tracked.watching = None  # the next step reflects "committed, watched" again if it holds
+        self._reflect(status.device_id, status.phase, now, status=status)
         self._wake.set()
 
     # -- decisions --------------------------------------------------------------------------
-    def _reflect(self, device: str, phase: AgentUpgradePhase, message: str, now: float) -> None:
+    def _reflect(
+        self,
+        device: str,
+        phase: AgentUpgradePhase,
+        now: float,
+        *,
+        status: UpgradeStatus | None = None,
+        message: str = "",
+        watch_until: float | None = None,
+    ) -> None:
         tracked = self.tracked.get(device)
         if tracked is None:
             return
         m = tracked.view.marker
+        base = _summary(status, now) if status is not None else None
         self.registry.set_upgrade(
             device,
             UpgradeSummary(
                 upgrade_id=m.upgrade_id,
                 phase=phase,
                 target_version=m.target_version,
-                message=message[:500],
+                message=(message or (base.message if base else ""))[:500],
                 updated_at=now,
+                progress=base.progress if base else None,
+                error_code=base.error_code if base else "",
+                error_detail=base.error_detail if base else "",
+                watch_until=watch_until
+                if watch_until is not None
+                else (base.watch_until if base else None),
             ),
         )
 
@@ -175,10 +193,16 @@ class Coordinator:
                 self._sends.add(task)
                 task.add_done_callback(self._sends.discard)
             elif decision.kind is DecisionKind.WATCHING:
-                message = _watching(decision.reason, decision.watch_until)
-                if tracked.watching != message:
-                    tracked.watching = message
-                    self._reflect(device, AgentUpgradePhase.COMMITTED, message, now)
+                watching = (decision.reason, decision.watch_until)
+                if tracked.watching != watching:
+                    tracked.watching = watching
+                    self._reflect(
+                        device,
+                        AgentUpgradePhase.COMMITTED,
+                        now,
+                        message=decision.reason,
+                        watch_until=decision.watch_until,
+                    )
                     log.info("upgrade committed, watching", extra={"device_id": device})
             elif decision.kind is DecisionKind.FINISHED:
                 tracked.finished = True
@@ -206,59 +230,33 @@ class Coordinator:
             self._wake.set()
 
     # -- runtime ----------------------------------------------------------------------------
-    async def open(self, nc: NatsClient, *, replicas: int = 1) -> None:
-        js = nc.jetstream()
-        self.markers = TypedKV(
-            await open_bucket(js, subjects.BUCKET_UPGRADE_MARKER, replicas=replicas),
-            UPGRADE_MARKER,
-            name=subjects.BUCKET_UPGRADE_MARKER,
-        )
-        self.statuses = TypedKV(
-            await open_bucket(js, subjects.BUCKET_UPGRADE_STATUS, replicas=replicas),
-            UPGRADE_STATUS,
-            name=subjects.BUCKET_UPGRADE_STATUS,
-        )
+    async def open(self, nc: NatsClient) -> None:
+        kv = FleetKV(nc)
+        self.markers = await kv.markers()
+        self.statuses = await kv.statuses()
 
     async def resync(self) -> None:
         """Read every marker and status again (start, and a slow safety net for watchers)."""
         assert self.markers is not None and self.statuses is not None
         now = time.time()
         for item in await self.markers.snapshot():
-            if isinstance(item, InvalidMessage):
-                log.warning("marker skipped", extra={"field": item.field, "reason": item.reason})
+            if isinstance(item, Undecodable):
+                log.warning("marker skipped", extra={"key": item.key, "field": item.error.field})
             else:
                 self.on_marker(item.value, now)
         for sitem in await self.statuses.snapshot():
-            if not isinstance(sitem, InvalidMessage):
+            if not isinstance(sitem, Undecodable):
                 self.on_status(sitem.value, now)
 
-    async def _watch(self, kv: TypedKV[Any], handle: Any) -> None:
-        while True:
-            try:
-                watcher = await kv.watch()
-                async for entry in watcher:
-                    if entry is None or entry.value is None or entry.operation is not None:
-                        continue
-                    try:
-                        value = kv.codec.decode(entry.value)
-                    except InvalidMessage as exc:
-                        log.warning(
-                            "bad KV value dropped",
-                            extra={"bucket": kv.name, "key": entry.key, "field": exc.field},
-                        )
-                        continue
-                    handle(value, time.time())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("KV watch restarting", extra={"bucket": kv.name, "error": repr(exc)})
-                await asyncio.sleep(1.0)
+    async def _watch(self, kv: TypedKV[V], handle: Callable[[V, float], None]) -> None:
+        async for entry in kv.values():
+            handle(entry.value, time.time())
 
-    async def run(self, nc: NatsClient, *, replicas: int = 1) -> None:
+    async def run(self, nc: NatsClient) -> None:
         """The coordinator's loop, as an operator extension."""
         while True:
             try:
-                await self.open(nc, replicas=replicas)
+                await self.open(nc)
                 await self.resync()
                 break
             except FleetError as exc:
@@ -286,29 +284,28 @@ class Coordinator:
                 task.cancel()
 
 
-def _watching(reason: str, until: float | None) -> str:
-    if until is None:
-        return f"committed: {reason}"
-    end = time.strftime("%H:%M:%S", time.localtime(until))
-    return f"committed, watching until {end}: {reason}"
-
-
 def _message(status: UpgradeStatus) -> str:
+    """The summary's text for readers that predate its structured fields (no clock times)."""
     if status.error_code:
         return f"{status.error_code}: {status.error_detail}".strip(": ")
     if status.progress is not None and status.progress.bytes_total:
         pct = 100 * status.progress.bytes_done / status.progress.bytes_total
         return f"{pct:.0f}% downloaded"
     if status.phase is AgentUpgradePhase.COMMITTED and status.watch_until is not None:
-        return _watching("the device watches the new main", status.watch_until)
+        return "the device watches the new main"
     return ""
 
 
 def _summary(status: UpgradeStatus, now: float) -> UpgradeSummary:
+    """The registry's summary of ``status``: structured fields, rendered by whoever reads them."""
     return UpgradeSummary(
         upgrade_id=status.upgrade_id,
         phase=status.phase,
         target_version=status.to_version,
-        message=_message(status)[:500],
+        message=_message(status),
         updated_at=now,
+        progress=status.progress,
+        error_code=status.error_code,
+        error_detail=status.error_detail[:500],
+        watch_until=status.watch_until,
     )

@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 
 from harmony_fleet.contracts import (
     HEARTBEAT,
+    DeviceId,
     DeviceRecord,
     Heartbeat,
+    InstanceId,
     InstanceSeen,
     Role,
     UpgradeSummary,
+    Version,
     subjects,
 )
 from harmony_fleet.core.presence import MAX_INSTANCES, PresencePolicy, is_online, needs_write
@@ -40,8 +43,8 @@ _SUFFIX_LEN = len(".heartbeat")
 
 @dataclass(slots=True)
 class _Instance:
-    instance_id: str
-    agent_version: str
+    instance_id: InstanceId
+    agent_version: Version
     role: Role
     first_seen: float
     last_seen: float
@@ -52,8 +55,8 @@ class _Instance:
 class DeviceState:
     """Mutable in-memory view of one device; converted to a :class:`DeviceRecord` to write."""
 
-    device_id: str
-    current_version: str
+    device_id: DeviceId
+    current_version: Version
     online: bool
     first_seen: float
     last_seen: float
@@ -205,7 +208,7 @@ class Registry:
             state.upgrade = summary
             state.dirty = True
 
-    def sweep(self, now: float) -> list[str]:
+    def sweep(self, now: float) -> list[DeviceId]:
         """Mark devices offline whose heartbeats stopped; return the ids that changed."""
         changed = []
         for state in self.devices.values():

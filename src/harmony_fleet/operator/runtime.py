@@ -1,7 +1,9 @@
 """The operator process: ingest heartbeats, keep the registry in KV, run the coordinators.
 
-State that must survive a restart lives in NATS KV (the seed's "operator state rides NATS KV"):
-on start the operator loads every device record, then subscribes to all heartbeats. KV writes are
+State that must survive a restart lives in NATS KV: on start the operator creates the fleet's
+buckets and log stream if they do not exist (with ``--kv-replicas``,
+:mod:`~harmony_fleet.adapters.nats.provision`), loads every device record, then subscribes to all
+heartbeats. KV writes are
 coalesced by :class:`~harmony_fleet.operator.registry.Registry` and issued with bounded
 concurrency by :meth:`Operator.flush`; a failed write leaves the record dirty for the next pass,
 and a write that timed out is simply written again (the value is idempotent).
@@ -24,14 +26,16 @@ from harmony_fleet.adapters.nats.connection import (
     barrier,
     connect_forever,
 )
-from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
-from harmony_fleet.contracts import DEVICE_RECORD, DeviceRecord, subjects
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV
+from harmony_fleet.adapters.nats.kv import TypedKV, Undecodable
+from harmony_fleet.adapters.nats.provision import provision
+from harmony_fleet.contracts import DeviceRecord, subjects
 from harmony_fleet.core.presence import PresencePolicy
-from harmony_fleet.errors import FleetError, InvalidMessage
+from harmony_fleet.errors import FleetError
 from harmony_fleet.operator.coordinator import Coordinator
 from harmony_fleet.operator.registry import DeviceState, Registry
 
-log = logging.getLogger("harmony_fleet.operator")
+log = logging.getLogger(__name__)
 
 Extension = Callable[["Operator", NatsClient], Awaitable[None]]
 
@@ -40,6 +44,9 @@ Extension = Callable[["Operator", NatsClient], Awaitable[None]]
 class OperatorConfig:
     nats: NatsOptions = field(default_factory=NatsOptions)
     presence: PresencePolicy = field(default_factory=PresencePolicy)
+    kv_replicas: int = 1
+    """Replicas of the buckets and the log stream the operator creates (3 on a 3-node cluster);
+    an existing one with fewer is raised, never lowered."""
     flush_interval_s: float = 0.5
     """How often dirty records are written and presence is swept."""
     write_concurrency: int = 128
@@ -70,13 +77,10 @@ class Operator:
         if nc is None:
             return None
         self.nc = nc
-        js = nc.jetstream()
         while not self.stop.is_set():
             try:
-                bucket = await open_bucket(
-                    js, subjects.BUCKET_DEVICES, replicas=self.config.nats.kv_replicas
-                )
-                self.devices_kv = TypedKV(bucket, DEVICE_RECORD, name=subjects.BUCKET_DEVICES)
+                await provision(nc, replicas=self.config.kv_replicas)
+                self.devices_kv = await FleetKV(nc).devices()
                 await self._load()
                 break
             except FleetError as exc:
@@ -97,9 +101,11 @@ class Operator:
         now = time.time()
         loaded = bad = 0
         for item in await self.devices_kv.snapshot():
-            if isinstance(item, InvalidMessage):
+            if isinstance(item, Undecodable):
                 bad += 1
-                log.warning("registry record skipped", extra={"field": item.field})
+                log.warning(
+                    "registry record skipped", extra={"key": item.key, "field": item.error.field}
+                )
                 continue
             self.registry.load(item.value, now=now)
             loaded += 1
@@ -158,9 +164,7 @@ class Operator:
         nc = await self.open()
         if nc is not None:
             self.spawn(self._flush_loop(), "registry-flush")
-            self.spawn(
-                self.coordinator.run(nc, replicas=self.config.nats.kv_replicas), "coordinator"
-            )
+            self.spawn(self.coordinator.run(nc), "coordinator")
             for extension in self._extensions:
                 self.spawn(extension(self, nc), getattr(extension, "__name__", "extension"))
             self.ready.set()

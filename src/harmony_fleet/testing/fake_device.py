@@ -174,7 +174,7 @@ class FakeDeviceFiles:
         for p in d.progress:
             progress(p)  # reported before a scripted hang or failure, like a real download
         await d.gate("stage")
-        target = Version(marker.target_version)
+        target = marker.target_version
         if target not in d.versions:
             d.versions.add(target)
             d.staged.add(target)
@@ -243,8 +243,8 @@ class FakeCandidateRunner:
         d = self.device
         await d.enter("start_candidate", marker.upgrade_id)
         handle = CandidateHandle(
-            upgrade_id=UpgradeId(marker.upgrade_id),
-            version=Version(marker.target_version),
+            upgrade_id=marker.upgrade_id,
+            version=marker.target_version,
             ref=f"candidate-{marker.upgrade_id}",
         )
         d._candidate = _Candidate(handle)

@@ -17,7 +17,16 @@ from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.runtime import Agent
-from harmony_fleet.contracts import PingArgs, Verb, device_id, encode, new_command, subjects
+from harmony_fleet.cli.devices import load_devices
+from harmony_fleet.contracts import (
+    DeviceRecord,
+    PingArgs,
+    Verb,
+    device_id,
+    encode,
+    new_command,
+    subjects,
+)
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
 
@@ -65,9 +74,17 @@ async def running_agent(a: Agent) -> AsyncIterator[Agent]:
 
 
 def cli_devices(url: str) -> list[dict[str, object]]:
+    """``fleet devices --json`` as a real process (once per test: a process costs ~1 s)."""
     out = run_fleet("devices", "--json", "--nats", url)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
+
+
+async def listed_devices(options: NatsOptions) -> list[DeviceRecord]:
+    """What ``fleet devices`` lists, read in this process (the command's own loader)."""
+    records, bad = await load_devices(options)
+    assert bad == 0
+    return records
 
 
 async def test_agent_processes_register_and_devices_json_lists_them(
@@ -77,21 +94,26 @@ async def test_agent_processes_register_and_devices_json_lists_them(
     try:
         async with running(make_operator(nats_options)):
 
-            def listed() -> bool:
-                devices = cli_devices(nats_server.url)
-                return len(devices) == 3 and all(d["online"] for d in devices)
+            async def listed() -> bool:
+                devices = await listed_devices(nats_options)
+                return len(devices) == 3 and all(d.online for d in devices)
 
             await eventually(listed, timeout=20, what="3 devices online in `fleet devices`")
-            devices = cli_devices(nats_server.url)
+            devices = cli_devices(nats_server.url)  # the real command, once
             assert [d["device_id"] for d in devices] == ["edge-0", "edge-1", "edge-2"]
             assert {d["current_version"] for d in devices} == {__version__}
+            assert all(d["online"] for d in devices)
             # Stop one agent: it goes offline within missed * interval + grace.
             assert stop_process(procs[1]) == 0
-            await eventually(
-                lambda: [d["online"] for d in cli_devices(nats_server.url)] == [True, False, True],
-                timeout=10,
-                what="edge-1 offline",
-            )
+
+            async def edge_1_offline() -> bool:
+                return [d.online for d in await listed_devices(nats_options)] == [
+                    True,
+                    False,
+                    True,
+                ]
+
+            await eventually(edge_1_offline, timeout=10, what="edge-1 offline")
     finally:
         for p in procs:
             stop_process(p)

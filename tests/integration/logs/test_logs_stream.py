@@ -11,7 +11,8 @@ from logs_support import json_lines, stored
 from tests.helpers import run_fleet
 
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.nats.logstream import STREAM, LogStreamLimits, ensure_log_stream
+from harmony_fleet.adapters.nats.logstream import STREAM, LogStreamLimits
+from harmony_fleet.adapters.nats.provision import ensure_log_stream
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.contracts import LOG_LINE, LogLevel, LogLine, Role, encode
 from harmony_fleet.contracts.logs import LOG_LINE_MAX_BYTES, log_subject
@@ -74,6 +75,7 @@ async def test_the_stream_keeps_each_source_within_its_limit_and_is_never_reconf
     nats_server: EmbeddedNats, nc: NatsClient
 ) -> None:
     js = nc.jetstream()
+    await js.delete_stream(STREAM)  # the bootstrap made it with the defaults: make it again
     info = await ensure_log_stream(js, LogStreamLimits(max_msgs_per_subject=3))
     assert info.config.max_msgs_per_subject == 3
     defaults = LogStreamLimits()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -291,3 +292,54 @@ def test_terminal_phases() -> None:
     assert AgentUpgradePhase.ROLLED_BACK.terminal
     assert AgentUpgradePhase.FAILED.terminal
     assert not AgentUpgradePhase.CUTOVER_READY.terminal
+
+
+@pytest.mark.parametrize(
+    ("field", "good"),
+    [
+        ("device_id", "edge-01"),
+        ("agent_version", "1.2.3"),
+        ("instance_id", IID),
+        ("upgrade_id", "u-1"),
+    ],
+)
+def test_a_trailing_newline_is_refused_on_decode(field: str, good: str) -> None:
+    data = _heartbeat_dict()
+    data[field] = good + "\n"
+    with pytest.raises(InvalidMessage) as info:
+        HEARTBEAT.decode(json.dumps(data).encode())
+    assert info.value.field == f"$.{field}"
+    data[field] = good
+    assert HEARTBEAT.decode(json.dumps(data).encode()) == SAMPLES["heartbeat"][1]
+
+
+@pytest.mark.parametrize(
+    ("fn", "good"),
+    [
+        (idmod.device_id, "edge-01"),
+        (idmod.version, "2.0.0"),
+        (idmod.upgrade_id, "u-1"),
+    ],
+)
+def test_validators_refuse_a_trailing_newline(fn: Callable[[str], str], good: str) -> None:
+    assert fn(good) == good
+    with pytest.raises(InvalidMessage):
+        fn(good + "\n")
+
+
+def test_label_keys_match_whole_strings_too() -> None:
+    hb = _heartbeat_dict()
+    hb["labels"] = {"site\n": "x"}
+    with pytest.raises(InvalidMessage):
+        HEARTBEAT.decode(json.dumps(hb).encode())
+
+
+def test_decoded_ids_carry_their_types_and_schemas_keep_the_patterns(tmp_path: Path) -> None:
+    hb = HEARTBEAT.decode(encode(SAMPLES["heartbeat"][1]))
+    assert type(hb.instance_id) is str  # a NewType is the plain type at run time
+    export_schemas(tmp_path)
+    schema = json.loads((tmp_path / "upgrade_marker.schema.json").read_text())
+    props = schema["$defs"]["UpgradeMarker"]["properties"]
+    assert props["upgrade_id"]["pattern"] == idmod.UPGRADE_ID_PATTERN
+    assert props["target_version"]["pattern"] == idmod.VERSION_PATTERN
+    assert props["device_id"]["maxLength"] == 63

@@ -108,7 +108,7 @@ class AgentFiles:
                     f"version {target} is not installed here, and a marker with source "
                     "'installed' downloads nothing"
                 )
-            await asyncio.to_thread(self._claim, target, UpgradeId(marker.upgrade_id))
+            await asyncio.to_thread(self._claim, target, marker.upgrade_id)
             dest = self.layout.staging_dir(target) / self.layout.artifact_name
             await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
             policy = self.policy

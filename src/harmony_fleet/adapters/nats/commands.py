@@ -1,4 +1,4 @@
-"""The commands client (the seed's FleetCommandsClient): request/reply to one device.
+"""The commands client: request/reply to one device.
 
 Used by the operator (``upgrade_stop``) and the CLI (``ping``). Every failure is one of ours:
 nobody subscribed on the device's subject is :class:`~harmony_fleet.errors.Unavailable` (at once,
@@ -15,10 +15,12 @@ import msgspec
 import nats.errors
 
 from harmony_fleet.adapters.nats.connection import NatsClient
+from harmony_fleet.adapters.nats.errors import wrap_nats_error
 from harmony_fleet.contracts import (
     REPLY,
     PingArgs,
     Reply,
+    UpgradeId,
     UpgradeStopArgs,
     Verb,
     encode,
@@ -54,17 +56,15 @@ class CommandsClient:
             raise Timeout(
                 f"device {device!r} did not answer {verb.value} within {timeout} s"
             ) from exc
-        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
-            raise Unavailable(f"not connected to NATS: {type(exc).__name__}") from exc
         except nats.errors.Error as exc:
-            raise Unavailable(f"{verb.value} to {device!r} failed: {exc}") from exc
+            raise wrap_nats_error(exc, f"{verb.value} to {device!r}") from exc
         return REPLY.decode(msg.data)
 
     async def ping(self, device: str, *, timeout_s: float | None = None) -> Reply:
         return await self.send(device, Verb.PING, PingArgs(), timeout_s=timeout_s)
 
     async def upgrade_stop(
-        self, device: str, upgrade_id: str, *, timeout_s: float | None = None
+        self, device: str, upgrade_id: UpgradeId, *, timeout_s: float | None = None
     ) -> Reply:
         """Tell the device's armed old agent to commit ``upgrade_id`` (see ADR-022)."""
         return await self.send(

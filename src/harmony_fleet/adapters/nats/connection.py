@@ -26,6 +26,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
+from harmony_fleet.adapters.nats.errors import wrap_nats_error
 from harmony_fleet.errors import ConfigError, Unavailable
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -48,8 +49,6 @@ class NatsOptions:
     tls_key_file: str | None = None
     connect_timeout_s: float = 2.0
     reconnect_wait_s: float = 1.0
-    kv_replicas: int = 1
-    """Replicas for the KV buckets we create: 3 on a 3-node JetStream cluster."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def with_name(self, name: str) -> NatsOptions:
@@ -132,7 +131,7 @@ async def connect(
             f"cannot reach NATS at {', '.join(options.servers)}: {exc or type(exc).__name__}"
         ) from exc
     except nats.errors.Error as exc:
-        raise Unavailable(f"NATS refused the connection: {exc}") from exc
+        raise wrap_nats_error(exc, "connect to NATS") from exc
     return nc
 
 

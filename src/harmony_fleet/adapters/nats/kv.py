@@ -8,12 +8,19 @@ What the facts measured on this machine mean for callers (see docs/nats.md):
   :class:`~harmony_fleet.errors.Conflict` when another writer won.
 * A value that no longer decodes (a bug, an old schema, a hostile writer) is reported as
   :class:`~harmony_fleet.errors.InvalidMessage`; :meth:`TypedKV.get` never returns garbage.
+  :meth:`TypedKV.read` returns it as an :class:`Undecodable` with its revision, so a writer can
+  still replace it with compare-and-set.
+
+This module only *opens* buckets: which buckets exist, with what limits, is
+:mod:`~harmony_fleet.adapters.nats.fleet_kv`; creating them is
+:mod:`~harmony_fleet.adapters.nats.provision` (the operator and the server bootstrap only).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -21,21 +28,18 @@ from typing import Any, Generic, TypeVar
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
+from harmony_fleet.adapters.nats.errors import wrap_nats_error
 from harmony_fleet.contracts import Codec, encode
-from harmony_fleet.contracts._codec import MAX_MESSAGE_BYTES
-from harmony_fleet.errors import (
-    Conflict,
-    InvalidMessage,
-    NotFound,
-    OutcomeUnknown,
-    Timeout,
-    Unavailable,
-)
+from harmony_fleet.errors import InvalidMessage, NotFound, Timeout
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: How long a broken watch waits before it watches again.
+REWATCH_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -47,50 +51,42 @@ class Entry(Generic[T]):
     revision: int
 
 
-def _wrap(exc: BaseException, what: str, *, write: bool) -> Exception:
-    if isinstance(exc, (nats.errors.TimeoutError, asyncio.TimeoutError, TimeoutError)):
-        if write:
-            return OutcomeUnknown(f"{what}: timed out; the write may still be applied")
-        return Timeout(f"{what}: timed out")
-    if isinstance(exc, nats.js.errors.KeyWrongLastSequenceError):
-        return Conflict(f"{what}: another writer changed the key first")
-    if isinstance(exc, nats.js.errors.ServiceUnavailableError):
-        return Unavailable(f"{what}: JetStream unavailable")
-    if isinstance(exc, (nats.errors.ConnectionClosedError, nats.errors.NoServersError)):
-        return Unavailable(f"{what}: not connected to NATS")
-    if isinstance(exc, nats.errors.Error):
-        return Unavailable(f"{what}: {type(exc).__name__}: {exc}")
-    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+@dataclass(frozen=True)
+class Undecodable:
+    """A stored value that fails strict decoding, with the revision to replace it at."""
+
+    bucket: str
+    key: str
+    revision: int
+    error: InvalidMessage
+
+    def __str__(self) -> str:
+        return (
+            f"undecodable value in {self.bucket}/{self.key} (revision {self.revision}): "
+            f"{self.error.field}: {self.error.reason}"
+        )
 
 
-async def open_bucket(
-    js: JetStreamContext,
-    name: str,
-    *,
-    history: int = 5,
-    replicas: int = 1,
-    create: bool = True,
-) -> KeyValue:
-    """Open a KV bucket, creating it when ``create`` (idempotent; replicas for a cluster)."""
+def missing_bucket(name: str) -> NotFound:
+    """The error for a bucket nobody created yet: says who creates it."""
+    return NotFound(
+        f"KV bucket {name} does not exist: start the operator (`fleet operator`) or "
+        "`fleet server`, which create the fleet's buckets"
+    )
+
+
+async def open_bucket(js: JetStreamContext, name: str) -> KeyValue:
+    """Open an existing KV bucket; :class:`NotFound` naming it when nobody created it yet.
+
+    Opening never creates and never reconfigures, so it can never downgrade the replicas the
+    operator chose.
+    """
     try:
         return await js.key_value(name)
     except nats.js.errors.BucketNotFoundError as exc:
-        if not create:
-            raise NotFound(f"KV bucket {name} does not exist yet") from exc
+        raise missing_bucket(name) from exc
     except (nats.errors.Error, TimeoutError) as exc:
-        raise _wrap(exc, f"open bucket {name}", write=False) from exc
-    try:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=name,
-                history=history,
-                replicas=replicas,
-                storage=StorageType.FILE,
-                max_value_size=MAX_MESSAGE_BYTES,
-            )
-        )
-    except (nats.errors.Error, TimeoutError) as exc:
-        raise _wrap(exc, f"create bucket {name}", write=True) from exc
+        raise wrap_nats_error(exc, f"open bucket {name}") from exc
 
 
 class TypedKV(Generic[T]):
@@ -101,45 +97,59 @@ class TypedKV(Generic[T]):
         self.codec = codec
         self.name = name
 
-    async def get(self, key: str) -> Entry[T] | None:
-        """The current value, or None when the key is absent or deleted."""
+    def _decode(self, key: str, data: bytes, revision: int) -> Entry[T] | Undecodable:
+        try:
+            return Entry(key, self.codec.decode(data), revision)
+        except InvalidMessage as exc:
+            return Undecodable(self.name, key, revision, exc)
+
+    async def read(self, key: str) -> Entry[T] | Undecodable | None:
+        """The current value, an :class:`Undecodable` one, or None (absent or deleted)."""
         try:
             entry = await self.kv.get(key)
         except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
             return None
         except (nats.errors.Error, TimeoutError) as exc:
-            raise _wrap(exc, f"get {self.name}/{key}", write=False) from exc
+            raise wrap_nats_error(exc, f"get {self.name}/{key}") from exc
         if entry.value is None:
             return None
-        value = self.codec.decode(entry.value)
-        return Entry(key, value, int(entry.revision or 0))
+        return self._decode(key, entry.value, int(entry.revision or 0))
+
+    async def get(self, key: str) -> Entry[T] | None:
+        """The current value, or None; :class:`InvalidMessage` if it does not decode."""
+        found = await self.read(key)
+        if isinstance(found, Undecodable):
+            raise found.error
+        return found
 
     async def put(self, key: str, value: T) -> int:
         """Unconditional write; returns the new revision."""
-        try:
-            return int(await self.kv.put(key, encode(value)))
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise _wrap(exc, f"put {self.name}/{key}", write=True) from exc
+        return await self._write("put", key, value)
 
     async def create(self, key: str, value: T) -> int:
         """Write only if the key does not exist; :class:`Conflict` otherwise."""
-        try:
-            return int(await self.kv.create(key, encode(value)))
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise _wrap(exc, f"create {self.name}/{key}", write=True) from exc
+        return await self._write("create", key, value)
 
     async def update(self, key: str, value: T, *, last: int) -> int:
         """Write only if the key is still at revision ``last``; :class:`Conflict` otherwise."""
+        return await self._write("update", key, value, last=last)
+
+    async def _write(self, op: str, key: str, value: T, *, last: int | None = None) -> int:
+        data = encode(value)
         try:
-            return int(await self.kv.update(key, encode(value), last=last))
+            if op == "create":
+                return int(await self.kv.create(key, data))
+            if op == "update":
+                return int(await self.kv.update(key, data, last=last))
+            return int(await self.kv.put(key, data))
         except (nats.errors.Error, TimeoutError) as exc:
-            raise _wrap(exc, f"update {self.name}/{key}", write=True) from exc
+            raise wrap_nats_error(exc, f"{op} {self.name}/{key}", write=True) from exc
 
     async def delete(self, key: str) -> None:
         try:
             await self.kv.delete(key)
         except (nats.errors.Error, TimeoutError) as exc:
-            raise _wrap(exc, f"delete {self.name}/{key}", write=True) from exc
+            raise wrap_nats_error(exc, f"delete {self.name}/{key}", write=True) from exc
 
     async def keys(self) -> list[str]:
         try:
@@ -147,39 +157,72 @@ class TypedKV(Generic[T]):
         except nats.js.errors.NoKeysError:
             return []
         except (nats.errors.Error, TimeoutError) as exc:
-            raise _wrap(exc, f"list {self.name}", write=False) from exc
+            raise wrap_nats_error(exc, f"list {self.name}") from exc
 
-    async def items(self) -> AsyncIterator[Entry[T] | InvalidMessage]:
-        """Every current value; a value that fails to decode is yielded as its error."""
+    async def items(self) -> AsyncIterator[Entry[T] | Undecodable]:
+        """Every current value; a value that fails to decode is yielded as it is."""
         for key in await self.keys():
-            try:
-                entry = await self.get(key)
-            except InvalidMessage as exc:
-                yield exc
-                continue
-            if entry is not None:
-                yield entry
+            found = await self.read(key)
+            if found is not None:
+                yield found
 
-    async def watch(self, key: str = ">", **kwargs: Any) -> Any:
-        """A nats-py watcher (replays current values, then ``None``, then live updates)."""
+    async def _watcher(self, key: str) -> Any:
         try:
             if key == ">":
-                return await self.kv.watchall(**kwargs)
-            return await self.kv.watch(key, **kwargs)
+                return await self.kv.watchall()
+            return await self.kv.watch(key)
         except (nats.errors.Error, TimeoutError) as exc:
-            raise _wrap(exc, f"watch {self.name}/{key}", write=False) from exc
+            raise wrap_nats_error(exc, f"watch {self.name}/{key}") from exc
 
-    async def snapshot(self, *, timeout_s: float = 30.0) -> list[Entry[T] | InvalidMessage]:
+    async def values(self, key: str = ">") -> AsyncIterator[Entry[T]]:
+        """Every value of ``key`` (``>``: of every key), decoded: first the current ones, then
+        each change, for ever.
+
+        Deletes are skipped; a value that fails to decode is logged and skipped (the next good
+        one follows); a broken watch (server restart, lost connection) is watched again after
+        :data:`REWATCH_S`, which replays the current values: consumers must be idempotent.
+        """
+        while True:
+            watcher: Any = None
+            try:
+                watcher = await self._watcher(key)
+                async for raw in watcher:
+                    if raw is None or raw.value is None or raw.operation is not None:
+                        continue
+                    found = self._decode(raw.key, raw.value, int(raw.revision or 0))
+                    if isinstance(found, Undecodable):
+                        log.warning(
+                            "undecodable KV value skipped",
+                            extra={
+                                "bucket": self.name,
+                                "key": raw.key,
+                                "field": found.error.field,
+                                "reason": found.error.reason,
+                            },
+                        )
+                        continue
+                    yield found
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("KV watch restarting", extra={"bucket": self.name, "error": repr(exc)})
+                await asyncio.sleep(REWATCH_S)
+            finally:
+                if watcher is not None:
+                    with contextlib.suppress(Exception):
+                        await watcher.stop()
+
+    async def snapshot(self, *, timeout_s: float = 30.0) -> list[Entry[T] | Undecodable]:
         """Every current value in one pass (an ordered consumer, much faster than get per key).
 
-        A value that fails to decode is returned as its :class:`InvalidMessage`, so one bad
-        record cannot stop an operator from loading the rest.
+        A value that fails to decode is returned as an :class:`Undecodable`, so one bad record
+        cannot stop an operator from loading the rest.
         """
-        out: list[Entry[T] | InvalidMessage] = []
+        out: list[Entry[T] | Undecodable] = []
         try:
             watcher = await self.kv.watchall(ignore_deletes=True)
         except (nats.errors.Error, TimeoutError) as exc:
-            raise _wrap(exc, f"snapshot {self.name}", write=False) from exc
+            raise wrap_nats_error(exc, f"snapshot {self.name}") from exc
         try:
             async with asyncio.timeout(timeout_s):
                 async for entry in watcher:
@@ -187,12 +230,7 @@ class TypedKV(Generic[T]):
                         break
                     if entry.value is None or entry.operation is not None:
                         continue
-                    try:
-                        value = self.codec.decode(entry.value)
-                    except InvalidMessage as exc:
-                        out.append(exc)
-                        continue
-                    out.append(Entry(entry.key, value, int(entry.revision or 0)))
+                    out.append(self._decode(entry.key, entry.value, int(entry.revision or 0)))
         except TimeoutError as exc:
             raise Timeout(f"snapshot {self.name}: timed out after {timeout_s} s") from exc
         finally:

@@ -5,13 +5,10 @@ Agents publish log lines with plain core-NATS publishes on ``fleet.<device>.logs
 stream ``FLEET_LOGS`` on ``fleet.*.logs.>`` captures them, so ``fleet logs DEVICE`` shows history
 while the device is offline.
 
-Limits (see docs/logs.md for the reasoning): JetStream has no per-subject *byte* limit, so a
-device's share is bounded by ``max_msgs_per_subject`` (per source) times ``max_msg_size``; the
-stream as a whole by ``max_bytes`` and ``max_age``, discarding the oldest lines first.
-
-The stream is created by whoever needs it first (the agent when it connects, the CLI when it
-reads), idempotently: an existing stream is used as it is, never reconfigured behind an
-operator's back.
+The stream and its limits are defined once, in :mod:`~harmony_fleet.adapters.nats.fleet_kv`
+(:class:`LogStreamLimits`, see docs/logs.md for the reasoning), and created by the operator or the
+server bootstrap (:mod:`~harmony_fleet.adapters.nats.provision`); agents and ``fleet logs`` only
+use what exists.
 
 Readers use an ordered consumer (ephemeral, in-memory, flow controlled, reset by nats-py after a
 gap or a server restart) filtered to one device, from the start or from a time; :class:`LogFeed`
@@ -24,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,88 +29,43 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import (
-    ConsumerConfig,
-    DeliverPolicy,
-    DiscardPolicy,
-    StorageType,
-    StreamConfig,
-    StreamInfo,
-)
+from nats.js.api import ConsumerConfig, DeliverPolicy, StreamInfo
 
 from harmony_fleet.adapters.nats.connection import NatsClient
+from harmony_fleet.adapters.nats.errors import wrap_nats_error
+from harmony_fleet.adapters.nats.fleet_kv import LOG_STREAM, LogStreamLimits
 from harmony_fleet.contracts import LOG_LINE, LogLine
-from harmony_fleet.contracts.logs import ALL_LOGS, LOG_LINE_MAX_BYTES, device_logs, log_subject
-from harmony_fleet.errors import InvalidMessage, Timeout, Unavailable
+from harmony_fleet.contracts.logs import device_logs, log_subject
+from harmony_fleet.errors import InvalidMessage, NotFound
 
-STREAM = "FLEET_LOGS"
-#: JetStream's error code for "stream name already in use with a different configuration".
-_ERR_STREAM_EXISTS = 10058
+log = logging.getLogger(__name__)
 
+__all__ = [
+    "STREAM",
+    "EndOfHistory",
+    "LogEvent",
+    "LogFeed",
+    "LogStreamLimits",
+    "Received",
+    "Skipped",
+    "decode_message",
+    "log_stream",
+]
 
-@dataclass(frozen=True, kw_only=True)
-class LogStreamLimits:
-    """How much log history the stream keeps. Defaults: a week, 10k lines per source, 1 GiB."""
-
-    max_age_s: float = 7 * 24 * 3600.0
-    max_msgs_per_subject: int = 10_000
-    max_bytes: int = 1024**3
-    max_msg_size: int = LOG_LINE_MAX_BYTES
-    replicas: int = 1
-
-    def config(self) -> StreamConfig:
-        return StreamConfig(
-            name=STREAM,
-            description="harmony-fleet: recent log lines of every device (docs/logs.md)",
-            subjects=[ALL_LOGS],
-            max_age=self.max_age_s,
-            max_msgs_per_subject=self.max_msgs_per_subject,
-            max_bytes=self.max_bytes,
-            max_msg_size=self.max_msg_size,
-            discard=DiscardPolicy.OLD,
-            storage=StorageType.FILE,
-            num_replicas=self.replicas,
-        )
-
-    def per_source_bytes(self) -> int:
-        """The most one source of one device can hold (every line at the size limit)."""
-        return self.max_msgs_per_subject * self.max_msg_size
+STREAM = LOG_STREAM
 
 
-def _wrap(exc: BaseException, what: str) -> Exception:
-    if isinstance(exc, (nats.errors.TimeoutError, TimeoutError)):
-        return Timeout(f"{what}: timed out")
-    if isinstance(exc, nats.errors.NoRespondersError):
-        return Unavailable(f"{what}: JetStream is not enabled on this NATS server")
-    if isinstance(exc, nats.js.errors.ServiceUnavailableError):
-        return Unavailable(f"{what}: JetStream unavailable")
-    if isinstance(exc, nats.errors.Error):
-        return Unavailable(f"{what}: {type(exc).__name__}: {exc}")
-    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
-
-
-async def ensure_log_stream(
-    js: JetStreamContext, limits: LogStreamLimits | None = None
-) -> StreamInfo:
-    """The log stream, created with ``limits`` if it does not exist yet (safe to race)."""
-    limits = limits or LogStreamLimits()
+async def log_stream(js: JetStreamContext) -> StreamInfo:
+    """The log stream as it is; :class:`NotFound` (saying who creates it) when it does not exist."""
     try:
         return await js.stream_info(STREAM)
-    except nats.js.errors.NotFoundError:
-        pass
+    except nats.js.errors.NotFoundError as exc:
+        raise NotFound(
+            f"stream {STREAM} does not exist: start the operator (`fleet operator`) or "
+            "`fleet server`, which create it"
+        ) from exc
     except (nats.errors.Error, TimeoutError) as exc:
-        raise _wrap(exc, f"look up stream {STREAM}") from exc
-    try:
-        return await js.add_stream(limits.config())
-    except nats.js.errors.BadRequestError as exc:
-        if exc.err_code != _ERR_STREAM_EXISTS:
-            raise _wrap(exc, f"create stream {STREAM}") from exc
-    except (nats.errors.Error, TimeoutError) as exc:
-        raise _wrap(exc, f"create stream {STREAM}") from exc
-    try:  # someone else created it between our look-up and our create
-        return await js.stream_info(STREAM)
-    except (nats.errors.Error, TimeoutError) as exc:
-        raise _wrap(exc, f"look up stream {STREAM}") from exc
+        raise wrap_nats_error(exc, f"look up stream {STREAM}") from exc
 
 
 @dataclass(frozen=True)
@@ -164,20 +117,18 @@ class LogFeed:
         *,
         source: str | None = None,
         since: float | None = None,
-        limits: LogStreamLimits | None = None,
         queue_size: int = 10_000,
     ) -> None:
         self.nc = nc
         self.subject = log_subject(device, source) if source else device_logs(device)
         self.since = since
-        self.limits = limits
         self._queue: asyncio.Queue[Any] = asyncio.Queue(queue_size)
         self._sub: Any = None
         self._empty_at_start = False
 
     async def __aenter__(self) -> LogFeed:
         js = self.nc.jetstream()
-        await ensure_log_stream(js, self.limits)
+        await log_stream(js)
         config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
         if self.since is not None:
             config.deliver_policy = DeliverPolicy.BY_START_TIME
@@ -193,7 +144,7 @@ class LogFeed:
             )
             info = await self._sub.consumer_info()
         except (nats.errors.Error, TimeoutError) as exc:
-            raise _wrap(exc, f"read {self.subject}") from exc
+            raise wrap_nats_error(exc, f"read {self.subject}") from exc
         delivered = info.delivered.consumer_seq if info.delivered else 0
         self._empty_at_start = not info.num_pending and not delivered
         return self

@@ -5,11 +5,16 @@ module. :class:`EmbeddedNats` starts it with JetStream, waits until its ports fi
 client port (so ``port=-1`` picks a free one without a race), and stops it with SIGTERM then
 SIGKILL. It is a plain subprocess owner: the same code serves a foreground ``fleet server`` and a
 pytest fixture.
+
+It is also the server bootstrap: once the server accepts clients, :meth:`EmbeddedNats.start`
+creates the fleet's buckets and log stream (:mod:`~harmony_fleet.adapters.nats.provision`) unless
+``provision=False``, so agents started before any operator find them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -19,7 +24,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harmony_fleet.adapters.nats.provision import provision_blocking
 from harmony_fleet.errors import ConfigError, Unavailable
+
+log = logging.getLogger(__name__)
 
 
 def find_nats_server() -> str:
@@ -43,6 +51,9 @@ class EmbeddedNats:
     port: int = -1
     log_file: Path | None = None
     extra_args: list[str] = field(default_factory=list)
+    provision: bool = True
+    """Create the fleet's buckets and log stream once the server is up (the bootstrap)."""
+    kv_replicas: int = 1
     _proc: subprocess.Popen[bytes] | None = None
     _port: int | None = None
 
@@ -114,6 +125,12 @@ class EmbeddedNats:
             port = _read_port(ports_file)
             if port is not None:
                 self._port = port
+                if self.provision:
+                    try:
+                        provision_blocking(self.url, replicas=self.kv_replicas)
+                    except Exception:
+                        self.stop()
+                        raise
                 return self.url
             time.sleep(0.005)
         self.stop()

@@ -2,8 +2,9 @@
 
 :func:`enable_log_shipping` is the one entry point: it attaches a non-blocking logging handler
 right away (so the lines written while the agent is still connecting are kept, within bounds)
-and registers an agent extension that, once connected, makes sure the ``FLEET_LOGS`` stream
-exists, starts the journal readers and runs the shipping loop. See docs/logs.md.
+and registers an agent extension that, once connected, waits (bounded) until the ``FLEET_LOGS``
+stream exists, starts the journal readers and runs the shipping loop. The agent never creates the
+stream: the operator or the server bootstrap does. See docs/logs.md.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import logging
 
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.nats.logstream import ensure_log_stream
+from harmony_fleet.adapters.nats.logstream import log_stream
 from harmony_fleet.agent.logs.buffer import DropReason, LogBuffer
 from harmony_fleet.agent.logs.journal import JournalReader
 from harmony_fleet.agent.logs.lines import Identity
@@ -20,7 +21,7 @@ from harmony_fleet.agent.logs.shipper import DROP_REPORT_MSG, LogShipper, ShipCo
 from harmony_fleet.agent.runtime import Agent
 from harmony_fleet.contracts import Role
 
-log = logging.getLogger("harmony_fleet.agent.logs")
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DROP_REPORT_MSG",
@@ -54,14 +55,14 @@ def enable_log_shipping(
             upgrade_id=agent.config.upgrade_id,
         ),
         config,
-        ready=lambda nc: _ensure_stream_once(nc, config, timeout_s=5.0),
+        ready=lambda nc: _stream_ready(nc, timeout_s=5.0),
     )
     target = logger if logger is not None else logging.getLogger()
     target.addHandler(shipper.handler)
 
     async def ship_logs(agent: Agent, nc: NatsClient) -> None:
-        # The shipper makes sure the stream exists on every (re)connect before it publishes:
-        # lines published before that are stored nowhere.
+        # The shipper waits for the stream on every (re)connect before it publishes: lines
+        # published before it exists are stored nowhere.
         if agent.config.role is Role.MAIN:
             for unit in config.journal_units:
                 reader = JournalReader(unit, shipper.buffer, journalctl=config.journalctl)
@@ -76,17 +77,14 @@ def enable_log_shipping(
     return shipper
 
 
-async def _ensure_stream_once(nc: NatsClient, config: ShipConfig, *, timeout_s: float) -> bool:
-    """Make sure the log stream exists, retrying for up to ``timeout_s`` (JetStream may still be
-    recovering after a server restart); False if it could not."""
+async def _stream_ready(nc: NatsClient, *, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for the log stream to exist (JetStream may still be recovering
+    after a server restart, or the operator not be up yet); False if it did not."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
         try:
-            await asyncio.wait_for(
-                ensure_log_stream(nc.jetstream(), config.stream),
-                max(0.1, deadline - loop.time()),
-            )
+            await asyncio.wait_for(log_stream(nc.jetstream()), max(0.1, deadline - loop.time()))
             return True
         except asyncio.CancelledError:
             raise

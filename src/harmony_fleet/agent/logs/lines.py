@@ -16,7 +16,16 @@ from typing import Any
 
 import msgspec
 
-from harmony_fleet.contracts import LogLevel, LogLine, Role, encode
+from harmony_fleet.contracts import (
+    DeviceId,
+    InstanceId,
+    LogLevel,
+    LogLine,
+    Role,
+    UpgradeId,
+    Version,
+    encode,
+)
 from harmony_fleet.contracts.logs import (
     LOG_LINE_MAX_BYTES,
     MAX_FIELD_CHARS,
@@ -35,11 +44,11 @@ _LOGGER_MAX = 128
 class Identity:
     """Who ships: the same on every line of one agent instance."""
 
-    device_id: str
-    instance_id: str
-    agent_version: str
+    device_id: DeviceId
+    instance_id: InstanceId
+    agent_version: Version
     role: Role
-    upgrade_id: str | None = None
+    upgrade_id: UpgradeId | None = None
 
 
 @dataclass(slots=True)

@@ -21,11 +21,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.nats.logstream import LogStreamLimits
 from harmony_fleet.agent.logs.buffer import DropReason, LogBuffer
 from harmony_fleet.agent.logs.handler import ShippingHandler
 from harmony_fleet.agent.logs.lines import Identity, Pending, build_line
@@ -55,7 +54,6 @@ class ShipConfig:
     report_interval_s: float = 60.0
     batch: int = 256
     max_pending_bytes: int = 512 * 1024
-    stream: LogStreamLimits = field(default_factory=LogStreamLimits)
 
     def __post_init__(self) -> None:
         if self.rate < 0 or self.burst < 1:

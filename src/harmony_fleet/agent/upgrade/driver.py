@@ -165,13 +165,13 @@ class UpgradeDriver:
             return
         await self._dispatch(
             ev.CandidateHeartbeatSeen(
-                instance_id=InstanceId(hb.instance_id),
-                version=Version(hb.agent_version),
-                upgrade_id=UpgradeId(hb.upgrade_id) if hb.upgrade_id is not None else None,
+                instance_id=hb.instance_id,
+                version=hb.agent_version,
+                upgrade_id=hb.upgrade_id,
             )
         )
 
-    async def on_stop(self, upgrade_id: str, command_id: str) -> Reply | None:
+    async def on_stop(self, upgrade_id: UpgradeId, command_id: str) -> Reply | None:
         """Answer ``upgrade_stop``. Commits (swap, status, reply OK) only if armed for it.
 
         The reply is sent after ``current`` moved and the Committed status was handed to the
@@ -179,7 +179,7 @@ class UpgradeDriver:
         """
         await self._dispatch(
             ev.StopReceived(
-                upgrade_id=UpgradeId(upgrade_id),
+                upgrade_id=upgrade_id,
                 command_id=command_id,
                 received_at=self._clock.now(),
             )
@@ -356,7 +356,7 @@ class UpgradeDriver:
         )
 
     async def _run_stage(self, marker: UpgradeMarker) -> None:
-        uid = UpgradeId(marker.upgrade_id)
+        uid = marker.upgrade_id
         await self._dispatch(
             await work.stage(self._files, marker, lambda p: self._on_progress(uid, p))
         )

@@ -5,6 +5,11 @@ still land later (see docs on OutcomeUnknown). So the writer keeps only the *lat
 one background task that writes it, retrying the same value with capped backoff until it is
 stored or a newer status replaces it. Rewriting an identical value is idempotent, and since the
 agent is the only writer of its device's key, no compare-and-set is needed.
+
+Only a :class:`~harmony_fleet.errors.TemporaryError` is retried. A permanent one (the server
+refused the value: ``adapters.nats.errors`` maps a 400 answer to ``Refused``) is logged and the
+value given up, and so is an error outside the tree: retrying either would never end, and a
+newer status still gets its own attempt.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from harmony_fleet.core.upgrade.effects import WriteStatus
 from harmony_fleet.core.upgrade.records import LocalState
 from harmony_fleet.errors import PermanentError, TemporaryError
 
-log = logging.getLogger("harmony_fleet.agent.upgrade")
+log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -69,6 +74,8 @@ class StatusWriter:
                 continue
             except PermanentError as exc:
                 log.error("status rejected", extra={"phase": status.phase.value, "error": str(exc)})
+            except Exception:
+                log.exception("status write failed", extra={"phase": status.phase.value})
             self._written = status
             delay = BACKOFF_START_S
         self._idle.set()

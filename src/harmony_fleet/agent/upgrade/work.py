@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 async def stage(files: DeviceFiles, marker: UpgradeMarker, progress: ProgressCallback) -> ev.Event:
     """Self-heal the layout, then download and verify: StagingDone or StagingFailed."""
-    uid = UpgradeId(marker.upgrade_id)
+    uid = marker.upgrade_id
     try:
         await files.self_heal_layout()
     except Exception as exc:
@@ -48,7 +48,7 @@ async def stage(files: DeviceFiles, marker: UpgradeMarker, progress: ProgressCal
 
 async def self_test(runner: CandidateRunner, marker: UpgradeMarker, timeout_s: float) -> ev.Event:
     """Run the self-test: passed, failed (with exit code and log tail) or timed out."""
-    uid = UpgradeId(marker.upgrade_id)
+    uid = marker.upgrade_id
     try:
         outcome = await runner.self_test(marker, timeout_s)
     except Exception as exc:
@@ -69,7 +69,7 @@ async def start_candidate(
     runner: CandidateRunner, marker: UpgradeMarker
 ) -> tuple[ev.Event, CandidateHandle | None]:
     """Start the candidate: CandidateStarted with its handle, or CandidateStartFailed."""
-    uid = UpgradeId(marker.upgrade_id)
+    uid = marker.upgrade_id
     try:
         handle = await runner.start_candidate(marker)
     except Exception as exc:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import enum
 
-from harmony_fleet.contracts.ids import UpgradeId
 from harmony_fleet.contracts.upgrade import UpgradeMarker
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import AT_REST, UpgradeState
@@ -65,7 +64,7 @@ def judge(snap: Snapshot, marker: UpgradeMarker) -> Verdict:
     """Apply the rules above to ``marker`` arriving while the machine is in ``snap``."""
     if marker.upgrade_id in snap.memory.finished:
         return Verdict.REPLAY
-    if snap.belongs(UpgradeId(marker.upgrade_id)):
+    if snap.belongs(marker.upgrade_id):
         return Verdict.DUPLICATE
     if snap.state is UpgradeState.COMMITTED and snap.running_version != snap.target:
         return Verdict.HANDING_OVER

@@ -61,11 +61,11 @@ class ObservedHeartbeat:
     @classmethod
     def of(cls, hb: Heartbeat, *, received_at: float) -> ObservedHeartbeat:
         return cls(
-            instance_id=InstanceId(hb.instance_id),
-            agent_version=Version(hb.agent_version),
+            instance_id=hb.instance_id,
+            agent_version=hb.agent_version,
             role=hb.role,
             received_at=received_at,
-            upgrade_id=UpgradeId(hb.upgrade_id) if hb.upgrade_id is not None else None,
+            upgrade_id=hb.upgrade_id,
         )
 
 
@@ -104,7 +104,7 @@ class CommitView:
 
     @property
     def target(self) -> Version:
-        return Version(self.marker.target_version)
+        return self.marker.target_version
 
     @property
     def own_status(self) -> UpgradeStatus | None:
@@ -139,7 +139,7 @@ def instances_before(
     instances: Iterable[InstanceSeen], marker_seen_at: float
 ) -> frozenset[InstanceId]:
     """Instance ids first seen before the marker (from the registry, after a restart)."""
-    return frozenset(InstanceId(i.instance_id) for i in instances if i.first_seen < marker_seen_at)
+    return frozenset(i.instance_id for i in instances if i.first_seen < marker_seen_at)
 
 
 def _is_new(view: CommitView, hb: ObservedHeartbeat) -> bool:

@@ -50,11 +50,11 @@ class InFlight:
 
     @property
     def upgrade_id(self) -> UpgradeId:
-        return UpgradeId(self.marker.upgrade_id)
+        return self.marker.upgrade_id
 
     @property
     def target(self) -> Version:
-        return Version(self.marker.target_version)
+        return self.marker.target_version
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -73,11 +73,11 @@ class Snapshot:
 
     @property
     def upgrade_id(self) -> UpgradeId | None:
-        return UpgradeId(self.marker.upgrade_id) if self.marker is not None else None
+        return self.marker.upgrade_id if self.marker is not None else None
 
     @property
     def target(self) -> Version | None:
-        return Version(self.marker.target_version) if self.marker is not None else None
+        return self.marker.target_version if self.marker is not None else None
 
     @property
     def armed_for(self) -> UpgradeId | None:
@@ -132,10 +132,10 @@ class Snapshot:
         """The status effect describing this snapshot (``phase`` overrides the state's)."""
         assert self.marker is not None and self.from_version is not None
         return WriteStatus(
-            upgrade_id=UpgradeId(self.marker.upgrade_id),
+            upgrade_id=self.marker.upgrade_id,
             phase=phase or self.phase,
             from_version=self.from_version,
-            to_version=Version(self.marker.target_version),
+            to_version=self.marker.target_version,
             started_at=self.started_at,
             attempt=self.attempt,
             progress=self.progress,
@@ -145,7 +145,7 @@ class Snapshot:
             candidate_exit_code=self.candidate_exit_code,
             candidate_log_tail=self.candidate_log_tail,
             pending_upgrade_id=(
-                UpgradeId(self.pending.marker.upgrade_id) if self.pending is not None else None
+                self.pending.marker.upgrade_id if self.pending is not None else None
             ),
             watch_until=self.watch_until,
         )

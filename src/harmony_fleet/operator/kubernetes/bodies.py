@@ -29,6 +29,7 @@ class UpgradeBody(TypedDict, total=False):
     message: str
     startedAt: str
     updatedAt: str
+    watchUntil: str
 
 
 class DeviceStatusBody(TypedDict, total=False):

@@ -30,6 +30,11 @@ HEADER = (
 )
 
 _NO_SUBSTRING_LOOKAHEAD = re.compile(r"\(\?!\.\*(?P<needle>(?:\\.|[^()\\])+)\)")
+#: The contracts end their patterns with ``$(?!\n)`` because Python's ``$`` also matches before a
+#: final newline (``contracts.ids.whole``); RE2's ``$`` is the end of the text already.
+_WHOLE_END = "$(?!\\n)"
+#: Any group other than a plain ``(?:...)``: a look-around, a flag, a named group.
+_RE2_UNSUPPORTED = re.compile(r"\(\?[^:]")
 
 
 def re2_field(schema: dict[str, Any]) -> dict[str, Any]:
@@ -44,8 +49,8 @@ def re2_field(schema: dict[str, Any]) -> dict[str, Any]:
         rules.append(
             {"rule": f"!self.contains('{needle}')", "message": f"must not contain {needle!r}"}
         )
-    out["pattern"] = _NO_SUBSTRING_LOOKAHEAD.sub("", pattern)
-    if "(?" in out["pattern"]:
+    out["pattern"] = _NO_SUBSTRING_LOOKAHEAD.sub("", pattern).replace(_WHOLE_END, "$")
+    if _RE2_UNSUPPORTED.search(out["pattern"]):
         raise ValueError(f"pattern {pattern!r} uses a construct RE2 does not support")
     if rules:
         out["x-kubernetes-validations"] = rules
@@ -120,7 +125,7 @@ def _conditions() -> dict[str, Any]:
 
 def device_schema() -> dict[str, Any]:
     """The ``openAPIV3Schema`` of the Device resource."""
-    upgrade_id = _contract_field(UpgradeSummary, "upgrade_id")
+    upgrade_id = re2_field(_contract_field(UpgradeSummary, "upgrade_id"))
     return {
         "type": "object",
         "description": (
@@ -155,6 +160,10 @@ def device_schema() -> dict[str, Any]:
                             "message": {"type": "string", "maxLength": 1024},
                             "startedAt": _time("When the upgrade was requested or started."),
                             "updatedAt": _time("When the phase last changed."),
+                            "watchUntil": _time(
+                                "Committed: when the post-commit watch window ends (the device "
+                                "may still roll back until then)."
+                            ),
                         },
                     },
                     "conditions": _conditions(),

@@ -25,6 +25,7 @@ import msgspec
 
 from harmony_fleet.contracts import (
     AgentUpgradePhase,
+    DeviceId,
     UpgradeId,
     UpgradeMarker,
     UpgradeStatus,
@@ -61,7 +62,7 @@ class Trigger(enum.Enum):
 class Desired:
     """A usable spec: the version the device should run."""
 
-    device: str
+    device: DeviceId
     version: Version
     force: bool = False
     timeouts: UpgradeTimeouts = field(default_factory=UpgradeTimeouts)

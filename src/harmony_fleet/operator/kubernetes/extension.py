@@ -32,7 +32,6 @@ from kubernetes_asyncio import client
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.operator.kubernetes.api import DeviceApi, load_configuration
 from harmony_fleet.operator.kubernetes.handlers import (
-    MarkerWriter,
     SpecHandling,
     build_registry,
     settings,
@@ -40,7 +39,7 @@ from harmony_fleet.operator.kubernetes.handlers import (
 from harmony_fleet.operator.kubernetes.reflector import Reflector
 from harmony_fleet.operator.runtime import Operator
 
-log = logging.getLogger("harmony_fleet.operator.kubernetes")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -74,9 +73,8 @@ class KubernetesExtension:
 
     __name__ = "kubernetes"
 
-    def __init__(self, options: KubernetesOptions, *, write_marker: MarkerWriter) -> None:
+    def __init__(self, options: KubernetesOptions) -> None:
         self.options = options
-        self.write_marker = write_marker
         self.failure: BaseException | None = None
         self.reflector: Reflector | None = None
         self.handling: SpecHandling | None = None
@@ -107,10 +105,8 @@ class KubernetesExtension:
                 nc=nc,
                 registry=operator.registry,
                 namespace=opts.namespace,
-                write_marker=self.write_marker,
                 on_verdict=self.reflector.set_verdict,
                 on_gone=self.reflector.forget,
-                replicas=operator.config.nats.kv_replicas,
                 retry_s=opts.release_retry_s,
             )
             kopf_registry = build_registry(

@@ -2,8 +2,8 @@
 
 The handlers only gather inputs (the spec, the marker and status in KV, the version the registry
 saw, the release in the catalogue), ask the pure :mod:`.decisions`, and perform the one effect:
-writing the marker through the same compare-and-set ``write_marker`` the CLI uses (injected by
-the CLI, since the operator layer may not import the CLI). What they conclude about the spec is
+writing the marker through ``adapters.nats.fleet_kv.write_marker``, the one function that
+writes markers (compare-and-set), as ``fleet upgrade`` does. What they conclude about the spec is
 handed to the reflector as a :class:`~.statuses.SpecVerdict`; the reflector is the only writer
 of ``status``, and kopf keeps its own bookkeeping in annotations.
 
@@ -18,18 +18,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.fleet_kv import (
+    MARKERS,
+    RELEASES,
+    STATUSES,
+    BucketDef,
+    FleetKV,
+    write_marker,
+)
 from harmony_fleet.contracts import (
-    BUCKET_RELEASES,
-    RELEASE,
-    UPGRADE_MARKER,
-    UPGRADE_STATUS,
-    Codec,
     Release,
     UpgradeMarker,
     UpgradeStatus,
@@ -53,10 +55,10 @@ from harmony_fleet.operator.kubernetes.resources import SpecReason
 from harmony_fleet.operator.kubernetes.statuses import SpecVerdict
 from harmony_fleet.operator.registry import Registry
 
-log = logging.getLogger("harmony_fleet.operator.kubernetes.handlers")
+log = logging.getLogger(__name__)
 
-#: ``write_marker(nc, marker)`` of ``harmony_fleet.cli.upgrade`` (compare-and-set).
-MarkerWriter = Callable[[NatsClient, UpgradeMarker], Awaitable[UpgradeMarker | None]]
+T = TypeVar("T")
+
 VerdictSink = Callable[[str, SpecVerdict], None]
 GoneSink = Callable[[str], None]
 
@@ -68,26 +70,25 @@ class SpecHandling:
     nc: NatsClient
     registry: Registry
     namespace: str
-    write_marker: MarkerWriter
     on_verdict: VerdictSink
     on_gone: GoneSink
-    replicas: int = 1
     retry_s: float = 10.0
     markers_written: int = 0
-    _kv: dict[str, TypedKV[Any]] = field(default_factory=dict)
+    _kv: FleetKV | None = field(default=None, repr=False)
 
-    async def _bucket(self, name: str, codec: Codec[Any]) -> TypedKV[Any]:
-        kv = self._kv.get(name)
-        if kv is None:
-            bucket = await open_bucket(self.nc.jetstream(), name, replicas=self.replicas)
-            kv = self._kv[name] = TypedKV(bucket, codec, name=name)
-        return kv
+    @property
+    def kv(self) -> FleetKV:
+        if self._kv is None:
+            self._kv = FleetKV(self.nc)
+        return self._kv
 
-    async def _get(self, name: str, codec: Codec[Any], key: str) -> Any:
+    async def _get(self, bucket: BucketDef[T], key: str) -> T | None:
         try:
-            entry = await (await self._bucket(name, codec)).get(key)
+            entry = await (await self.kv.open(bucket)).get(key)
         except InvalidMessage as exc:
-            log.warning("unreadable KV value ignored", extra={"bucket": name, "field": exc.field})
+            log.warning(
+                "unreadable KV value ignored", extra={"bucket": bucket.name, "field": exc.field}
+            )
             return None
         return entry.value if entry is not None else None
 
@@ -112,12 +113,8 @@ class SpecHandling:
 
     async def _reconcile(self, name: str, desired: Desired, trigger: Trigger) -> str:
         key = subjects.kv_key(desired.device)
-        marker: UpgradeMarker | None = await self._get(
-            subjects.BUCKET_UPGRADE_MARKER, UPGRADE_MARKER, key
-        )
-        status: UpgradeStatus | None = await self._get(
-            subjects.BUCKET_UPGRADE_STATUS, UPGRADE_STATUS, key
-        )
+        marker: UpgradeMarker | None = await self._get(MARKERS, key)
+        status: UpgradeStatus | None = await self._get(STATUSES, key)
         state = self.registry.devices.get(desired.device)
         decided = plan(
             desired,
@@ -129,9 +126,7 @@ class SpecHandling:
         if decided.action is Action.NOTHING:
             self._say(name, True, SpecReason.ACCEPTED, decided.why)
             return decided.why
-        release: Release | None = await self._get(
-            BUCKET_RELEASES, RELEASE, release_key(desired.version)
-        )
+        release: Release | None = await self._get(RELEASES, release_key(desired.version))
         made = marker_for(
             desired,
             release,
@@ -142,7 +137,7 @@ class SpecHandling:
         if isinstance(made, SpecProblem):
             self._say(name, False, made.reason, made.message)
             raise kopf.TemporaryError(made.message, delay=self.retry_s)
-        await self.write_marker(self.nc, made)
+        await write_marker(self.kv, made)
         self.markers_written += 1
         message = f"{decided.why}: upgrade {made.upgrade_id} requested"
         self._say(name, True, SpecReason.ACCEPTED, message)

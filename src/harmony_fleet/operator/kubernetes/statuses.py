@@ -25,6 +25,7 @@ from harmony_fleet.contracts import (
     UpgradeStatus,
     UpgradeSummary,
 )
+from harmony_fleet.core.upgrade.requests import describe
 from harmony_fleet.operator.kubernetes.bodies import ConditionBody, DeviceStatusBody, UpgradeBody
 from harmony_fleet.operator.kubernetes.resources import (
     ConditionStatus,
@@ -60,15 +61,25 @@ def reason_of(code: str, default: str) -> str:
     return reason if reason and reason[0].isalpha() else default
 
 
+def summary_text(summary: UpgradeSummary, now: float) -> str:
+    """The summary for a person: its structured fields rendered now, else its plain message."""
+    return describe(summary, now) or summary.message
+
+
 def _upgrade(
-    summary: UpgradeSummary, marker: UpgradeMarker | None, status: UpgradeStatus | None
+    summary: UpgradeSummary,
+    marker: UpgradeMarker | None,
+    status: UpgradeStatus | None,
+    now: float,
 ) -> UpgradeBody:
     body = UpgradeBody(
         id=summary.upgrade_id,
         phase=summary.phase.value,
         targetVersion=summary.target_version,
-        message=summary.message[:MAX_MESSAGE],
+        message=summary_text(summary, now)[:MAX_MESSAGE],
     )
+    if summary.watch_until is not None and summary.phase is AgentUpgradePhase.COMMITTED:
+        body["watchUntil"] = rfc3339(summary.watch_until)
     # The agent's own timestamps are stable across operator restarts; the summary's are the
     # operator's receive times and are used only when the agent has said nothing yet.
     started = status.started_at if status is not None else None
@@ -99,6 +110,7 @@ def _conditions(
     summary: UpgradeSummary | None,
     status: UpgradeStatus | None,
     verdict: SpecVerdict | None,
+    now: float,
 ) -> list[ConditionBody]:
     T, F, U = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
     out: list[ConditionBody] = []
@@ -129,9 +141,8 @@ def _conditions(
         out.append(_condition(ConditionType.ROLLED_BACK, F, "NoUpgrade", ""))
     else:
         what = f"upgrade {summary.upgrade_id} to {summary.target_version}"
-        text = f"{what}: {summary.phase.value}" + (
-            f": {summary.message}" if summary.message else ""
-        )
+        detail = summary_text(summary, now)
+        text = f"{what}: {summary.phase.value}" + (f": {detail}" if detail else "")
         progressing = F if summary.phase.terminal else T
         out.append(
             _condition(ConditionType.UPGRADE_PROGRESSING, progressing, summary.phase.value, text)
@@ -183,10 +194,10 @@ def device_status(
     if record is not None:
         body["currentVersion"] = record.current_version
     if summary is not None:
-        body["upgrade"] = _upgrade(summary, marker, status)
+        body["upgrade"] = _upgrade(summary, marker, status, now)
     old = _previous_conditions(previous)
     stamp = rfc3339(now)
-    conditions = _conditions(record, summary, status, verdict)
+    conditions = _conditions(record, summary, status, verdict, now)
     for cond in conditions:
         before = old.get(cond["type"])
         same = before is not None and before.get("status") == cond["status"]

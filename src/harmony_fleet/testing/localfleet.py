@@ -9,6 +9,9 @@ the supervisor also keeps the post-commit watch (a new main that crash-loops or 
 inside its window is rolled back by it). Nothing is left running after :meth:`LocalFleet.stop`,
 including orphaned candidates.
 
+Markers are written with :func:`~harmony_fleet.adapters.nats.fleet_kv.write_marker`, as
+``fleet upgrade`` does; the embedded NATS server provisions the buckets as ``fleet server`` does.
+
 Upgrades asked for here default to a short watch window (:data:`LOCAL_WATCH_S`): on one machine
 a window of minutes would only make every demo and test wait for Succeeded.
 """
@@ -33,18 +36,14 @@ from harmony_fleet.adapters.device import AgentLayout
 from harmony_fleet.adapters.device.launch import LaunchSpec
 from harmony_fleet.adapters.device.notes import RUN_DIR
 from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
-from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV, plan_rollback, write_marker
 from harmony_fleet.adapters.nats.observe import HeartbeatGapMonitor
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.adapters.process.runner import ProcessRunner
 from harmony_fleet.adapters.process.supervisor import Supervisor
 from harmony_fleet.artifacts import build_artifact
 from harmony_fleet.artifacts.manifest import ArtifactManifest
-from harmony_fleet.cli.rollback import plan_rollback
-from harmony_fleet.cli.upgrade import write_marker
 from harmony_fleet.contracts import (
-    DEVICE_RECORD,
-    UPGRADE_STATUS,
     DeviceRecord,
     UpgradeMarker,
     UpgradeStatus,
@@ -53,6 +52,7 @@ from harmony_fleet.contracts import (
     new_upgrade_id,
     subjects,
 )
+from harmony_fleet.contracts import version as version_of
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.core.upgrade.watch import RollbackNote
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
@@ -167,20 +167,14 @@ class LocalFleet:
         await self.monitor.start(self.nc)
         await self.start_operator()
 
+    def operator_args(self) -> list[str]:
+        """The ``fleet operator`` flags of the operator process (override to add some)."""
+        return ["--nats", self.url, "--log-json", "--refresh", "5"]
+
     def _spawn_operator(self) -> subprocess.Popen[bytes]:
         with open(self.workdir / "operator.log", "ab") as log:
             return subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "harmony_fleet",
-                    "operator",
-                    "--nats",
-                    self.url,
-                    "--log-json",
-                    "--refresh",
-                    "5",
-                ],
+                [sys.executable, "-m", "harmony_fleet", "operator", *self.operator_args()],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -289,8 +283,8 @@ class LocalFleet:
         manifest = self.artifacts[version]
         marker = UpgradeMarker(
             upgrade_id=new_upgrade_id(),
-            device_id=device,
-            target_version=version,
+            device_id=device_id(device),
+            target_version=version_of(version),
             artifact_url=self.url_of(manifest),
             sha256=manifest.sha256,
             size=manifest.size,
@@ -315,21 +309,13 @@ class LocalFleet:
 
     async def status(self, device: str) -> UpgradeStatus | None:
         assert self.nc is not None
-        kv = TypedKV(
-            await open_bucket(self.nc.jetstream(), subjects.BUCKET_UPGRADE_STATUS),
-            UPGRADE_STATUS,
-            name=subjects.BUCKET_UPGRADE_STATUS,
-        )
+        kv = await FleetKV(self.nc).statuses()
         entry = await kv.get(subjects.kv_key(device))
         return entry.value if entry is not None else None
 
     async def record(self, device: str) -> DeviceRecord | None:
         assert self.nc is not None
-        kv = TypedKV(
-            await open_bucket(self.nc.jetstream(), subjects.BUCKET_DEVICES),
-            DEVICE_RECORD,
-            name=subjects.BUCKET_DEVICES,
-        )
+        kv = await FleetKV(self.nc).devices()
         entry = await kv.get(subjects.kv_key(device))
         return entry.value if entry is not None else None
 
