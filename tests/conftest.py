@@ -1,4 +1,8 @@
-"""Shared fixtures: a real nats-server per test on a free port with a temporary store."""
+"""Shared fixtures: a real nats-server per test on a free port with a temporary store.
+
+The server is provisioned as `fleet server` provisions it (the fleet's KV buckets and log stream,
+by `EmbeddedNats`'s bootstrap), so tests that start agents before any operator find them.
+"""
 
 from __future__ import annotations
 

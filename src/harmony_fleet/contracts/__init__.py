@@ -1,8 +1,10 @@
 """The wire contracts: every message and KV value that crosses a process boundary.
 
 Strictly validated on decode (:mod:`._codec`), versioned with a ``v`` field, exported as JSON
-Schema (:mod:`.schema`). Inside the processes these frozen structs are the values passed around;
-nothing else in the package defines a wire format.
+Schema (:mod:`.schema`). Inside the processes these frozen values are the ones passed around;
+nothing else in the package defines a wire format. Files that one process writes and another
+(maybe another version) reads are wire formats too: the agent's local state file
+(:mod:`.local_state`).
 """
 
 from harmony_fleet.contracts import subjects
@@ -31,12 +33,20 @@ from harmony_fleet.contracts.ids import (
     upgrade_id,
     version,
 )
+from harmony_fleet.contracts.local_state import (
+    LOCAL_STATE_MAX_BYTES,
+    InFlight,
+    LocalState,
+    UpgradeInHand,
+    UpgradeState,
+)
 from harmony_fleet.contracts.logs import LOG_LINE_MAX_BYTES, LogLevel, LogLine
 from harmony_fleet.contracts.registry import DeviceRecord, InstanceSeen, UpgradeSummary
 from harmony_fleet.contracts.releases import BUCKET_RELEASES, Release, release_key
 from harmony_fleet.contracts.upgrade import (
     TERMINAL_PHASES,
     AgentUpgradePhase,
+    ErrorCode,
     Progress,
     UpgradeMarker,
     UpgradeStatus,
@@ -52,12 +62,14 @@ UPGRADE_STATUS = Codec(UpgradeStatus)
 DEVICE_RECORD = Codec(DeviceRecord)
 LOG_LINE = Codec(LogLine, max_bytes=LOG_LINE_MAX_BYTES)
 RELEASE = Codec(Release)
+LOCAL_STATE = Codec(LocalState, max_bytes=LOCAL_STATE_MAX_BYTES)
 
 __all__ = [
     "BUCKET_RELEASES",
     "COMMAND",
     "DEVICE_RECORD",
     "HEARTBEAT",
+    "LOCAL_STATE",
     "LOG_LINE",
     "MAX_MESSAGE_BYTES",
     "RAW_COMMAND",
@@ -71,9 +83,12 @@ __all__ = [
     "Command",
     "DeviceId",
     "DeviceRecord",
+    "ErrorCode",
     "Heartbeat",
+    "InFlight",
     "InstanceId",
     "InstanceSeen",
+    "LocalState",
     "LogLevel",
     "LogLine",
     "PingArgs",
@@ -84,7 +99,9 @@ __all__ = [
     "ReplyCode",
     "Role",
     "UpgradeId",
+    "UpgradeInHand",
     "UpgradeMarker",
+    "UpgradeState",
     "UpgradeStatus",
     "UpgradeStopArgs",
     "UpgradeSummary",

@@ -14,13 +14,14 @@ import msgspec
 from harmony_fleet.contracts._codec import encode
 from harmony_fleet.contracts.commands import Command, Reply, UpgradeStopArgs
 from harmony_fleet.contracts.heartbeat import Heartbeat
+from harmony_fleet.contracts.local_state import LocalState
 from harmony_fleet.contracts.logs import LogLine
 from harmony_fleet.contracts.registry import DeviceRecord
 from harmony_fleet.contracts.releases import Release
 from harmony_fleet.contracts.upgrade import UpgradeMarker, UpgradeStatus
 
-#: Every top-level wire type, by the file stem its schema is written to.
-WIRE_TYPES: dict[str, type[msgspec.Struct]] = {
+#: Every top-level wire type (messages, KV values, files), by the file stem of its schema.
+WIRE_TYPES: dict[str, type[Any]] = {
     "heartbeat": Heartbeat,
     "command": Command,
     "reply": Reply,
@@ -30,10 +31,11 @@ WIRE_TYPES: dict[str, type[msgspec.Struct]] = {
     "device_record": DeviceRecord,
     "release": Release,
     "log_line": LogLine,
+    "local_state": LocalState,
 }
 
 
-def schema_of(type_: type[msgspec.Struct]) -> dict[str, Any]:
+def schema_of(type_: type[Any]) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one wire type."""
     schema: dict[str, Any] = msgspec.json.schema(type_)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -1,8 +1,11 @@
 """Upgrade marker and upgrade status: the two KV values of the self-upgrade protocol (ADR-022).
 
-One writer per key: the operator writes a device's **marker** (what to install), the agent writes
+A device's **marker** (what to install) is written by one function,
+``adapters.nats.fleet_kv.write_marker``, with compare-and-set; ``fleet upgrade``, ``fleet
+rollback``, the operator's Kubernetes mode and the local fleet all call it. Its agent alone writes
 its **status** (how it is going). Both carry the ``upgrade_id``, which is how replays are
-recognised: an agent never runs an ``upgrade_id`` it has already finished.
+recognised: an agent never runs an ``upgrade_id`` it has already finished. The buckets are
+created by the operator or the server bootstrap, never by an agent or a CLI command.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class AgentUpgradePhase(enum.StrEnum):
     """Where one upgrade of one device stands. See docs/adr/022-agent-self-upgrade.md."""
 
     REQUESTED = "Requested"
-    """The operator wrote the marker; no agent has picked it up yet."""
+    """The marker was written (``write_marker``); no agent has picked it up yet."""
     STAGING = "Staging"
     """Preflight, layout self-heal, download and SHA-256 verification into versions/<target>/."""
     VERIFYING = "Verifying"
@@ -63,6 +66,36 @@ TERMINAL_PHASES = frozenset(
 )
 
 
+class ErrorCode(enum.StrEnum):
+    """Machine-readable reason written in ``UpgradeStatus.error_code`` (a plain string there, so
+    an older reader accepts a code it does not know) and kept in the agent's local state file."""
+
+    ALREADY_RUNNING = "already_running"
+    VERSION_FAILED_BEFORE = "version_failed_before"
+    SUPERSEDED = "superseded"
+    STAGING_TIMEOUT = "staging_timeout"
+    INTEGRITY = "integrity"
+    INSUFFICIENT_SPACE = "insufficient_space"
+    DOWNLOAD_REJECTED = "download_rejected"
+    DOWNLOAD_INTERRUPTED = "download_interrupted"
+    LAYOUT_BROKEN = "layout_broken"
+    STAGING_FAILED = "staging_failed"
+    SELF_TEST_FAILED = "self_test_failed"
+    SELF_TEST_TIMEOUT = "self_test_timeout"
+    CANDIDATE_START_FAILED = "candidate_start_failed"
+    CANDIDATE_EXITED = "candidate_exited"
+    CUTOVER_TIMEOUT = "cutover_timeout"
+    HOLD_TIMEOUT = "hold_timeout"
+    COMMIT_FAILED = "commit_failed"
+    REVERT_FAILED = "revert_failed"
+    AGENT_RESTARTED = "agent_restarted"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+    LAYOUT_INCONSISTENT = "layout_inconsistent"
+    POST_COMMIT = "post_commit"
+    NOT_INSTALLED = "not_installed"
+    INTERNAL = "internal_error"
+
+
 class UpgradeTimeouts(msgspec.Struct, frozen=True, kw_only=True):
     """Bounds on each phase, chosen by whoever requested the upgrade."""
 
@@ -93,7 +126,8 @@ class ArtifactSource(enum.StrEnum):
 
 
 class UpgradeMarker(msgspec.Struct, frozen=True, kw_only=True):
-    """What the operator wants a device to run. KV bucket ``fleet_upgrade_marker``, key = device."""
+    """What a device should run. KV bucket ``fleet_upgrade_marker``, key = device; written with
+    compare-and-set by ``write_marker`` (``fleet upgrade``, ``fleet rollback``, Kubernetes mode)."""
 
     v: int = UPGRADE_SCHEMA_VERSION
     upgrade_id: UpgradeIdField

@@ -14,6 +14,7 @@ from harmony_fleet.contracts import (
     COMMAND,
     DEVICE_RECORD,
     HEARTBEAT,
+    LOCAL_STATE,
     LOG_LINE,
     MAX_MESSAGE_BYTES,
     RELEASE,
@@ -24,14 +25,18 @@ from harmony_fleet.contracts import (
     Codec,
     Command,
     DeviceRecord,
+    ErrorCode,
     Heartbeat,
+    InFlight,
     InstanceSeen,
+    LocalState,
     Progress,
     Release,
     Reply,
     ReplyCode,
     Role,
     UpgradeMarker,
+    UpgradeState,
     UpgradeStatus,
     UpgradeSummary,
     Verb,
@@ -150,6 +155,35 @@ SAMPLES: dict[str, tuple[Codec[object], object]] = {
         ),
     ),
     "log_line": (LOG_LINE, LOG_SAMPLE),
+    "local_state": (
+        LOCAL_STATE,
+        LocalState(
+            finished=("u-0", "u-1"),
+            failed_versions=("1.1.0",),
+            in_flight=InFlight(
+                marker=UpgradeMarker(
+                    upgrade_id="u-1",
+                    device_id="edge-01",
+                    target_version="1.3.0",
+                    artifact_url="http://artifacts.local/agent-1.3.0.pyz",
+                    sha256=SHA,
+                    requested_at=1700000000.0,
+                ),
+                from_version="1.2.3",
+                state=UpgradeState.WATCHING,
+                attempt=2,
+                started_at=1700000001.0,
+                candidate_instance_id=IID,
+                error_code=ErrorCode.CANDIDATE_EXITED,
+                error_detail="exit code 3",
+                candidate_exit_code=3,
+                candidate_log_tail=("boom",),
+                committed_at=1700000060.0,
+            ),
+            previous="1.2.3",
+            installed={"1.2.3": SHA, "1.3.0": "cd" * 32},
+        ),
+    ),
 }
 
 
@@ -343,3 +377,19 @@ def test_decoded_ids_carry_their_types_and_schemas_keep_the_patterns(tmp_path: P
     assert props["upgrade_id"]["pattern"] == idmod.UPGRADE_ID_PATTERN
     assert props["target_version"]["pattern"] == idmod.VERSION_PATTERN
     assert props["device_id"]["maxLength"] == 63
+
+
+def test_a_state_file_written_before_it_had_a_version_still_decodes() -> None:
+    data = json.loads((GOLDEN / "local_state.json").read_bytes())
+    del data["v"]
+    assert LOCAL_STATE.decode(json.dumps(data).encode()) == SAMPLES["local_state"][1]
+    assert LOCAL_STATE.decode(b"{}") == LocalState()
+
+
+def test_the_state_file_keeps_the_upgrade_in_hand_flat_beside_its_state() -> None:
+    state = SAMPLES["local_state"][1]
+    assert isinstance(state, LocalState) and state.in_flight is not None
+    record = state.in_flight
+    assert record.hand.at(record.state) == record
+    flat = json.loads(encode(state))["in_flight"]
+    assert flat["state"] == "Watching" and flat["committed_at"] == 1700000060.0

@@ -32,3 +32,9 @@ def test_the_module_prints_the_diagram(capsys: object) -> None:
     diagram.main()
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert out == diagram.mermaid()
+
+
+def test_the_restart_arrows_carry_their_conditions() -> None:
+    source = diagram.mermaid()
+    assert "Idle --> Watching: AgentRestarted (committed, new main, watch window)" in source
+    assert "Idle --> RollingBack: AgentRestarted (a candidate may exist)" in source

@@ -97,13 +97,13 @@ async def rig() -> AsyncIterator[Rig]:
 async def test_happy_path_commits_only_on_the_stop(rig: Rig) -> None:
     await rig.to_cutover()
     assert rig.device.current == OLD, "current must not move before the stop"
-    assert rig.driver.stop_signal.armed_for == U1
+    assert rig.driver.snapshot.armed_for == U1
     await rig.heartbeat()
     await rig.reach(P.HOLDING)
     reply = await rig.driver.on_stop(U1, "c1")
     assert reply is not None and reply.ok and reply.code is ReplyCode.OK
     assert rig.device.current == NEW and rig.device.swaps == [NEW]
-    assert rig.driver.handed_over and rig.driver.stop_signal.armed_for is None
+    assert rig.driver.handed_over and rig.driver.snapshot.armed_for is None
     await until(rig.driver.wait_handover())
     await until(rig.driver.flush_status())
     assert rig.sink.phases == [P.STAGING, P.VERIFYING, P.CUTOVER_READY, P.HOLDING, P.COMMITTED]

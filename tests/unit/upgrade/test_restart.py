@@ -46,9 +46,9 @@ def test_nothing_in_flight_stays_idle() -> None:
 @pytest.mark.parametrize("state", [S.STAGING, S.VERIFYING])
 def test_interrupted_staging_resumes_with_the_next_attempt(state: S) -> None:
     snap, effects = restart(state)
-    assert snap.state is S.STAGING and snap.attempt == 2
+    assert snap.state is S.STAGING and snap.upgrade.attempt == 2
     assert "Stage" in kinds(effects)
-    assert statuses(effects)[-1].attempt == 2
+    assert statuses(effects)[-1].upgrade.attempt == 2
 
 
 def test_staging_interrupted_too_often_fails_without_blame() -> None:
@@ -77,7 +77,9 @@ def test_restart_during_rollback_finishes_it_and_keeps_the_reason() -> None:
     assert snap.state is S.ROLLING_BACK
     snap, effects = step(snap, ev.RevertDone(upgrade_id=U1))
     status = statuses(effects)[-1]
-    assert status.error_code is ErrorCode.CANDIDATE_EXITED and status.candidate_exit_code == 3
+    assert (
+        status.error_code is ErrorCode.CANDIDATE_EXITED and status.upgrade.candidate_exit_code == 3
+    )
 
 
 def test_old_agent_restarted_mid_commit_before_the_swap_reverts() -> None:
@@ -125,7 +127,7 @@ def test_a_new_main_takes_the_next_marker_once_its_watch_window_passed() -> None
     assert snap.state is S.SUCCEEDED
     (resubmit,) = only(effects, fx.Resubmit)
     snap, _ = step(snap, resubmit.event)
-    assert snap.state is S.STAGING and snap.from_version == NEW
+    assert snap.state is S.STAGING and snap.upgrade.from_version == NEW
 
 
 def test_restart_never_reruns_the_upgrade_the_record_names_as_finished() -> None:

@@ -119,7 +119,7 @@ ROWS = [
         S.STARTING,
         ev.CandidateStarted(upgrade_id=U1),
         S.CUTOVER_READY,
-        ("ArmStop", "WriteStatus", "ScheduleTimer"),
+        ("WriteStatus", "ScheduleTimer"),
         P.CUTOVER_READY,
     ),
     Row(
@@ -149,42 +149,42 @@ ROWS = [
         S.CUTOVER_READY,
         ev.CutoverTimeout(upgrade_id=U1),
         S.ROLLING_BACK,
-        ("DisarmStop", "CancelTimer", "PersistInFlight", "Revert"),
+        ("CancelTimer", "PersistInFlight", "Revert"),
     ),
     Row(
         "candidate exit in cutover -> revert",
         S.CUTOVER_READY,
         ev.CandidateExited(upgrade_id=U1, exit_code=2, log_tail=("panic",)),
         S.ROLLING_BACK,
-        ("DisarmStop", "Revert"),
+        ("Revert",),
     ),
     Row(
         "stop in cutover -> commit",
         S.CUTOVER_READY,
         stop(),
         S.COMMITTING,
-        ("DisarmStop", "PersistInFlight", "SwapCurrent"),
+        ("CancelTimer", "PersistInFlight", "SwapCurrent"),
     ),
     Row(
         "stop while holding -> commit",
         S.HOLDING,
         stop(),
         S.COMMITTING,
-        ("DisarmStop", "CancelTimer", "PersistInFlight", "SwapCurrent"),
+        ("CancelTimer", "PersistInFlight", "SwapCurrent"),
     ),
     Row(
         "hold deadline -> revert",
         S.HOLDING,
         ev.HoldTimeout(upgrade_id=U1),
         S.ROLLING_BACK,
-        ("DisarmStop", "Revert"),
+        ("Revert",),
     ),
     Row(
         "candidate exit while holding -> revert",
         S.HOLDING,
         ev.CandidateExited(upgrade_id=U1, exit_code=137),
         S.ROLLING_BACK,
-        ("DisarmStop", "Revert"),
+        ("Revert",),
     ),
     Row(
         "swap done -> committed, reply, hand over",
@@ -243,6 +243,7 @@ def test_transition(row: Row) -> None:
     before = at(row.start)
     after, effects = step(before, row.event)
     assert after.state is row.end
+    assert after.armed_for == (U1 if row.end in (S.CUTOVER_READY, S.HOLDING) else None)
     assert _subsequence(row.effects, kinds(effects)), kinds(effects)
     written = statuses(effects)
     if row.phase is not None:
@@ -284,8 +285,12 @@ def test_every_declared_target_is_covered_by_a_row_or_a_dedicated_test() -> None
 def test_status_while_staging_carries_versions_and_attempt() -> None:
     _, effects = step(at(S.IDLE), seen())
     (status,) = statuses(effects)
-    assert (status.from_version, status.to_version, status.attempt) == (OLD, NEW, 1)
-    assert status.started_at == 10.0
+    assert (status.upgrade.from_version, status.upgrade.target, status.upgrade.attempt) == (
+        OLD,
+        NEW,
+        1,
+    )
+    assert status.upgrade.started_at == 10.0
 
 
 def test_timers_use_the_markers_timeouts() -> None:
@@ -310,10 +315,10 @@ def test_self_test_timer_allows_a_grace_beyond_the_executor_timeout() -> None:
 
 def test_heartbeat_seen_before_started_goes_straight_to_holding() -> None:
     snap, _ = step(at(S.STARTING), hb())
-    assert snap.state is S.STARTING and snap.candidate_instance_id == CAND
+    assert snap.state is S.STARTING and snap.upgrade.candidate_instance_id == CAND
     snap, effects = step(snap, ev.CandidateStarted(upgrade_id=U1))
     assert snap.state is S.HOLDING
-    assert kinds(effects)[0] == "ArmStop"
+    assert snap.armed_for == U1
     assert statuses(effects)[-1].phase is P.HOLDING
 
 
@@ -369,8 +374,11 @@ def test_candidate_exit_keeps_exit_code_and_log_tail_for_the_status() -> None:
     status = statuses(effects)[-1]
     assert status.phase is P.ROLLED_BACK
     assert status.error_code is ErrorCode.CANDIDATE_EXITED
-    assert (status.candidate_exit_code, status.candidate_log_tail) == (2, ("a", "b"))
-    assert status.candidate_instance_id == CAND
+    assert (status.upgrade.candidate_exit_code, status.upgrade.candidate_log_tail) == (
+        2,
+        ("a", "b"),
+    )
+    assert status.upgrade.candidate_instance_id == CAND
     assert only(effects, fx.RememberFailedVersion) == [fx.RememberFailedVersion(version=NEW)]
 
 
@@ -398,7 +406,7 @@ def test_staging_failures_never_blame_the_version() -> None:
 def test_candidate_exit_during_commit_is_recorded_and_commit_goes_on() -> None:
     snap, effects = step(at(S.COMMITTING), ev.CandidateExited(upgrade_id=U1, exit_code=9))
     assert snap.state is S.COMMITTING and effects == ()
-    assert snap.candidate_exit_code == 9
+    assert snap.upgrade.candidate_exit_code == 9
 
 
 # --- stops ---------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ WATCH_ROWS = [
         lambda: at(S.HOLDING),
         stop(),
         S.COMMITTING,
-        ("DisarmStop", "PersistInFlight", "SwapCurrent"),
+        ("CancelTimer", "PersistInFlight", "SwapCurrent"),
     ),
     WRow(
         "new main inside the window -> watching",
@@ -244,7 +244,7 @@ def test_no_watch_plan_without_a_watch(
 ) -> None:
     m = msgspec.structs.replace(marker(), timeouts=timeouts)
     snap = at(S.HOLDING, replace(fresh(), **snap_change))  # type: ignore[arg-type]
-    snap = replace(snap, marker=m)
+    snap = replace(snap, hand=replace(snap.upgrade, marker=m))
     _, effects = step(snap, stop())
     (swap,) = only(effects, fx.SwapCurrent)
     assert swap.watch is None
@@ -252,7 +252,7 @@ def test_no_watch_plan_without_a_watch(
 
 def test_the_commit_time_is_the_stops_arrival_and_is_persisted() -> None:
     snap, effects = step(at(S.HOLDING), stop(at=123.0))
-    assert snap.committed_at == 123.0
+    assert snap.upgrade.committed_at == 123.0
     (persisted,) = only(effects, fx.PersistInFlight)
     assert persisted.record is not None and persisted.record.committed_at == 123.0
     snap, effects = step(snap, ev.CommitDone(upgrade_id=U1))
@@ -321,9 +321,11 @@ def test_the_rollback_note_becomes_the_status_and_a_skip_list_entry(state: S) ->
     assert snap.state is S.ROLLED_BACK
     status = statuses(effects)[-1]
     assert status.error_code is ErrorCode.POST_COMMIT
-    assert status.candidate_exit_code == 3
-    assert status.candidate_log_tail == NOTE.log_tail
-    assert "crash_loop" in status.error_detail and NOTE.detail in status.error_detail
+    assert status.upgrade.candidate_exit_code == 3
+    assert status.upgrade.candidate_log_tail == NOTE.log_tail
+    assert (
+        "crash_loop" in status.upgrade.error_detail and NOTE.detail in status.upgrade.error_detail
+    )
     assert only(effects, fx.RememberFailedVersion) == [fx.RememberFailedVersion(version=NEW)]
     assert NEW in snap.memory.failed_versions
     assert "Revert" not in kinds(effects), "the launcher already put current back"

@@ -54,7 +54,6 @@ class World:
     versions: set[Version] = field(default_factory=lambda: {OLD})
     staged: set[Version] = field(default_factory=set)
     candidate: UpgradeId | None = None
-    armed: UpgradeId | None = None
     timers: dict[TimerKind, UpgradeId] = field(default_factory=dict)
     work: tuple[str, UpgradeId] | None = None
     local: LocalState = field(default_factory=LocalState)
@@ -112,7 +111,6 @@ class World:
         self.snap = Snapshot.initial(
             running_version=self.current, instance_id=OWN, memory=memory_of(self.local)
         )
-        self.armed = None
         self.timers.clear()
         self.work = None
         self.feed(
@@ -144,17 +142,17 @@ class World:
     def _apply(self, before: Snapshot, cause: ev.Event, e: fx.Effect) -> ev.Event | None:
         match e:
             case fx.Stage(marker=m):
-                uid = UpgradeId(m.upgrade_id)
+                uid = m.upgrade_id
                 self._guard_finished(uid, "Stage")
                 self.layout_before.setdefault(uid, (self.current, frozenset(self.versions)))
                 self.work = ("stage", uid)
                 self.started_work.append(("stage", uid))
             case fx.RunSelfTest(marker=m):
-                self.work = ("self_test", UpgradeId(m.upgrade_id))
+                self.work = ("self_test", m.upgrade_id)
             case fx.CancelWork():
                 self.work = None
             case fx.StartCandidate(marker=m):
-                uid = UpgradeId(m.upgrade_id)
+                uid = m.upgrade_id
                 self._guard_finished(uid, "StartCandidate")
                 self.work = None
                 if self.start_fails:
@@ -165,10 +163,6 @@ class World:
                 return ev.CandidateStarted(upgrade_id=uid)
             case fx.StopCandidate():
                 self.candidate = None
-            case fx.ArmStop(upgrade_id=uid):
-                self.armed = uid
-            case fx.DisarmStop():
-                self.armed = None
             case fx.SwapCurrent(upgrade_id=uid, version=v, watch=plan):
                 if plan is not None:
                     self.watch = plan  # durable before the swap
@@ -251,7 +245,7 @@ class World:
             if ok:
                 m = self.snap.marker
                 if m is not None and m.upgrade_id == uid:
-                    v = Version(m.target_version)
+                    v = m.target_version
                     if v not in self.versions:
                         self.versions.add(v)
                         self.staged.add(v)
@@ -304,8 +298,8 @@ class World:
 
     def check(self) -> None:
         snap = self.snap
-        if self.armed != snap.armed_for:
-            self.problems.append(f"stop signal {self.armed} but machine armed for {snap.armed_for}")
+        if (snap.armed_for is not None) != (snap.state in (S.CUTOVER_READY, S.HOLDING)):
+            self.problems.append(f"armed for {snap.armed_for} in {snap.state}")
         per_uid: dict[UpgradeId, int] = {}
         for uid, _ in self.swaps:
             per_uid[uid] = per_uid.get(uid, 0) + 1
@@ -348,7 +342,7 @@ class World:
         # a rollback or failure restores the layout the upgrade found
         if snap.state in (S.ROLLED_BACK, S.FAILED) and snap.upgrade_id in self.layout_before:
             cur, vers = self.layout_before[snap.upgrade_id]
-            if snap.error_code is ErrorCode.POST_COMMIT:
+            if snap.upgrade.error_code is ErrorCode.POST_COMMIT:
                 # After a commit the layout is the launcher's: current is back, the bad
                 # version stays on disk for a person to look at (collection removes it later).
                 if self.current != cur:

@@ -1,11 +1,12 @@
 """The agent's local state file: finished upgrade ids, the skip list, the latest upgrade record.
 
-One small JSON file (msgspec, strict on decode), replaced atomically on every save: written to a
-temporary sibling, fsynced, renamed over the old file, and the folder fsynced. A crash at any
-point leaves either the old file or the new one, plus at worst a temporary file that the next
-load removes. A file that no longer decodes (a bug, a disk error) is moved aside as
-``<name>.corrupt-<time>`` and an empty state is used, with an error in the log: an agent that
-cannot start is worse than one that forgot its history (the operator's registry still has it).
+One small JSON file in the format of ``contracts.local_state`` (strict on decode), replaced
+atomically on every save: written to a temporary sibling, fsynced, renamed over the old file,
+and the folder fsynced. A crash at any point leaves either the old file or the new one, plus at
+worst a temporary file that the next load removes. A file that no longer decodes (a bug, a
+disk error) is moved aside as ``<name>.corrupt-<time>`` and an empty state is used, with an
+error in the log: an agent that cannot start is worse than one that forgot its history (the
+operator's registry still has it).
 """
 
 from __future__ import annotations
@@ -15,16 +16,12 @@ import os
 import time
 from pathlib import Path
 
-import msgspec
-
 from harmony_fleet.adapters.device.errors import DiskError
 from harmony_fleet.adapters.device.fs import write_atomic
-from harmony_fleet.core.upgrade.records import LocalState
+from harmony_fleet.contracts import LOCAL_STATE, LocalState
+from harmony_fleet.errors import InvalidMessage
 
 log = logging.getLogger(__name__)
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(LocalState)
 
 
 class FileStateStore:
@@ -50,8 +47,8 @@ class FileStateStore:
         except OSError as exc:
             raise DiskError(f"read {self.path}", exc) from exc
         try:
-            return _decoder.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            return LOCAL_STATE.decode(data)
+        except InvalidMessage as exc:
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             os.replace(self.path, aside)
             log.error(
@@ -63,6 +60,6 @@ class FileStateStore:
     def save(self, state: LocalState) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, _encoder.encode(state))
+            write_atomic(self.path, LOCAL_STATE.encode(state))
         except OSError as exc:
             raise DiskError(f"write {self.path}", exc) from exc

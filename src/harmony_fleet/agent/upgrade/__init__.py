@@ -12,7 +12,6 @@ and timers), plus the local state store. The agent process wires NATS to it: mar
 from harmony_fleet.agent.upgrade.driver import UpgradeDriver
 from harmony_fleet.agent.upgrade.ports import Cancellable, Clock, LoopClock, StatusSink
 from harmony_fleet.agent.upgrade.status_writer import StatusWriter
-from harmony_fleet.agent.upgrade.stop_signal import StopSignal
 
 __all__ = [
     "Cancellable",
@@ -20,6 +19,5 @@ __all__ = [
     "LoopClock",
     "StatusSink",
     "StatusWriter",
-    "StopSignal",
     "UpgradeDriver",
 ]

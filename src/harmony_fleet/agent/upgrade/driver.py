@@ -2,8 +2,8 @@
 
 ``core.upgrade.machine`` decides; this module only acts, through the device's two seams (its
 files and its candidate runner, ``core.upgrade.device``), the status writer, the local state
-store, the stop signal and the clock. Events are processed strictly one
-at a time under a lock, so the machine never sees two at once; effects of one step run in
+store and the clock. Events are processed strictly one at a time under a lock, so the machine
+never sees two at once; effects of one step run in
 order; long work (staging, the self-test, watching the candidate) runs in background tasks that
 feed their outcome back as an event.
 
@@ -31,11 +31,10 @@ from typing import Any
 from harmony_fleet.agent.upgrade import work
 from harmony_fleet.agent.upgrade.ports import Cancellable, Clock, StatusSink
 from harmony_fleet.agent.upgrade.status_writer import StatusWriter, status_of
-from harmony_fleet.agent.upgrade.stop_signal import StopSignal
 from harmony_fleet.contracts.commands import Reply, ReplyCode
 from harmony_fleet.contracts.heartbeat import Heartbeat
 from harmony_fleet.contracts.ids import DeviceId, InstanceId, UpgradeId, Version
-from harmony_fleet.contracts.upgrade import Progress, UpgradeMarker, UpgradeStatus
+from harmony_fleet.contracts.upgrade import Progress, UpgradeMarker
 from harmony_fleet.core.upgrade import effects as fx
 from harmony_fleet.core.upgrade import events as ev
 from harmony_fleet.core.upgrade.device import CandidateHandle, CandidateRunner, DeviceFiles
@@ -63,7 +62,9 @@ REVERT_ATTEMPTS = 3
 REVERT_PAUSE_S = 1.0
 #: Versions kept on disk after a successful upgrade (the running and the previous one).
 KEEP_VERSIONS = 2
-_CANDIDATE_STATES = frozenset(
+#: States in which a candidate's heartbeat can change something (not ``CANDIDATE_STATES``:
+#: those are the states in which a candidate process may exist).
+_HEARTBEAT_STATES = frozenset(
     {UpgradeState.STARTING, UpgradeState.CUTOVER_READY, UpgradeState.HOLDING}
 )
 
@@ -87,7 +88,6 @@ class UpgradeDriver:
         self.device_id = device_id
         self.instance_id = instance_id
         self.running_version = running_version
-        self.stop_signal = StopSignal()
         self._files = files
         self._runner = runner
         self.keep_versions = keep_versions
@@ -106,7 +106,6 @@ class UpgradeDriver:
         self._watch: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: dict[TimerKind, Cancellable] = {}
-        self._replies: dict[str, Reply] = {}
         self._handover = asyncio.Event()
         self._last_progress_at = float("-inf")
         self._closed = False
@@ -161,7 +160,7 @@ class UpgradeDriver:
         """Tell the machine about a heartbeat of this device (cheap when no upgrade runs)."""
         if hb.device_id != self.device_id or hb.instance_id == self.instance_id:
             return
-        if self._snap.state not in _CANDIDATE_STATES:
+        if self._snap.state not in _HEARTBEAT_STATES:
             return
         await self._dispatch(
             ev.CandidateHeartbeatSeen(
@@ -175,16 +174,18 @@ class UpgradeDriver:
         """Answer ``upgrade_stop``. Commits (swap, status, reply OK) only if armed for it.
 
         The reply is sent after ``current`` moved and the Committed status was handed to the
-        writer; a refusal (NOT_ARMED, WRONG_UPGRADE) changes nothing.
+        writer; a refusal (NOT_ARMED, WRONG_UPGRADE) changes nothing. It is the answer the
+        dispatch of this stop produced (the commit's outcome comes back in the same dispatch:
+        the swap runs inside it).
         """
-        await self._dispatch(
+        replies = await self._dispatch(
             ev.StopReceived(
                 upgrade_id=upgrade_id,
                 command_id=command_id,
                 received_at=self._clock.now(),
             )
         )
-        reply = self._replies.pop(command_id, None)
+        reply = next((r for r in replies if r.command_id == command_id), None)
         if reply is None:  # only if the machine dropped the event: never leave the caller hanging
             return self._reply(command_id, ReplyCode.ERROR, "no decision")
         return reply
@@ -215,9 +216,11 @@ class UpgradeDriver:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    async def _dispatch(self, event: ev.Event) -> None:
+    async def _dispatch(self, event: ev.Event) -> list[Reply]:
+        """Feed ``event`` and what follows from it; the stop replies it produced."""
+        replies: list[Reply] = []
         if self._closed:
-            return
+            return replies
         async with self._lock:
             queue: deque[ev.Event] = deque([event])
             while queue:
@@ -240,9 +243,17 @@ class UpgradeDriver:
                     )
                 self._snap = snap
                 for effect in effects:
+                    if isinstance(effect, fx.ReplyToStop):
+                        replies.append(self._reply(effect.command_id, effect.code, effect.message))
+                        continue
                     follow = await self._perform(effect)
                     if follow is not None:
                         queue.append(follow)
+        return replies
+
+    async def _feed(self, event: ev.Event) -> None:
+        """Dispatch from a background task (a timer, finished work): nobody awaits a reply."""
+        await self._dispatch(event)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -268,12 +279,6 @@ class UpgradeDriver:
                     await self._runner.stop_candidate(uid)
                 except Exception as exc:
                     self.log.error("stopping the candidate failed", extra={"error": str(exc)})
-            case fx.ArmStop(upgrade_id=uid):
-                self.stop_signal.arm(uid)
-            case fx.DisarmStop():
-                self.stop_signal.disarm()
-            case fx.ReplyToStop(command_id=cid, code=code, message=message):
-                self._replies[cid] = self._reply(cid, code, message)
             case fx.SwapCurrent():
                 return await work.arm_and_swap(self._files, effect)
             case fx.Revert():
@@ -284,7 +289,10 @@ class UpgradeDriver:
                 except Exception as exc:
                     self.log.error("staging cleanup failed", extra={"error": str(exc)})
             case fx.WriteStatus():
-                self._status.publish(self._status_of(effect))
+                now, device, instance = self._clock.now(), self.device_id, self.instance_id
+                self._status.publish(
+                    status_of(effect, device=device, instance=instance, now=now, local=self._local)
+                )
             case fx.EndWatch(upgrade_id=uid):
                 await work.end_watch(self._files, uid)
             case fx.RecordInstalled(version=version, sha256=sha):
@@ -334,7 +342,7 @@ class UpgradeDriver:
     def _timer_fired(self, kind: TimerKind, event: ev.Event) -> None:
         self._timers.pop(kind, None)
         if not self._closed:
-            self._spawn(self._dispatch(event))
+            self._spawn(self._feed(event))
 
     def _reply(self, command_id: str, code: ReplyCode, message: str) -> Reply:
         return Reply(
@@ -344,15 +352,6 @@ class UpgradeDriver:
             message=message,
             instance_id=self.instance_id,
             agent_version=self.running_version,
-        )
-
-    def _status_of(self, w: fx.WriteStatus) -> UpgradeStatus:
-        return status_of(
-            w,
-            device=self.device_id,
-            instance=self.instance_id,
-            now=self._clock.now(),
-            local=self._local,
         )
 
     async def _run_stage(self, marker: UpgradeMarker) -> None:
@@ -366,7 +365,7 @@ class UpgradeDriver:
         if 0 <= now - self._last_progress_at < PROGRESS_EVERY_S:
             return  # (a wall clock stepped back counts as time passed, not as none)
         self._last_progress_at = now
-        self._spawn(self._dispatch(ev.StagingProgress(upgrade_id=uid, progress=progress)))
+        self._spawn(self._feed(ev.StagingProgress(upgrade_id=uid, progress=progress)))
 
     async def _run_self_test(self, marker: UpgradeMarker, timeout_s: float) -> None:
         await self._dispatch(await work.self_test(self._runner, marker, timeout_s))

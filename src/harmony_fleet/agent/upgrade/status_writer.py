@@ -97,22 +97,12 @@ def status_of(
     """The wire status for one ``WriteStatus`` effect, with what only the driver knows: who
     writes it, when, and the version kept to return to (``fleet rollback`` reads it here)."""
     previous = local.previous
-    return UpgradeStatus(
-        upgrade_id=w.upgrade_id,
-        device_id=device,
+    return w.upgrade.status(
         phase=w.phase,
-        from_version=w.from_version,
-        to_version=w.to_version,
+        device_id=device,
         instance_id=instance,
-        attempt=w.attempt,
-        progress=w.progress,
-        error_code=w.error_code.value if w.error_code is not None else "",
-        error_detail=w.error_detail[:4096],
-        candidate_instance_id=w.candidate_instance_id,
-        candidate_exit_code=w.candidate_exit_code,
-        candidate_log_tail=[line[:4096] for line in w.candidate_log_tail],
-        started_at=w.started_at,
         updated_at=now,
+        progress=w.progress,
         pending_upgrade_id=w.pending_upgrade_id,
         watch_until=w.watch_until,
         previous_version=previous,

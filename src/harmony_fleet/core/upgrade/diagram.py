@@ -2,7 +2,8 @@
 
 The ADR embeds this output between markers and a test compares the two, so the picture a person
 reads is the table the code runs. Self-loops (ignored duplicates, progress, deferred markers) are
-left out: the diagram shows where the machine can *go*.
+left out: the diagram shows where the machine can *go*. A decision table (the restart) draws one
+arrow per case, labelled with its condition.
 
     python -m harmony_fleet.core.upgrade.diagram
 """
@@ -28,9 +29,19 @@ def edges() -> list[tuple[UpgradeState, UpgradeState, list[str]]]:
     for source in UpgradeState:
         rules = sorted(TABLE[source].items(), key=lambda item: order[item[0]])
         for event_type, rule in rules:
+            name = event_type.__name__
+            if rule.cases:
+                conditions: dict[UpgradeState, list[str]] = {}
+                for target, when in rule.cases:
+                    conditions.setdefault(target, []).append(when)
+                for target, whens in conditions.items():
+                    if target is not source:
+                        label = f"{name} ({' / '.join(whens)})"
+                        grouped.setdefault((source, target), []).append(label)
+                continue
             for target in UpgradeState:
                 if target in rule.targets and target is not source:
-                    grouped.setdefault((source, target), []).append(event_type.__name__)
+                    grouped.setdefault((source, target), []).append(name)
     return [(s, t, names) for (s, t), names in grouped.items()]
 
 

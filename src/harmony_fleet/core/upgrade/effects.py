@@ -1,7 +1,7 @@
 """What the machine asks its driver to do, as frozen values returned by :func:`machine.step`.
 
 The machine decides, the driver acts: each effect maps to one call on the executor, the status
-sink, the local state store, the stop signal or the clock. Effects of one step are performed in
+sink, the local state store or the clock. Effects of one step are performed in
 the order given; that order carries meaning (the status is written before the stop is
 acknowledged, the upgrade is recorded as finished before the old agent hands over).
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harmony_fleet.contracts.commands import ReplyCode
-from harmony_fleet.contracts.ids import InstanceId, UpgradeId, Version
-from harmony_fleet.contracts.upgrade import AgentUpgradePhase, Progress, UpgradeMarker
+from harmony_fleet.contracts.ids import UpgradeId, Version
+from harmony_fleet.contracts.local_state import InFlight, UpgradeInHand
+from harmony_fleet.contracts.upgrade import AgentUpgradePhase, ErrorCode, Progress, UpgradeMarker
 from harmony_fleet.core.upgrade.events import MarkerSeen
-from harmony_fleet.core.upgrade.records import InFlight
-from harmony_fleet.core.upgrade.states import ErrorCode, TimerKind
+from harmony_fleet.core.upgrade.states import TimerKind
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,20 +57,12 @@ class StopCandidate:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ArmStop:
-    """From now on, an ``upgrade_stop`` for ``upgrade_id`` commits."""
-
-    upgrade_id: UpgradeId
-
-
-@dataclass(frozen=True, kw_only=True)
-class DisarmStop:
-    """No stop commits any more."""
-
-
-@dataclass(frozen=True, kw_only=True)
 class ReplyToStop:
-    """Answer one ``upgrade_stop`` command (``code`` OK means committed)."""
+    """Answer one ``upgrade_stop`` command (``code`` OK means committed).
+
+    The driver returns it from the dispatch that handled the stop: whether a stop is armed is
+    the machine's own state (``Snapshot.armed_for``), nothing outside it mirrors that.
+    """
 
     command_id: str
     code: ReplyCode
@@ -128,22 +120,25 @@ class CleanupStaging:
 
 @dataclass(frozen=True, kw_only=True)
 class WriteStatus:
-    """Write the device's ``UpgradeStatus``; the driver adds device, instance and times."""
+    """Write the device's ``UpgradeStatus`` for ``upgrade`` in ``phase``.
 
-    upgrade_id: UpgradeId
+    The driver adds what only it knows: device, instance, the time, and the version kept to
+    return to (``UpgradeInHand.status``).
+    """
+
+    upgrade: UpgradeInHand
     phase: AgentUpgradePhase
-    from_version: Version
-    to_version: Version
-    started_at: float
-    attempt: int = 1
     progress: Progress | None = None
-    error_code: ErrorCode | None = None
-    error_detail: str = ""
-    candidate_instance_id: InstanceId | None = None
-    candidate_exit_code: int | None = None
-    candidate_log_tail: tuple[str, ...] = ()
     pending_upgrade_id: UpgradeId | None = None
     watch_until: float | None = None
+
+    @property
+    def upgrade_id(self) -> UpgradeId:
+        return self.upgrade.upgrade_id
+
+    @property
+    def error_code(self) -> ErrorCode | None:
+        return self.upgrade.error_code
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,8 +236,6 @@ Effect = (
     | CancelWork
     | StartCandidate
     | StopCandidate
-    | ArmStop
-    | DisarmStop
     | ReplyToStop
     | SwapCurrent
     | Revert

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harmony_fleet.contracts.ids import InstanceId, UpgradeId, Version
-from harmony_fleet.contracts.upgrade import Progress, UpgradeMarker
-from harmony_fleet.core.upgrade.records import InFlight
-from harmony_fleet.core.upgrade.states import ErrorCode, TimerKind
+from harmony_fleet.contracts.local_state import InFlight
+from harmony_fleet.contracts.upgrade import ErrorCode, Progress, UpgradeMarker
+from harmony_fleet.core.upgrade.states import TimerKind
 from harmony_fleet.core.upgrade.watch import RollbackNote
 
 

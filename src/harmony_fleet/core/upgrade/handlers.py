@@ -1,10 +1,10 @@
 """The transition handlers of the agent-side machine: pure functions ``(snapshot, event)``.
 
 Each handler returns the next snapshot and the effects to perform, in order. Which handler runs
-for which (state, event) pair, and which states it may lead to, is declared in
-:data:`machine.TABLE`; a handler never needs to check that it was called in a sensible state,
-only the facts that table rows cannot express (does this heartbeat belong to our candidate? is
-this the armed upgrade id?).
+for which (state, event) pair, which states it may lead to, and whether it only hears events of
+the upgrade in hand (``same_upgrade``: work that ended, timers) is declared in
+:data:`machine.TABLE`; a handler never checks any of that, only the facts that table rows cannot
+express (does this heartbeat belong to our candidate? is this the armed upgrade id?).
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ from harmony_fleet.core.upgrade.outcomes import (
     roll_back,
     start,
     succeed,
-    target_of,
     then_pending,
-    uid_of,
 )
 from harmony_fleet.core.upgrade.records import remember_finished
 from harmony_fleet.core.upgrade.snapshot import Snapshot
@@ -38,7 +36,6 @@ from harmony_fleet.core.upgrade.states import (
 )
 
 S = UpgradeState
-_NO_EFFECTS = NO_EFFECTS
 
 
 # --- markers -------------------------------------------------------------------------------
@@ -47,10 +44,10 @@ _NO_EFFECTS = NO_EFFECTS
 def on_marker(snap: Snapshot, event: ev.MarkerSeen) -> Result:
     verdict = judge(snap, event.marker)
     if verdict in (Verdict.REPLAY, Verdict.DUPLICATE, Verdict.HANDING_OVER):
-        return snap, _NO_EFFECTS
+        return snap, NO_EFFECTS
     if verdict is Verdict.DEFER:
         if snap.pending is not None and snap.pending.marker == event.marker:
-            return snap, _NO_EFFECTS
+            return snap, NO_EFFECTS
         waiting = replace(snap, pending=event)
         return waiting, (waiting.status(),)
     if verdict is Verdict.SUPERSEDE:
@@ -63,56 +60,47 @@ def on_marker(snap: Snapshot, event: ev.MarkerSeen) -> Result:
 
 
 def on_staging_progress(snap: Snapshot, event: ev.StagingProgress) -> Result:
-    if not snap.belongs(event.upgrade_id) or event.progress == snap.progress:
-        return snap, _NO_EFFECTS
+    if event.progress == snap.progress:
+        return snap, NO_EFFECTS
     nxt = replace(snap, progress=event.progress)
     return nxt, (nxt.status(),)
 
 
 def on_staging_done(snap: Snapshot, event: ev.StagingDone) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
-    assert snap.marker is not None
+    hand = snap.upgrade
     verifying = snap.moved(S.VERIFYING)
-    timeout = snap.marker.timeouts.self_test_s
+    timeout = hand.marker.timeouts.self_test_s
     return verifying, (
         fx.CancelTimer(kind=TimerKind.STAGING),
-        fx.RecordInstalled(version=target_of(snap), sha256=snap.marker.sha256),
+        fx.RecordInstalled(version=hand.target, sha256=hand.marker.sha256),
         verifying.status(),
         fx.ScheduleTimer(
-            kind=TimerKind.SELF_TEST, delay_s=timeout + SELF_TEST_GRACE_S, upgrade_id=uid_of(snap)
+            kind=TimerKind.SELF_TEST,
+            delay_s=timeout + SELF_TEST_GRACE_S,
+            upgrade_id=hand.upgrade_id,
         ),
-        fx.RunSelfTest(marker=snap.marker, timeout_s=timeout),
+        fx.RunSelfTest(marker=hand.marker, timeout_s=timeout),
     )
 
 
 def on_staging_failed(snap: Snapshot, event: ev.StagingFailed) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
     return fail(snap, event.code, event.detail)
 
 
 def on_staging_timeout(snap: Snapshot, event: ev.StagingTimedOut) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
     return fail(snap, ErrorCode.STAGING_TIMEOUT, "staging deadline passed")
 
 
 def on_self_test_passed(snap: Snapshot, event: ev.SelfTestPassed) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
-    assert snap.marker is not None
     starting = snap.moved(S.STARTING)
     return starting, (
         fx.CancelTimer(kind=TimerKind.SELF_TEST),
         fx.PersistInFlight(record=starting.record()),
-        fx.StartCandidate(marker=snap.marker),
+        fx.StartCandidate(marker=snap.upgrade.marker),
     )
 
 
 def on_self_test_failed(snap: Snapshot, event: ev.SelfTestFailed) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
     return fail(
         snap,
         ErrorCode.SELF_TEST_FAILED,
@@ -123,8 +111,6 @@ def on_self_test_failed(snap: Snapshot, event: ev.SelfTestFailed) -> Result:
 
 
 def on_self_test_timeout(snap: Snapshot, event: ev.SelfTestTimedOut) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
     return fail(snap, ErrorCode.SELF_TEST_TIMEOUT, "self-test did not finish")
 
 
@@ -132,22 +118,18 @@ def on_self_test_timeout(snap: Snapshot, event: ev.SelfTestTimedOut) -> Result:
 
 
 def on_candidate_started(snap: Snapshot, event: ev.CandidateStarted) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
-    assert snap.marker is not None
-    uid, timeouts = uid_of(snap), snap.marker.timeouts
-    if snap.candidate_instance_id is not None:
+    hand = snap.upgrade
+    uid, timeouts = hand.upgrade_id, hand.marker.timeouts
+    if hand.candidate_instance_id is not None:
         holding = snap.moved(S.HOLDING)
         timer = fx.ScheduleTimer(kind=TimerKind.HOLD, delay_s=timeouts.hold_s, upgrade_id=uid)
-        return holding, (fx.ArmStop(upgrade_id=uid), holding.status(), timer)
+        return holding, (holding.status(), timer)
     ready = snap.moved(S.CUTOVER_READY)
     timer = fx.ScheduleTimer(kind=TimerKind.CUTOVER, delay_s=timeouts.cutover_s, upgrade_id=uid)
-    return ready, (fx.ArmStop(upgrade_id=uid), ready.status(), timer)
+    return ready, (ready.status(), timer)
 
 
 def on_candidate_start_failed(snap: Snapshot, event: ev.CandidateStartFailed) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
     return roll_back(snap, ErrorCode.CANDIDATE_START_FAILED, event.detail)
 
 
@@ -161,30 +143,30 @@ def _is_our_candidate(snap: Snapshot, event: ev.CandidateHeartbeatSeen) -> bool:
 
 def on_candidate_heartbeat(snap: Snapshot, event: ev.CandidateHeartbeatSeen) -> Result:
     if not _is_our_candidate(snap, event):
-        return snap, _NO_EFFECTS
+        return snap, NO_EFFECTS
+    hand = snap.upgrade
+    seen = replace(hand, candidate_instance_id=event.instance_id)
     if snap.state is not S.CUTOVER_READY:
-        if snap.candidate_instance_id is not None:
-            return snap, _NO_EFFECTS
-        return replace(snap, candidate_instance_id=event.instance_id), _NO_EFFECTS
-    assert snap.marker is not None
-    holding = snap.moved(S.HOLDING, candidate_instance_id=event.instance_id)
+        if hand.candidate_instance_id is not None:
+            return snap, NO_EFFECTS
+        return replace(snap, hand=seen), NO_EFFECTS
+    holding = snap.moved(S.HOLDING, seen)
     return holding, (
         fx.CancelTimer(kind=TimerKind.CUTOVER),
         fx.ScheduleTimer(
-            kind=TimerKind.HOLD, delay_s=snap.marker.timeouts.hold_s, upgrade_id=uid_of(snap)
+            kind=TimerKind.HOLD, delay_s=hand.marker.timeouts.hold_s, upgrade_id=hand.upgrade_id
         ),
         holding.status(),
     )
 
 
 def on_candidate_exited(snap: Snapshot, event: ev.CandidateExited) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
     if snap.state is S.COMMITTING:
         # The swap is under way on the operator's word; the exit is kept for the status.
-        return replace(
-            snap, candidate_exit_code=event.exit_code, candidate_log_tail=event.log_tail
-        ), _NO_EFFECTS
+        kept = replace(
+            snap.upgrade, candidate_exit_code=event.exit_code, candidate_log_tail=event.log_tail
+        )
+        return replace(snap, hand=kept), NO_EFFECTS
     return roll_back(
         snap,
         ErrorCode.CANDIDATE_EXITED,
@@ -195,16 +177,12 @@ def on_candidate_exited(snap: Snapshot, event: ev.CandidateExited) -> Result:
 
 
 def on_cutover_timeout(snap: Snapshot, event: ev.CutoverTimeout) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
     return roll_back(
         snap, ErrorCode.CUTOVER_TIMEOUT, "no stop and no candidate heartbeat before the deadline"
     )
 
 
 def on_hold_timeout(snap: Snapshot, event: ev.HoldTimeout) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
     return roll_back(
         snap, ErrorCode.HOLD_TIMEOUT, "candidate heartbeats seen, but no stop before the deadline"
     )
@@ -222,14 +200,14 @@ def _watch_plan(committing: Snapshot) -> fx.WatchPlan | None:
     window = committing.watch_window_s
     if window <= 0:
         return None
-    assert committing.marker is not None and committing.from_version is not None
+    hand = committing.upgrade
     return fx.WatchPlan(
-        upgrade_id=uid_of(committing),
-        previous=committing.from_version,
-        target=target_of(committing),
-        committed_at=committing.committed_at,
+        upgrade_id=hand.upgrade_id,
+        previous=hand.from_version,
+        target=hand.target,
+        committed_at=hand.committed_at,
         window_s=window,
-        max_failures=committing.marker.timeouts.watch_max_failures,
+        max_failures=hand.marker.timeouts.watch_max_failures,
     )
 
 
@@ -240,36 +218,36 @@ _AFTER_COMMIT = frozenset({S.COMMITTED, S.WATCHING, S.SUCCEEDED})
 def on_stop(snap: Snapshot, event: ev.StopReceived) -> Result:
     armed = snap.armed_for
     if armed is not None and event.upgrade_id == armed:
-        committing = snap.moved(
-            S.COMMITTING, stop_commands=(event.command_id,), committed_at=event.received_at
+        committing = replace(
+            snap.moved(S.COMMITTING, replace(snap.upgrade, committed_at=event.received_at)),
+            stop_commands=(event.command_id,),
         )
         return committing, (
-            fx.DisarmStop(),
             fx.CancelTimer(kind=TimerKind.CUTOVER),
             fx.CancelTimer(kind=TimerKind.HOLD),
             fx.PersistInFlight(record=committing.record()),
             fx.SwapCurrent(
-                upgrade_id=armed, version=target_of(snap), watch=_watch_plan(committing)
+                upgrade_id=armed, version=snap.upgrade.target, watch=_watch_plan(committing)
             ),
         )
     if armed is not None:
         return snap, (_reply(event, ReplyCode.WRONG_UPGRADE, f"armed for {armed}"),)
     if snap.state is S.COMMITTING and snap.belongs(event.upgrade_id):
+        # Only reachable if a stop is handled while the swap is under way (the driver performs
+        # the swap inside the stop's own dispatch, so in practice a second stop meets
+        # Committed): it is answered with the commit's outcome.
         if event.command_id in snap.stop_commands:
-            return snap, _NO_EFFECTS
-        return replace(snap, stop_commands=(*snap.stop_commands, event.command_id)), _NO_EFFECTS
+            return snap, NO_EFFECTS
+        return replace(snap, stop_commands=(*snap.stop_commands, event.command_id)), NO_EFFECTS
     if snap.state in _AFTER_COMMIT and snap.belongs(event.upgrade_id):
         return snap, (_reply(event, ReplyCode.OK, "already committed"),)
     return snap, (_reply(event, ReplyCode.NOT_ARMED, f"not armed ({snap.state.value})"),)
 
 
 def on_commit_done(snap: Snapshot, event: ev.CommitDone) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
-    committed = snap.moved(S.COMMITTED, stop_commands=())
-    uid = uid_of(snap)
-    memory = replace(committed.memory, finished=remember_finished(committed.memory.finished, uid))
-    committed = replace(committed, memory=memory)
+    uid = snap.upgrade.upgrade_id
+    memory = replace(snap.memory, finished=remember_finished(snap.memory.finished, uid))
+    committed = replace(snap, state=S.COMMITTED, stop_commands=(), memory=memory)
     replies = tuple(
         fx.ReplyToStop(command_id=c, code=ReplyCode.OK, message="committed")
         for c in snap.stop_commands
@@ -284,8 +262,6 @@ def on_commit_done(snap: Snapshot, event: ev.CommitDone) -> Result:
 
 
 def on_commit_failed(snap: Snapshot, event: ev.CommitFailed) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
     replies = tuple(
         fx.ReplyToStop(command_id=c, code=ReplyCode.ERROR, message=f"commit failed: {event.detail}")
         for c in snap.stop_commands
@@ -295,8 +271,6 @@ def on_commit_failed(snap: Snapshot, event: ev.CommitFailed) -> Result:
 
 def on_watch_passed(snap: Snapshot, event: ev.WatchPassed) -> Result:
     """The new main outlived its watch window: Succeeded (the launcher no longer judges it)."""
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
     return succeed(snap)
 
 
@@ -304,21 +278,17 @@ def on_watch_passed(snap: Snapshot, event: ev.WatchPassed) -> Result:
 
 
 def on_revert_done(snap: Snapshot, event: ev.RevertDone) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
-    done = snap.moved(S.ROLLED_BACK)
-    done, book = finish(done, blame=snap.error_code in BLAMES_VERSION)
+    done, book = finish(snap.moved(S.ROLLED_BACK), blame=snap.upgrade.error_code in BLAMES_VERSION)
     return then_pending(done, book)
 
 
 def on_revert_failed(snap: Snapshot, event: ev.RevertFailed) -> Result:
-    if not snap.belongs(event.upgrade_id):
-        return snap, _NO_EFFECTS
-    reason = snap.error_code.value if snap.error_code else "rollback"
-    done = snap.moved(
-        S.FAILED,
+    hand = snap.upgrade
+    reason = hand.error_code.value if hand.error_code else "rollback"
+    failed = replace(
+        hand,
         error_code=ErrorCode.REVERT_FAILED,
         error_detail=f"{reason}, then the revert failed: {event.detail}",
     )
-    done, book = finish(done, blame=snap.error_code in BLAMES_VERSION)
+    done, book = finish(snap.moved(S.FAILED, failed), blame=hand.error_code in BLAMES_VERSION)
     return then_pending(done, book)

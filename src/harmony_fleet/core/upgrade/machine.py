@@ -6,9 +6,16 @@ handler and checks that the handler went where the table says, so the table, the
 generated diagram (:mod:`.diagram`) cannot drift apart. An event with no entry is a protocol
 error naming the state and the event; the driver logs it and drops it.
 
+The table also carries the rules a handler would otherwise repeat. A rule marked
+``same_upgrade`` (the end of some work, a timer firing) only hears events naming the upgrade in
+hand: :func:`step` drops one for another upgrade before the handler runs, so work that was
+cancelled, or a timer that fired just as it was cancelled, can never move the current upgrade.
+A decision with several outcomes (what a restarted process does, :mod:`.restart`) lists its
+cases, each a target state with its condition in words, and the diagram draws them.
+
 Events that can arrive late or twice (a timer that fired as it was cancelled, a heartbeat, a
 redelivered marker, the end of work that was aborted) have an entry in every state, usually
-:func:`~.handlers.ignore`: duplicates are harmless by construction. An ``upgrade_stop`` always
+:func:`~.outcomes.ignore`: duplicates are harmless by construction. An ``upgrade_stop`` always
 has an entry, because it always deserves an answer.
 """
 
@@ -50,6 +57,10 @@ class Rule:
 
     handler: Handler
     targets: frozenset[UpgradeState] = frozenset()
+    same_upgrade: bool = False
+    """Only for the upgrade in hand: an event naming another ``upgrade_id`` is dropped."""
+    cases: tuple[tuple[UpgradeState, str], ...] = ()
+    """For a decision table: each target with the condition that leads there, in order."""
 
     @property
     def ignores(self) -> bool:
@@ -58,6 +69,19 @@ class Rule:
 
 def _r(handler: Handler, *targets: UpgradeState) -> Rule:
     return Rule(handler=handler, targets=frozenset(targets))
+
+
+def _own(handler: Handler, *targets: UpgradeState) -> Rule:
+    """A rule for events of the upgrade in hand only (work that ended, timers)."""
+    return Rule(handler=handler, targets=frozenset(targets), same_upgrade=True)
+
+
+#: What a fresh process does with the record it finds: one case per row of the restart table.
+_RESTART = Rule(
+    handler=restart.on_restarted,
+    targets=frozenset(r.to for r in restart.RESTART_RULES),
+    cases=tuple((r.to, r.when) for r in restart.RESTART_RULES),
+)
 
 
 IGNORE = _r(outcomes.ignore)
@@ -97,32 +121,23 @@ TABLE: Mapping[UpgradeState, Mapping[type[Any], Rule]] = MappingProxyType(
         S.IDLE: {
             **_ALWAYS,
             ev.MarkerSeen: _r(h.on_marker, *_FROM_REST),
-            ev.AgentRestarted: _r(
-                restart.on_restarted,
-                S.STAGING,
-                S.FAILED,
-                S.ROLLING_BACK,
-                S.COMMITTED,
-                S.WATCHING,
-                S.SUCCEEDED,
-                S.ROLLED_BACK,
-            ),
+            ev.AgentRestarted: _RESTART,
         },
         S.STAGING: {
             **_ALWAYS,
             ev.MarkerSeen: _r(h.on_marker, *_ENDS),
-            ev.StagingProgress: _r(h.on_staging_progress),
-            ev.StagingDone: _r(h.on_staging_done, S.VERIFYING),
-            ev.StagingFailed: _r(h.on_staging_failed, *_ENDS),
-            ev.StagingTimedOut: _r(h.on_staging_timeout, *_ENDS),
+            ev.StagingProgress: _own(h.on_staging_progress),
+            ev.StagingDone: _own(h.on_staging_done, S.VERIFYING),
+            ev.StagingFailed: _own(h.on_staging_failed, *_ENDS),
+            ev.StagingTimedOut: _own(h.on_staging_timeout, *_ENDS),
         },
         S.VERIFYING: {
             **_ALWAYS,
             ev.MarkerSeen: _r(h.on_marker, *_ENDS),
             ev.StagingDone: IGNORE,
-            ev.SelfTestPassed: _r(h.on_self_test_passed, S.STARTING),
-            ev.SelfTestFailed: _r(h.on_self_test_failed, *_ENDS),
-            ev.SelfTestTimedOut: _r(h.on_self_test_timeout, *_ENDS),
+            ev.SelfTestPassed: _own(h.on_self_test_passed, S.STARTING),
+            ev.SelfTestFailed: _own(h.on_self_test_failed, *_ENDS),
+            ev.SelfTestTimedOut: _own(h.on_self_test_timeout, *_ENDS),
         },
         S.STARTING: {
             **_ALWAYS,
@@ -130,9 +145,9 @@ TABLE: Mapping[UpgradeState, Mapping[type[Any], Rule]] = MappingProxyType(
             ev.StagingDone: IGNORE,
             ev.SelfTestPassed: IGNORE,
             ev.CandidateHeartbeatSeen: _r(h.on_candidate_heartbeat),
-            ev.CandidateStarted: _r(h.on_candidate_started, S.CUTOVER_READY, S.HOLDING),
-            ev.CandidateStartFailed: _r(h.on_candidate_start_failed, S.ROLLING_BACK),
-            ev.CandidateExited: _r(h.on_candidate_exited, S.ROLLING_BACK),
+            ev.CandidateStarted: _own(h.on_candidate_started, S.CUTOVER_READY, S.HOLDING),
+            ev.CandidateStartFailed: _own(h.on_candidate_start_failed, S.ROLLING_BACK),
+            ev.CandidateExited: _own(h.on_candidate_exited, S.ROLLING_BACK),
         },
         S.CUTOVER_READY: {
             **_ALWAYS,
@@ -140,8 +155,8 @@ TABLE: Mapping[UpgradeState, Mapping[type[Any], Rule]] = MappingProxyType(
             **_LATE_WORK,
             ev.CandidateHeartbeatSeen: _r(h.on_candidate_heartbeat, S.HOLDING),
             ev.StopReceived: _r(h.on_stop, S.COMMITTING),
-            ev.CutoverTimeout: _r(h.on_cutover_timeout, S.ROLLING_BACK),
-            ev.CandidateExited: _r(h.on_candidate_exited, S.ROLLING_BACK),
+            ev.CutoverTimeout: _own(h.on_cutover_timeout, S.ROLLING_BACK),
+            ev.CandidateExited: _own(h.on_candidate_exited, S.ROLLING_BACK),
         },
         S.HOLDING: {
             **_ALWAYS,
@@ -149,16 +164,16 @@ TABLE: Mapping[UpgradeState, Mapping[type[Any], Rule]] = MappingProxyType(
             **_LATE_WORK,
             ev.CandidateHeartbeatSeen: _r(h.on_candidate_heartbeat),
             ev.StopReceived: _r(h.on_stop, S.COMMITTING),
-            ev.HoldTimeout: _r(h.on_hold_timeout, S.ROLLING_BACK),
-            ev.CandidateExited: _r(h.on_candidate_exited, S.ROLLING_BACK),
+            ev.HoldTimeout: _own(h.on_hold_timeout, S.ROLLING_BACK),
+            ev.CandidateExited: _own(h.on_candidate_exited, S.ROLLING_BACK),
         },
         S.COMMITTING: {
             **_ALWAYS,
             **_CANDIDATE_DEFERS,
             **_LATE_WORK,
-            ev.CandidateExited: _r(h.on_candidate_exited),
-            ev.CommitDone: _r(h.on_commit_done, S.COMMITTED),
-            ev.CommitFailed: _r(h.on_commit_failed, S.ROLLING_BACK),
+            ev.CandidateExited: _own(h.on_candidate_exited),
+            ev.CommitDone: _own(h.on_commit_done, S.COMMITTED),
+            ev.CommitFailed: _own(h.on_commit_failed, S.ROLLING_BACK),
         },
         S.COMMITTED: {
             **_ALWAYS,
@@ -171,7 +186,7 @@ TABLE: Mapping[UpgradeState, Mapping[type[Any], Rule]] = MappingProxyType(
             **_CANDIDATE_DEFERS,
             **_LATE_WORK,
             ev.CommitDone: IGNORE,
-            ev.WatchPassed: _r(h.on_watch_passed, S.SUCCEEDED),
+            ev.WatchPassed: _own(h.on_watch_passed, S.SUCCEEDED),
         },
         S.SUCCEEDED: {
             **_ALWAYS,
@@ -183,8 +198,8 @@ TABLE: Mapping[UpgradeState, Mapping[type[Any], Rule]] = MappingProxyType(
             **_ALWAYS,
             **_CANDIDATE_DEFERS,
             **_LATE_WORK,
-            ev.RevertDone: _r(h.on_revert_done, S.ROLLED_BACK),
-            ev.RevertFailed: _r(h.on_revert_failed, S.FAILED),
+            ev.RevertDone: _own(h.on_revert_done, S.ROLLED_BACK),
+            ev.RevertFailed: _own(h.on_revert_failed, S.FAILED),
         },
         S.ROLLED_BACK: {
             **_ALWAYS,
@@ -217,6 +232,8 @@ def step(snap: Snapshot, event: ev.Event) -> tuple[Snapshot, tuple[Effect, ...]]
     Pure: the same snapshot and event always give the same answer, and ``snap`` is unchanged.
     """
     rule = rule_for(snap.state, event)
+    if rule.same_upgrade and not snap.belongs(getattr(event, "upgrade_id", None)):
+        return snap, outcomes.NO_EFFECTS
     new, effects = rule.handler(snap, event)
     if new.state is not snap.state and new.state not in rule.targets:
         raise TableError(

@@ -2,7 +2,7 @@
 
 Beginning (judge the marker at rest, then start, refuse, or succeed at once), failing before a
 candidate exists (clean the staging folder only), rolling back once a candidate may exist
-(disarm, persist, revert), the end of a committed upgrade (watch window passed: Succeeded, the
+(persist, revert), the end of a committed upgrade (watch window passed: Succeeded, the
 previous version kept, older ones collected), and the book-keeping of an end (finished ids, skip
 list, the record, a waiting marker resubmitted) are written once, here, so every path ends the
 same way.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from harmony_fleet.contracts.ids import UpgradeId, Version
+from harmony_fleet.contracts.local_state import UpgradeInHand
 from harmony_fleet.contracts.upgrade import AgentUpgradePhase
 from harmony_fleet.core.upgrade import effects as fx
 from harmony_fleet.core.upgrade import events as ev
@@ -20,7 +20,6 @@ from harmony_fleet.core.upgrade.acceptance import Verdict, judge_at_rest
 from harmony_fleet.core.upgrade.records import Memory, remember_finished
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import (
-    ARMED_STATES,
     BLAMES_VERSION,
     ErrorCode,
     TimerKind,
@@ -35,16 +34,6 @@ NO_EFFECTS: tuple[fx.Effect, ...] = ()
 def ignore(snap: Snapshot, event: object) -> Result:
     """A late or duplicate event: nothing changes."""
     return snap, NO_EFFECTS
-
-
-def uid_of(snap: Snapshot) -> UpgradeId:
-    assert snap.upgrade_id is not None
-    return snap.upgrade_id
-
-
-def target_of(snap: Snapshot) -> Version:
-    assert snap.target is not None
-    return snap.target
 
 
 def finish(
@@ -62,7 +51,7 @@ def finish(
     3. the terminal status is written last; a restart re-writes it from the record, so a status
        write lost with the process is not lost for good.
     """
-    uid, target = uid_of(done), target_of(done)
+    uid, target = done.upgrade.upgrade_id, done.upgrade.target
     failed = done.memory.failed_versions
     out: list[fx.Effect] = [fx.PersistInFlight(record=done.record() if keep_record else None)]
     if blame:
@@ -76,46 +65,36 @@ def finish(
 def start(snap: Snapshot, seen: ev.MarkerSeen) -> Result:
     """Judge ``seen`` at rest and begin it (or end it at once)."""
     verdict = judge_at_rest(snap, seen.marker)
-    fresh = snap.moved(
-        snap.state,
-        marker=seen.marker,
-        from_version=snap.running_version,
-        attempt=1,
-        started_at=seen.seen_at,
-        progress=None,
-        candidate_instance_id=None,
-        error_code=None,
-        error_detail="",
-        candidate_exit_code=None,
-        candidate_log_tail=(),
-        pending=None,
-        stop_commands=(),
-        committed_at=0.0,
+    hand = UpgradeInHand(
+        marker=seen.marker, from_version=snap.running_version, started_at=seen.seen_at
     )
+    fresh = replace(snap, hand=hand, progress=None, pending=None, stop_commands=())
     if verdict is Verdict.ALREADY_RUNNING:
-        done = fresh.moved(S.IDLE, error_code=ErrorCode.ALREADY_RUNNING)
+        done = fresh.moved(S.IDLE, replace(hand, error_code=ErrorCode.ALREADY_RUNNING))
         return finish(done, blame=False, phase=AgentUpgradePhase.SUCCEEDED, keep_record=False)
     if verdict is Verdict.REFUSE_FAILED_BEFORE:
-        done = fresh.moved(
-            S.FAILED,
+        refused = replace(
+            hand,
             error_code=ErrorCode.VERSION_FAILED_BEFORE,
             error_detail=f"{seen.marker.target_version} failed on this device before; "
             "set force to retry it",
         )
-        return finish(done, blame=False, keep_record=False)
+        return finish(fresh.moved(S.FAILED, refused), blame=False, keep_record=False)
     staging = fresh.moved(S.STAGING)
     return staging, begin_staging(staging)
 
 
 def begin_staging(snap: Snapshot) -> tuple[fx.Effect, ...]:
-    assert snap.marker is not None
+    hand = snap.upgrade
     return (
         fx.PersistInFlight(record=snap.record()),
         snap.status(),
         fx.ScheduleTimer(
-            kind=TimerKind.STAGING, delay_s=snap.marker.timeouts.download_s, upgrade_id=uid_of(snap)
+            kind=TimerKind.STAGING,
+            delay_s=hand.marker.timeouts.download_s,
+            upgrade_id=hand.upgrade_id,
         ),
-        fx.Stage(marker=snap.marker),
+        fx.Stage(marker=hand.marker),
     )
 
 
@@ -137,16 +116,19 @@ def fail(
     """End a pre-candidate upgrade as Failed: only the staging folder is cleaned up."""
     failed = snap.moved(
         S.FAILED,
-        error_code=code,
-        error_detail=detail,
-        candidate_exit_code=exit_code,
-        candidate_log_tail=log_tail,
+        replace(
+            snap.upgrade,
+            error_code=code,
+            error_detail=detail,
+            candidate_exit_code=exit_code,
+            candidate_log_tail=log_tail,
+        ),
     )
     out: list[fx.Effect] = [
         fx.CancelWork(),  # whatever still runs for it (nothing, if its end brought us here)
         fx.CancelTimer(kind=TimerKind.STAGING),
         fx.CancelTimer(kind=TimerKind.SELF_TEST),
-        fx.CleanupStaging(version=target_of(snap)),
+        fx.CleanupStaging(version=snap.upgrade.target),
     ]
     failed, book = finish(failed, blame=code in BLAMES_VERSION)
     return then_pending(failed, (*out, *book))
@@ -162,29 +144,23 @@ def roll_back(
     extra: tuple[fx.Effect, ...] = (),
 ) -> Result:
     """Begin the revert of an upgrade whose candidate may exist."""
-    rolling = snap.moved(
-        S.ROLLING_BACK,
+    hand = snap.upgrade
+    reverting = replace(
+        hand,
         error_code=code,
         error_detail=detail,
-        candidate_exit_code=exit_code if exit_code is not None else snap.candidate_exit_code,
-        candidate_log_tail=log_tail or snap.candidate_log_tail,
-        stop_commands=(),
+        candidate_exit_code=exit_code if exit_code is not None else hand.candidate_exit_code,
+        candidate_log_tail=log_tail or hand.candidate_log_tail,
     )
-    out: list[fx.Effect] = []
-    if snap.state in ARMED_STATES:
-        out.append(fx.DisarmStop())
-    out += [
+    rolling = replace(snap.moved(S.ROLLING_BACK, reverting), stop_commands=())
+    out: list[fx.Effect] = [
         fx.CancelTimer(kind=TimerKind.CUTOVER),
         fx.CancelTimer(kind=TimerKind.HOLD),
         *extra,
         fx.PersistInFlight(record=rolling.record()),
-        fx.Revert(
-            upgrade_id=uid_of(snap),
-            previous=snap.from_version or snap.running_version,
-            target=target_of(snap),
-        ),
+        fx.Revert(upgrade_id=hand.upgrade_id, previous=hand.from_version, target=hand.target),
         # A watch note armed for a commit that then failed names a target that never ran.
-        fx.EndWatch(upgrade_id=uid_of(snap)),
+        fx.EndWatch(upgrade_id=hand.upgrade_id),
     ]
     return rolling, tuple(out)
 
@@ -197,14 +173,12 @@ def succeed(snap: Snapshot) -> Result:
     finished id kept, then the status; garbage collection last, since it only frees space and is
     safe to repeat. A marker that waited for the window is then judged at rest.
     """
-    uid, target = uid_of(snap), target_of(snap)
-    done = snap.moved(S.SUCCEEDED)
-    done = replace(
-        done, memory=replace(done.memory, finished=remember_finished(done.memory.finished, uid))
-    )
-    previous = done.from_version
+    uid, target = snap.upgrade.upgrade_id, snap.upgrade.target
+    memory = replace(snap.memory, finished=remember_finished(snap.memory.finished, uid))
+    done = replace(snap, state=S.SUCCEEDED, memory=memory)
+    previous = done.upgrade.from_version
     out: list[fx.Effect] = [fx.EndWatch(upgrade_id=uid), fx.PersistInFlight(record=done.record())]
-    if previous is not None and previous != target:
+    if previous != target:
         out.append(fx.RecordPrevious(version=previous))
     out += [
         fx.RecordFinished(upgrade_id=uid),

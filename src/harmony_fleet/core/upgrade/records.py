@@ -18,7 +18,9 @@ device (old or new version: they share the state dir). These survive a restart:
   the first install, hashed the first time the agent ran from it), so that a rollback, which
   downloads nothing, still checks the bytes it is about to run.
 
-The file itself is written by ``adapters.device.state_store`` (atomic write, rename, fsync).
+Its format (:class:`LocalState`, :class:`InFlight`) is a contract read across versions and
+lives in ``contracts.local_state``; the file itself is written by ``adapters.device.state_store``
+(atomic write, rename, fsync).
 """
 
 from __future__ import annotations
@@ -26,47 +28,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from harmony_fleet.contracts.ids import InstanceId, UpgradeId, Version
-from harmony_fleet.contracts.upgrade import UpgradeMarker
-from harmony_fleet.core.upgrade.states import MAX_FINISHED, ErrorCode, UpgradeState
+from harmony_fleet.contracts.ids import UpgradeId, Version
+from harmony_fleet.contracts.local_state import InFlight, LocalState, UpgradeInHand
+from harmony_fleet.core.upgrade.states import MAX_FINISHED
 
-
-@dataclass(frozen=True, kw_only=True)
-class InFlight:
-    """The latest upgrade on this device, as last persisted (under way, or ended)."""
-
-    marker: UpgradeMarker
-    from_version: Version
-    state: UpgradeState
-    attempt: int = 1
-    started_at: float = 0.0
-    candidate_instance_id: InstanceId | None = None
-    error_code: ErrorCode | None = None
-    error_detail: str = ""
-    candidate_exit_code: int | None = None
-    candidate_log_tail: tuple[str, ...] = ()
-    committed_at: float = 0.0
-    """Wall time of the commit (0 before it): the start of the post-commit watch window."""
-
-    @property
-    def upgrade_id(self) -> UpgradeId:
-        return self.marker.upgrade_id
-
-    @property
-    def target(self) -> Version:
-        return self.marker.target_version
-
-
-@dataclass(frozen=True, kw_only=True)
-class LocalState:
-    """Everything in the agent's local state file."""
-
-    finished: tuple[UpgradeId, ...] = ()
-    failed_versions: tuple[Version, ...] = ()
-    in_flight: InFlight | None = None
-    previous: Version | None = None
-    installed: dict[str, str] = field(default_factory=dict)
-    """version -> SHA-256 of ``versions/<version>/<artifact>``."""
+__all__ = [
+    "InFlight",
+    "LocalState",
+    "Memory",
+    "StateStore",
+    "UpgradeInHand",
+    "memory_of",
+    "remember_failed",
+    "remember_finished",
+    "with_failed",
+    "with_finished",
+    "with_in_flight",
+    "with_installed",
+    "with_previous",
+    "without_installed",
+]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,40 +12,25 @@ from __future__ import annotations
 import enum
 from types import MappingProxyType
 
-from harmony_fleet.contracts.upgrade import AgentUpgradePhase
+from harmony_fleet.contracts.local_state import UpgradeState
+from harmony_fleet.contracts.upgrade import AgentUpgradePhase, ErrorCode
 
-
-class UpgradeState(enum.StrEnum):
-    """Where the agent-side machine is for the upgrade it is working on."""
-
-    IDLE = "Idle"
-    """No upgrade in hand (a fresh process, or the last one ended with nothing to do)."""
-    STAGING = "Staging"
-    """Layout self-heal, download and SHA-256 verification into the staging folder."""
-    VERIFYING = "Verifying"
-    """The new artifact's ``--self-test`` runs, bounded by a timer."""
-    STARTING = "Starting"
-    """Self-test passed; the candidate is being started beside the old agent."""
-    CUTOVER_READY = "CutoverReady"
-    """The candidate runs, the stop is armed; no candidate heartbeat seen yet."""
-    HOLDING = "Holding"
-    """The old agent sees candidate heartbeats but no stop has come: bounded by the hold timer."""
-    COMMITTING = "Committing"
-    """The matching stop came; ``current`` is being swapped to the target."""
-    COMMITTED = "Committed"
-    """``current`` points at the target; the old agent hands over (its only exit)."""
-    WATCHING = "Watching"
-    """The new main runs; the post-commit watch window is open (phase Committed). Its launcher,
-    not this code, rolls it back if it crash-loops or goes silent; new markers wait."""
-    SUCCEEDED = "Succeeded"
-    """The watch window passed: the upgrade is final, the previous version is kept for a manual
-    rollback and older ones are collected."""
-    ROLLING_BACK = "RollingBack"
-    """Stopping the candidate and restoring the previous layout."""
-    ROLLED_BACK = "RolledBack"
-    """The candidate was started and reverted; the previous version runs."""
-    FAILED = "Failed"
-    """Nothing outside staging changed (or the revert itself failed: the status says which)."""
+__all__ = [
+    "ARMED_STATES",
+    "AT_REST",
+    "BLAMES_VERSION",
+    "CANDIDATE_STATES",
+    "COMMITTED_STATES",
+    "MAX_ATTEMPTS",
+    "MAX_FINISHED",
+    "PHASE_OF",
+    "SELF_TEST_GRACE_S",
+    "TERMINAL_STATES",
+    "WATCH_SETTLE_S",
+    "ErrorCode",
+    "TimerKind",
+    "UpgradeState",
+]
 
 
 #: The phase written to the status while in each state.
@@ -135,35 +120,6 @@ MAX_ATTEMPTS = 3
 #: How many finished upgrade ids the agent remembers (replays of older ones are very unlikely:
 #: the marker key holds only the latest marker).
 MAX_FINISHED = 64
-
-
-class ErrorCode(enum.StrEnum):
-    """Machine-readable reason written in ``UpgradeStatus.error_code``."""
-
-    ALREADY_RUNNING = "already_running"
-    VERSION_FAILED_BEFORE = "version_failed_before"
-    SUPERSEDED = "superseded"
-    STAGING_TIMEOUT = "staging_timeout"
-    INTEGRITY = "integrity"
-    INSUFFICIENT_SPACE = "insufficient_space"
-    DOWNLOAD_REJECTED = "download_rejected"
-    DOWNLOAD_INTERRUPTED = "download_interrupted"
-    LAYOUT_BROKEN = "layout_broken"
-    STAGING_FAILED = "staging_failed"
-    SELF_TEST_FAILED = "self_test_failed"
-    SELF_TEST_TIMEOUT = "self_test_timeout"
-    CANDIDATE_START_FAILED = "candidate_start_failed"
-    CANDIDATE_EXITED = "candidate_exited"
-    CUTOVER_TIMEOUT = "cutover_timeout"
-    HOLD_TIMEOUT = "hold_timeout"
-    COMMIT_FAILED = "commit_failed"
-    REVERT_FAILED = "revert_failed"
-    AGENT_RESTARTED = "agent_restarted"
-    TOO_MANY_ATTEMPTS = "too_many_attempts"
-    LAYOUT_INCONSISTENT = "layout_inconsistent"
-    POST_COMMIT = "post_commit"
-    NOT_INSTALLED = "not_installed"
-    INTERNAL = "internal_error"
 
 
 #: Failures that prove the version itself is bad on this device: it goes on the skip list (a
