@@ -54,6 +54,10 @@ class AgentUpgradePhase(enum.StrEnum):
     FAILED = "Failed"
     """Staging or verification failed, or the marker was refused: nothing outside staging
     changed."""
+    SUPERSEDED = "Superseded"
+    """A newer marker replaced this one before its candidate existed (it was aborted while
+    staging or verifying, or never started because it waited behind another upgrade):
+    nothing outside staging changed, and ``superseded_by`` names the newer upgrade."""
 
     @property
     def terminal(self) -> bool:
@@ -62,7 +66,12 @@ class AgentUpgradePhase(enum.StrEnum):
 
 
 TERMINAL_PHASES = frozenset(
-    {AgentUpgradePhase.SUCCEEDED, AgentUpgradePhase.ROLLED_BACK, AgentUpgradePhase.FAILED}
+    {
+        AgentUpgradePhase.SUCCEEDED,
+        AgentUpgradePhase.ROLLED_BACK,
+        AgentUpgradePhase.FAILED,
+        AgentUpgradePhase.SUPERSEDED,
+    }
 )
 
 
@@ -183,3 +192,5 @@ class UpgradeStatus(msgspec.Struct, frozen=True, kw_only=True):
     """The version kept on disk to return to (what ``fleet rollback`` asks for), if any."""
     previous_sha256: Sha256Field | None = None
     """SHA-256 of ``previous_version``'s artifact, as recorded when the device installed it."""
+    superseded_by: UpgradeIdField | None = None
+    """With phase ``Superseded``: the upgrade that replaced this one."""

@@ -140,6 +140,7 @@ def test_restart_never_reruns_the_upgrade_the_record_names_as_finished() -> None
     [
         (S.FAILED, ErrorCode.SELF_TEST_FAILED, P.FAILED),
         (S.ROLLED_BACK, ErrorCode.CUTOVER_TIMEOUT, P.ROLLED_BACK),
+        (S.SUPERSEDED, ErrorCode.SUPERSEDED, P.SUPERSEDED),
     ],
 )
 def test_an_ended_upgrade_is_reasserted_never_resumed(state: S, code: ErrorCode, phase: P) -> None:

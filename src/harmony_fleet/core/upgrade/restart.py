@@ -238,6 +238,7 @@ def _ended(state: UpgradeState) -> RestartRule:
 RESTART_RULES: tuple[RestartRule, ...] = (
     _ended(S.FAILED),
     _ended(S.ROLLED_BACK),
+    _ended(S.SUPERSEDED),
     RestartRule(
         to=S.SUCCEEDED,
         when="recorded Succeeded",
