@@ -14,15 +14,13 @@ import pytest
 from tests.helpers import eventually
 
 from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions
-from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults
 from harmony_fleet.agent.runtime import Agent
 from harmony_fleet.agent.upgrade import LoopClock, UpgradeDriver
 from harmony_fleet.agent.upgrading import KVStatusSink, upgrade_extension
 from harmony_fleet.contracts import (
-    UPGRADE_MARKER,
-    UPGRADE_STATUS,
     AgentUpgradePhase,
     PingArgs,
     Role,
@@ -33,7 +31,6 @@ from harmony_fleet.contracts import (
     device_id,
     new_instance_id,
     new_upgrade_id,
-    subjects,
     upgrade_id,
 )
 from harmony_fleet.contracts.ids import Version
@@ -167,18 +164,12 @@ async def write_marker(
         requested_at=time.time(),
         timeouts=UpgradeTimeouts(self_test_s=5, cutover_s=cutover_s, hold_s=hold_s),
     )
-    kv = TypedKV(
-        await open_bucket(nc.jetstream(), subjects.BUCKET_UPGRADE_MARKER), UPGRADE_MARKER, name="m"
-    )
-    await kv.put(DEVICE, marker)
+    await (await FleetKV(nc).markers()).put(DEVICE, marker)
     return marker
 
 
 async def status_of(nc: NatsClient) -> UpgradeStatus | None:
-    kv = TypedKV(
-        await open_bucket(nc.jetstream(), subjects.BUCKET_UPGRADE_STATUS), UPGRADE_STATUS, name="s"
-    )
-    entry = await kv.get(DEVICE)
+    entry = await (await FleetKV(nc).statuses()).get(DEVICE)
     return entry.value if entry is not None else None
 
 
@@ -398,7 +389,4 @@ async def test_a_failed_self_test_fails_and_the_version_is_refused_next_time(
 
 
 async def write_marker_value(nc: NatsClient, marker: UpgradeMarker) -> None:
-    kv = TypedKV(
-        await open_bucket(nc.jetstream(), subjects.BUCKET_UPGRADE_MARKER), UPGRADE_MARKER, name="m"
-    )
-    await kv.put(DEVICE, marker)
+    await (await FleetKV(nc).markers()).put(DEVICE, marker)
