@@ -31,7 +31,7 @@ def _of(written: list[UpgradeStatus], uid: str) -> list[P]:
 async def test_a_superseded_upgrade_ends_as_superseded_before_the_newer_one_stages(
     rig: Rig,
 ) -> None:
-    rig.executor.hang.add("stage")
+    rig.device.hang.add("stage")
     await rig.driver.run_marker(marker())
     await rig.reach(P.STAGING)
     await rig.driver.run_marker(marker(U2, "3.0.0"))
@@ -54,7 +54,7 @@ async def test_a_marker_replaced_while_it_waited_ends_as_superseded(rig: Rig) ->
     assert _of(rig.sink.written, U2) == [P.SUPERSEDED]
     latest = rig.sink.latest
     assert latest is not None and latest.upgrade_id == U1 and latest.pending_upgrade_id == U3
-    rig.executor.hang.add("stage")
+    rig.device.hang.add("stage")
     rig.clock.advance(TIMEOUTS.cutover_s)  # U1 rolls back, then U3 (not U2) is taken up
     await until(rig.sink.wait_for(lambda s: s.upgrade_id == U3 and s.phase is P.STAGING))
     assert _of(rig.sink.written, U1)[-1] is P.ROLLED_BACK
@@ -64,7 +64,7 @@ async def test_a_marker_replaced_while_it_waited_ends_as_superseded(rig: Rig) ->
 async def test_an_upgrade_that_ends_as_the_waiting_one_starts_keeps_its_end(rig: Rig) -> None:
     await rig.to_cutover()
     await rig.driver.run_marker(marker(U2, "3.0.0"))
-    rig.executor.hang.add("stage")
+    rig.device.hang.add("stage")
     rig.clock.advance(TIMEOUTS.cutover_s)
     await until(rig.sink.wait_for(lambda s: s.upgrade_id == U2 and s.phase is P.STAGING))
     await until(rig.driver.flush_status())
