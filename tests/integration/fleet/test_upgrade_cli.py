@@ -14,7 +14,7 @@ from harmony_fleet.adapters.nats.fleet_kv import FleetKV, write_marker
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli.main import cli
-from harmony_fleet.cli.upgrade import follow_to_end
+from harmony_fleet.cli.request import follow_to_end
 from harmony_fleet.contracts import (
     AgentUpgradePhase,
     UpgradeMarker,
