@@ -1,6 +1,9 @@
 """Shared fixtures: a real nats-server per test on a free port with a temporary store; the tier
 markers applied by folder; a test that leaves asyncio tasks running fails.
 
+The server is provisioned as `fleet server` provisions it (the fleet's KV buckets and log stream,
+by `EmbeddedNats`'s bootstrap), so tests that start agents before any operator find them.
+
 Tiers (docs/testing.md): every test under ``tests/e2e`` is marked ``e2e``, under
 ``tests/kubernetes`` ``kubernetes`` (and its end-to-end module, with a real operator process and
 real agents, ``e2e`` too), under ``tests/systemd`` ``systemd``. ``-m "not e2e"`` leaves the unit

@@ -1,4 +1,9 @@
-"""``fleet server``: run the embedded nats-server with JetStream in the foreground."""
+"""``fleet server``: run the embedded nats-server with JetStream in the foreground.
+
+Once the server accepts clients, :class:`~harmony_fleet.adapters.nats.server.EmbeddedNats`
+creates the fleet's KV buckets and log stream (one replica; the server bootstrap, see
+docs/nats.md), so agents started before any operator find them.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +50,11 @@ def server_cmd(listen: str, store_dir: Path | None) -> None:
     host, port = parse_listen(listen)
     server = EmbeddedNats(store_dir=store_dir or default_store_dir(), host=host, port=port)
     url = server.start()
-    click.echo(f"fleet server: NATS with JetStream at {url}, store {server.store_dir}", err=True)
+    click.echo(
+        f"fleet server: NATS with JetStream at {url}, store {server.store_dir}; "
+        "the fleet's buckets and log stream are ready",
+        err=True,
+    )
 
     def forward(signum: int, _frame: object) -> None:
         server.stop()

@@ -9,7 +9,7 @@ exported (``local_state``) and a golden fixture pins its encoding both ways.
 
 The values are frozen dataclasses rather than structs because the upgrade machine replaces their
 fields at every step, and ``dataclasses.replace`` is type-checked. What the file keeps, and why,
-is told in ``core.upgrade.records`` (the pure rules that update it); ``adapters.os.state_store``
+is told in ``core.upgrade.records`` (the pure rules that update it); ``adapters.device.state_store``
 writes it atomically.
 """
 
@@ -78,6 +78,8 @@ class UpgradeState(enum.StrEnum):
     """The candidate was started and reverted; the previous version runs."""
     FAILED = "Failed"
     """Nothing outside staging changed (or the revert itself failed: the status says which)."""
+    SUPERSEDED = "Superseded"
+    """A newer marker replaced it before a candidate existed: aborted, staging cleaned up."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +104,8 @@ class UpgradeInHand:
     candidate_log_tail: tuple[str, ...] = ()
     committed_at: float = 0.0
     """When the stop committed it (0 before): the start of the post-commit watch window."""
+    superseded_by: UpgradeIdField | None = None
+    """The newer upgrade that replaced this one (state Superseded)."""
 
     @property
     def upgrade_id(self) -> UpgradeId:
@@ -149,6 +153,7 @@ class UpgradeInHand:
             watch_until=watch_until,
             previous_version=previous_version,
             previous_sha256=previous_sha256,
+            superseded_by=self.superseded_by,
         )
 
 

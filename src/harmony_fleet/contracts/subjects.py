@@ -13,7 +13,10 @@ PREFIX = "fleet"
 #: Every heartbeat of every device (what the operator subscribes to).
 ALL_HEARTBEATS = f"{PREFIX}.*.heartbeat"
 
-#: KV buckets. One writer per key: registry and marker by the operator, status by the agent.
+#: KV buckets (defined once, with their limits, in ``adapters.nats.fleet_kv``; created only by
+#: the operator or the server bootstrap). Writers: the registry by the operator, the status by
+#: the device's agent, the marker by ``write_marker`` (compare-and-set) for every requester:
+#: ``fleet upgrade``, ``fleet rollback``, the Kubernetes mode, the local fleet.
 BUCKET_DEVICES = "fleet_devices"
 BUCKET_UPGRADE_MARKER = "fleet_upgrade_marker"
 BUCKET_UPGRADE_STATUS = "fleet_upgrade_status"

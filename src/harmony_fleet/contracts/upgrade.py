@@ -1,8 +1,11 @@
 """Upgrade marker and upgrade status: the two KV values of the self-upgrade protocol (ADR-022).
 
-One writer per key: the operator writes a device's **marker** (what to install), the agent writes
+A device's **marker** (what to install) is written by one function,
+``adapters.nats.fleet_kv.write_marker``, with compare-and-set; ``fleet upgrade``, ``fleet
+rollback``, the operator's Kubernetes mode and the local fleet all call it. Its agent alone writes
 its **status** (how it is going). Both carry the ``upgrade_id``, which is how replays are
-recognised: an agent never runs an ``upgrade_id`` it has already finished.
+recognised: an agent never runs an ``upgrade_id`` it has already finished. The buckets are
+created by the operator or the server bootstrap, never by an agent or a CLI command.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class AgentUpgradePhase(enum.StrEnum):
     """Where one upgrade of one device stands. See docs/adr/022-agent-self-upgrade.md."""
 
     REQUESTED = "Requested"
-    """The operator wrote the marker; no agent has picked it up yet."""
+    """The marker was written (``write_marker``); no agent has picked it up yet."""
     STAGING = "Staging"
     """Preflight, layout self-heal, download and SHA-256 verification into versions/<target>/."""
     VERIFYING = "Verifying"
@@ -51,6 +54,10 @@ class AgentUpgradePhase(enum.StrEnum):
     FAILED = "Failed"
     """Staging or verification failed, or the marker was refused: nothing outside staging
     changed."""
+    SUPERSEDED = "Superseded"
+    """A newer marker replaced this one before its candidate existed (it was aborted while
+    staging or verifying, or never started because it waited behind another upgrade):
+    nothing outside staging changed, and ``superseded_by`` names the newer upgrade."""
 
     @property
     def terminal(self) -> bool:
@@ -59,7 +66,12 @@ class AgentUpgradePhase(enum.StrEnum):
 
 
 TERMINAL_PHASES = frozenset(
-    {AgentUpgradePhase.SUCCEEDED, AgentUpgradePhase.ROLLED_BACK, AgentUpgradePhase.FAILED}
+    {
+        AgentUpgradePhase.SUCCEEDED,
+        AgentUpgradePhase.ROLLED_BACK,
+        AgentUpgradePhase.FAILED,
+        AgentUpgradePhase.SUPERSEDED,
+    }
 )
 
 
@@ -123,7 +135,8 @@ class ArtifactSource(enum.StrEnum):
 
 
 class UpgradeMarker(msgspec.Struct, frozen=True, kw_only=True):
-    """What the operator wants a device to run. KV bucket ``fleet_upgrade_marker``, key = device."""
+    """What a device should run. KV bucket ``fleet_upgrade_marker``, key = device; written with
+    compare-and-set by ``write_marker`` (``fleet upgrade``, ``fleet rollback``, Kubernetes mode)."""
 
     v: int = UPGRADE_SCHEMA_VERSION
     upgrade_id: UpgradeIdField
@@ -179,3 +192,5 @@ class UpgradeStatus(msgspec.Struct, frozen=True, kw_only=True):
     """The version kept on disk to return to (what ``fleet rollback`` asks for), if any."""
     previous_sha256: Sha256Field | None = None
     """SHA-256 of ``previous_version``'s artifact, as recorded when the device installed it."""
+    superseded_by: UpgradeIdField | None = None
+    """With phase ``Superseded``: the upgrade that replaced this one."""

@@ -1,7 +1,7 @@
 """A device's process-mode launcher in a process of its own, started behind a command prefix.
 
 :class:`~harmony_fleet.testing.localfleet.LocalFleet` normally runs each device's
-:class:`~harmony_fleet.adapters.executors.supervisor.Supervisor` inside the test's own process.
+:class:`~harmony_fleet.adapters.process.supervisor.Supervisor` inside the test's own process.
 A device whose processes must differ from the test's (above all its clock: ``faketime -f
 '+10m'``, or libfaketime's variables through ``env``) gets its launcher here instead:
 :class:`LauncherProcess` starts ``[*prefix, python, -m, harmony_fleet.testing.launcher, ...]``,
@@ -27,10 +27,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harmony_fleet.adapters.executors.launch import LaunchSpec
-from harmony_fleet.adapters.executors.supervisor import Supervisor
-from harmony_fleet.adapters.os import AgentLayout
-from harmony_fleet.adapters.os.post_commit import RUN_DIR
+from harmony_fleet.adapters.device import AgentLayout
+from harmony_fleet.adapters.device.launch import LaunchSpec
+from harmony_fleet.adapters.device.notes import RUN_DIR
+from harmony_fleet.adapters.process.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 

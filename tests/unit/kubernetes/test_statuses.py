@@ -13,6 +13,7 @@ from harmony_fleet.contracts import (
     UpgradeStatus,
     UpgradeSummary,
 )
+from harmony_fleet.core.upgrade.requests import clock_time
 from harmony_fleet.operator.kubernetes.resources import SpecReason
 from harmony_fleet.operator.kubernetes.statuses import (
     SpecVerdict,
@@ -167,6 +168,27 @@ def test_a_rollback_names_the_agents_reason_and_exit_code() -> None:
     assert "candidate exit code 3" in rolled["message"]
     progressing = cond(body, "UpgradeProgressing")
     assert (progressing["status"], progressing["reason"]) == ("False", "RolledBack")
+
+
+def test_a_committed_upgrade_says_until_when_it_is_watched_without_a_countdown() -> None:
+    watched = UpgradeSummary(
+        upgrade_id=UID,
+        phase=P.COMMITTED,
+        target_version="2.0.0",
+        message="the new main heartbeats",
+        updated_at=T0 - 10,
+        watch_until=T0 + 600,
+    )
+    body = device_status(record=record(upgrade=watched), now=T0)
+    up = body["upgrade"]
+    assert up["watchUntil"] == rfc3339(T0 + 600)
+    assert up["message"] == f"committed, watched until {clock_time(T0 + 600)}"
+    assert "watched until" in cond(body, "UpgradeProgressing")["message"]
+    # The same state a second later is the same status: no API write per second.
+    later = device_status(record=record(upgrade=watched), previous=dict(body), now=T0 + 1)
+    assert status_patch(dict(body), later) is None
+    ended = device_status(record=record(upgrade=watched), now=T0 + 601)
+    assert "steadily" in ended["upgrade"]["message"]
 
 
 def test_success_ends_progress_without_rollback() -> None:

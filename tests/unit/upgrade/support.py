@@ -91,12 +91,13 @@ NEW_MAIN_RESUMES = ev.AgentRestarted(
         committed_at=COMMIT_AT,
     ),
     current_version=NEW,
-    now=COMMIT_AT + 5.0,
+    since_commit_s=5.0,
 )
 PATH[S.WATCHING] = (NEW_MAIN_RESUMES,)
 PATH[S.SUCCEEDED] = (*PATH[S.WATCHING], ev.WatchPassed(upgrade_id=U1))
 #: States reached by the new main (a process running NEW), not by the old agent.
 NEW_MAIN_STATES = frozenset({S.WATCHING, S.SUCCEEDED})
+PATH[S.SUPERSEDED] = (*PATH[S.STAGING], seen(marker(U2, "3.0.0"), at=11.0))
 PATH[S.FAILED] = (
     *PATH[S.STAGING],
     ev.StagingFailed(upgrade_id=U1, code=ErrorCode.DOWNLOAD_REJECTED, detail="404"),

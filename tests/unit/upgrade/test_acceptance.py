@@ -70,9 +70,11 @@ def test_self_test_failure_puts_the_version_on_the_skip_list_for_the_next_marker
 @pytest.mark.parametrize("state", [S.STAGING, S.VERIFYING])
 def test_a_newer_marker_before_the_candidate_supersedes_the_current_one(state: S) -> None:
     snap, effects = step(at(state), seen(M2))
-    assert snap.state is S.FAILED
+    assert snap.state is S.SUPERSEDED
     old_status = statuses(effects)[-1]
     assert old_status.upgrade_id == U1 and old_status.error_code is ErrorCode.SUPERSEDED
+    assert old_status.phase is P.SUPERSEDED
+    assert old_status.upgrade.superseded_by == U2
     assert old_status.pending_upgrade_id == U2
     assert kinds(effects)[0] == "CancelWork"
     assert only(effects, fx.RememberFailedVersion) == []
@@ -124,3 +126,17 @@ def test_a_marker_for_the_running_version_cancels_a_pending_download() -> None:
     snap, effects = step(snap, resubmit.event)
     assert snap.state is S.IDLE
     assert statuses(effects)[-1].phase is P.SUCCEEDED
+
+
+def test_a_marker_waiting_behind_a_candidate_that_is_replaced_ends_as_superseded() -> None:
+    m3 = marker("u3", "3.0.0")
+    waiting, _ = step(at(S.CUTOVER_READY), seen(M2))
+    snap, effects = step(waiting, seen(m3, at=20.0))
+    assert snap.state is S.CUTOVER_READY and snap.upgrade_id == U1
+    assert snap.pending is not None and snap.pending.marker == m3
+    never, current = statuses(effects)
+    assert never.upgrade_id == U2 and never.phase is P.SUPERSEDED
+    assert never.upgrade.superseded_by == "u3" and never.error_code is ErrorCode.SUPERSEDED
+    assert current.upgrade_id == U1 and current.pending_upgrade_id == "u3"
+    assert fx.RecordFinished(upgrade_id=U2) in effects
+    assert step(snap, seen(M2)) == (snap, ())  # it never comes back

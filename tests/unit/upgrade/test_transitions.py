@@ -3,12 +3,14 @@ effects that matter in the order that matters."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
 from harmony_fleet.contracts.commands import ReplyCode
+from harmony_fleet.contracts.ids import Version
 from harmony_fleet.contracts.upgrade import AgentUpgradePhase as P
+from harmony_fleet.contracts.upgrade import UpgradeMarker
 from harmony_fleet.core.upgrade import effects as fx
 from harmony_fleet.core.upgrade import events as ev
 from harmony_fleet.core.upgrade.machine import TABLE, ProtocolViolation, step
@@ -274,6 +276,12 @@ def test_every_declared_target_is_covered_by_a_row_or_a_dedicated_test() -> None
         (S.ROLLED_BACK, S.FAILED),
         (S.FAILED, S.IDLE),
         (S.FAILED, S.FAILED),
+        (S.STAGING, S.SUPERSEDED),  # test_acceptance.py
+        (S.VERIFYING, S.SUPERSEDED),
+        (S.IDLE, S.SUPERSEDED),  # test_restart.py
+        (S.SUPERSEDED, S.IDLE),  # below
+        (S.SUPERSEDED, S.STAGING),
+        (S.SUPERSEDED, S.FAILED),
     }
     declared = {(s, t) for s, rules in TABLE.items() for r in rules.values() for t in r.targets}
     assert declared - covered == set()
@@ -506,3 +514,20 @@ def test_events_of_another_upgrade_never_move_the_machine(state: S) -> None:
         except ProtocolViolation:
             continue
         assert (after, effects) == (before, ()), (state, event)
+
+
+@pytest.mark.parametrize(
+    ("m", "end"),
+    [
+        (marker("u3", "4.0.0"), S.STAGING),
+        (marker("u3", OLD), S.IDLE),
+        (marker("u3", "5.0"), S.FAILED),
+    ],
+    ids=["a new version", "the running version", "a version on the skip list"],
+)
+def test_a_superseded_upgrade_is_at_rest_for_the_next_marker(m: UpgradeMarker, end: S) -> None:
+    snap = at(S.SUPERSEDED)
+    assert snap.upgrade_id == U1 and snap.upgrade.superseded_by == U2
+    snap = replace(snap, memory=replace(snap.memory, failed_versions=frozenset({Version("5.0")})))
+    after, _ = step(snap, seen(m, at=30.0))
+    assert after.state is end and after.upgrade_id == "u3"

@@ -33,7 +33,12 @@ from harmony_fleet.core.upgrade.watch import RollbackNote, WatchReason
 from .support import OLD, OWN
 
 S = UpgradeState
-TERMINAL = {AgentUpgradePhase.FAILED, AgentUpgradePhase.ROLLED_BACK, AgentUpgradePhase.SUCCEEDED}
+TERMINAL = {
+    AgentUpgradePhase.FAILED,
+    AgentUpgradePhase.ROLLED_BACK,
+    AgentUpgradePhase.SUCCEEDED,
+    AgentUpgradePhase.SUPERSEDED,
+}
 _AFTER_COMMITTED = {
     AgentUpgradePhase.COMMITTED,
     AgentUpgradePhase.SUCCEEDED,

@@ -1,6 +1,6 @@
 """Typed JetStream KV: values are contract structs, errors are ours.
 
-What the facts measured on this machine mean for callers (see docs/nats.md):
+What the facts measured on this machine mean for callers (docs/nats.md describes the layer):
 
 * A ``put`` made while the server is away can raise a timeout **and still be applied** after
   reconnect. We raise :class:`~harmony_fleet.errors.OutcomeUnknown`: re-read before deciding.

@@ -1,10 +1,14 @@
-"""Publishing the upgrade status without ever blocking the machine, and without losing the last.
+"""Publishing the upgrade status without ever blocking the machine, and without losing an end.
 
 A status write goes through NATS KV and can time out while the server is away; the value may
-still land later (see docs on OutcomeUnknown). So the writer keeps only the *latest* status and
-one background task that writes it, retrying the same value with capped backoff until it is
-stored or a newer status replaces it. Rewriting an identical value is idempotent, and since the
-agent is the only writer of its device's key, no compare-and-set is needed.
+still land later (see docs on OutcomeUnknown). So the writer keeps, per upgrade, only the
+*latest* status, and one background task that writes them in order, retrying the same value
+with capped backoff until it is stored or a newer status of the same upgrade replaces it.
+Statuses of *different* upgrades are never merged: when one upgrade ends and the next begins in
+the same step (a newer marker supersedes it, or waited for it), the end is written before the
+beginning, so whoever follows the first one sees it end (the key keeps a short history).
+Rewriting an identical value is idempotent, and since the agent is the only writer of its
+device's key, no compare-and-set is needed.
 
 Only a :class:`~harmony_fleet.errors.TemporaryError` is retried. A permanent one (the server
 refused the value: ``adapters.nats.errors`` maps a 400 answer to ``Refused``) is logged and the
@@ -31,12 +35,13 @@ BACKOFF_MAX_S = 30.0
 
 
 class StatusWriter:
-    """Latest-value-wins publisher of :class:`UpgradeStatus`."""
+    """Latest-value-wins publisher of :class:`UpgradeStatus`, per upgrade, in order."""
 
     def __init__(self, sink: StatusSink, clock: Clock) -> None:
         self._sink = sink
         self._clock = clock
         self._latest: UpgradeStatus | None = None
+        self._queue: list[UpgradeStatus] = []
         self._written: UpgradeStatus | None = None
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -52,16 +57,20 @@ class StatusWriter:
         return self._written
 
     def publish(self, status: UpgradeStatus) -> None:
-        """Make ``status`` the one to write; start the writer if it is not running."""
+        """Queue ``status`` (replacing a queued one of the same upgrade); start the writer."""
         self._latest = status
+        if self._queue and self._queue[-1].upgrade_id == status.upgrade_id:
+            self._queue[-1] = status
+        else:
+            self._queue.append(status)
         self._idle.clear()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         delay = BACKOFF_START_S
-        while self._latest is not None and self._latest is not self._written:
-            status = self._latest
+        while self._queue:
+            status = self._queue[0]
             try:
                 await self._sink.write(status)
             except TemporaryError as exc:
@@ -76,6 +85,8 @@ class StatusWriter:
                 log.error("status rejected", extra={"phase": status.phase.value, "error": str(exc)})
             except Exception:
                 log.exception("status write failed", extra={"phase": status.phase.value})
+            if self._queue and self._queue[0] is status:
+                self._queue.pop(0)  # else a newer status of this upgrade replaced it: write that
             self._written = status
             delay = BACKOFF_START_S
         self._idle.set()
@@ -85,6 +96,7 @@ class StatusWriter:
         await self._idle.wait()
 
     async def close(self) -> None:
+        self._queue.clear()
         if self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -23,6 +23,8 @@ from harmony_fleet.core.upgrade.outcomes import (
     roll_back,
     start,
     succeed,
+    supersede,
+    superseded_while_waiting,
     then_pending,
 )
 from harmony_fleet.core.upgrade.records import remember_finished
@@ -48,11 +50,9 @@ def on_marker(snap: Snapshot, event: ev.MarkerSeen) -> Result:
     if verdict is Verdict.DEFER:
         if snap.pending is not None and snap.pending.marker == event.marker:
             return snap, NO_EFFECTS
-        waiting = replace(snap, pending=event)
-        return waiting, (waiting.status(),)
+        return superseded_while_waiting(snap, event)
     if verdict is Verdict.SUPERSEDE:
-        waiting = replace(snap, pending=event)
-        return fail(waiting, ErrorCode.SUPERSEDED, "a newer marker arrived")
+        return supersede(snap, event)
     return start(snap, event)
 
 

@@ -89,8 +89,10 @@ IGNORE = _r(outcomes.ignore)
 
 # Where a marker can lead once the machine is at rest: start, refuse, or succeed at once.
 _FROM_REST = (S.STAGING, S.FAILED, S.IDLE)
-# Where a failure before the candidate exists leads (a superseding marker is resubmitted).
+# Where a failure before the candidate exists leads.
 _ENDS = (S.FAILED,)
+# Where a newer marker takes an upgrade whose candidate does not exist yet (it is resubmitted).
+_SUPERSEDED = (S.SUPERSEDED,)
 
 #: Entries every state shares: late heartbeats and timers are ignored, stops are answered.
 _ALWAYS: dict[type[Any], Rule] = {
@@ -126,7 +128,7 @@ TABLE: Mapping[UpgradeState, Mapping[type[Any], Rule]] = MappingProxyType(
         },
         S.STAGING: {
             **_ALWAYS,
-            ev.MarkerSeen: _r(h.on_marker, *_ENDS),
+            ev.MarkerSeen: _r(h.on_marker, *_SUPERSEDED),
             ev.StagingProgress: _own(h.on_staging_progress),
             ev.StagingDone: _own(h.on_staging_done, S.VERIFYING),
             ev.StagingFailed: _own(h.on_staging_failed, *_ENDS),
@@ -134,7 +136,7 @@ TABLE: Mapping[UpgradeState, Mapping[type[Any], Rule]] = MappingProxyType(
         },
         S.VERIFYING: {
             **_ALWAYS,
-            ev.MarkerSeen: _r(h.on_marker, *_ENDS),
+            ev.MarkerSeen: _r(h.on_marker, *_SUPERSEDED),
             ev.StagingDone: IGNORE,
             ev.SelfTestPassed: _own(h.on_self_test_passed, S.STARTING),
             ev.SelfTestFailed: _own(h.on_self_test_failed, *_ENDS),
@@ -214,6 +216,11 @@ TABLE: Mapping[UpgradeState, Mapping[type[Any], Rule]] = MappingProxyType(
             ev.MarkerSeen: _r(h.on_marker, *_FROM_REST),
             ev.RevertDone: IGNORE,
             ev.RevertFailed: IGNORE,
+        },
+        S.SUPERSEDED: {
+            **_ALWAYS,
+            **_LATE_WORK,
+            ev.MarkerSeen: _r(h.on_marker, *_FROM_REST),
         },
     }
 )

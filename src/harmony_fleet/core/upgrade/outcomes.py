@@ -124,14 +124,65 @@ def fail(
             candidate_log_tail=log_tail,
         ),
     )
-    out: list[fx.Effect] = [
+    failed, book = finish(failed, blame=code in BLAMES_VERSION)
+    return then_pending(failed, (*_abort(snap), *book))
+
+
+def supersede(snap: Snapshot, newer: ev.MarkerSeen) -> Result:
+    """End a pre-candidate upgrade because ``newer`` replaced it, then judge ``newer``.
+
+    Like :func:`fail` (only the staging folder is cleaned up; the version is not blamed), but
+    the upgrade ends in a phase of its own, Superseded, naming the newer upgrade, and that
+    status is written before the newer one starts: whoever follows it sees it end.
+    """
+    by = newer.marker.upgrade_id
+    hand = replace(
+        snap.upgrade,
+        error_code=ErrorCode.SUPERSEDED,
+        error_detail=f"superseded by upgrade {by}",
+        superseded_by=by,
+    )
+    done, book = finish(replace(snap.moved(S.SUPERSEDED, hand), pending=newer), blame=False)
+    return then_pending(done, (*_abort(snap), *book))
+
+
+def superseded_while_waiting(snap: Snapshot, newer: ev.MarkerSeen) -> Result:
+    """``newer`` replaces the marker that waited behind the upgrade in hand.
+
+    The one that waited never started, and now never will: it ends as Superseded (its own
+    status, then the current upgrade's again, so the device's key ends on the one under way)
+    and is remembered as finished, so a replay of it is ignored. Only the latest waits.
+    """
+    old = snap.pending
+    if old is None or old.marker.upgrade_id == newer.marker.upgrade_id:
+        waiting = replace(snap, pending=newer)
+        return waiting, (waiting.status(),)
+    uid, by = old.marker.upgrade_id, newer.marker.upgrade_id
+    never = UpgradeInHand(
+        marker=old.marker,
+        from_version=snap.running_version,
+        started_at=old.seen_at,
+        error_code=ErrorCode.SUPERSEDED,
+        error_detail=f"superseded by upgrade {by} before it started",
+        superseded_by=by,
+    )
+    memory = replace(snap.memory, finished=remember_finished(snap.memory.finished, uid))
+    waiting = replace(snap, pending=newer, memory=memory)
+    return waiting, (
+        fx.RecordFinished(upgrade_id=uid),
+        fx.WriteStatus(upgrade=never, phase=AgentUpgradePhase.SUPERSEDED),
+        waiting.status(),
+    )
+
+
+def _abort(snap: Snapshot) -> tuple[fx.Effect, ...]:
+    """Stop what still runs for a pre-candidate upgrade and clean its staging up."""
+    return (
         fx.CancelWork(),  # whatever still runs for it (nothing, if its end brought us here)
         fx.CancelTimer(kind=TimerKind.STAGING),
         fx.CancelTimer(kind=TimerKind.SELF_TEST),
         fx.CleanupStaging(version=snap.upgrade.target),
-    ]
-    failed, book = finish(failed, blame=code in BLAMES_VERSION)
-    return then_pending(failed, (*out, *book))
+    )
 
 
 def roll_back(

@@ -28,15 +28,12 @@ from harmony_fleet.contracts import (
     UpgradeTimeouts,
     new_upgrade_id,
 )
-from harmony_fleet.contracts.upgrade import ArtifactSource, Progress
+from harmony_fleet.contracts.upgrade import ArtifactSource, ErrorCode, Progress
 from harmony_fleet.errors import NotFound, Refused
 
 log = logging.getLogger(__name__)
 
 P = AgentUpgradePhase
-
-#: The error code of an upgrade aborted by a newer marker before its candidate existed.
-SUPERSEDED_CODE = "superseded"
 
 
 def rollback_marker(
@@ -119,10 +116,10 @@ class Outcome:
 
 
 def _superseded(status: UpgradeStatus) -> bool:
-    # "Superseded" is the terminal phase an agent writes for a replaced upgrade; older agents
+    # Superseded is the terminal phase an agent writes for a replaced upgrade; older agents
     # write Failed with the code ``superseded``.
-    return status.phase.value == "Superseded" or (
-        status.phase is P.FAILED and status.error_code == SUPERSEDED_CODE
+    return status.phase is P.SUPERSEDED or (
+        status.phase is P.FAILED and status.error_code == ErrorCode.SUPERSEDED
     )
 
 

@@ -49,6 +49,7 @@ PHASE_OF: MappingProxyType[UpgradeState, AgentUpgradePhase] = MappingProxyType(
         UpgradeState.ROLLING_BACK: AgentUpgradePhase.CUTOVER_READY,
         UpgradeState.ROLLED_BACK: AgentUpgradePhase.ROLLED_BACK,
         UpgradeState.FAILED: AgentUpgradePhase.FAILED,
+        UpgradeState.SUPERSEDED: AgentUpgradePhase.SUPERSEDED,
     }
 )
 
@@ -74,6 +75,7 @@ AT_REST = frozenset(
         UpgradeState.ROLLED_BACK,
         UpgradeState.COMMITTED,
         UpgradeState.SUCCEEDED,
+        UpgradeState.SUPERSEDED,
     }
 )
 
@@ -85,6 +87,7 @@ TERMINAL_STATES = frozenset(
         UpgradeState.ROLLED_BACK,
         UpgradeState.COMMITTED,
         UpgradeState.SUCCEEDED,
+        UpgradeState.SUPERSEDED,
     }
 )
 
