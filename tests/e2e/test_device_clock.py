@@ -27,6 +27,7 @@ import glob
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,33 @@ async def test_offline_and_online_again_with_the_device_clock_off(
     assert fleet.nc is not None
     reply = await CommandsClient(fleet.nc).ping(DEV, timeout_s=5)
     assert reply.ok, reply
+
+
+@pytest.mark.parametrize("step", ["+10m", "-10m"])
+async def test_a_wall_clock_step_in_the_watch_window_does_not_roll_a_good_version_back(
+    fleet: LocalFleet, libfaketime: str, tmp_path: Path, step: str
+) -> None:
+    offset_file = tmp_path / "device-clock"
+    offset_file.write_text("+0\n")
+    prefix = (
+        "env",
+        f"LD_PRELOAD={libfaketime}",
+        f"FAKETIME_TIMESTAMP_FILE={offset_file}",
+        "FAKETIME_NO_CACHE=1",
+        "FAKETIME_DONT_FAKE_MONOTONIC=1",
+    )
+    await fleet.add_device(DEV, "1.0.0", command_prefix=prefix)
+    await _main_on(fleet, "1.0.0")
+    marker = await fleet.request_upgrade(DEV, "2.0.0", timeouts=STEPPED)
+    committed = await reaches(fleet, marker, P.COMMITTED, P.SUCCEEDED, P.ROLLED_BACK, P.FAILED)
+    assert committed.phase is P.COMMITTED, (committed.phase, committed.error_detail)
+    committed_seen = time.monotonic()
+    await _main_on(fleet, "2.0.0")
+    offset_file.write_text(f"{step}\n")  # the device's wall clock jumps; its monotonic does not
+    await _clock_is_off_by(fleet, TEN_MINUTES if step.startswith("+") else -TEN_MINUTES)
+    done = await reaches(fleet, marker, P.SUCCEEDED, P.ROLLED_BACK, P.FAILED, timeout=WATCH_S + 60)
+    assert done.phase is P.SUCCEEDED, (done.phase, done.error_code, done.error_detail)
+    # The window kept its length: the step neither cut it short nor stretched it.
+    lasted = time.monotonic() - committed_seen
+    assert lasted >= WATCH_S - 3, f"the watch ended {lasted:.1f} s after the commit"
+    await invariants(fleet, marker, current="2.0.0", phase=P.SUCCEEDED)
