@@ -114,10 +114,16 @@ class HTTPStatusError(DownloadRejected):
 
 
 class InsufficientSpace(DownloadRejected):
-    """The destination filesystem lacks the room the artifact needs."""
+    """The destination filesystem lacks the room the artifact needs.
 
-    def __init__(self, path: str, needed: int, free: int) -> None:
-        super().__init__(f"not enough free space at {path}: need {needed} bytes, {free} free")
+    ``needed`` and ``free`` are bytes, or None when unknown (a body of unannounced size that
+    filled the disk half-way; a filesystem that could not be asked).
+    """
+
+    def __init__(self, path: str, needed: int | None, free: int | None) -> None:
+        need = f"need {needed} bytes" if needed is not None else "the size needed is unknown"
+        have = f"{free} free" if free is not None else "free space unknown"
+        super().__init__(f"not enough free space at {path}: {need}, {have}")
         self.path = path
         self.needed = needed
         self.free = free
