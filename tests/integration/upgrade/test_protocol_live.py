@@ -15,6 +15,7 @@ from tests.helpers import eventually
 
 from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions
 from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults
 from harmony_fleet.agent.runtime import Agent
@@ -390,3 +391,35 @@ async def write_marker_value(nc: NatsClient, marker: UpgradeMarker) -> None:
         await open_bucket(nc.jetstream(), subjects.BUCKET_UPGRADE_MARKER), UPGRADE_MARKER, name="m"
     )
     await kv.put(DEVICE, marker)
+
+
+async def test_nats_stopped_during_the_self_test_never_puts_the_version_on_the_skip_list(
+    device: Device, nats_server: EmbeddedNats, nc: NatsClient
+) -> None:
+    from harmony_fleet.core.upgrade.executor import ProcessOutcome
+
+    main = device.start_main(OLD)
+    assert device.executor is not None
+    # What any artifact's self-test says when its NATS check cannot connect.
+    device.executor.self_test_outcome = ProcessOutcome(
+        exit_code=1, log_tail=("self-test nats: FAILED: cannot reach NATS",)
+    )
+    device.executor.hang.add("self_test")
+    await eventually(main.connected.is_set, what="agent connected")
+    marker = await write_marker(nc)
+    await eventually(
+        lambda: "self_test" in device.executor.names if device.executor else False,
+        timeout=15,
+        what="self-test started",
+    )
+    nats_server.stop()
+    await eventually(lambda: main.nc is not None and not main.nc.is_connected, what="outage seen")
+    device.executor.release("self_test")
+    nats_server.start()
+    status = await eventually(
+        lambda: phase_is(nc, marker.upgrade_id, AgentUpgradePhase.FAILED),
+        timeout=30,
+        what="Failed, once NATS is back",
+    )
+    assert status.error_code == "self_test_inconclusive"
+    assert Version(NEW) not in device.store.state.failed_versions
