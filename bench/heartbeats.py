@@ -276,16 +276,14 @@ def fleet_run(devices: int, interval: float, rounds: int, tmp: Path) -> dict[str
 
 
 async def _count_online(url: str) -> tuple[int, int]:
-    from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
-    from harmony_fleet.contracts import DEVICE_RECORD
+    from harmony_fleet.adapters.nats.fleet_kv import FleetKV
+    from harmony_fleet.adapters.nats.kv import Entry
 
     nc = await connect(NatsOptions(servers=(url,)))
-    kv = TypedKV(
-        await open_bucket(nc.jetstream(), subjects.BUCKET_DEVICES), DEVICE_RECORD, name="devices"
-    )
+    kv = await FleetKV(nc).devices()
     items = await kv.snapshot(timeout_s=120)
     await nc.close()
-    online = sum(1 for e in items if not isinstance(e, Exception) and e.value.online)
+    online = sum(1 for e in items if isinstance(e, Entry) and e.value.online)
     return online, len(items)
 
 

@@ -30,14 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.contracts import (
-    UPGRADE_STATUS,
     AgentUpgradePhase,
     Role,
     UpgradeStatus,
     UpgradeTimeouts,
-    subjects,
 )
 from harmony_fleet.testing.localfleet import LocalFleet
 
@@ -54,16 +52,9 @@ class PhaseClock:
 
     async def run(self, fleet: LocalFleet) -> None:
         assert fleet.nc is not None
-        kv = TypedKV(
-            await open_bucket(fleet.nc.jetstream(), subjects.BUCKET_UPGRADE_STATUS),
-            UPGRADE_STATUS,
-            name="status",
-        )
-        watcher = await kv.watch(DEV)
-        async for entry in watcher:
-            if entry is None or entry.value is None:
-                continue
-            status = UPGRADE_STATUS.decode(entry.value)
+        kv = await FleetKV(fleet.nc).statuses()
+        async for entry in kv.values(DEV):
+            status = entry.value
             self.times.setdefault(status.upgrade_id, {}).setdefault(
                 status.phase.value, status.updated_at
             )

@@ -12,15 +12,12 @@ import kopf
 import pytest
 
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.cli.release import publish, releases
 from harmony_fleet.contracts import (
-    UPGRADE_MARKER,
-    UPGRADE_STATUS,
     AgentUpgradePhase,
     UpgradeMarker,
     UpgradeStatus,
-    subjects,
 )
 from harmony_fleet.contracts.releases import Release
 from harmony_fleet.errors import Refused
@@ -62,12 +59,8 @@ def handling(nc: NatsClient, spy: Spy) -> SpecHandling:
     )
 
 
-async def kv(nc: NatsClient, bucket: str, codec: Any) -> TypedKV[Any]:
-    return TypedKV(await open_bucket(nc.jetstream(), bucket), codec, name=bucket)
-
-
 async def marker_of(nc: NatsClient, device: str) -> UpgradeMarker | None:
-    entry = await (await kv(nc, subjects.BUCKET_UPGRADE_MARKER, UPGRADE_MARKER)).get(device)
+    entry = await (await FleetKV(nc).markers()).get(device)
     return entry.value if entry is not None else None
 
 
@@ -103,7 +96,7 @@ async def test_a_failed_upgrade_is_retried_only_when_asked_again(nc: NatsClient)
     await h.reconcile("edge-2", {"agentVersion": "2.0.0"}, Trigger.CHANGE)
     first = await marker_of(nc, "edge-2")
     assert first is not None
-    statuses = await kv(nc, subjects.BUCKET_UPGRADE_STATUS, UPGRADE_STATUS)
+    statuses = await FleetKV(nc).statuses()
     await statuses.put(
         "edge-2",
         UpgradeStatus(

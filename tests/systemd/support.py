@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions
-from harmony_fleet.adapters.nats.fleet_kv import write_marker
-from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV, write_marker
 from harmony_fleet.artifacts import ArtifactManifest
 from harmony_fleet.contracts import (
     HEARTBEAT,
-    UPGRADE_STATUS,
     AgentUpgradePhase,
     Heartbeat,
     UpgradeMarker,
@@ -134,9 +132,7 @@ async def heartbeats(nc: NatsClient, device: str) -> AsyncIterator[Beats]:
 
 
 async def status_of(nc: NatsClient, device: str) -> UpgradeStatus | None:
-    kv = TypedKV(
-        await open_bucket(nc.jetstream(), subjects.BUCKET_UPGRADE_STATUS), UPGRADE_STATUS, name="s"
-    )
+    kv = await FleetKV(nc).statuses()
     entry = await kv.get(subjects.kv_key(device))
     return entry.value if entry is not None else None
 

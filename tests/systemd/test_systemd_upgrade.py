@@ -1,4 +1,4 @@
-"""ADR-022 with the ``SystemdUpgradeExecutor`` for real: the agent inside upgrades itself.
+"""ADR-022 with the ``SystemdRunner`` for real: the agent inside upgrades itself.
 
 The agent runs as the container's ``harmony-fleet-agent.service``, installed by
 ``fleet agent install``; the operator runs here, in the test process, against the host's NATS;

@@ -19,16 +19,24 @@ from typing import Any
 
 from harmony_fleet._tasks import BackgroundTasks
 from harmony_fleet._version import BUILD_FAULTS, __version__
+from harmony_fleet.adapters.device.notes import mark_alive
 from harmony_fleet.adapters.nats.connection import NatsClient, barrier, connect_forever
-from harmony_fleet.adapters.os.post_commit import touch
 from harmony_fleet.adapters.systemd.notify import WatchdogNotifier
 from harmony_fleet.agent.commands import CommandHandler, StopHandler
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults, parse_faults
-from harmony_fleet.contracts import Heartbeat, Role, Version, encode, new_instance_id, subjects
+from harmony_fleet.contracts import (
+    Heartbeat,
+    InstanceId,
+    Role,
+    Version,
+    encode,
+    new_instance_id,
+    subjects,
+)
 from harmony_fleet.logging_setup import FieldsAdapter
 
-log = logging.getLogger("harmony_fleet.agent")
+log = logging.getLogger(__name__)
 
 #: The version of the code in this process (what its heartbeats report).
 RUNNING_VERSION = Version(__version__)
@@ -48,13 +56,16 @@ class Agent:
         *,
         version: Version = RUNNING_VERSION,
         faults: Faults | None = None,
+        instance_id: InstanceId | None = None,
         stop_handler: StopHandler | None = None,
+        liveness_file: Path | None = None,
+        watchdog: WatchdogNotifier | None = None,
         extensions: list[Extension] | None = None,
     ) -> None:
         self.config = config
         self.version = version
         self.faults = faults if faults is not None else parse_faults(BUILD_FAULTS)
-        self.instance_id = new_instance_id()
+        self.instance_id = instance_id or new_instance_id()
         self.started = time.monotonic()
         self.seq = 0
         self.sent = 0
@@ -69,10 +80,10 @@ class Agent:
             role=config.role,
             stop_handler=stop_handler,
         )
-        self.liveness_file: Path | None = None
-        """Touched on every heartbeat tick by a main instance that may upgrade itself: the
-        launcher's post-commit watch reads its age (``adapters.os.post_commit``)."""
-        self.watchdog: WatchdogNotifier | None = None
+        self.liveness_file = liveness_file
+        """Rewritten on every heartbeat tick by a main instance that may upgrade itself: the
+        launcher's post-commit watch sees it change (``adapters.device.notes.mark_alive``)."""
+        self.watchdog = watchdog
         """systemd's watchdog, pinged at the same moments (``adapters.systemd.notify``): under
         the installed unit, a main whose heartbeat loop stops is killed and, inside a
         post-commit watch, rolled back."""
@@ -133,7 +144,7 @@ class Agent:
         systemd's ``watchdog`` when the unit asked for one)."""
         if self.liveness_file is not None:
             with contextlib.suppress(OSError):
-                touch(self.liveness_file)
+                mark_alive(self.liveness_file)
         if self.watchdog is not None:
             self.watchdog.ping()
 

@@ -9,12 +9,12 @@ from typing import Any
 import click
 
 from harmony_fleet._version import BUILD_FAULTS
-from harmony_fleet.adapters.executors.launch import LaunchSpec
+from harmony_fleet.adapters.device.launch import LaunchSpec
+from harmony_fleet.agent.build import build_agent
 from harmony_fleet.agent.config import AgentConfig, default_state_dir
 from harmony_fleet.agent.faults import parse_faults
 from harmony_fleet.agent.runtime import Agent
 from harmony_fleet.agent.selftest import self_test
-from harmony_fleet.agent.upgrading import build_agent
 from harmony_fleet.cli._common import (
     build_nats_options,
     install_stop_signals,

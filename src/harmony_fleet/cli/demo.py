@@ -217,7 +217,7 @@ async def run_demo(
             180,
         )
         gaps = largest_gaps(good_rows, bad_rows)
-        after, _ = await _upgrade_all(
+        after, after_rows = await _upgrade_all(
             fleet,
             V4,
             UpgradeTimeouts(
@@ -231,11 +231,15 @@ async def run_demo(
             n: fleet.monitor.devices[n].last.agent_version  # type: ignore[union-attr]
             for n in fleet.devices
         }
+    shown = {V2: largest_gaps(good_rows), V3: largest_gaps(bad_rows), V4: largest_gaps(after_rows)}
     per_device = {
         n: {
-            "upgrade": good[n].summary(),
-            "broken_upgrade": bad[n].summary(),
-            "post_commit_upgrade": after[n].post_commit_summary(),
+            "upgrade": {**good[n].summary(), "max_heartbeat_gap_s": shown[V2].get(n)},
+            "broken_upgrade": {**bad[n].summary(), "max_heartbeat_gap_s": shown[V3].get(n)},
+            "post_commit_upgrade": {
+                **after[n].post_commit_summary(),
+                "max_heartbeat_gap_s": shown[V4].get(n),
+            },
             "max_heartbeat_gap_s": round(gaps.get(n, 0.0), 2),
             "runs": runs[n],
         }

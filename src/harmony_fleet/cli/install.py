@@ -13,12 +13,11 @@ from typing import Any
 
 import click
 
-from harmony_fleet.adapters.systemd.install import (
+from harmony_fleet.adapters.systemd.install import Installer, require_root_and_systemd
+from harmony_fleet.adapters.systemd.unit_file import (
     DEFAULT_PREFIX,
-    Installer,
     InstallSpec,
     read_install_meta,
-    require_root_and_systemd,
 )
 from harmony_fleet.adapters.systemd.units import DEFAULT_SERVICE, service_name
 from harmony_fleet.cli._common import (

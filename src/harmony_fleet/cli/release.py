@@ -23,7 +23,7 @@ from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.adapters.nats.kv import Undecodable
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli._common import bad_flag, build_nats_options, nats_options, print_json
-from harmony_fleet.cli.upgrade import who
+from harmony_fleet.cli.request import who
 from harmony_fleet.contracts import (
     Release,
     release_key,

@@ -27,7 +27,7 @@ import click
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.fleet_kv import plan_rollback
 from harmony_fleet.cli._common import build_nats_options, nats_options
-from harmony_fleet.cli.upgrade import protocol_options, request, timeouts_of, who
+from harmony_fleet.cli.request import protocol_options, request, timeouts_of, who
 from harmony_fleet.contracts import UpgradeMarker, device_id
 from harmony_fleet.core.upgrade.requests import Until
 

@@ -9,7 +9,7 @@ exported (``local_state``) and a golden fixture pins its encoding both ways.
 
 The values are frozen dataclasses rather than structs because the upgrade machine replaces their
 fields at every step, and ``dataclasses.replace`` is type-checked. What the file keeps, and why,
-is told in ``core.upgrade.records`` (the pure rules that update it); ``adapters.os.state_store``
+is told in ``core.upgrade.records`` (the pure rules that update it); ``adapters.device.state_store``
 writes it atomically.
 """
 

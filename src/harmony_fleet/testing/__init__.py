@@ -1,8 +1,10 @@
-"""Test doubles shipped with the package, so every test suite (ours and the lead's integration
-tests against real NATS) fakes the same seams the same way.
+"""Test doubles shipped with the package, so every test suite (ours and integration tests
+against real NATS elsewhere) fakes the same seams the same way.
 
-* :class:`FakeExecutor` — a recording, scriptable ``UpgradeExecutor`` with a model of the
-  on-disk layout (``current``, ``versions``), so tests can check where ``current`` points.
+* :class:`FakeDevice` — a recording, scriptable device with a model of the on-disk layout
+  (``current``, ``versions``) and of the candidate, handing out both seams
+  (``FakeDevice.files``: ``DeviceFiles``, ``FakeDevice.runner``: ``CandidateRunner``), so tests
+  can check where ``current`` points.
 * :class:`FakeClock` — wall time and timers moved by hand (:meth:`FakeClock.advance`): no test
   sleeps.
 * :class:`MemoryStatusSink`, :class:`MemoryStateStore` — the status KV and the local state file,
@@ -12,7 +14,20 @@ Like httpx's ``MockTransport``, these are part of the library, typed and documen
 """
 
 from harmony_fleet.testing.clock import FakeClock
-from harmony_fleet.testing.fake_executor import Call, FakeExecutor
+from harmony_fleet.testing.fake_device import (
+    Call,
+    FakeCandidateRunner,
+    FakeDevice,
+    FakeDeviceFiles,
+)
 from harmony_fleet.testing.fakes import MemoryStateStore, MemoryStatusSink
 
-__all__ = ["Call", "FakeClock", "FakeExecutor", "MemoryStateStore", "MemoryStatusSink"]
+__all__ = [
+    "Call",
+    "FakeCandidateRunner",
+    "FakeClock",
+    "FakeDevice",
+    "FakeDeviceFiles",
+    "MemoryStateStore",
+    "MemoryStatusSink",
+]

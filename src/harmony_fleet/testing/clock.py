@@ -3,6 +3,10 @@
 Timers and sleeps registered on it fire, in deadline order, during :meth:`FakeClock.advance`.
 Callbacks run synchronously inside ``advance``; a sleeping coroutine resumes at the test's next
 ``await``. Combined with the condition-based waits of the other fakes, no test needs a real sleep.
+
+Like a real device it has two clocks: the wall clock (:meth:`FakeClock.now`, what statuses
+show) and the timers' monotonic one. :meth:`FakeClock.step_wall` steps the first alone, as an
+NTP correction does: no timer fires or moves.
 """
 
 from __future__ import annotations
@@ -30,12 +34,17 @@ class FakeClock:
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self._now = start
+        self._wall_offset = 0.0
         self._heap: list[_Timer] = []
         self._seq = itertools.count()
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     def now(self) -> float:
-        return self._now
+        return self._now + self._wall_offset
+
+    def step_wall(self, seconds: float) -> None:
+        """Step the wall clock by ``seconds`` (either way); timers are not affected."""
+        self._wall_offset += seconds
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> _Timer:
         timer = _Timer(self._now + max(delay_s, 0.0), next(self._seq), callback)

@@ -3,8 +3,8 @@
 ``fleet demo`` shows it to a person; the end-to-end tests and ``bench/upgrade.py`` drive the same
 code, so what the demo shows is what the tests prove. Every device gets its own prefix
 (``versions/``, ``current``), state dir and run dir under ``workdir``, runs real agent artifacts
-under a process-mode :class:`~harmony_fleet.adapters.executors.supervisor.Supervisor`, and
-upgrades itself with the :class:`~harmony_fleet.adapters.executors.process.ProcessExecutor`;
+under a process-mode :class:`~harmony_fleet.adapters.process.supervisor.Supervisor`, and
+upgrades itself with the :class:`~harmony_fleet.adapters.process.runner.ProcessRunner`;
 the supervisor also keeps the post-commit watch (a new main that crash-loops or goes silent
 inside its window is rolled back by it). Nothing is left running after :meth:`LocalFleet.stop`,
 including orphaned candidates.
@@ -32,15 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harmony_fleet.adapters.executors.launch import LaunchSpec
-from harmony_fleet.adapters.executors.process import ProcessExecutor
-from harmony_fleet.adapters.executors.supervisor import Supervisor
+from harmony_fleet.adapters.device import AgentLayout
+from harmony_fleet.adapters.device.launch import LaunchSpec
+from harmony_fleet.adapters.device.notes import RUN_DIR
 from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV, plan_rollback, write_marker
 from harmony_fleet.adapters.nats.observe import HeartbeatGapMonitor
 from harmony_fleet.adapters.nats.server import EmbeddedNats
-from harmony_fleet.adapters.os import AgentLayout
-from harmony_fleet.adapters.os.post_commit import RUN_DIR
+from harmony_fleet.adapters.process.runner import ProcessRunner
+from harmony_fleet.adapters.process.supervisor import Supervisor
 from harmony_fleet.artifacts import build_artifact
 from harmony_fleet.artifacts.manifest import ArtifactManifest
 from harmony_fleet.contracts import (
@@ -106,22 +106,17 @@ class LocalDevice:
         """Post-commit rollbacks the device's supervisor performed (newest last)."""
         return self.supervisor.rollbacks
 
-    def executor(self) -> ProcessExecutor:
-        """An executor over this device's layout (to find and stop orphaned candidates)."""
-        return ProcessExecutor(
-            self.layout,
-            self.launch,
-            run_dir=self.run_dir,
-            running_version=self.layout.current_version() or "0",
-        )
+    def runner(self) -> ProcessRunner:
+        """A candidate runner over this device's layout (to find and stop orphaned candidates)."""
+        return ProcessRunner(self.layout, self.launch, run_dir=self.run_dir)
 
     async def stop(self) -> None:
         await self.supervisor.stop()
-        executor = self.executor()
+        runner = self.runner()
         for pid_file in self.run_dir.glob("candidate-*.pid"):
             uid = pid_file.name.removeprefix("candidate-").removesuffix(".pid")
             with contextlib.suppress(Exception):
-                await executor.stop_candidate(uid)  # type: ignore[arg-type]
+                await runner.stop_candidate(uid)  # type: ignore[arg-type]
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Fixtures for the executor tests: real artifacts (built once per session), a layout with the
-old version installed, a launch spec pointing at a real NATS, and a process executor.
+old version installed, a launch spec pointing at a real NATS, and a process-mode device (its
+files and its candidate runner, as the agent's driver holds them).
 
 Artifacts run from ``versions/<v>/`` extract themselves on first start (about a second, more on
 a loaded machine). Tests that do not look at the tree share one extraction directory through
-``HARMONY_FLEET_EXTRACT_DIR`` (passed in the executor's ``env``) so that only the first start of
+``HARMONY_FLEET_EXTRACT_DIR`` (passed in the runner's ``env``) so that only the first start of
 each artifact is cold; the byte-identical revert test runs without it on purpose.
 """
 
@@ -12,16 +13,19 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from proc_support import BUILDS, DEVICE, OLD, Built, install, live_pids_with
 
-from harmony_fleet.adapters.executors.launch import LaunchSpec
-from harmony_fleet.adapters.executors.process import ProcessExecutor
+from harmony_fleet.adapters.device import AgentLayout
+from harmony_fleet.adapters.device.files import AgentFiles
+from harmony_fleet.adapters.device.launch import LaunchSpec
 from harmony_fleet.adapters.nats.server import EmbeddedNats
-from harmony_fleet.adapters.os import AgentLayout
+from harmony_fleet.adapters.process.runner import ProcessRunner
 from harmony_fleet.artifacts import build_artifact
+from harmony_fleet.contracts.ids import UpgradeId, Version
 
 
 @pytest.fixture(scope="session")
@@ -78,21 +82,35 @@ def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
 
 
-@pytest.fixture
-def make_executor(
-    layout: AgentLayout, launch: LaunchSpec, run_dir: Path, extract_dir: Path
-) -> Callable[..., ProcessExecutor]:
-    """A fresh executor over the same layout and run dir: a new one simulates an agent restart."""
+@dataclass
+class ProcDevice:
+    """The two seams of a process-mode device, as the driver holds them."""
 
-    def make(*, shared_extraction: bool = True) -> ProcessExecutor:
+    files: AgentFiles
+    runner: ProcessRunner
+
+    async def revert(self, *, upgrade_id: UpgradeId, previous: Version, target: Version) -> None:
+        """What the driver's revert does: stop the candidate, then put the files back."""
+        await self.runner.stop_candidate(upgrade_id)
+        await self.files.revert(upgrade_id=upgrade_id, previous=previous, target=target)
+
+
+@pytest.fixture
+def make_device(
+    layout: AgentLayout, launch: LaunchSpec, run_dir: Path, extract_dir: Path
+) -> Callable[..., ProcDevice]:
+    """A fresh device over the same layout and run dir: a new one simulates an agent restart."""
+
+    def make(*, shared_extraction: bool = True) -> ProcDevice:
         env = {"HARMONY_FLEET_EXTRACT_DIR": str(extract_dir)} if shared_extraction else {}
-        return ProcessExecutor(
-            layout, launch, run_dir=run_dir, running_version=OLD, stop_grace_s=5.0, env=env
+        return ProcDevice(
+            AgentFiles(layout, running_version=OLD, run_dir=run_dir),
+            ProcessRunner(layout, launch, run_dir=run_dir, stop_grace_s=5.0, env=env),
         )
 
     return make
 
 
 @pytest.fixture
-def executor(make_executor: Callable[..., ProcessExecutor]) -> ProcessExecutor:
-    return make_executor()
+def device(make_device: Callable[..., ProcDevice]) -> ProcDevice:
+    return make_device()

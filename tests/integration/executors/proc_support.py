@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harmony_fleet.adapters.os import AgentLayout
+from harmony_fleet.adapters.device import AgentLayout
 from harmony_fleet.artifacts import ArtifactManifest
 from harmony_fleet.contracts import UpgradeMarker, UpgradeTimeouts
 

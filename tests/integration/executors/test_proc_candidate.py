@@ -17,13 +17,12 @@ from proc_support import CRASHES, DEVICE, NEW, OLD, Built, alive, install
 from proc_support import marker as make_marker
 from tests.helpers import eventually
 
-from harmony_fleet.adapters.executors.launch import LaunchSpec
-from harmony_fleet.adapters.executors.process import ProcessExecutor
+from conftest import ProcDevice
+from harmony_fleet.adapters.device import AgentLayout
+from harmony_fleet.adapters.device.launch import LaunchSpec
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.os import AgentLayout
 from harmony_fleet.contracts import HEARTBEAT, Heartbeat, Role, subjects
-from harmony_fleet.contracts.ids import UpgradeId, Version
-from harmony_fleet.core.upgrade.executor import CandidateHandle
+from harmony_fleet.contracts.ids import UpgradeId
 
 URL = "http://127.0.0.1:9/unused"
 
@@ -47,7 +46,7 @@ def start_time_of(pid: int) -> int:
 
 
 async def test_candidate_runs_detached_beats_and_stops_with_its_log_kept(
-    executor: ProcessExecutor,
+    device: ProcDevice,
     layout: AgentLayout,
     artifact: Callable[[str], Built],
     heartbeats: list[Heartbeat],
@@ -55,14 +54,16 @@ async def test_candidate_runs_detached_beats_and_stops_with_its_log_kept(
     install(layout, artifact(NEW))
     marker = make_marker(artifact(NEW), URL, uid="u-life")
 
-    handle = await executor.start_candidate(marker)
+    handle = await device.runner.start_candidate(marker)
     pid = int(handle.ref)
 
-    record = json.loads(executor.pid_file("u-life").read_text())
+    record = json.loads(device.runner.pid_file("u-life").path.read_text())
     assert (record["pid"], record["start_time"]) == (pid, start_time_of(pid))
     assert os.getsid(pid) == pid, "a candidate leads its own session (detached)"
-    assert await executor.candidate_alive(handle)
-    assert (await executor.start_candidate(marker)).ref == handle.ref, "idempotent: no second one"
+    assert alive(int(handle.ref))
+    assert (await device.runner.start_candidate(marker)).ref == handle.ref, (
+        "idempotent: no second one"
+    )
     beat = await eventually(
         lambda: next((h for h in heartbeats if h.agent_version == NEW), None),
         timeout=30,
@@ -72,41 +73,41 @@ async def test_candidate_runs_detached_beats_and_stops_with_its_log_kept(
     assert beat.upgrade_id == "u-life"
     assert layout.current_version() == OLD
 
-    watch = asyncio.create_task(executor.candidate_exit(handle))  # as the driver watches it
-    outcome = await executor.stop_candidate(UpgradeId("u-life"))
+    watch = asyncio.create_task(device.runner.candidate_exit(handle))  # as the driver watches it
+    outcome = await device.runner.stop_candidate(UpgradeId("u-life"))
 
     assert outcome is not None
     assert outcome.exit_code == 0, outcome  # the agent shuts down cleanly on SIGTERM
     assert (await asyncio.wait_for(watch, 10)).exit_code == 0
     assert any("agent stopped" in line for line in outcome.log_tail), outcome.log_tail
     assert not alive(pid)
-    assert not await executor.candidate_alive(handle)
-    assert not executor.pid_file("u-life").exists()
-    assert "agent starting" in executor.candidate_log("u-life").read_text()
-    assert await executor.stop_candidate(UpgradeId("u-life")) is None
+    assert not alive(int(handle.ref))
+    assert not device.runner.pid_file("u-life").path.exists()
+    assert "agent starting" in device.runner.candidate_log("u-life").read_text()
+    assert await device.runner.stop_candidate(UpgradeId("u-life")) is None
 
 
 async def test_crashing_candidate_exit_code_and_last_lines(
-    executor: ProcessExecutor, layout: AgentLayout, artifact: Callable[[str], Built]
+    device: ProcDevice, layout: AgentLayout, artifact: Callable[[str], Built]
 ) -> None:
     install(layout, artifact(CRASHES))
-    handle = await executor.start_candidate(make_marker(artifact(CRASHES), URL, uid="u-crash"))
+    handle = await device.runner.start_candidate(make_marker(artifact(CRASHES), URL, uid="u-crash"))
 
-    outcome = await asyncio.wait_for(executor.candidate_exit(handle), 60)
+    outcome = await asyncio.wait_for(device.runner.candidate_exit(handle), 60)
 
     assert outcome.exit_code == 3
     assert any("build fault: crashing" in line for line in outcome.log_tail), outcome.log_tail
-    assert not await executor.candidate_alive(handle)
-    assert await executor.stop_candidate(UpgradeId("u-crash")) is None
+    assert not alive(int(handle.ref))
+    assert await device.runner.stop_candidate(UpgradeId("u-crash")) is None
 
 
 ORPHAN_MAKER = """
 import asyncio, json, sys
 from pathlib import Path
 import msgspec
-from harmony_fleet.adapters.executors.launch import LaunchSpec
-from harmony_fleet.adapters.executors.process import ProcessExecutor
-from harmony_fleet.adapters.os import AgentLayout
+from harmony_fleet.adapters.device import AgentLayout
+from harmony_fleet.adapters.device.launch import LaunchSpec
+from harmony_fleet.adapters.process.runner import ProcessRunner
 from harmony_fleet.contracts import UpgradeMarker
 
 cfg = json.loads(sys.argv[1])
@@ -114,8 +115,8 @@ cfg = json.loads(sys.argv[1])
 async def main():
     launch = LaunchSpec(device_id=cfg["device"], state_dir=Path(cfg["state_dir"]),
                         nats_args=tuple(cfg["nats_args"]), extra_args=tuple(cfg["extra_args"]))
-    ex = ProcessExecutor(AgentLayout(Path(cfg["prefix"])), launch, run_dir=Path(cfg["run_dir"]),
-                         running_version=cfg["running"], env=cfg["env"])
+    ex = ProcessRunner(AgentLayout(Path(cfg["prefix"])), launch, run_dir=Path(cfg["run_dir"]),
+                       env=cfg["env"])
     handle = await ex.start_candidate(msgspec.json.decode(cfg["marker"], type=UpgradeMarker))
     print(handle.ref, flush=True)
     await asyncio.Event().wait()
@@ -125,7 +126,7 @@ asyncio.run(main())
 
 
 async def test_a_restarted_agent_stops_the_orphan_candidate_by_upgrade_id(
-    make_executor: Callable[..., ProcessExecutor],
+    make_device: Callable[..., ProcDevice],
     layout: AgentLayout,
     launch: LaunchSpec,
     run_dir: Path,
@@ -167,58 +168,58 @@ async def test_a_restarted_agent_stops_the_orphan_candidate_by_upgrade_id(
             old_agent.stdout.close()
     assert alive(pid), "the candidate outlives the agent that started it"
 
-    restarted = make_executor()  # a new process knows only what is on disk
-    handle = CandidateHandle(upgrade_id=UpgradeId("u-orphan"), version=Version(NEW), ref="?")
-    assert await restarted.candidate_alive(handle)
+    restarted = make_device()  # a new process knows only what is on disk
+    adopted = await restarted.runner.start_candidate(marker)  # finds it: no second one
+    assert adopted.ref == str(pid)
 
-    outcome = await restarted.stop_candidate(UpgradeId("u-orphan"))
+    outcome = await restarted.runner.stop_candidate(UpgradeId("u-orphan"))
 
     assert outcome is not None
     assert outcome.exit_code is None, "not our child: its exit code cannot be known"
     assert "exit code unknown" in outcome.log_tail[-1]
     assert any("agent stopped" in line for line in outcome.log_tail), outcome.log_tail
     assert not alive(pid)
-    assert not restarted.pid_file("u-orphan").exists()
+    assert not restarted.runner.pid_file("u-orphan").path.exists()
 
 
 async def test_a_candidate_whose_pid_file_was_never_written_is_found_by_its_command_line(
-    executor: ProcessExecutor,
-    make_executor: Callable[..., ProcessExecutor],
+    device: ProcDevice,
+    make_device: Callable[..., ProcDevice],
     layout: AgentLayout,
     artifact: Callable[[str], Built],
     heartbeats: list[Heartbeat],
 ) -> None:
     install(layout, artifact(NEW))
-    handle = await executor.start_candidate(make_marker(artifact(NEW), URL, uid="u-nopid"))
-    executor.pid_file("u-nopid").unlink()  # as if the agent died between spawn and pid file
+    handle = await device.runner.start_candidate(make_marker(artifact(NEW), URL, uid="u-nopid"))
+    device.runner.pid_file(
+        "u-nopid"
+    ).path.unlink()  # as if the agent died between spawn and pid file
     await eventually(
         lambda: any(h.upgrade_id == "u-nopid" for h in heartbeats), timeout=30, what="a beat"
     )
 
-    restarted = make_executor()
-    assert await restarted.candidate_alive(handle)
-    outcome = await restarted.stop_candidate(UpgradeId("u-nopid"))
+    restarted = make_device()
+    adopted = await restarted.runner.start_candidate(make_marker(artifact(NEW), URL, uid="u-nopid"))
+    assert adopted.ref == handle.ref, "found by its command line: no second one"
+    outcome = await restarted.runner.stop_candidate(UpgradeId("u-nopid"))
 
     assert outcome is not None
     assert not alive(int(handle.ref))
-    owner_view = await asyncio.wait_for(executor.candidate_exit(handle), 10)
+    owner_view = await asyncio.wait_for(device.runner.candidate_exit(handle), 10)
     assert owner_view.exit_code == 0, "the process that started it still learns its exit code"
 
 
 async def test_a_pid_file_naming_a_reused_pid_is_not_trusted(
-    executor: ProcessExecutor, run_dir: Path
+    device: ProcDevice, run_dir: Path
 ) -> None:
     bystander = await asyncio.to_thread(subprocess.Popen, ["sleep", "60"])
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         forged = {"pid": bystander.pid, "start_time": start_time_of(bystander.pid) - 1}
-        executor.pid_file("u-reused").write_text(json.dumps(forged))
-        handle = CandidateHandle(upgrade_id=UpgradeId("u-reused"), version=Version(NEW), ref="?")
-
-        assert not await executor.candidate_alive(handle)
-        assert await executor.stop_candidate(UpgradeId("u-reused")) is None
+        device.runner.pid_file("u-reused").path.write_text(json.dumps(forged))
+        assert await device.runner.stop_candidate(UpgradeId("u-reused")) is None
         assert bystander.poll() is None, "an unrelated process with a recycled pid is untouched"
-        assert not executor.pid_file("u-reused").exists(), "the stale pid file is dropped"
+        assert not device.runner.pid_file("u-reused").path.exists(), "the stale pid file is dropped"
     finally:
         bystander.kill()
         bystander.wait()

@@ -1,4 +1,4 @@
-"""A revert by the process executor leaves ``<prefix>`` byte-identical to what the upgrade found
+"""A revert on a process-mode device leaves ``<prefix>`` byte-identical to what the upgrade found
 (ADR-022, invariant 6): files, modes, links, and the artifact's extraction directory included."""
 
 from __future__ import annotations
@@ -8,45 +8,45 @@ from collections.abc import Callable
 from proc_support import NEW, OLD, Built, alive, marker, tree
 from pytest_httpserver import HTTPServer
 
-from harmony_fleet.adapters.executors.process import ProcessExecutor
-from harmony_fleet.adapters.os import AgentLayout
+from conftest import ProcDevice
+from harmony_fleet.adapters.device import AgentLayout
 from harmony_fleet.contracts.ids import UpgradeId, Version
 
 PATH = f"/artifacts/{NEW}"
 
 
 async def test_rollback_of_a_running_candidate_restores_the_tree(
-    make_executor: Callable[..., ProcessExecutor],
+    make_device: Callable[..., ProcDevice],
     layout: AgentLayout,
     httpserver: HTTPServer,
     artifact: Callable[[str], Built],
 ) -> None:
     # No shared extraction here: the artifact unpacks itself inside versions/2.0.0/, which the
     # revert must remove along with everything else the upgrade created.
-    executor = make_executor(shared_extraction=False)
+    device = make_device(shared_extraction=False)
     new = artifact(NEW)
     httpserver.expect_request(PATH).respond_with_data(new.body)
     m = marker(new, httpserver.url_for(PATH), uid="u-back")
     before = tree(layout.prefix)
 
-    await executor.stage(m, lambda p: None)
-    assert (await executor.self_test(m, timeout_s=60)).ok
-    handle = await executor.start_candidate(m)
+    await device.files.stage(m, lambda p: None)
+    assert (await device.runner.self_test(m, timeout_s=60)).ok
+    handle = await device.runner.start_candidate(m)
     assert any(
         p.name.startswith(".harmony-fleet-agent-") for p in layout.version_dir(NEW).iterdir()
     )
 
-    await executor.revert(
-        upgrade_id=UpgradeId("u-back"), previous=Version(OLD), target=Version(NEW)
-    )
+    await device.revert(upgrade_id=UpgradeId("u-back"), previous=Version(OLD), target=Version(NEW))
 
     assert not alive(int(handle.ref))
     assert tree(layout.prefix) == before
-    assert executor.candidate_log("u-back").exists(), "the candidate's log survives the rollback"
+    assert device.runner.candidate_log("u-back").exists(), (
+        "the candidate's log survives the rollback"
+    )
 
 
-async def test_a_half_done_swap_is_reverted_by_a_restarted_executor(
-    make_executor: Callable[..., ProcessExecutor],
+async def test_a_half_done_swap_is_reverted_by_a_restarted_agent(
+    make_device: Callable[..., ProcDevice],
     layout: AgentLayout,
     httpserver: HTTPServer,
     artifact: Callable[[str], Built],
@@ -55,11 +55,11 @@ async def test_a_half_done_swap_is_reverted_by_a_restarted_executor(
     httpserver.expect_request(PATH).respond_with_data(new.body)
     m = marker(new, httpserver.url_for(PATH), uid="u-half")
     before = tree(layout.prefix)
-    await make_executor().stage(m, lambda p: None)
+    await make_device().files.stage(m, lambda p: None)
     layout.swap_current(NEW)  # current moved, then the agent died before the commit completed
     assert layout.current_version() == NEW
 
-    await make_executor().revert(
+    await make_device().revert(
         upgrade_id=UpgradeId("u-half"), previous=Version(OLD), target=Version(NEW)
     )
 
@@ -68,7 +68,7 @@ async def test_a_half_done_swap_is_reverted_by_a_restarted_executor(
 
 
 async def test_a_commit_makes_the_version_the_devices_and_a_version_found_installed_is_kept(
-    executor: ProcessExecutor,
+    device: ProcDevice,
     layout: AgentLayout,
     httpserver: HTTPServer,
     artifact: Callable[[str], Built],
@@ -76,23 +76,21 @@ async def test_a_commit_makes_the_version_the_devices_and_a_version_found_instal
     new = artifact(NEW)
     httpserver.expect_request(PATH).respond_with_data(new.body)
     m = marker(new, httpserver.url_for(PATH), uid="u-commit")
-    await executor.stage(m, lambda p: None)
+    await device.files.stage(m, lambda p: None)
 
-    await executor.swap_current(Version(NEW))
-    assert await executor.current_version() == NEW
-    await executor.swap_current(Version(NEW))  # idempotent
-    await executor.swap_current(Version(OLD))  # a later upgrade back to the old version ...
+    await device.files.swap_current(Version(NEW))
+    assert await device.files.current_version() == NEW
+    await device.files.swap_current(Version(NEW))  # idempotent
+    await device.files.swap_current(Version(OLD))  # a later upgrade back to the old version ...
     before = tree(layout.prefix)
 
     # ... which finds 2.0.0 installed: reused (nothing fetched) and kept by the revert.
     requests = len(httpserver.log)
     again = marker(new, httpserver.url_for(PATH), uid="u-again")
-    await executor.stage(again, lambda p: None)
+    await device.files.stage(again, lambda p: None)
     assert len(httpserver.log) == requests
-    await executor.revert(
-        upgrade_id=UpgradeId("u-again"), previous=Version(OLD), target=Version(NEW)
-    )
-    await executor.cleanup_staging(Version(NEW))
+    await device.revert(upgrade_id=UpgradeId("u-again"), previous=Version(OLD), target=Version(NEW))
+    await device.files.cleanup_staging(Version(NEW))
 
     assert layout.has_version(NEW)
     assert tree(layout.prefix) == before

@@ -1,4 +1,4 @@
-"""ProcessExecutor.stage against a real HTTP server, with real artifacts, on real folders."""
+"""AgentFiles.stage against a real HTTP server, with real artifacts, on real folders."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 from proc_support import NEW, OLD, Built, marker, tree
 from pytest_httpserver import HTTPServer
 
-from harmony_fleet.adapters.executors.process import ProcessExecutor
-from harmony_fleet.adapters.os import AgentLayout
+from conftest import ProcDevice
+from harmony_fleet.adapters.device import AgentLayout
 from harmony_fleet.contracts.ids import Version
 from harmony_fleet.contracts.upgrade import Progress
-from harmony_fleet.core.upgrade.executor import staging_error_code
+from harmony_fleet.core.upgrade.device import staging_error_code
 from harmony_fleet.core.upgrade.states import ErrorCode
 from harmony_fleet.errors import HTTPStatusError, IntegrityError
 
@@ -28,7 +28,7 @@ def outside_staging(entries: dict[str, str], v: str) -> dict[str, str]:
 
 
 async def test_stage_puts_the_verified_executable_artifact_into_versions(
-    executor: ProcessExecutor,
+    device: ProcDevice,
     layout: AgentLayout,
     httpserver: HTTPServer,
     artifact: Callable[[str], Built],
@@ -37,7 +37,7 @@ async def test_stage_puts_the_verified_executable_artifact_into_versions(
     httpserver.expect_request(PATH).respond_with_data(new.body)
     seen: list[Progress] = []
 
-    await executor.stage(marker(new, httpserver.url_for(PATH)), seen.append)
+    await device.files.stage(marker(new, httpserver.url_for(PATH)), seen.append)
 
     staged = layout.version_dir(NEW) / "agent"
     assert hashlib.sha256(staged.read_bytes()).hexdigest() == new.manifest.sha256
@@ -50,12 +50,12 @@ async def test_stage_puts_the_verified_executable_artifact_into_versions(
 
     # Staged again (a restarted agent resuming): verified in place, nothing fetched.
     requests = len(httpserver.log)
-    await executor.stage(marker(new, httpserver.url_for(PATH)), seen.append)
+    await device.files.stage(marker(new, httpserver.url_for(PATH)), seen.append)
     assert len(httpserver.log) == requests
 
 
 async def test_checksum_mismatch_changes_nothing_outside_staging(
-    executor: ProcessExecutor,
+    device: ProcDevice,
     layout: AgentLayout,
     httpserver: HTTPServer,
     artifact: Callable[[str], Built],
@@ -65,17 +65,19 @@ async def test_checksum_mismatch_changes_nothing_outside_staging(
     before = tree(layout.prefix)
 
     with pytest.raises(IntegrityError) as caught:
-        await executor.stage(marker(new, httpserver.url_for(PATH), sha256="0" * 64), lambda p: None)
+        await device.files.stage(
+            marker(new, httpserver.url_for(PATH), sha256="0" * 64), lambda p: None
+        )
 
     assert staging_error_code(caught.value) is ErrorCode.INTEGRITY
     assert outside_staging(tree(layout.prefix), NEW) == before
     assert not layout.has_version(NEW)
-    await executor.cleanup_staging(Version(NEW))
+    await device.files.cleanup_staging(Version(NEW))
     assert tree(layout.prefix) == before
 
 
 async def test_http_404_is_rejected_and_cleaned_up(
-    executor: ProcessExecutor,
+    device: ProcDevice,
     layout: AgentLayout,
     httpserver: HTTPServer,
     artifact: Callable[[str], Built],
@@ -84,10 +86,10 @@ async def test_http_404_is_rejected_and_cleaned_up(
     before = tree(layout.prefix)
 
     with pytest.raises(HTTPStatusError) as caught:
-        await executor.stage(marker(artifact(NEW), httpserver.url_for(PATH)), lambda p: None)
+        await device.files.stage(marker(artifact(NEW), httpserver.url_for(PATH)), lambda p: None)
 
     assert caught.value.status == 404
     assert staging_error_code(caught.value) is ErrorCode.DOWNLOAD_REJECTED
     assert outside_staging(tree(layout.prefix), NEW) == before
-    await executor.cleanup_staging(Version(NEW))
+    await device.files.cleanup_staging(Version(NEW))
     assert tree(layout.prefix) == before

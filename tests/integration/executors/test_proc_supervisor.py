@@ -16,10 +16,10 @@ import pytest
 from proc_support import CRASHES, DEVICE, NEW, Built, alive, install, live_pids_with
 from tests.helpers import eventually
 
-from harmony_fleet.adapters.executors.launch import LaunchSpec
-from harmony_fleet.adapters.executors.supervisor import Supervisor
+from harmony_fleet.adapters.device import AgentLayout
+from harmony_fleet.adapters.device.launch import LaunchSpec
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.os import AgentLayout
+from harmony_fleet.adapters.process.supervisor import Supervisor
 from harmony_fleet.contracts import HEARTBEAT, Heartbeat, Role, subjects
 from harmony_fleet.errors import Unavailable
 
@@ -118,9 +118,9 @@ async def test_no_current_is_retried_until_there_is_one(
 KILLED_SUPERVISOR = """
 import asyncio, json, sys
 from pathlib import Path
-from harmony_fleet.adapters.executors.launch import LaunchSpec
-from harmony_fleet.adapters.executors.supervisor import Supervisor
-from harmony_fleet.adapters.os import AgentLayout
+from harmony_fleet.adapters.device.launch import LaunchSpec
+from harmony_fleet.adapters.process.supervisor import Supervisor
+from harmony_fleet.adapters.device import AgentLayout
 
 cfg = json.loads(sys.argv[1])
 

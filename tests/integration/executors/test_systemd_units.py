@@ -1,8 +1,8 @@
-"""The systemd executor and installer without systemd: names, argument vectors, unit text.
+"""The systemd runner and installer without systemd: names, argument vectors, unit text.
 
 Everything that reaches systemd is built as data, so it can be checked here exactly: the
 ``systemd-run`` vector (options before ``--``, every ``$`` doubled, hostile values kept as one
-argument each), the unit file's ``ExecStart`` quoting, the stop sequence the executor issues, and
+argument each), the unit file's ``ExecStart`` quoting, the stop sequence the runner issues, and
 how an exit is read back. The systemd tier (``tests/systemd``) runs the same code for real.
 """
 
@@ -18,17 +18,17 @@ import pytest
 from click.testing import CliRunner
 from tests.helpers import eventually
 
-from harmony_fleet.adapters.executors.launch import LaunchSpec
-from harmony_fleet.adapters.os import AgentLayout
-from harmony_fleet.adapters.systemd.executor import SystemdUpgradeExecutor
-from harmony_fleet.adapters.systemd.install import (
+from harmony_fleet.adapters.device import AgentLayout
+from harmony_fleet.adapters.device.launch import LaunchSpec
+from harmony_fleet.adapters.systemd.install import require_root_and_systemd
+from harmony_fleet.adapters.systemd.runner import SystemdRunner
+from harmony_fleet.adapters.systemd.systemctl import Result, Systemd, SystemdUnavailable
+from harmony_fleet.adapters.systemd.unit_file import (
     InstallSpec,
     read_install_meta,
     render_env,
     render_unit,
-    require_root_and_systemd,
 )
-from harmony_fleet.adapters.systemd.systemctl import Result, Systemd, SystemdUnavailable
 from harmony_fleet.adapters.systemd.units import (
     candidate_unit,
     escape_run_arg,
@@ -39,7 +39,7 @@ from harmony_fleet.adapters.systemd.units import (
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.contracts import UpgradeMarker, device_id
 from harmony_fleet.contracts.ids import UpgradeId, Version
-from harmony_fleet.core.upgrade.executor import CandidateHandle
+from harmony_fleet.core.upgrade.device import CandidateHandle
 from harmony_fleet.errors import ConfigError, InvalidMessage, Refused, Timeout
 
 HOSTILE = [
@@ -197,10 +197,12 @@ def test_the_unit_keeps_the_post_commit_watch_with_a_launcher_not_the_new_versio
             *["agent", "watch-hook", hook, "--prefix", prefix, "--state-dir", state],
             *["--service", "hf-agent.service"],
         ]
-    assert unit_values(text, "WatchdogSec") == ["30s"], "start grace: 30 s > 4 x 0.5 s"
+    # Room for a slow first start (the main tightens it to 4 intervals with its first ping).
+    assert unit_values(text, "WatchdogSec") == ["180s"], "at least 3 min, > 12 x 5 s"
     assert unit_values(text, "NotifyAccess") == ["main"]
     slow = render_unit(spec(tmp_path, heartbeat_interval_s=10.0))
-    assert unit_values(slow, "WatchdogSec") == ["40s"], "4 heartbeat intervals"
+    assert unit_values(slow, "WatchdogSec") == ["480s"], "12 x 4 heartbeat intervals"
+    assert spec(tmp_path, heartbeat_interval_s=10.0).stale_after_s == 40.0
 
 
 def test_a_password_goes_to_a_private_env_file_never_into_the_unit(tmp_path: Path) -> None:
@@ -222,7 +224,7 @@ def test_the_unit_remembers_where_it_installed_for_uninstall(tmp_path: Path) -> 
     }
 
 
-# -- the executor's calls, recorded ------------------------------------------------------------
+# -- the runner's calls, recorded ------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -278,17 +280,16 @@ class StubbornSystemd(ScriptedSystemd):
         return await super().call(args, check=check, timeout_s=timeout_s)
 
 
-def executor(tmp_path: Path, sd: ScriptedSystemd) -> SystemdUpgradeExecutor:
+def runner(tmp_path: Path, sd: ScriptedSystemd) -> SystemdRunner:
     layout = AgentLayout(tmp_path / "prefix")
     home = layout.version_dir("2.0.0")
     home.mkdir(parents=True, exist_ok=True)
     (home / "agent").write_bytes(b"x")
     launch = LaunchSpec(python="/usr/bin/python3", device_id="edge-1", state_dir=tmp_path / "s")
-    return SystemdUpgradeExecutor(
+    return SystemdRunner(
         layout,
         launch,
         service="hf",
-        running_version="1.0.0",
         systemd=sd,
         poll_s=0.01,
         stop_timeout_s=0.2,
@@ -311,7 +312,7 @@ async def test_start_candidate_runs_a_transient_unit_named_after_the_upgrade(
     tmp_path: Path,
 ) -> None:
     sd = ScriptedSystemd(states=[GONE])
-    ex = executor(tmp_path, sd)
+    ex = runner(tmp_path, sd)
     handle = await ex.start_candidate(marker())
     assert handle.ref == "hf-candidate-u77.service"
     run = sd.calls[-1]
@@ -331,14 +332,14 @@ async def test_start_candidate_runs_a_transient_unit_named_after_the_upgrade(
 
 async def test_start_candidate_is_idempotent_while_the_unit_runs(tmp_path: Path) -> None:
     sd = ScriptedSystemd(states=[RUNNING])
-    await executor(tmp_path, sd).start_candidate(marker())
+    await runner(tmp_path, sd).start_candidate(marker())
     assert "systemd-run" not in sd.verbs()
 
 
 async def test_stop_candidate_reads_the_exit_then_removes_the_unit(tmp_path: Path) -> None:
     exited = {**RUNNING, "MainPID": "0", "SubState": "exited", "ExecMainCode": "1"}
     sd = ScriptedSystemd(states=[RUNNING, RUNNING, {**exited, "ExecMainStatus": "0"}, GONE])
-    outcome = await executor(tmp_path, sd).stop_candidate(UpgradeId("u77"))
+    outcome = await runner(tmp_path, sd).stop_candidate(UpgradeId("u77"))
     assert outcome is not None
     assert (outcome.exit_code, outcome.log_tail) == (0, ("line 1", "line 2"))
     assert sd.verbs() == ["kill", "journalctl", "stop", "reset-failed"]
@@ -350,31 +351,31 @@ async def test_a_candidate_ignoring_sigterm_is_killed_and_one_that_survives_is_a
     tmp_path: Path,
 ) -> None:
     sd = StubbornSystemd(states=[RUNNING])
-    outcome = await executor(tmp_path, sd).stop_candidate(UpgradeId("u77"))
+    outcome = await runner(tmp_path, sd).stop_candidate(UpgradeId("u77"))
     assert outcome is not None and outcome.exit_code is None and "signal 9" in outcome.log_tail[-1]
     assert sd.verbs() == ["kill", "kill", "journalctl", "stop", "reset-failed"]
     immortal = StubbornSystemd(states=[RUNNING], immortal=True)
     with pytest.raises(Timeout, match="still running"):
-        await executor(tmp_path, immortal).stop_candidate(UpgradeId("u77"))
+        await runner(tmp_path, immortal).stop_candidate(UpgradeId("u77"))
     assert "stop" not in immortal.verbs(), "a unit that may still run is not reported as gone"
 
 
 async def test_stop_candidate_after_a_reboot_finds_nothing(tmp_path: Path) -> None:
     sd = ScriptedSystemd(states=[GONE])
-    assert await executor(tmp_path, sd).stop_candidate(UpgradeId("u77")) is None
+    assert await runner(tmp_path, sd).stop_candidate(UpgradeId("u77")) is None
     assert sd.verbs() == []
 
 
 async def test_candidate_exit_reports_code_or_signal(tmp_path: Path) -> None:
     crashed = {**RUNNING, "MainPID": "0", "ActiveState": "failed", "ExecMainCode": "1"}
     sd = ScriptedSystemd(states=[RUNNING, {**crashed, "ExecMainStatus": "3"}])
-    ex = executor(tmp_path, sd)
+    ex = runner(tmp_path, sd)
     handle = await ex.start_candidate(marker())
     outcome = await ex.candidate_exit(handle)
     assert outcome.exit_code == 3 and outcome.log_tail == ("line 1", "line 2")
     killed = {**crashed, "ExecMainCode": "2", "ExecMainStatus": "9"}
     sd2 = ScriptedSystemd(states=[killed])
-    out2 = await executor(tmp_path, sd2).candidate_exit(handle)
+    out2 = await runner(tmp_path, sd2).candidate_exit(handle)
     assert out2.exit_code is None and "signal 9" in out2.log_tail[-1]
 
 
@@ -444,7 +445,7 @@ async def test_watching_a_candidate_is_cancellable_and_leaves_no_tool_running(
         f"#!/bin/sh\necho $$ >> {pids}\nexec sleep 30\n"  # a call that never answers
     )
     fake.chmod(0o755)
-    ex = executor(tmp_path, ScriptedSystemd(states=[GONE]))
+    ex = runner(tmp_path, ScriptedSystemd(states=[GONE]))
     ex.systemd = Systemd(systemctl_bin=str(fake))
     handle = CandidateHandle(upgrade_id=UpgradeId("u1"), version=Version("2.0.0"), ref="x.service")
     watch = asyncio.ensure_future(ex.candidate_exit(handle))

@@ -12,17 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from harmony_fleet.adapters.os import AgentLayout
-from harmony_fleet.adapters.os.post_commit import (
-    FAILURES,
-    RUN_DIR,
-    PostCommitFiles,
-    read_rollback,
-    read_watch,
-)
+from harmony_fleet.adapters.device import AgentLayout
+from harmony_fleet.adapters.device.files import AgentFiles
+from harmony_fleet.adapters.device.notes import FAILURES_FILE, RUN_DIR, read_rollback, read_watch
 from harmony_fleet.adapters.systemd.notify import WatchdogNotifier
 from harmony_fleet.adapters.systemd.watch_hook import ServiceExit, main, post_stop, pre_start
-from harmony_fleet.agent.upgrading import is_watched
+from harmony_fleet.agent.build import is_watched
 from harmony_fleet.contracts.ids import UpgradeId, Version
 from harmony_fleet.core.upgrade.effects import WatchPlan
 from harmony_fleet.core.upgrade.watch import RollbackNote, WatchReason
@@ -52,7 +47,9 @@ def state(tmp_path: Path) -> Path:
 
 
 async def arm(layout: AgentLayout, state: Path, **plan: object) -> None:
-    files = PostCommitFiles(layout, state / RUN_DIR, stale_after_s=5.0, watched=True)
+    files = AgentFiles(
+        layout, running_version=NEW, run_dir=state / RUN_DIR, stale_after_s=5.0, watched=True
+    )
     fields: dict[str, object] = {
         "upgrade_id": U1,
         "previous": OLD,
@@ -120,7 +117,9 @@ async def test_three_crashes_of_the_watched_version_roll_back_with_codes_and_jou
     assert post_stop(layout, run_dir, ServiceExit.from_environ(STOPPED), log_tail=tail) is None
     assert post_stop(layout, run_dir, ServiceExit.from_environ(CRASH), log_tail=tail) is None
     assert layout.current_version() == NEW, "two failures are not a crash loop yet"
-    assert (run_dir / FAILURES).exists(), "the count lives in a file: each hook is a new process"
+    assert (run_dir / FAILURES_FILE).exists(), (
+        "the count lives in a file: each hook is a new process"
+    )
 
     done = post_stop(layout, run_dir, ServiceExit.from_environ(CRASH), log_tail=tail)
 
@@ -162,7 +161,7 @@ async def test_the_handover_exit_and_orderly_stops_are_never_counted(
     for env in (CLEAN, STOPPED, {"SERVICE_RESULT": "timeout"}):
         assert hook(layout, state, "post-stop", env) == 0
     assert layout.current_version() == NEW
-    assert not (state / RUN_DIR / FAILURES).exists()
+    assert not (state / RUN_DIR / FAILURES_FILE).exists()
 
 
 async def test_pre_start_finishes_a_rollback_interrupted_before_its_swap(
@@ -222,6 +221,26 @@ def test_watchdog_pings_reach_the_notify_socket(tmp_path: Path) -> None:
         assert server.recv(64) == b"WATCHDOG=1"
         assert server.recv(64) == b"WATCHDOG=1"
         notifier.close()
+
+
+def test_the_first_ping_tightens_the_generous_start_watchdog(tmp_path: Path) -> None:
+    """Slow is not broken: the unit's WatchdogSec leaves room for a slow start; once up, the
+    main asks systemd for its liveness bound, once."""
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(address)
+        server.settimeout(5)
+        env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "180000000"}
+        notifier = WatchdogNotifier.from_environ(env, tighten_to_s=5.0)
+        assert notifier is not None and notifier.ping() and notifier.ping()
+        assert server.recv(64) == b"WATCHDOG=1\nWATCHDOG_USEC=5000000"
+        assert server.recv(64) == b"WATCHDOG=1"
+        notifier.close()
+        # never "tightened" to something longer than what systemd asked for
+        loose = WatchdogNotifier.from_environ(env, tighten_to_s=600.0)
+        assert loose is not None and loose.ping()
+        assert server.recv(64) == b"WATCHDOG=1"
+        loose.close()
 
 
 def test_abstract_notify_sockets_are_addressed_with_a_nul_byte() -> None:

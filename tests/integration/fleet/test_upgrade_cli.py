@@ -14,7 +14,7 @@ from harmony_fleet.adapters.nats.fleet_kv import FleetKV, write_marker
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli.main import cli
-from harmony_fleet.cli.upgrade import follow_to_end
+from harmony_fleet.cli.request import follow_to_end
 from harmony_fleet.contracts import (
     AgentUpgradePhase,
     UpgradeMarker,
@@ -96,6 +96,7 @@ def test_an_undecodable_marker_is_shown_and_the_next_upgrade_replaces_it(
         nc = await connect(NatsOptions(servers=(nats_server.url,)))
         try:
             await (await FleetKV(nc).markers()).kv.put(DEV, b'{"upgrade_id": 7}')
+            await (await FleetKV(nc).statuses()).kv.put("edge-02", b"{not json")
         finally:
             await nc.close()
 
@@ -112,6 +113,11 @@ def test_an_undecodable_marker_is_shown_and_the_next_upgrade_replaces_it(
     shown = runner.invoke(cli, ["upgrade-status", DEV, "--nats", nats_server.url])
     assert "the upgrade marker does not decode" in shown.output
     assert "next `fleet upgrade` replaces it" in shown.output
+    every = runner.invoke(cli, ["upgrade-status", "--nats", nats_server.url])
+    assert every.exit_code == exit_codes.OK, every.output
+    assert "Undecodable" in every.output  # a row for edge-02, not hidden
+    assert "fleet: edge-02: the status does not decode" in every.output
+    assert "fleet: edge-01: the upgrade marker does not decode" in every.output
 
     nats = ["--nats", nats_server.url]
     done = runner.invoke(cli, [*upgrade_args("http://a.test/x"), *nats])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harmony_fleet.adapters.os import AgentLayout, LayoutBroken
+from harmony_fleet.adapters.device import AgentLayout, LayoutBroken
 
 OLD = "1.0.0"
 BODY = b"#!/bin/sh\necho first install\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harmony_fleet.adapters.os import AgentLayout, LayoutBroken
+from harmony_fleet.adapters.device import AgentLayout, LayoutBroken
 
 OLD, NEW = "1.0.0", "2.0.0"
 

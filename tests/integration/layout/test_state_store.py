@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harmony_fleet.adapters.os import DiskError, FileStateStore
+from harmony_fleet.adapters.device import DiskError, FileStateStore
 from harmony_fleet.contracts.ids import UpgradeId, Version
 from harmony_fleet.contracts.upgrade import UpgradeMarker
 from harmony_fleet.core.upgrade.records import InFlight, LocalState

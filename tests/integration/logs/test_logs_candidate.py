@@ -10,9 +10,9 @@ from logs_support import Beats, json_lines
 from tests.helpers import eventually, run_fleet, start_agent_process, stop_process
 
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.adapters.nats.server import EmbeddedNats
-from harmony_fleet.contracts import UPGRADE_STATUS, AgentUpgradePhase, UpgradeStatus, subjects
+from harmony_fleet.contracts import AgentUpgradePhase, UpgradeStatus
 
 DEVICE = "edge-cand"
 
@@ -33,11 +33,7 @@ async def test_a_rolled_back_candidates_lines_are_read_by_instance(
         mid = await eventually(lambda: beats.instance("main"), timeout=30, what="main")
         # The rollback: the candidate is stopped; the old agent records it in the status.
         assert stop_process(candidate) == 0
-        statuses = TypedKV(
-            await open_bucket(nc.jetstream(), subjects.BUCKET_UPGRADE_STATUS),
-            UPGRADE_STATUS,
-            name=subjects.BUCKET_UPGRADE_STATUS,
-        )
+        statuses = await FleetKV(nc).statuses()
         now = time.time()
         await statuses.put(
             DEVICE,

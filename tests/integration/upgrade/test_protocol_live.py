@@ -1,5 +1,5 @@
 """ADR-022 over real NATS: the operator's coordinator, an old agent running the upgrade driver
-with the fake executor, and a real candidate Agent started when the executor is asked to."""
+with the fake device, and a real candidate Agent started when its runner is asked to."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import eventually
 
 from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions
-from harmony_fleet.adapters.nats.kv import TypedKV, open_bucket
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults
@@ -22,8 +22,6 @@ from harmony_fleet.agent.runtime import Agent
 from harmony_fleet.agent.upgrade import LoopClock, UpgradeDriver
 from harmony_fleet.agent.upgrading import KVStatusSink, upgrade_extension
 from harmony_fleet.contracts import (
-    UPGRADE_MARKER,
-    UPGRADE_STATUS,
     AgentUpgradePhase,
     PingArgs,
     Role,
@@ -32,15 +30,15 @@ from harmony_fleet.contracts import (
     UpgradeTimeouts,
     Verb,
     device_id,
+    new_instance_id,
     new_upgrade_id,
-    subjects,
     upgrade_id,
 )
-from harmony_fleet.contracts.ids import InstanceId, Version
+from harmony_fleet.contracts.ids import Version
 from harmony_fleet.core.presence import PresencePolicy
-from harmony_fleet.core.upgrade.executor import CandidateHandle
+from harmony_fleet.core.upgrade.device import CandidateHandle
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
-from harmony_fleet.testing.fake_executor import FakeExecutor
+from harmony_fleet.testing.fake_device import FakeCandidateRunner, FakeDevice
 from harmony_fleet.testing.fakes import MemoryStateStore
 
 DEVICE = "edge-up"
@@ -55,7 +53,8 @@ class Device:
     options: NatsOptions
     tmp: Path
     candidate_faults: Faults = field(default_factory=Faults)
-    executor: CandidateStartingExecutor | None = None
+    fake: FakeDevice | None = None
+    runner: CandidateStartingRunner | None = None
     main: Agent | None = None
     driver: UpgradeDriver | None = None
     tasks: list[asyncio.Task[int]] = field(default_factory=list)
@@ -73,21 +72,30 @@ class Device:
         )
 
     def start_main(self, version: str) -> Agent:
-        agent = Agent(self.config(), version=version, faults=Faults())
-        if self.executor is None:
-            self.executor = CandidateStartingExecutor(device=self, current=Version(version))
+        if self.fake is None:
+            self.fake = FakeDevice(current=Version(version))
+            self.runner = CandidateStartingRunner(self.fake, device=self)
+        assert self.runner is not None
         sink = KVStatusSink()
+        instance = new_instance_id()
         driver = UpgradeDriver(
             device_id=device_id(DEVICE),
-            instance_id=InstanceId(agent.instance_id),
+            instance_id=instance,
             running_version=Version(version),
-            executor=self.executor,
+            files=self.fake.files,
+            runner=self.runner,
             status_sink=sink,
             state_store=self.store,
             clock=LoopClock(),
         )
-        agent.commands.stop_handler = driver
-        agent._extensions.append(upgrade_extension(driver, sink))
+        agent = Agent(
+            self.config(),
+            version=version,
+            faults=Faults(),
+            instance_id=instance,
+            stop_handler=driver,
+            extensions=[upgrade_extension(driver, sink)],
+        )
         self.main, self.driver = agent, driver
         self.tasks.append(asyncio.ensure_future(agent.run()))
         return agent
@@ -109,17 +117,17 @@ class Device:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-class CandidateStartingExecutor(FakeExecutor):
-    """The fake executor, except that 'start the candidate' starts a real candidate Agent."""
+class CandidateStartingRunner(FakeCandidateRunner):
+    """The fake runner, except that 'start the candidate' starts a real candidate Agent."""
 
-    def __init__(self, *, device: Device, current: Version) -> None:
-        super().__init__(current=current)
-        self.device = device
+    def __init__(self, fake: FakeDevice, *, device: Device) -> None:
+        super().__init__(fake)
+        self.owner = device
         self.agent: Agent | None = None
 
     async def start_candidate(self, marker: UpgradeMarker) -> CandidateHandle:
         handle = await super().start_candidate(marker)
-        self.agent = self.device.start_candidate(marker.target_version, marker.upgrade_id)
+        self.agent = self.owner.start_candidate(marker.target_version, marker.upgrade_id)
         return handle
 
     async def stop_candidate(self, upgrade_id):  # type: ignore[no-untyped-def]
@@ -157,18 +165,12 @@ async def write_marker(
         requested_at=time.time(),
         timeouts=UpgradeTimeouts(self_test_s=5, cutover_s=cutover_s, hold_s=hold_s),
     )
-    kv = TypedKV(
-        await open_bucket(nc.jetstream(), subjects.BUCKET_UPGRADE_MARKER), UPGRADE_MARKER, name="m"
-    )
-    await kv.put(DEVICE, marker)
+    await (await FleetKV(nc).markers()).put(DEVICE, marker)
     return marker
 
 
 async def status_of(nc: NatsClient) -> UpgradeStatus | None:
-    kv = TypedKV(
-        await open_bucket(nc.jetstream(), subjects.BUCKET_UPGRADE_STATUS), UPGRADE_STATUS, name="s"
-    )
-    entry = await kv.get(DEVICE)
+    entry = await (await FleetKV(nc).statuses()).get(DEVICE)
     return entry.value if entry is not None else None
 
 
@@ -200,11 +202,12 @@ async def test_happy_path_commits_only_after_the_operator_saw_the_candidate(
             timeout=30,
             what="Committed",
         )
-        assert device.executor is not None
-        names = device.executor.names
+        assert device.fake is not None
+        names = device.fake.names
         assert names.index("start_candidate") < names.index("swap_current")
-        assert device.executor.current == NEW
-        candidate = device.executor.agent
+        assert device.fake.current == NEW
+        assert device.runner is not None
+        candidate = device.runner.agent
         assert candidate is not None and candidate.sent >= 1, "no candidate heartbeat, no commit"
         assert op.coordinator.stops_sent >= 1
         # The old agent hands over: it exits by itself after the commit (exit code 0).
@@ -242,9 +245,9 @@ async def test_candidate_that_never_heartbeats_is_reverted_after_the_cutover_tim
             timeout=20,
             what="RolledBack",
         )
-        assert device.executor is not None
-        assert device.executor.current == OLD
-        assert "swap_current" not in device.executor.names
+        assert device.fake is not None
+        assert device.fake.current == OLD
+        assert "swap_current" not in device.fake.names
         assert op.coordinator.stops_sent == 0, "never saw the candidate, so never sent a stop"
         assert status.error_code
         assert not device.tasks[0].done(), "the old agent keeps running after a rollback"
@@ -260,9 +263,9 @@ async def test_candidate_crash_during_cutover_reverts_at_once_with_its_exit_code
         op.coordinator.tracked.clear()
         op.registry._listeners.clear()
         marker = await write_marker(nc, cutover_s=30, hold_s=30)
-        assert device.executor is not None
-        await device.executor.wait_for_call("start_candidate")
-        device.executor.exit_candidate(3, ("panic: boom",))
+        assert device.fake is not None
+        await device.fake.wait_for_call("start_candidate")
+        device.fake.exit_candidate(3, ("panic: boom",))
         status = await eventually(
             lambda: phase_is(nc, marker.upgrade_id, AgentUpgradePhase.ROLLED_BACK),
             timeout=10,
@@ -270,7 +273,7 @@ async def test_candidate_crash_during_cutover_reverts_at_once_with_its_exit_code
         )
         assert status.candidate_exit_code == 3
         assert "panic: boom" in status.candidate_log_tail
-        assert device.executor.current == OLD
+        assert device.fake.current == OLD
 
 
 async def test_operator_restart_at_cutover_ready_still_commits(
@@ -288,7 +291,7 @@ async def test_operator_restart_at_cutover_ready_still_commits(
         timeout=15,
         what="CutoverReady with the operator down",
     )
-    assert device.executor is not None and device.executor.current == OLD
+    assert device.fake is not None and device.fake.current == OLD
     async with running(make_operator(nats_options)) as op2:
         await eventually(
             lambda: phase_is(
@@ -298,7 +301,7 @@ async def test_operator_restart_at_cutover_ready_still_commits(
             what="Committed after the operator came back",
         )
         assert op2.coordinator.stops_sent >= 1
-    assert device.executor.current == NEW
+    assert device.fake.current == NEW
 
 
 async def test_stop_with_a_wrong_upgrade_id_is_refused_and_changes_nothing(
@@ -313,7 +316,7 @@ async def test_stop_with_a_wrong_upgrade_id_is_refused_and_changes_nothing(
     reply = await client.upgrade_stop(DEVICE, "u-not-armed")
     assert not reply.ok
     assert reply.code.value in ("not_armed", "wrong_upgrade")
-    assert device.executor is not None and device.executor.current == OLD
+    assert device.fake is not None and device.fake.current == OLD
     ping = await client.send(DEVICE, Verb.PING, PingArgs())
     assert ping.ok
 
@@ -324,8 +327,8 @@ async def test_a_staging_failure_fails_without_touching_current(
     from harmony_fleet.errors import IntegrityError
 
     device.start_main(OLD)
-    assert device.executor is not None
-    device.executor.fail["stage"] = IntegrityError("sha256", "ab" * 32, "cd" * 32)
+    assert device.fake is not None
+    device.fake.fail["stage"] = IntegrityError("sha256", "ab" * 32, "cd" * 32)
     async with running(make_operator(nats_options)) as op:
         await eventually(lambda: DEVICE in op.registry.devices, what="device registered")
         marker = await write_marker(nc)
@@ -335,8 +338,8 @@ async def test_a_staging_failure_fails_without_touching_current(
             what="Failed",
         )
         assert status.error_code == "integrity"
-        assert "start_candidate" not in device.executor.names
-        assert device.executor.current == OLD
+        assert "start_candidate" not in device.fake.names
+        assert device.fake.current == OLD
         await eventually(
             lambda: (
                 (u := op.registry.devices[DEVICE].upgrade) is not None
@@ -345,7 +348,7 @@ async def test_a_staging_failure_fails_without_touching_current(
             what="registry reflects Failed",
         )
         # A replay of the same marker never runs again.
-        stages = device.executor.names.count("stage")
+        stages = device.fake.names.count("stage")
         await write_marker_value(nc, marker)
         # Markers are taken in order: once a later one is done, the replay was judged too.
         later = await write_marker(nc, version=OLD)
@@ -355,17 +358,17 @@ async def test_a_staging_failure_fails_without_touching_current(
             what="the later no-op marker done",
         )
         assert done.error_code == "already_running"
-        assert device.executor.names.count("stage") == stages, "a replayed marker ran again"
+        assert device.fake.names.count("stage") == stages, "a replayed marker ran again"
 
 
 async def test_a_failed_self_test_fails_and_the_version_is_refused_next_time(
     device: Device, nats_options: NatsOptions, nc: NatsClient
 ) -> None:
-    from harmony_fleet.core.upgrade.executor import ProcessOutcome
+    from harmony_fleet.core.upgrade.device import ProcessOutcome
 
     device.start_main(OLD)
-    assert device.executor is not None
-    device.executor.self_test_outcome = ProcessOutcome(exit_code=1, log_tail=("nats: FAILED",))
+    assert device.fake is not None
+    device.fake.self_test_outcome = ProcessOutcome(exit_code=1, log_tail=("nats: FAILED",))
     async with running(make_operator(nats_options)) as op:
         await eventually(lambda: DEVICE in op.registry.devices, what="device registered")
         first = await write_marker(nc)
@@ -382,39 +385,36 @@ async def test_a_failed_self_test_fails_and_the_version_is_refused_next_time(
             what="second attempt refused",
         )
         assert refused.error_code == "version_failed_before"
-        assert device.executor.names.count("self_test") == 1
-        assert device.executor.current == OLD
+        assert device.fake.names.count("self_test") == 1
+        assert device.fake.current == OLD
 
 
 async def write_marker_value(nc: NatsClient, marker: UpgradeMarker) -> None:
-    kv = TypedKV(
-        await open_bucket(nc.jetstream(), subjects.BUCKET_UPGRADE_MARKER), UPGRADE_MARKER, name="m"
-    )
-    await kv.put(DEVICE, marker)
+    await (await FleetKV(nc).markers()).put(DEVICE, marker)
 
 
 async def test_nats_stopped_during_the_self_test_never_puts_the_version_on_the_skip_list(
     device: Device, nats_server: EmbeddedNats, nc: NatsClient
 ) -> None:
-    from harmony_fleet.core.upgrade.executor import ProcessOutcome
+    from harmony_fleet.core.upgrade.device import ProcessOutcome
 
     main = device.start_main(OLD)
-    assert device.executor is not None
+    assert device.fake is not None
     # What any artifact's self-test says when its NATS check cannot connect.
-    device.executor.self_test_outcome = ProcessOutcome(
+    device.fake.self_test_outcome = ProcessOutcome(
         exit_code=1, log_tail=("self-test nats: FAILED: cannot reach NATS",)
     )
-    device.executor.hang.add("self_test")
+    device.fake.hang.add("self_test")
     await eventually(main.connected.is_set, what="agent connected")
     marker = await write_marker(nc)
     await eventually(
-        lambda: "self_test" in device.executor.names if device.executor else False,
+        lambda: "self_test" in device.fake.names if device.fake else False,
         timeout=15,
         what="self-test started",
     )
     nats_server.stop()
     await eventually(lambda: main.nc is not None and not main.nc.is_connected, what="outage seen")
-    device.executor.release("self_test")
+    device.fake.release("self_test")
     nats_server.start()
     status = await eventually(
         lambda: phase_is(nc, marker.upgrade_id, AgentUpgradePhase.FAILED),

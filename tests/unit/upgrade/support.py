@@ -91,7 +91,7 @@ NEW_MAIN_RESUMES = ev.AgentRestarted(
         committed_at=COMMIT_AT,
     ),
     current_version=NEW,
-    now=COMMIT_AT + 5.0,
+    since_commit_s=5.0,
 )
 PATH[S.WATCHING] = (NEW_MAIN_RESUMES,)
 PATH[S.SUCCEEDED] = (*PATH[S.WATCHING], ev.WatchPassed(upgrade_id=U1))

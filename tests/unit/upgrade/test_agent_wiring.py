@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from harmony_fleet.adapters.executors.launch import LaunchSpec
+from harmony_fleet.adapters.device.launch import LaunchSpec
+from harmony_fleet.agent.build import build_agent
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults, parse_faults
 from harmony_fleet.agent.runtime import Agent
 from harmony_fleet.agent.upgrade import UpgradeDriver
-from harmony_fleet.agent.upgrading import build_agent
 from harmony_fleet.contracts import Role, device_id, upgrade_id
 from harmony_fleet.errors import ConfigError
 

@@ -1,4 +1,4 @@
-"""The driver around a commit, with a recording after-commit seam: the watch note is armed before
+"""The driver around a commit, with a recording fake device: the watch note is armed before
 the swap (or the commit is refused), the new main holds Committed for its window then says
 Succeeded, keeps the previous version and collects the rest, and the previous version turns a
 launcher's rollback note into the truth. Fake clock, no sleeps."""
@@ -7,21 +7,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pytest
 
-from harmony_fleet.adapters.os.errors import DiskError
+from harmony_fleet.adapters.device.errors import DiskError
 from harmony_fleet.agent.upgrade import UpgradeDriver
-from harmony_fleet.agent.upgrade.ports import AfterCommit
 from harmony_fleet.contracts.commands import ReplyCode
-from harmony_fleet.contracts.ids import UpgradeId, Version
+from harmony_fleet.contracts.ids import Version
 from harmony_fleet.contracts.upgrade import AgentUpgradePhase as P
-from harmony_fleet.core.upgrade.effects import WatchPlan
+from harmony_fleet.core.upgrade.device import CandidateRunner, DeviceFiles
 from harmony_fleet.core.upgrade.records import InFlight, LocalState
 from harmony_fleet.core.upgrade.states import WATCH_SETTLE_S, ErrorCode, UpgradeState
 from harmony_fleet.core.upgrade.watch import STABLE_S, RollbackNote, WatchReason
-from harmony_fleet.testing import FakeClock, FakeExecutor, MemoryStateStore, MemoryStatusSink
+from harmony_fleet.testing import FakeClock, FakeDevice, MemoryStateStore, MemoryStatusSink
 
 from .support import NEW, OLD, OWN, TIMEOUTS, U1, marker
 from .test_driver import DEVICE, Rig, until
@@ -31,79 +30,47 @@ OLD_SHA = "1" * 64
 T_COMMIT = FakeClock().now()
 
 
-@dataclass
-class FakeAfterCommit:
-    """Records what the driver asks of the device's after-commit files."""
-
-    watched: bool = True
-    note: RollbackNote | None = None
-    armed: list[WatchPlan] = field(default_factory=list)
-    ended: list[UpgradeId] = field(default_factory=list)
-    collected: list[tuple[frozenset[Version], int]] = field(default_factory=list)
-    remove: list[Version] = field(default_factory=list)
-    arm_fails: bool = False
-    swapped_before_arm: bool = False
-    executor: FakeExecutor | None = None
-
-    async def arm_watch(self, plan: WatchPlan) -> None:
-        if self.executor is not None and self.executor.swaps:
-            self.swapped_before_arm = True
-        if self.arm_fails:
-            raise DiskError("write post-commit.json", OSError(28, "No space left on device"))
-        self.armed.append(plan)
-
-    async def end_watch(self, upgrade_id: UpgradeId) -> None:
-        self.ended.append(upgrade_id)
-
-    async def rollback_note(self) -> RollbackNote | None:
-        return self.note
-
-    async def artifact_sha256(self, version: Version) -> str | None:
-        return OLD_SHA if version == OLD else None
-
-    async def collect_garbage(self, protect: frozenset[Version], keep: int) -> list[Version]:
-        self.collected.append((protect, keep))
-        return self.remove
-
-
-def rig_with(
-    after: FakeAfterCommit, state: LocalState | None = None, *, running: str = OLD
-) -> tuple[Rig, FakeAfterCommit]:
-    executor = FakeExecutor(current=Version(running), versions={OLD, NEW})
-    after.executor = executor
+def rig_with(state: LocalState | None = None, *, running: str = OLD, **script: object) -> Rig:
+    """A rig whose fake device is watched by a launcher, with its scripting set."""
+    device = FakeDevice(current=Version(running), versions={OLD, NEW}, watched=True)
+    device.hashes = {OLD: OLD_SHA}
+    for name, value in script.items():
+        assert hasattr(device, name), name
+        setattr(device, name, value)
     sink, store, clock = MemoryStatusSink(), MemoryStateStore(state), FakeClock()
-    seam: AfterCommit = after  # the fake satisfies the Protocol (checked by mypy too)
+    files: DeviceFiles = device.files  # the fakes satisfy the Protocols (checked by mypy too)
+    runner: CandidateRunner = device.runner
     driver = UpgradeDriver(
         device_id=DEVICE,
         instance_id=OWN,
         running_version=Version(running),
-        executor=executor,
+        files=files,
+        runner=runner,
         status_sink=sink,
         state_store=store,
         clock=clock,
-        after_commit=seam,
     )
-    return Rig(driver, executor, sink, store, clock), after
+    return Rig(driver, device, sink, store, clock)
 
 
 @pytest.fixture
-async def old() -> AsyncIterator[tuple[Rig, FakeAfterCommit]]:
-    r, after = rig_with(FakeAfterCommit())
+async def old() -> AsyncIterator[Rig]:
+    r = rig_with()
     await r.driver.resume_after_restart()
-    yield r, after
+    yield r
     await r.driver.close()
 
 
 async def test_the_watch_is_armed_before_the_swap_with_the_stops_time(
-    old: tuple[Rig, FakeAfterCommit],
+    old: Rig,
 ) -> None:
-    rig, after = old
+    rig = old
     assert rig.store.state.installed == {OLD: OLD_SHA}, "a first install is hashed at start"
     await rig.to_cutover()
     reply = await rig.driver.on_stop(U1, "c1")
     assert reply is not None and reply.code is ReplyCode.OK
-    (plan,) = after.armed
-    assert not after.swapped_before_arm
+    (plan,) = rig.device.armed
+    assert rig.device.names.index("arm_watch") < rig.device.names.index("swap_current")
     assert (plan.previous, plan.target, plan.window_s) == (OLD, NEW, TIMEOUTS.watch_s)
     assert plan.committed_at == rig.clock.now()
     await until(rig.driver.flush_status())
@@ -112,17 +79,19 @@ async def test_the_watch_is_armed_before_the_swap_with_the_stops_time(
     assert rig.store.state.installed[NEW] == marker().sha256
 
 
-async def test_no_commit_without_its_safety_net(old: tuple[Rig, FakeAfterCommit]) -> None:
-    rig, after = old
-    after.arm_fails = True
+async def test_no_commit_without_its_safety_net(old: Rig) -> None:
+    rig = old
+    rig.device.fail["arm_watch"] = DiskError(
+        "write post-commit.json", OSError(28, "No space left on device")
+    )
     await rig.to_cutover()
     reply = await rig.driver.on_stop(U1, "c1")
     assert reply is not None and reply.code is ReplyCode.ERROR
     status = await until(rig.sink.wait_for_phase(P.ROLLED_BACK))
     assert status.error_code == ErrorCode.COMMIT_FAILED
     assert "post-commit watch" in status.error_detail
-    assert rig.executor.swaps == [] and rig.executor.current == OLD
-    assert U1 in after.ended
+    assert rig.device.swaps == [] and rig.device.current == OLD
+    assert U1 in rig.device.ended
 
 
 def committed_record(**changes: object) -> InFlight:
@@ -133,20 +102,20 @@ def committed_record(**changes: object) -> InFlight:
 
 
 async def test_the_new_main_holds_committed_for_its_window_then_succeeds() -> None:
-    rig, after = rig_with(
-        FakeAfterCommit(remove=[Version("0.9.0")]),
+    rig = rig_with(
         LocalState(
             finished=(U1,),
             in_flight=committed_record(),
             installed={OLD: OLD_SHA, "0.9.0": "9" * 64},
         ),
         running=NEW,
+        remove=[Version("0.9.0")],
     )
     try:
         await rig.driver.resume_after_restart()
         status = await until(rig.sink.wait_for_phase(P.COMMITTED))
         assert status.watch_until == T_COMMIT + TIMEOUTS.watch_s
-        assert "stop_candidate" in rig.executor.names
+        assert "stop_candidate" in rig.device.names
         assert rig.store.state.in_flight is not None
         assert rig.store.state.in_flight.state is UpgradeState.WATCHING
         await until(rig.clock.wait_for_pending())
@@ -158,19 +127,19 @@ async def test_the_new_main_holds_committed_for_its_window_then_succeeds() -> No
         assert status.previous_version == OLD and status.previous_sha256 == OLD_SHA
         await until(rig.driver.flush_status())
         assert rig.store.state.previous == OLD
-        ((protect, keep),) = after.collected
+        ((protect, keep),) = rig.device.collected
         assert {OLD, NEW} <= protect and keep == 2
         assert "0.9.0" not in rig.store.state.installed
-        assert U1 in after.ended
+        assert U1 in rig.device.ended
     finally:
         await rig.driver.close()
 
 
 async def test_a_new_main_started_after_its_window_succeeds_after_a_steady_run() -> None:
-    rig, _ = rig_with(
-        FakeAfterCommit(),
+    rig = rig_with(
         LocalState(finished=(U1,), in_flight=committed_record(committed_at=T_COMMIT - 3600)),
         running=NEW,
+        since_commit_s=3600.0,
     )
     try:
         await rig.driver.resume_after_restart()
@@ -195,9 +164,7 @@ async def test_the_previous_version_reports_the_launchers_rollback() -> None:
         exit_codes=(0,),
         log_tail=("build fault: heartbeats stop here",),
     )
-    rig, after = rig_with(
-        FakeAfterCommit(note=note), LocalState(finished=(U1,), in_flight=committed_record())
-    )
+    rig = rig_with(LocalState(finished=(U1,), in_flight=committed_record()), rollback=note)
     try:
         await rig.driver.resume_after_restart()
         status = await until(rig.sink.wait_for_phase(P.ROLLED_BACK))
@@ -206,7 +173,7 @@ async def test_the_previous_version_reports_the_launchers_rollback() -> None:
         assert status.candidate_log_tail == ["build fault: heartbeats stop here"]
         assert "no_heartbeat" in status.error_detail
         assert rig.store.state.failed_versions == (NEW,)
-        assert U1 in after.ended
-        assert rig.executor.swaps == [], "the launcher already moved current back"
+        assert U1 in rig.device.ended
+        assert rig.device.swaps == [], "the launcher already moved current back"
     finally:
         await rig.driver.close()

@@ -9,7 +9,7 @@ import pytest
 
 from harmony_fleet.contracts.upgrade import SELF_TEST_UNAVAILABLE_EXIT, UpgradeStatus
 from harmony_fleet.contracts.upgrade import AgentUpgradePhase as P
-from harmony_fleet.core.upgrade.executor import ProcessOutcome
+from harmony_fleet.core.upgrade.device import ProcessOutcome
 from harmony_fleet.errors import OutcomeUnknown, Unavailable
 
 from .support import NEW, TIMEOUTS, U1, U2, marker
@@ -33,7 +33,7 @@ def _of(written: list[UpgradeStatus], uid: str) -> list[P]:
 async def test_a_superseded_upgrade_ends_as_superseded_before_the_newer_one_stages(
     rig: Rig,
 ) -> None:
-    rig.executor.hang.add("stage")
+    rig.device.hang.add("stage")
     await rig.driver.run_marker(marker())
     await rig.reach(P.STAGING)
     await rig.driver.run_marker(marker(U2, "3.0.0"))
@@ -56,7 +56,7 @@ async def test_a_marker_replaced_while_it_waited_ends_as_superseded(rig: Rig) ->
     assert _of(rig.sink.written, U2) == [P.SUPERSEDED]
     latest = rig.sink.latest
     assert latest is not None and latest.upgrade_id == U1 and latest.pending_upgrade_id == U3
-    rig.executor.hang.add("stage")
+    rig.device.hang.add("stage")
     rig.clock.advance(TIMEOUTS.cutover_s)  # U1 rolls back, then U3 (not U2) is taken up
     await until(rig.sink.wait_for(lambda s: s.upgrade_id == U3 and s.phase is P.STAGING))
     assert _of(rig.sink.written, U1)[-1] is P.ROLLED_BACK
@@ -66,7 +66,7 @@ async def test_a_marker_replaced_while_it_waited_ends_as_superseded(rig: Rig) ->
 async def test_an_upgrade_that_ends_as_the_waiting_one_starts_keeps_its_end(rig: Rig) -> None:
     await rig.to_cutover()
     await rig.driver.run_marker(marker(U2, "3.0.0"))
-    rig.executor.hang.add("stage")
+    rig.device.hang.add("stage")
     rig.clock.advance(TIMEOUTS.cutover_s)
     await until(rig.sink.wait_for(lambda s: s.upgrade_id == U2 and s.phase is P.STAGING))
     await until(rig.driver.flush_status())
@@ -81,23 +81,23 @@ NATS_DOWN = ProcessOutcome(exit_code=1, log_tail=("self-test nats: FAILED: canno
 async def _self_test_fails_during(rig: Rig, outage: str) -> UpgradeStatus:
     """Run an upgrade whose self-test fails (exit 1, as any artifact's self-test does when its
     NATS check fails) while the old agent meets the outage in the way ``outage`` names."""
-    rig.executor.self_test_outcome = NATS_DOWN
-    rig.executor.hang.update({"stage", "self_test"})
+    rig.device.self_test_outcome = NATS_DOWN
+    rig.device.hang.update({"stage", "self_test"})
     await rig.driver.run_marker(marker())
     await rig.reach(P.STAGING)
     await until(rig.driver.flush_status())
     if outage == "a status write fails":
         rig.sink.fail_next(OutcomeUnknown("timed out"), applied=True)
         rig.sink.fail_next(Unavailable("nats: connection closed"))
-    rig.executor.release("stage")
-    await until(rig.executor.wait_for_call("self_test"))
+    rig.device.release("stage")
+    await until(rig.device.wait_for_call("self_test"))
     if outage == "a status write fails":
         await until(rig.clock.wait_for_pending(2))  # the self-test deadline and a retry
         assert rig.sink.attempts == 2
     elif outage == "the connection is down":
         rig.sink.connected = False
-    rig.executor.release("self_test")
-    await until(rig.executor.wait_for_call("cleanup_staging"))  # the machine decided
+    rig.device.release("self_test")
+    await until(rig.device.wait_for_call("cleanup_staging"))  # the machine decided
     if outage == "a status write fails":
         rig.clock.advance(0.5)  # the writer retries: the second scripted failure
         await until(rig.clock.wait_for_pending(1))
@@ -115,13 +115,13 @@ async def test_a_self_test_failing_while_nats_is_away_does_not_blame_the_version
     assert NEW not in rig.store.state.failed_versions, "an outage put a good version on skip"
     assert U1 in rig.store.state.finished
     rig.sink.connected = True
-    rig.executor.self_test_outcome = ProcessOutcome(exit_code=0)
+    rig.device.self_test_outcome = ProcessOutcome(exit_code=0)
     await rig.driver.run_marker(marker("u9"))  # a new request for the same version runs
-    await until(rig.executor.wait_for_call("self_test", 2))
+    await until(rig.device.wait_for_call("self_test", 2))
 
 
 async def test_a_self_test_that_says_nats_was_away_does_not_blame_the_version(rig: Rig) -> None:
-    rig.executor.self_test_outcome = ProcessOutcome(
+    rig.device.self_test_outcome = ProcessOutcome(
         exit_code=SELF_TEST_UNAVAILABLE_EXIT, log_tail=("self-test nats: FAILED: timed out",)
     )
     await rig.driver.run_marker(marker())
@@ -131,7 +131,7 @@ async def test_a_self_test_that_says_nats_was_away_does_not_blame_the_version(ri
 
 
 async def test_a_self_test_failing_with_nats_there_still_blames_the_version(rig: Rig) -> None:
-    rig.executor.self_test_outcome = NATS_DOWN
+    rig.device.self_test_outcome = NATS_DOWN
     await rig.driver.run_marker(marker())
     status = await until(rig.sink.wait_for(lambda s: s.phase is P.FAILED))
     assert status.error_code == "self_test_failed"

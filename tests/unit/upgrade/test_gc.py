@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harmony_fleet.adapters.os import AgentLayout, LayoutBroken
+from harmony_fleet.adapters.device import AgentLayout, LayoutBroken
 
 VERSIONS = ("1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0")
 

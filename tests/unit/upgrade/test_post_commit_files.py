@@ -1,26 +1,26 @@
 """The post-commit watch on real files: the launcher's watcher (counts that survive it, the
 crash loop, silence, a rollback note written before ``current`` moves back, an interrupted
-rollback finished) and the agent's side (notes armed and ended per upgrade)."""
+rollback finished) and the agent's side (notes armed and ended per upgrade). One fake clock
+stands for ``CLOCK_MONOTONIC``, shared by both sides as the real one is."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from harmony_fleet.adapters.os import AgentLayout
-from harmony_fleet.adapters.os.post_commit import (
-    FAILURES,
-    ROLLBACK_NOTE,
-    WATCH_NOTE,
-    PostCommitFiles,
-    PostCommitWatcher,
+from harmony_fleet.adapters.device import AgentLayout
+from harmony_fleet.adapters.device.files import AgentFiles
+from harmony_fleet.adapters.device.notes import (
+    FAILURES_FILE,
+    ROLLBACK_FILE,
+    WATCH_FILE,
     liveness_file,
+    mark_alive,
     read_rollback,
     read_watch,
-    touch,
 )
+from harmony_fleet.adapters.device.watcher import PostCommitWatcher
 from harmony_fleet.contracts.ids import UpgradeId, Version
 from harmony_fleet.core.upgrade.effects import WatchPlan
 from harmony_fleet.core.upgrade.watch import WatchReason
@@ -31,8 +31,8 @@ T0 = 1_700_000_000.0
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.now = T0 + 1
+    def __init__(self, now: float = T0 + 1) -> None:
+        self.now = now
 
     def __call__(self) -> float:
         return self.now
@@ -53,8 +53,15 @@ def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "state" / "run"
 
 
-async def arm(layout: AgentLayout, run_dir: Path, **plan: object) -> PostCommitFiles:
-    files = PostCommitFiles(layout, run_dir, stale_after_s=5.0, watched=True)
+async def arm(layout: AgentLayout, run_dir: Path, **plan: object) -> AgentFiles:
+    files = AgentFiles(
+        layout,
+        running_version=NEW,
+        run_dir=run_dir,
+        stale_after_s=5.0,
+        watched=True,
+        mono=Clock(T0),
+    )
     fields: dict[str, object] = {
         "upgrade_id": U1,
         "previous": OLD,
@@ -69,7 +76,9 @@ async def arm(layout: AgentLayout, run_dir: Path, **plan: object) -> PostCommitF
 
 
 def watcher(layout: AgentLayout, run_dir: Path, clock: Clock) -> PostCommitWatcher:
-    return PostCommitWatcher(layout, run_dir, log_tail=lambda: ("line 1", "boom"), clock=clock)
+    return PostCommitWatcher(
+        layout, run_dir, log_tail=lambda: ("line 1", "boom"), clock=clock, mono=clock
+    )
 
 
 async def test_a_crash_loop_rolls_back_with_the_note_first(
@@ -117,21 +126,23 @@ async def test_exits_that_do_not_count(
     w = watcher(layout, run_dir, clock)
     assert w.on_exit(version, code, signal, stopping=stopping) is None
     assert layout.current_version() == NEW
-    assert not (run_dir / FAILURES).exists()
+    assert not (run_dir / FAILURES_FILE).exists()
 
 
 async def test_silence_stops_the_main_and_rolls_back(layout: AgentLayout, run_dir: Path) -> None:
     await arm(layout, run_dir)
     clock = Clock()
     w = watcher(layout, run_dir, clock)
-    started = T0 + 1
     alive = liveness_file(run_dir)
-    touch(alive)
-    os.utime(alive, (T0 + 2, T0 + 2))  # the new run's first heartbeat tick, then nothing
-    clock.now = T0 + 6
-    assert w.silent(NEW, started) is None
+    mark_alive(alive)  # the old main's last tick: no proof about the new run
+    run = w.run_liveness()  # made just before the launcher starts the run
+    clock.now = T0 + 2
+    mark_alive(alive)  # the new run's first heartbeat tick, then nothing
+    assert w.silent(NEW, run) is None
+    clock.now = T0 + 6.5
+    assert w.silent(NEW, run) is None
     clock.now = T0 + 7.5
-    detail = w.silent(NEW, started)
+    detail = w.silent(NEW, run)
     assert detail is not None and "no heartbeat" in detail
     done = w.on_exit(NEW, 0, None, stopping=False)  # it answered SIGTERM cleanly
     assert done is not None and done.reason is WatchReason.NO_HEARTBEAT
@@ -158,7 +169,7 @@ async def test_no_rollback_without_a_previous_version_to_return_to(
     layout.version_dir(OLD).rmdir()
     w = watcher(layout, run_dir, Clock())
     assert w.on_exit(NEW, 3, None, stopping=False) is None
-    assert layout.current_version() == NEW and not (run_dir / ROLLBACK_NOTE).exists()
+    assert layout.current_version() == NEW and not (run_dir / ROLLBACK_FILE).exists()
     assert w.watching(NEW) is None, "given up: it is not judged again"
 
 
@@ -171,7 +182,7 @@ async def test_the_agent_arms_and_ends_only_its_own_watch(
     assert watcher(layout, run_dir, Clock()).on_exit(NEW, 3, None, stopping=False)
     assert await files.rollback_note() is not None
     await files.end_watch(UpgradeId("someone-else"))
-    assert (run_dir / WATCH_NOTE).exists() and (run_dir / ROLLBACK_NOTE).exists()
+    assert (run_dir / WATCH_FILE).exists() and (run_dir / ROLLBACK_FILE).exists()
     await files.end_watch(U1)
     assert not any(run_dir.glob("post-commit*")), sorted(p.name for p in run_dir.iterdir())
     assert await files.artifact_sha256(OLD) is not None
@@ -197,6 +208,6 @@ async def test_the_watch_goes_on_after_the_window_until_the_new_main_ends_it(
 
 async def test_a_corrupt_note_counts_as_absent(layout: AgentLayout, run_dir: Path) -> None:
     run_dir.mkdir(parents=True)
-    (run_dir / WATCH_NOTE).write_text("{not json")
+    (run_dir / WATCH_FILE).write_text("{not json")
     w = watcher(layout, run_dir, Clock())
     assert w.watching(NEW) is None and w.on_exit(NEW, 3, None, stopping=False) is None

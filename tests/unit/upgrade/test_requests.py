@@ -162,6 +162,13 @@ def test_the_agent_s_superseded_status_ends_the_follow_with_who_replaced_it() ->
     )
 
 
+def test_the_superseded_phase_ends_the_follow_too() -> None:
+    aborted = status(P.SUPERSEDED, pending_upgrade_id="u2")
+    assert observe(Follow("u1"), (aborted, marker("u2", "3.0.0"))) == Outcome(
+        Ending.SUPERSEDED, "u2"
+    )
+
+
 def test_an_upgrade_with_a_candidate_finishes_by_its_own_rules_despite_a_newer_marker() -> None:
     follow = Follow("u1")
     holding = status(P.HOLDING, pending_upgrade_id="u2")

@@ -28,12 +28,13 @@ def restart(
     *,
     running: Version = OLD,
     current: Version = OLD,
-    now: float = 0.0,
+    since_commit_s: float | None = None,
     **changes: object,
 ) -> tuple[Snapshot, tuple[fx.Effect, ...]]:
     rec = record(state, **changes) if state is not None else None
     return step(
-        fresh(running=running), ev.AgentRestarted(record=rec, current_version=current, now=now)
+        fresh(running=running),
+        ev.AgentRestarted(record=rec, current_version=current, since_commit_s=since_commit_s),
     )
 
 
@@ -88,7 +89,9 @@ def test_old_agent_restarted_mid_commit_before_the_swap_reverts() -> None:
 
 def test_new_main_after_a_swap_completes_the_commit_and_watches() -> None:
     for state in (S.COMMITTING, S.COMMITTED):
-        snap, effects = restart(state, running=NEW, current=NEW, committed_at=100.0, now=130.0)
+        snap, effects = restart(
+            state, running=NEW, current=NEW, committed_at=100.0, since_commit_s=30.0
+        )
         assert snap.state is S.WATCHING
         names = kinds(effects)
         assert names[0] == "StopCandidate" and "HandOver" not in names

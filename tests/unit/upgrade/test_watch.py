@@ -21,6 +21,7 @@ from harmony_fleet.core.upgrade.records import InFlight, Memory
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import WATCH_SETTLE_S, ErrorCode, TimerKind
 from harmony_fleet.core.upgrade.watch import (
+    FIRST_TOUCH_MIN_S,
     LIVENESS_MIN_S,
     STABLE_S,
     START_GRACE_S,
@@ -29,6 +30,7 @@ from harmony_fleet.core.upgrade.watch import (
     WatchNote,
     WatchReason,
     crash_loop,
+    first_touch_within,
     is_failure,
     is_silent,
     remaining,
@@ -79,13 +81,16 @@ def restarted(
     *,
     running: Version = NEW,
     current: Version = NEW,
-    now: float = COMMIT_AT + 5,
+    since_commit_s: float | None = 5.0,
     note: RollbackNote | None = None,
     watched: bool = True,
     **changes: object,
 ) -> ev.AgentRestarted:
     return ev.AgentRestarted(
-        record=record(state, **changes), current_version=current, post_commit=note, now=now
+        record=record(state, **changes),
+        current_version=current,
+        post_commit=note,
+        since_commit_s=since_commit_s,
     )
 
 
@@ -130,7 +135,7 @@ WATCH_ROWS = [
     WRow(
         "new main restarted inside its window keeps watching",
         new_main,
-        restarted(S.WATCHING, now=COMMIT_AT + 100),
+        restarted(S.WATCHING, since_commit_s=100),
         S.WATCHING,
         ("PersistInFlight", "WriteStatus", "ScheduleTimer"),
         P.COMMITTED,
@@ -138,7 +143,7 @@ WATCH_ROWS = [
     WRow(
         "new main restarted after the window must still prove a steady run",
         new_main,
-        restarted(S.WATCHING, now=COMMIT_AT + WINDOW + 1),
+        restarted(S.WATCHING, since_commit_s=WINDOW + 1),
         S.WATCHING,
         ("StopCandidate", "PersistInFlight", "WriteStatus", "ScheduleTimer"),
         P.COMMITTED,
@@ -263,7 +268,7 @@ def test_a_failed_commit_ends_the_watch_it_armed() -> None:
 
 
 def test_the_watch_timer_covers_what_is_left_of_the_window_plus_a_settling_grace() -> None:
-    _, effects = step(new_main(), restarted(S.COMMITTED, now=COMMIT_AT + 40))
+    _, effects = step(new_main(), restarted(S.COMMITTED, since_commit_s=40))
     (timer,) = only(effects, fx.ScheduleTimer)
     assert timer == fx.ScheduleTimer(
         kind=TimerKind.WATCH, delay_s=WINDOW - 40 + WATCH_SETTLE_S, upgrade_id=U1
@@ -337,7 +342,7 @@ def test_the_post_commit_rollback_is_refused_next_time_unless_forced() -> None:
 
 
 def test_a_note_of_another_upgrade_is_not_ours() -> None:
-    other = replace(NOTE, upgrade_id=UpgradeId("u-other"))
+    other = msgspec.structs.replace(NOTE, upgrade_id=UpgradeId("u-other"))
     snap, effects = step(fresh(), restarted(S.WATCHING, running=OLD, current=OLD, note=other))
     assert snap.state is S.ROLLED_BACK
     assert statuses(effects)[-1].error_code is ErrorCode.LAYOUT_INCONSISTENT
@@ -382,7 +387,7 @@ def test_the_note_watches_only_the_target() -> None:
 def test_a_run_after_the_window_waits_for_a_steady_run_before_success() -> None:
     """A crash loop slower than the window never gets to say Succeeded: each process must
     live stable_for(window) before its timer fires."""
-    _, effects = step(new_main(), restarted(S.WATCHING, now=COMMIT_AT + WINDOW * 3))
+    _, effects = step(new_main(), restarted(S.WATCHING, since_commit_s=WINDOW * 3))
     (timer,) = only(effects, fx.ScheduleTimer)
     assert timer.delay_s == stable_for(WINDOW) + WATCH_SETTLE_S
     assert stable_for(WINDOW) == STABLE_S and stable_for(1.0) == 1.0
@@ -415,17 +420,23 @@ def test_a_crash_loop_is_max_failures_of_this_upgrade() -> None:
 
 
 def test_silence_once_the_run_has_touched_the_file() -> None:
-    assert not is_silent(WATCH, alive_at=1004.0, started_at=1001.0, now=1008.0)
-    assert is_silent(WATCH, alive_at=1004.0, started_at=1001.0, now=1009.5)
+    # durations on the launcher's own monotonic clock: since the run started, since the last
+    # change of the liveness file it saw
+    assert not is_silent(WATCH, run_s=7.0, quiet_s=4.0)
+    assert is_silent(WATCH, run_s=8.5, quiet_s=5.5)
 
 
 def test_a_slow_start_is_not_a_silence_but_a_start_that_never_beats_is() -> None:
-    # The old main's touch (before this run started) proves nothing about the new one.
-    assert not is_silent(WATCH, alive_at=900.0, started_at=1001.0, now=1010.0)
-    assert not is_silent(WATCH, alive_at=None, started_at=1001.0, now=1001.0 + START_GRACE_S)
-    assert is_silent(WATCH, alive_at=900.0, started_at=1001.0, now=1002.0 + START_GRACE_S)
-    assert is_silent(WATCH, alive_at=None, started_at=1001.0, now=1002.0 + START_GRACE_S)
-    assert not is_silent(replace(WATCH, stale_after_s=0), alive_at=None, started_at=0.0, now=1e9)
+    # Until this run changes the file (the old main's touches do not count: quiet_s is None),
+    # it has the generous first-touch bound, never less than the note's start grace.
+    bound = first_touch_within(WATCH)
+    assert bound >= max(START_GRACE_S, FIRST_TOUCH_MIN_S)
+    assert not is_silent(WATCH, run_s=START_GRACE_S + 1, quiet_s=None)
+    assert not is_silent(WATCH, run_s=bound, quiet_s=None)
+    assert is_silent(WATCH, run_s=bound + 1, quiet_s=None)
+    no_check = msgspec.structs.replace(WATCH, stale_after_s=0)
+    assert not is_silent(no_check, run_s=1e9, quiet_s=None)
+    assert not is_silent(no_check, run_s=1e9, quiet_s=1e9)
 
 
 def test_stale_after_scales_with_the_heartbeat_interval_with_a_floor() -> None:
@@ -434,14 +445,14 @@ def test_stale_after_scales_with_the_heartbeat_interval_with_a_floor() -> None:
 
 
 @pytest.mark.parametrize(
-    ("committed_at", "now", "left"),
-    [(100.0, 110.0, 10.0), (100.0, 125.0, 0.0), (0.0, 500.0, 20.0), (100.0, 0.0, 20.0)],
+    ("elapsed", "left"),
+    [(10.0, 10.0), (25.0, 0.0), (None, 20.0), (0.0, 20.0)],
 )
-def test_remaining_window(committed_at: float, now: float, left: float) -> None:
-    assert remaining(committed_at, 20.0, now) == left
-    assert remaining(committed_at, 0.0, now) == 0.0
+def test_remaining_window(elapsed: float | None, left: float) -> None:
+    assert remaining(20.0, elapsed) == left
+    assert remaining(0.0, elapsed) == 0.0
 
 
 def test_the_rollback_note_reports_the_last_exit_code() -> None:
     assert NOTE.exit_code == 3
-    assert replace(NOTE, exit_codes=()).exit_code is None
+    assert msgspec.structs.replace(NOTE, exit_codes=()).exit_code is None

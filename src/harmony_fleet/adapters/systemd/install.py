@@ -1,6 +1,6 @@
 """``fleet agent install`` / ``uninstall``: the agent as a systemd service, from one artifact.
 
-What an install leaves on the device (the seed's "M1 clean install")::
+What an install leaves on the device (a clean install)::
 
     <prefix>/versions/<v>/agent              the artifact (and, beside it, its extraction)
     <prefix>/current -> versions/<v>          what the service runs
@@ -9,217 +9,45 @@ What an install leaves on the device (the seed's "M1 clean install")::
     /etc/systemd/system/<service>.service     Restart=always, logs in the journal
     /etc/harmony-fleet/<service>.env          0600, only when there is a secret (NATS password)
 
-The unit's ``ExecStart`` is :class:`~harmony_fleet.adapters.executors.launch.LaunchSpec`'s vector
-for ``<prefix>/current/agent`` with ``--prefix`` and ``--executor systemd``, so the main instance
-is started exactly like the self-test and the candidate, and it always runs whatever ``current``
-points at: after an upgrade commits and the old agent exits, ``Restart=always`` starts the new
-version. ``StartLimitIntervalSec=0`` because a device agent must never give up restarting.
-
-**The post-commit watch** (ADR-022, "After the commit") is the unit's own: ``WatchdogSec=``
-(the main pings on every heartbeat tick), ``ExecStopPost=`` and ``ExecStartPre=`` hooks that run
-``<prefix>/launcher/agent agent watch-hook ...`` (``adapters.systemd.watch_hook``). The
-launcher is a copy made by the install and never touched by an upgrade, so the judge of a new
-version is never that version's code; installing a newer artifact by hand updates it.
-``FLEET_POST_COMMIT_WATCH=systemd`` tells the agent that this unit keeps the watch.
+The unit itself is :mod:`.unit_file`'s (a pure function of :class:`InstallSpec`): after an
+upgrade commits and the old agent exits, ``Restart=always`` starts the new version, and the
+unit's hooks keep the post-commit watch. The launcher is a copy made by the install and never
+touched by an upgrade, so the judge of a new version is never that version's code; installing a
+newer artifact by hand updates it.
 
 Every step compares before it writes, so a second identical install changes nothing and says so.
-The unit file carries the install's parameters in a comment line, so ``uninstall`` (and a later
-install) can find the prefix and state directory without being told again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import os
 import re
 import shutil
-import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
-from harmony_fleet.adapters.executors._staging import run_bounded, sha256_of
-from harmony_fleet.adapters.executors.launch import LaunchSpec
+from harmony_fleet.adapters.device.fs import fsync_dir, sha256_of, write_atomic
+from harmony_fleet.adapters.device.layout import AgentLayout
 from harmony_fleet.adapters.http import download
-from harmony_fleet.adapters.os._fs import fsync_dir, write_atomic
-from harmony_fleet.adapters.os.layout import AgentLayout
-from harmony_fleet.adapters.os.post_commit import WATCHED_BY_ENV
+from harmony_fleet.adapters.process.bounded import run_bounded
 from harmony_fleet.adapters.systemd.systemctl import Systemd, SystemdUnavailable
-from harmony_fleet.adapters.systemd.units import (
-    candidate_pattern,
-    exec_line,
-    service_name,
-    unit_of,
-    unit_value,
+from harmony_fleet.adapters.systemd.unit_file import (
+    LAUNCHER_DIR,
+    InstallSpec,
+    render_env,
+    render_unit,
 )
-from harmony_fleet.contracts.ids import DeviceId, Version, sha256_hex, version
-from harmony_fleet.core.upgrade.watch import START_GRACE_S, stale_after
+from harmony_fleet.adapters.systemd.units import candidate_pattern
+from harmony_fleet.contracts.ids import Version, sha256_hex, version
 from harmony_fleet.errors import ConfigError, IntegrityError, Refused
 
-UNIT_DIR = Path("/etc/systemd/system")
-ENV_DIR = Path("/etc/harmony-fleet")
-DEFAULT_PREFIX = Path("/opt/harmony-fleet")
-_META = "# harmony-fleet-install: "
-LAUNCHER_DIR = "launcher"
+log = logging.getLogger(__name__)
+
 _VERSION_RE = re.compile(r"version\s+(\S+)\s*$")
 #: A start, restart, stop or disable waits for the unit's job: longer than its TimeoutStopSec.
 _JOB_S = 120.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class InstallSpec:
-    """Everything an install decides; the unit file is a pure function of it."""
-
-    device_id: DeviceId
-    prefix: Path = DEFAULT_PREFIX
-    state_dir: Path
-    service: str = "harmony-fleet-agent"
-    nats_args: tuple[str, ...] = ()
-    """``--nats URL`` (repeated), user, creds, CA: never the password (see ``secrets``)."""
-    secrets: Mapping[str, str] = field(default_factory=dict)
-    """Environment for the env file (``FLEET_NATS_PASSWORD``): kept off every command line."""
-    heartbeat_interval_s: float = 5.0
-    keep_versions: int = 2
-    """``--keep-versions`` of the agent (on its command line only when not the default)."""
-    python: str = field(default_factory=lambda: getattr(sys, "_base_executable", sys.executable))
-    """The interpreter that runs the artifact (a venv's base Python, which outlives the venv)."""
-    unit_dir: Path = UNIT_DIR
-    env_dir: Path = ENV_DIR
-
-    def __post_init__(self) -> None:
-        service_name(self.service)
-        for path in (self.prefix, self.state_dir, Path(self.python)):
-            if not path.is_absolute():
-                raise ConfigError(f"{path} must be an absolute path")
-
-    @property
-    def unit_name(self) -> str:
-        return unit_of(self.service)
-
-    @property
-    def unit_path(self) -> Path:
-        return self.unit_dir / self.unit_name
-
-    @property
-    def env_path(self) -> Path:
-        return self.env_dir / f"{service_name(self.service)}.env"
-
-    def launch(self) -> LaunchSpec:
-        return LaunchSpec(
-            python=self.python,
-            device_id=self.device_id,
-            state_dir=self.state_dir,
-            nats_args=self.nats_args,
-            extra_args=(
-                "--heartbeat-interval",
-                f"{self.heartbeat_interval_s:g}",
-                "--prefix",
-                str(self.prefix),
-                "--executor",
-                "systemd",
-                *(("--keep-versions", str(self.keep_versions)) if self.keep_versions != 2 else ()),
-            ),
-        )
-
-    def main_argv(self) -> list[str]:
-        """What the service runs: ``current``'s artifact, resolved at every (re)start."""
-        return self.launch().argv(self.prefix / "current" / "agent")
-
-    @property
-    def launcher_path(self) -> Path:
-        """The artifact copy that runs the unit's watch hooks (never the version on trial)."""
-        return self.prefix / LAUNCHER_DIR / "agent"
-
-    def hook_argv(self, hook: str) -> list[str]:
-        """``ExecStartPre=``/``ExecStopPost=``: the launcher's ``agent watch-hook HOOK``."""
-        return [
-            self.python,
-            str(self.launcher_path),
-            *["agent", "watch-hook", hook],
-            *["--prefix", str(self.prefix), "--state-dir", str(self.state_dir)],
-            *["--service", self.unit_name],
-        ]
-
-    @property
-    def watchdog_s(self) -> float:
-        """``WatchdogSec``: the liveness bound of the post-commit watch, and room for a start
-        (the first ping comes after imports; a slow board must not be killed for that)."""
-        return max(START_GRACE_S, stale_after(self.heartbeat_interval_s))
-
-
-def render_unit(spec: InstallSpec) -> str:
-    """The unit file's text (pure: tests compare it, installs compare it before writing)."""
-    meta = {
-        "device_id": spec.device_id,
-        "prefix": str(spec.prefix),
-        "state_dir": str(spec.state_dir),
-    }
-    lines = [
-        "# Written by `fleet agent install`; `fleet agent uninstall` removes it.",
-        _META + json.dumps(meta, sort_keys=True),
-        "[Unit]",
-        f"Description={unit_value(f'harmony-fleet agent (device {spec.device_id})')}",
-        "Wants=network-online.target",
-        "After=network-online.target",
-        "StartLimitIntervalSec=0",
-        "",
-        "[Service]",
-        "Type=exec",
-        # "-": a hook that fails is logged, and the agent starts all the same.
-        f"ExecStartPre=-{exec_line(spec.hook_argv('pre-start'))}",
-        f"ExecStart={exec_line(spec.main_argv())}",
-        f"ExecStopPost=-{exec_line(spec.hook_argv('post-stop'))}",
-        f"WatchdogSec={spec.watchdog_s:g}s",
-        "NotifyAccess=main",
-        f'Environment="FLEET_SERVICE={service_name(spec.service)}"',
-        f"Environment={WATCHED_BY_ENV}=systemd",
-        "Environment=PYTHONUNBUFFERED=1",
-    ]
-    if spec.secrets:
-        lines.append(f"EnvironmentFile={unit_value(str(spec.env_path))}")
-    lines += [
-        "Restart=always",
-        "RestartSec=1s",
-        "TimeoutStopSec=30s",
-        "StandardOutput=journal",
-        "StandardError=journal",
-        f"SyslogIdentifier={service_name(spec.service)}",
-        "",
-        "[Install]",
-        "WantedBy=multi-user.target",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def render_env(spec: InstallSpec) -> str | None:
-    """The env file's text (``NAME=value`` lines, values quoted), None when there is no secret."""
-    if not spec.secrets:
-        return None
-    out = []
-    for name, value in sorted(spec.secrets.items()):
-        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name) or "\n" in value:
-            raise ConfigError(f"cannot write {name!r} to an environment file")
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-        out.append(f'{name}="{escaped}"')
-    return "\n".join(out) + "\n"
-
-
-def read_install_meta(unit_path: Path) -> dict[str, str]:
-    """The parameters an earlier install wrote into its unit file (empty if none)."""
-    try:
-        text = unit_path.read_text()
-    except OSError:
-        return {}
-    for line in text.splitlines():
-        if line.startswith(_META):
-            try:
-                data = json.loads(line[len(_META) :])
-            except ValueError:
-                return {}
-            return {k: str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-    return {}
 
 
 def require_root_and_systemd(*, euid: int | None = None, systemd: Systemd | None = None) -> None:

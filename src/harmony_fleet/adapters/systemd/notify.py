@@ -9,6 +9,11 @@ at the same place it touches ``main.alive`` for the process-mode supervisor.
 Why not ``python-systemd`` or ``sdnotify``: the protocol is one datagram on a Unix socket, and a
 C extension would have to be built for every device architecture.
 
+Slow is not broken: the unit's ``WatchdogSec=`` is generous, room for a slow first start on a
+loaded board, and the main's *first* ping also sends ``WATCHDOG_USEC=`` (systemd 236 and
+later) to tighten the watchdog to the liveness bound once it is up. An older systemd ignores
+that field and keeps the generous bound.
+
 Only the process systemd started may ping (``$WATCHDOG_PID``, as ``sd_watchdog_enabled(3)``
 checks): a self-test the agent runs inherits the environment, and must not keep a silent main
 alive by proxy.
@@ -21,23 +26,31 @@ import os
 import socket
 from collections.abc import Mapping
 
-log = logging.getLogger("harmony_fleet.adapters.systemd.notify")
+log = logging.getLogger(__name__)
 
 
 class WatchdogNotifier:
     """Sends ``WATCHDOG=1`` to one notify socket; never raises (a ping is best effort)."""
 
-    def __init__(self, address: str, interval_s: float) -> None:
+    def __init__(
+        self, address: str, interval_s: float, *, tighten_to_s: float | None = None
+    ) -> None:
         self.address = address
         self.interval_s = interval_s
         """systemd's ``WatchdogSec`` for this process (pings must come more often)."""
+        self.tighten_to_s = tighten_to_s if tighten_to_s and tighten_to_s < interval_s else None
+        """The watchdog the first ping asks for, once the main is up (None: keep it)."""
         self.sent = 0
         self.failed = 0
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
     @classmethod
     def from_environ(
-        cls, environ: Mapping[str, str] | None = None, *, pid: int | None = None
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        pid: int | None = None,
+        tighten_to_s: float | None = None,
     ) -> WatchdogNotifier | None:
         """A notifier when systemd asked *this* process for watchdog pings, else None."""
         env = os.environ if environ is None else environ
@@ -58,7 +71,7 @@ class WatchdogNotifier:
         if address[0] not in "/@":
             log.warning("NOTIFY_SOCKET is not a Unix socket path", extra={"value": address})
             return None
-        return cls(address, interval_s)
+        return cls(address, interval_s, tighten_to_s=tighten_to_s)
 
     def _target(self) -> str | bytes:
         # A leading '@' names a socket in the abstract namespace (a NUL byte on the wire).
@@ -66,8 +79,11 @@ class WatchdogNotifier:
 
     def ping(self) -> bool:
         """One ``WATCHDOG=1``; False (and a count) when the socket would not take it."""
+        message = b"WATCHDOG=1"
+        if self.sent == 0 and self.tighten_to_s is not None:
+            message += b"\nWATCHDOG_USEC=%d" % round(self.tighten_to_s * 1e6)
         try:
-            self._sock.sendto(b"WATCHDOG=1", self._target())
+            self._sock.sendto(message, self._target())
         except OSError as exc:
             self.failed += 1
             if self.failed == 1:

@@ -1,6 +1,6 @@
 """The post-commit watch under systemd: the unit's hooks, run from a launcher installed once.
 
-In process mode the supervisor judges a freshly committed version (``adapters.executors.
+In process mode the supervisor judges a freshly committed version (``adapters.process.
 supervisor``). Under systemd nothing of ours outlives the main instance, so the judge is the
 unit itself, with systemd's own machinery around a launcher that is *not* the version on trial:
 
@@ -9,7 +9,7 @@ unit itself, with systemd's own machinery around a launcher that is *not* the ve
   version's code never gets a say.
 * ``ExecStopPost=`` runs ``launcher agent watch-hook post-stop`` after *every* end of the main
   process. systemd hands it ``$SERVICE_RESULT``, ``$EXIT_CODE`` and ``$EXIT_STATUS``
-  (:class:`ServiceExit`), and :class:`~harmony_fleet.adapters.os.post_commit.PostCommitWatcher`
+  (:class:`ServiceExit`), and :class:`~harmony_fleet.adapters.device.watcher.PostCommitWatcher`
   counts a failed run of the watched version in ``post-commit-failures.json``. At
   ``max_failures`` it writes the rollback note (exit codes, the run's last journal lines) and
   points ``current`` back at the previous version; ``Restart=always`` then starts that one.
@@ -36,13 +36,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harmony_fleet.adapters.os.layout import AgentLayout
-from harmony_fleet.adapters.os.post_commit import RUN_DIR, PostCommitWatcher
-from harmony_fleet.core.upgrade.watch import RollbackNote
+from harmony_fleet.adapters.device.layout import AgentLayout
+from harmony_fleet.adapters.device.notes import RUN_DIR
+from harmony_fleet.adapters.device.watcher import PostCommitWatcher
+from harmony_fleet.contracts.device_files import RollbackNote
 from harmony_fleet.errors import ConfigError, FleetError
 from harmony_fleet.logging_setup import configure
 
-log = logging.getLogger("harmony_fleet.adapters.systemd.watch_hook")
+log = logging.getLogger(__name__)
 
 #: Journal lines of the failed run kept in a rollback note.
 LOG_TAIL = 50

@@ -32,7 +32,7 @@ from harmony_fleet.contracts import LogLevel
 from harmony_fleet.contracts.logs import SOURCE_AGENT, log_subject
 from harmony_fleet.errors import ConfigError
 
-log = logging.getLogger("harmony_fleet.agent.logs")
+log = logging.getLogger(__name__)
 
 #: The message of the periodic drop report.
 DROP_REPORT_MSG = "logs.dropped"

@@ -1,16 +1,17 @@
 """The upgrade driver: runs the pure machine and performs its effects, one event at a time.
 
-``core.upgrade.machine`` decides; this module only acts, through the executor seam, the status
-writer, the local state store and the clock. Events are processed strictly one at a time under a
-lock, so the machine never sees two at once; effects of one step run in
+``core.upgrade.machine`` decides; this module only acts, through the device's two seams (its
+files and its candidate runner, ``core.upgrade.device``), the status writer, the local state
+store and the clock. Events are processed strictly one at a time under a lock, so the machine
+never sees two at once; effects of one step run in
 order; long work (staging, the self-test, watching the candidate) runs in background tasks that
 feed their outcome back as an event.
 
 How the agent process uses it (see ADR-022)::
 
     driver = UpgradeDriver(device_id=..., instance_id=..., running_version=...,
-                           executor=..., status_sink=..., state_store=..., clock=LoopClock(),
-                           after_commit=PostCommitFiles(...))   # optional: the watch, GC
+                           files=AgentFiles(...), runner=ProcessRunner(...),
+                           status_sink=..., state_store=..., clock=LoopClock())
     await driver.resume_after_restart()          # once, at start, before anything else
     ... on each marker KV value for this device:  await driver.run_marker(marker)
     ... on each heartbeat of this device:         await driver.record_heartbeat(hb)
@@ -28,8 +29,8 @@ from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
-from harmony_fleet.agent.upgrade import after, work
-from harmony_fleet.agent.upgrade.ports import AfterCommit, Cancellable, Clock, StatusSink
+from harmony_fleet.agent.upgrade import work
+from harmony_fleet.agent.upgrade.ports import Cancellable, Clock, StatusSink
 from harmony_fleet.agent.upgrade.status_writer import StatusWriter, status_of
 from harmony_fleet.contracts.commands import Reply, ReplyCode
 from harmony_fleet.contracts.heartbeat import Heartbeat
@@ -37,7 +38,7 @@ from harmony_fleet.contracts.ids import DeviceId, InstanceId, UpgradeId, Version
 from harmony_fleet.contracts.upgrade import Progress, UpgradeMarker
 from harmony_fleet.core.upgrade import effects as fx
 from harmony_fleet.core.upgrade import events as ev
-from harmony_fleet.core.upgrade.executor import CandidateHandle, UpgradeExecutor
+from harmony_fleet.core.upgrade.device import CandidateHandle, CandidateRunner, DeviceFiles
 from harmony_fleet.core.upgrade.machine import ProtocolViolation, step
 from harmony_fleet.core.upgrade.records import (
     LocalState,
@@ -78,18 +79,18 @@ class UpgradeDriver:
         device_id: DeviceId,
         instance_id: InstanceId,
         running_version: Version,
-        executor: UpgradeExecutor,
+        files: DeviceFiles,
+        runner: CandidateRunner,
         status_sink: StatusSink,
         state_store: StateStore,
         clock: Clock,
-        after_commit: AfterCommit | None = None,
         keep_versions: int = KEEP_VERSIONS,
     ) -> None:
         self.device_id = device_id
         self.instance_id = instance_id
         self.running_version = running_version
-        self._executor = executor
-        self._after = after_commit
+        self._files = files
+        self._runner = runner
         self.keep_versions = keep_versions
         self._store = state_store
         self._clock = clock
@@ -99,7 +100,7 @@ class UpgradeDriver:
             running_version=running_version,
             instance_id=instance_id,
             memory=memory_of(self._local),
-            watched=after_commit is not None and after_commit.watched,
+            watched=files.watched,
         )
         self._lock = asyncio.Lock()
         self._work: asyncio.Task[None] | None = None
@@ -122,26 +123,25 @@ class UpgradeDriver:
     async def resume_after_restart(self) -> None:
         """Finish or revert what a previous process left (call once, first)."""
         try:
-            current: Version | None = await self._executor.self_heal_layout()
+            current: Version | None = await self._files.self_heal_layout()
         except Exception as exc:
             self.log.error("layout self-heal failed at start", extra={"error": str(exc)})
             try:
-                current = await self._executor.current_version()
+                current = await self._files.current_version()
             except Exception as again:
                 self.log.error("current version unreadable", extra={"error": str(again)})
                 current = None
-        note = None
-        if self._after is not None:
-            note = await after.rollback_note(self._after)
-            sha = await after.own_hash(self._after, self._local, self.running_version)
-            if sha is not None:
-                self._save(with_installed(self._local, self.running_version, sha))
+        note = await work.rollback_note(self._files)
+        sha = await work.own_hash(self._files, self._local, self.running_version)
+        if sha is not None:
+            self._save(with_installed(self._local, self.running_version, sha))
+        record = self._local.in_flight
         await self._dispatch(
             ev.AgentRestarted(
-                record=self._local.in_flight,
+                record=record,
                 current_version=current,
                 post_commit=note,
-                now=self._clock.now(),
+                since_commit_s=await work.since_commit(self._files, record),
             )
         )
 
@@ -271,16 +271,16 @@ class UpgradeDriver:
             case fx.StopCandidate(upgrade_id=uid):
                 self._stop_watching()
                 try:
-                    await self._executor.stop_candidate(uid)
+                    await self._runner.stop_candidate(uid)
                 except Exception as exc:
                     self.log.error("stopping the candidate failed", extra={"error": str(exc)})
             case fx.SwapCurrent():
-                return await after.arm_and_swap(self._executor, self._after, effect)
+                return await work.arm_and_swap(self._files, effect)
             case fx.Revert():
                 return await self._revert(effect)
             case fx.CleanupStaging(version=version):
                 try:
-                    await self._executor.cleanup_staging(version)
+                    await self._files.cleanup_staging(version)
                 except Exception as exc:
                     self.log.error("staging cleanup failed", extra={"error": str(exc)})
             case fx.WriteStatus():
@@ -289,7 +289,7 @@ class UpgradeDriver:
                     status_of(effect, device=device, instance=instance, now=now, local=self._local)
                 )
             case fx.EndWatch(upgrade_id=uid):
-                await after.end_watch(self._after, uid)
+                await work.end_watch(self._files, uid)
             case fx.RecordInstalled(version=version, sha256=sha):
                 self._save(with_installed(self._local, version, sha))
             case fx.RecordPrevious(version=version):
@@ -297,7 +297,7 @@ class UpgradeDriver:
             case fx.CollectGarbage(protect=protect):
                 protect = protect | ({self._local.previous} if self._local.previous else set())
                 self._save(
-                    await after.collect(self._after, self._local, protect, self.keep_versions)
+                    await work.collect(self._files, self._local, protect, self.keep_versions)
                 )
             case fx.RememberFailedVersion(version=version):
                 self._save(with_failed(self._local, version))
@@ -352,19 +352,19 @@ class UpgradeDriver:
     async def _run_stage(self, marker: UpgradeMarker) -> None:
         uid = marker.upgrade_id
         await self._dispatch(
-            await work.stage(self._executor, marker, lambda p: self._on_progress(uid, p))
+            await work.stage(self._files, marker, lambda p: self._on_progress(uid, p))
         )
 
     def _on_progress(self, uid: UpgradeId, progress: Progress) -> None:
         now = self._clock.now()
-        if now - self._last_progress_at < PROGRESS_EVERY_S:
-            return
+        if 0 <= now - self._last_progress_at < PROGRESS_EVERY_S:
+            return  # (a wall clock stepped back counts as time passed, not as none)
         self._last_progress_at = now
         self._spawn(self._feed(ev.StagingProgress(upgrade_id=uid, progress=progress)))
 
     async def _run_self_test(self, marker: UpgradeMarker, timeout_s: float) -> None:
         failures = self._status.failures
-        event = await work.self_test(self._executor, marker, timeout_s)
+        event = await work.self_test(self._runner, marker, timeout_s)
         if isinstance(event, ev.SelfTestFailed | ev.SelfTestTimedOut):
             # A fact for the machine: was NATS away while the self-test ran (it checks NATS)?
             lost = self._status.failures > failures or not self._status.reachable
@@ -372,14 +372,14 @@ class UpgradeDriver:
         await self._dispatch(event)
 
     async def _start_candidate(self, marker: UpgradeMarker) -> ev.Event:
-        event, handle = await work.start_candidate(self._executor, marker)
+        event, handle = await work.start_candidate(self._runner, marker)
         if handle is not None:
             self._stop_watching()
             self._watch = self._spawn(self._watch_candidate(handle))
         return event
 
     async def _watch_candidate(self, handle: CandidateHandle) -> None:
-        event = await work.candidate_exit(self._executor, handle)
+        event = await work.candidate_exit(self._runner, handle)
         self._watch = None
         await self._dispatch(event)
 
@@ -391,5 +391,5 @@ class UpgradeDriver:
     async def _revert(self, effect: fx.Revert) -> ev.Event:
         self._stop_watching()
         return await work.revert(
-            self._executor, effect, self._clock, attempts=REVERT_ATTEMPTS, pause_s=REVERT_PAUSE_S
+            self._runner, self._files, effect, self._clock, REVERT_ATTEMPTS, REVERT_PAUSE_S
         )

@@ -8,7 +8,9 @@
 * :mod:`.commit` — the operator's decision to send ``upgrade_stop``, and when an upgrade counts
   as Succeeded.
 * :mod:`.records` — what the agent keeps on its own disk between processes.
-* :mod:`.executor` — the Protocol behind which every OS side effect sits.
+* :mod:`.device` — the two Protocols behind which every side effect on the device sits: its
+  files (``DeviceFiles``) and its candidate runner (``CandidateRunner``).
+* :mod:`.watch` — the launcher's rules for the post-commit watch.
 * :mod:`.diagram` — the Mermaid diagram, generated from the table.
 
 The driver that performs the effects lives in ``harmony_fleet.agent.upgrade``.
@@ -23,7 +25,12 @@ from harmony_fleet.core.upgrade.commit import (
     StopLedger,
     decide,
 )
-from harmony_fleet.core.upgrade.executor import CandidateHandle, ProcessOutcome, UpgradeExecutor
+from harmony_fleet.core.upgrade.device import (
+    CandidateHandle,
+    CandidateRunner,
+    DeviceFiles,
+    ProcessOutcome,
+)
 from harmony_fleet.core.upgrade.machine import TABLE, ProtocolViolation, step
 from harmony_fleet.core.upgrade.records import InFlight, LocalState, StateStore
 from harmony_fleet.core.upgrade.snapshot import Snapshot
@@ -32,9 +39,11 @@ from harmony_fleet.core.upgrade.states import ErrorCode, TimerKind, UpgradeState
 __all__ = [
     "TABLE",
     "CandidateHandle",
+    "CandidateRunner",
     "CommitView",
     "Decision",
     "DecisionKind",
+    "DeviceFiles",
     "ErrorCode",
     "InFlight",
     "LocalState",
@@ -45,7 +54,6 @@ __all__ = [
     "StateStore",
     "StopLedger",
     "TimerKind",
-    "UpgradeExecutor",
     "UpgradeState",
     "Verdict",
     "decide",

@@ -193,13 +193,14 @@ class AgentRestarted:
     ``record`` is the persisted in-flight upgrade (None if there was none), ``current_version``
     what the on-disk ``current`` symlink points at (after self-heal), ``post_commit`` the note a
     launcher left after it returned the device to the previous version inside a watch window,
-    and ``now`` the wall time (how much of a watch window is left; 0: unknown, the whole window).
+    and ``since_commit_s`` how long ago the commit was, on a clock that does not step
+    (``WatchNote.elapsed``; None: unknown, the whole window is watched again).
     """
 
     record: InFlight | None
     current_version: Version | None
     post_commit: RollbackNote | None = None
-    now: float = 0.0
+    since_commit_s: float | None = None
 
 
 Event = (

@@ -19,7 +19,7 @@ device (old or new version: they share the state dir). These survive a restart:
   downloads nothing, still checks the bytes it is about to run.
 
 Its format (:class:`LocalState`, :class:`InFlight`) is a contract read across versions and
-lives in ``contracts.local_state``; the file itself is written by ``adapters.os.state_store``
+lives in ``contracts.local_state``; the file itself is written by ``adapters.device.state_store``
 (atomic write, rename, fsync).
 """
 

@@ -116,9 +116,9 @@ class Outcome:
 
 
 def _superseded(status: UpgradeStatus) -> bool:
-    # "Superseded" is the terminal phase an agent writes for a replaced upgrade; older agents
+    # Superseded is the terminal phase an agent writes for a replaced upgrade; older agents
     # write Failed with the code ``superseded``.
-    return status.phase.value == "Superseded" or (
+    return status.phase is P.SUPERSEDED or (
         status.phase is P.FAILED and status.error_code == ErrorCode.SUPERSEDED
     )
 

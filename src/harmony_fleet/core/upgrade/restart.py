@@ -153,7 +153,7 @@ def _new_main(found: Found) -> Result:
         done, effects = succeed(committed)
         return done, (stop, *effects)
     watching = committed.moved(S.WATCHING)
-    left = max(remaining(found.record.committed_at, window, found.event.now), stable_for(window))
+    left = max(remaining(window, found.event.since_commit_s), stable_for(window))
     return watching, (
         stop,
         fx.RecordFinished(upgrade_id=uid),

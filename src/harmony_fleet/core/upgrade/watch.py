@@ -1,12 +1,12 @@
-"""The post-commit watch window: the notes that cross the process boundary, and its rules.
+"""The post-commit watch window: its rules, and what the notes between its judges mean.
 
 After the commit the new version runs as the device's main instance and, for
 ``timeouts.watch_s``, it is on probation. The judge is **not the new version's own code** (it
 may be exactly what is broken) but the launcher that keeps the main instance running: the
-process-mode supervisor (``adapters.executors.supervisor``), or the systemd unit's hooks run
+process-mode supervisor (``adapters.process.supervisor``), or the systemd unit's hooks run
 from a pinned launcher (``adapters.systemd.watch_hook``). Two small files in the agent's run
 dir (``<state>/run``) carry what that judge needs, so that nothing depends on the broken
-version cooperating:
+version cooperating (their format is ``contracts.device_files``):
 
 * the **watch note** (:class:`WatchNote`, ``post-commit.json``), written by the *old* agent just
   before it swaps ``current``: the upgrade, the version to return to, when the window ends, how
@@ -24,31 +24,65 @@ last (a crash a few seconds into each one, on a machine slow enough that three o
 fit in the window) is therefore still caught, and never shown as Succeeded first: "success
 shown, then a silent revert" is one of the complaints this design answers.
 
-Liveness: the main instance touches ``main.alive`` on every heartbeat tick, sent or skipped for
-lack of a connection (a NATS outage must never roll a device back). Inside the window, once this
-run has touched the file, a file older than ``stale_after_s`` means the new main *stopped*
-heartbeating: the launcher stops it and rolls back. Before its first touch a run gets the longer
-``start_grace_s``: a slow start on a busy board (imports, extraction, three devices starting at
-once) is not a silence, and a false rollback is exactly what people complain about. Silence is
-the signal, so a broken version cannot fake its way past it by doing nothing.
+Liveness: the main instance writes ``main.alive`` on every heartbeat tick, sent or skipped for
+lack of a connection (a NATS outage must never roll a device back). The launcher never compares
+that file's time with a clock: wall clocks step (an NTP correction after boot on a board without
+a real-time clock), and two processes' clocks are two clocks. It reads the file's state as an
+opaque token and remembers, on its *own monotonic* clock, when it last saw the token change. A
+run that has changed it once must change it again within ``stale_after_s``, or it *stopped*
+heartbeating: the launcher stops it and rolls back.
+
+Slow is not broken. Before its first change a run has :func:`first_touch_within`, counted on the
+launcher's clock from the moment it started the process: generous, and scaled from the heartbeat
+interval, because on a loaded two-core board fifty agents may be importing at once, and a false
+rollback (with the version put on the skip list) is exactly what people complain about. A run
+that never changes the file (hung at import) is still caught, only later; a run that exits is
+caught at once, by its exit. Silence is the signal, so a broken version cannot fake its way
+past it by doing nothing.
+
+The window itself is measured the same way: the new main knows how long ago the commit was from
+``CLOCK_MONOTONIC`` (the same in every process until a reboot, see ``WatchNote.elapsed``), never
+by subtracting the commit's wall time from its own; after a reboot, or without that, it watches
+the whole window again (never shorter than asked for).
 
 Everything here is pure: values and decisions, no clock and no I/O.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
+from harmony_fleet.contracts.device_files import (
+    START_GRACE_S,
+    FailureCount,
+    RollbackNote,
+    WatchNote,
+    WatchReason,
+)
 
-from harmony_fleet.contracts.ids import UpgradeId, Version
+__all__ = [
+    "START_GRACE_S",
+    "FailureCount",
+    "RollbackNote",
+    "WatchNote",
+    "WatchReason",
+    "crash_loop",
+    "first_touch_bound",
+    "first_touch_within",
+    "is_failure",
+    "is_silent",
+    "remaining",
+    "stable_for",
+    "stale_after",
+]
 
 #: The liveness file may be this many heartbeat intervals old before the new main counts as
 #: silent, and never less than :data:`LIVENESS_MIN_S` (the first touch comes from a process that
 #: is still importing: give it room on a slow board).
 LIVENESS_INTERVALS = 4.0
 LIVENESS_MIN_S = 5.0
-#: How long a run may take to touch the liveness file the first time.
-START_GRACE_S = 30.0
+#: A run that never changed the liveness file is silent after this many ``stale_after_s`` (and
+#: never before :data:`FIRST_TOUCH_MIN_S`): far beyond any start a loaded board makes by accident.
+FIRST_TOUCH_STALE_FACTOR = 12.0
+FIRST_TOUCH_MIN_S = 180.0
 #: How long the new main's own run must have lasted, the window passed, before it is final.
 STABLE_S = 10.0
 
@@ -61,73 +95,6 @@ def stable_for(window_s: float) -> float:
 def stale_after(heartbeat_interval_s: float) -> float:
     """How old the liveness file may get before the main counts as silent."""
     return max(LIVENESS_MIN_S, LIVENESS_INTERVALS * heartbeat_interval_s)
-
-
-@dataclass(frozen=True, kw_only=True)
-class WatchNote:
-    """What the old agent leaves for the launcher at commit time (``post-commit.json``)."""
-
-    upgrade_id: UpgradeId
-    previous: Version
-    """The version to return to (still on disk: garbage collection never removes it)."""
-    target: Version
-    committed_at: float
-    """Unix time of the commit; the window is ``[committed_at, committed_at + window_s)``."""
-    window_s: float
-    max_failures: int
-    """Failed starts of ``target`` inside the window that make a crash loop."""
-    stale_after_s: float
-    """Age of the liveness file that makes the running ``target`` count as silent (0: off)."""
-    start_grace_s: float = START_GRACE_S
-    """How long a run of ``target`` may take to touch the liveness file the first time."""
-
-    @property
-    def ends_at(self) -> float:
-        """The earliest end of the watch (the new main ends it after a steady run)."""
-        return self.committed_at + self.window_s
-
-    def watches(self, version: Version | str | None) -> bool:
-        """Is a run of ``version`` on probation while this note exists?"""
-        return version == self.target
-
-
-class WatchReason(enum.StrEnum):
-    """Why the launcher returned the device to the previous version."""
-
-    CRASH_LOOP = "crash_loop"
-    NO_HEARTBEAT = "no_heartbeat"
-
-
-@dataclass(frozen=True, kw_only=True)
-class RollbackNote:
-    """What the launcher leaves for the previous version's agent (``post-commit-rollback.json``)."""
-
-    upgrade_id: UpgradeId
-    previous: Version
-    target: Version
-    reason: WatchReason
-    detail: str
-    exit_codes: tuple[int | None, ...] = ()
-    """Exit codes of the target's failed runs, oldest first (None: ended by a signal)."""
-    log_tail: tuple[str, ...] = ()
-    """The last lines the target printed (its main log), for a person to read why."""
-    rolled_back_at: float = 0.0
-
-    @property
-    def exit_code(self) -> int | None:
-        """The last exit code of the target (what the status shows)."""
-        return self.exit_codes[-1] if self.exit_codes else None
-
-
-@dataclass(frozen=True, kw_only=True)
-class FailureCount:
-    """Failed starts of one watched upgrade so far (kept on disk by the launcher)."""
-
-    upgrade_id: UpgradeId
-    exit_codes: tuple[int | None, ...] = ()
-
-    def add(self, exit_code: int | None) -> FailureCount:
-        return FailureCount(upgrade_id=self.upgrade_id, exit_codes=(*self.exit_codes, exit_code))
 
 
 def is_failure(exit_code: int | None, signal: str | None, *, stopping: bool) -> bool:
@@ -146,29 +113,42 @@ def crash_loop(note: WatchNote, failures: FailureCount) -> bool:
     return failures.upgrade_id == note.upgrade_id and len(failures.exit_codes) >= note.max_failures
 
 
-def is_silent(note: WatchNote, *, alive_at: float | None, started_at: float, now: float) -> bool:
+def first_touch_bound(stale_after_s: float, start_grace_s: float = START_GRACE_S) -> float:
+    """How long a run may take to show its first sign of life, for a liveness bound of
+    ``stale_after_s``: the launcher's (process mode) and the unit's ``WatchdogSec`` (systemd)."""
+    return max(start_grace_s, FIRST_TOUCH_MIN_S, FIRST_TOUCH_STALE_FACTOR * stale_after_s)
+
+
+def first_touch_within(note: WatchNote) -> float:
+    """How long a run of the note's target may take to change the liveness file the first time."""
+    return first_touch_bound(note.stale_after_s, note.start_grace_s)
+
+
+def is_silent(note: WatchNote, *, run_s: float, quiet_s: float | None) -> bool:
     """Has the running main been silent for longer than the note allows?
 
-    ``alive_at`` is the liveness file's last touch (None if it does not exist), ``started_at`` the
-    wall-clock start of this run. A touch from before the run (the old main's) proves nothing:
-    until this run touches the file it has ``start_grace_s`` from its start, then each touch
-    must follow the last within ``stale_after_s``.
+    Both durations are on the launcher's own monotonic clock: ``run_s`` since it started this
+    run, ``quiet_s`` since it last saw the liveness token change during this run (None: not
+    once yet; a change left by the previous main proves nothing). Until its first change a run
+    has :func:`first_touch_within`; after it, each change must follow the last within
+    ``stale_after_s``.
     """
     if note.stale_after_s <= 0:
         return False
-    if alive_at is None or alive_at < started_at:
-        return now - started_at > max(note.start_grace_s, note.stale_after_s)
-    return now - alive_at > note.stale_after_s
+    if quiet_s is None:
+        return run_s > first_touch_within(note)
+    return quiet_s > note.stale_after_s
 
 
-def remaining(committed_at: float, window_s: float, now: float) -> float:
-    """Seconds of the window left at ``now``, within ``[0, window_s]``.
+def remaining(window_s: float, elapsed_s: float | None) -> float:
+    """Seconds of the window left, within ``[0, window_s]``, ``elapsed_s`` after the commit.
 
-    An unknown time (0, from a record written before the commit time was kept) gives the
-    whole window: never shorter than asked for.
+    ``elapsed_s`` comes from a clock that does not step (``WatchNote.elapsed``); unknown (None:
+    a reboot since, or a note from an older agent) gives the whole window: never shorter than
+    asked for, and never ended early by a wall-clock step.
     """
     if window_s <= 0:
         return 0.0
-    if committed_at <= 0 or now <= 0:
+    if elapsed_s is None:
         return window_s
-    return min(window_s, max(0.0, committed_at + window_s - now))
+    return min(window_s, max(0.0, window_s - elapsed_s))

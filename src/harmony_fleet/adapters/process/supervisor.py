@@ -15,16 +15,21 @@ systemd that is the unit's ``Restart=always``; in process mode it is this superv
 * **The post-commit watch** (ADR-022, "After the commit"): a run of the version an upgrade just
   committed is on probation for the window named in ``<run>/post-commit.json``. The supervisor,
   not the new version's code, judges it, through
-  :class:`~harmony_fleet.adapters.os.post_commit.PostCommitWatcher`: every failed start or
-  non-clean exit inside the window is counted (in a file, so a supervisor restart keeps the
-  count), and a run whose liveness file (``main.alive``, touched on every heartbeat tick) goes
-  stale is stopped. At ``max_failures``, or on silence, it writes the rollback note (the
-  target's exit codes and the tail of ``main.log``), points ``current`` back at the previous
-  version and starts that one at once; the previous version's agent reports ``RolledBack``.
+  :class:`~harmony_fleet.adapters.device.watcher.PostCommitWatcher` (shared with the systemd
+  unit's hooks): every failed start or non-clean exit inside the window is counted (in a file,
+  so a supervisor restart keeps the count), and a run whose liveness file (``main.alive``,
+  rewritten on every heartbeat tick) stops changing is stopped. Silence is timed on the
+  supervisor's own monotonic clock from the moment *it* saw the file change, and a run's first
+  change gets a generous bound counted from when the supervisor started it: a wall-clock step
+  or a slow start on a loaded board is not silence (``core.upgrade.watch``). At
+  ``max_failures``, or on silence, it writes the rollback note (the target's exit codes and the
+  tail of ``main.log``), points ``current`` back at the previous version and starts that one at
+  once; the previous version's agent reports ``RolledBack``.
 * The main's stdout and stderr go to ``run_dir/main.log`` (appended; the supervisor adds one
   line per start and per exit). ``run_dir/main.pid`` names the running main with its start
-  time: a supervisor that was SIGKILLed leaves its main running, and the next supervisor stops
-  that one before it starts its own, so a device never runs two mains.
+  time (``.pidfile``, the same format as a candidate's): a supervisor that was SIGKILLed leaves
+  its main running, and the next supervisor stops that one before it starts its own, so a
+  device never runs two mains.
 * The main runs in its own session (its own process group); :meth:`Supervisor.stop` sends
   SIGTERM to that group, waits, then SIGKILL. Candidates the main started have sessions of
   their own and are *not* stopped with it, as with a systemd transient unit.
@@ -34,17 +39,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harmony_fleet.adapters.executors._proc import (
-    ProcId,
+from harmony_fleet.adapters.device.launch import LaunchSpec, child_env
+from harmony_fleet.adapters.device.layout import AgentLayout
+from harmony_fleet.adapters.device.watcher import PostCommitWatcher, RunLiveness
+from harmony_fleet.adapters.process._proc import (
     Tracked,
     exit_note,
     is_running,
@@ -52,12 +57,9 @@ from harmony_fleet.adapters.executors._proc import (
     spawn,
     tail_lines,
 )
-from harmony_fleet.adapters.executors.launch import LaunchSpec
-from harmony_fleet.adapters.os import AgentLayout
-from harmony_fleet.adapters.os._fs import write_atomic
-from harmony_fleet.adapters.os.post_commit import PostCommitWatcher
+from harmony_fleet.adapters.process.pidfile import PidFile
+from harmony_fleet.contracts.device_files import RollbackNote
 from harmony_fleet.contracts.ids import Version
-from harmony_fleet.core.upgrade.watch import RollbackNote
 from harmony_fleet.errors import FleetError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -139,8 +141,8 @@ class Supervisor:
         return self.run_dir / "main.log"
 
     @property
-    def pid_file(self) -> Path:
-        return self.run_dir / "main.pid"
+    def pid_file(self) -> PidFile:
+        return PidFile(self.run_dir / "main.pid")
 
     @property
     def pid(self) -> int | None:
@@ -164,7 +166,7 @@ class Supervisor:
         if self._task is not None:
             return
         await asyncio.to_thread(self.run_dir.mkdir, parents=True, exist_ok=True)
-        stale = await asyncio.to_thread(self._read_pid_file)
+        stale = await asyncio.to_thread(self.pid_file.read)
         if stale is not None and await asyncio.to_thread(is_running, stale):
             log.warning("stopping a main left by an earlier supervisor", extra={"pid": stale.pid})
             await Tracked(stale).terminate(self.stop_grace_s)
@@ -198,7 +200,7 @@ class Supervisor:
         if task is not None:
             await task
         with contextlib.suppress(OSError):
-            await asyncio.to_thread(self.pid_file.unlink, missing_ok=True)
+            await asyncio.to_thread(self.pid_file.remove)
         return self.history[-1] if self.history else None
 
     # -- the loop -------------------------------------------------------------------------------
@@ -231,12 +233,13 @@ class Supervisor:
             v = await asyncio.to_thread(self.layout.current_version)
             if v is None:
                 raise FileNotFoundError(f"{self.layout.current_link} does not exist")
-            artifact = self.layout.version_dir(v) / self.layout.artifact_name
+            artifact = self.layout.artifact(v)
+            liveness = await asyncio.to_thread(self.watcher.run_liveness)
             popen = await asyncio.to_thread(
                 spawn,
                 self.launch.argv(artifact),
                 log=self.log_file,
-                env={**os.environ, **self._extra_env, "PYTHONUNBUFFERED": "1"},
+                env=child_env(self._extra_env),
                 header=f"supervisor: starting {v} from {artifact}",
             )
         except (FleetError, OSError) as exc:
@@ -248,13 +251,13 @@ class Supervisor:
             return None
         child = Tracked.child(popen)
         self._child, self.version = child, v
-        started, started_wall = time.monotonic(), time.time()
+        started = time.monotonic()
         await self._started(v)
-        with contextlib.suppress(OSError):
-            await asyncio.to_thread(self._write_pid_file, child.ident, v)
+        with contextlib.suppress(OSError, FleetError):
+            await asyncio.to_thread(self.pid_file.write, child.ident, version=v)
         if self._stopping.is_set():  # stop() came while we were starting it
             await child.terminate(self.stop_grace_s)
-        await self._wait_watching(child, v, started_wall)
+        await self._wait_watching(child, v, liveness)
         await asyncio.to_thread(child.kill_leftovers)  # the group's stragglers, then reap
         code, _ = exit_note(popen.returncode)
         record = ExitRecord(
@@ -277,7 +280,7 @@ class Supervisor:
         )
         return record
 
-    async def _wait_watching(self, child: Tracked, v: Version, started_wall: float) -> None:
+    async def _wait_watching(self, child: Tracked, v: Version, liveness: RunLiveness) -> None:
         """Wait for the main to end; inside a watch window, stop it when it goes silent."""
         if await asyncio.to_thread(self.watcher.watching, v) is None:
             await child.wait(None)  # not on probation: nothing to poll
@@ -285,7 +288,7 @@ class Supervisor:
         while not await child.wait(self.watch_poll_s):
             if self._stopping.is_set():
                 continue
-            silent = await asyncio.to_thread(self.watcher.silent, v, started_wall)
+            silent = await asyncio.to_thread(self.watcher.silent, v, liveness)
             if silent is not None:
                 await self._note(f"supervisor: post-commit watch: {silent}; stopping it")
                 await child.terminate(self.stop_grace_s)
@@ -315,14 +318,3 @@ class Supervisor:
 
         with contextlib.suppress(OSError):
             await asyncio.to_thread(append)
-
-    def _write_pid_file(self, ident: ProcId, v: Version) -> None:
-        record = {"pid": ident.pid, "start_time": ident.start_time, "version": v}
-        write_atomic(self.pid_file, json.dumps(record).encode())
-
-    def _read_pid_file(self) -> ProcId | None:
-        try:
-            record = json.loads(self.pid_file.read_bytes())
-            return ProcId(int(record["pid"]), int(record["start_time"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None

@@ -1,4 +1,4 @@
-"""Process plumbing shared by the process executor and the supervisor (Linux only).
+"""Process plumbing shared by the process runner and the supervisor (Linux only).
 
 Why this exists rather than plain ``subprocess``/``asyncio.subprocess``:
 
@@ -105,17 +105,6 @@ def find(match: Callable[[list[str]], bool]) -> list[ProcId]:
         if ident is not None:
             found.append(ident)
     return found
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is ``pgid``."""
-    members = []
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            stat = _stat(int(entry.name))
-            if stat is not None and stat[1] == pgid and stat[0] not in ("Z", "X", "x"):
-                members.append(int(entry.name))
-    return members
 
 
 def tail_lines(path: Path, n: int) -> tuple[str, ...]:

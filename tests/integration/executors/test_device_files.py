@@ -1,6 +1,7 @@
-"""The shared staging helper (``adapters/executors/_staging.py``) on real folders and real HTTP.
+"""The device's files (``adapters/device/files.py``, one for every platform) on real folders
+and real HTTP.
 
-What the systemd executor relies on: a revert leaves the tree byte-identical (the target folder
+What both runners rely on: a revert leaves the tree byte-identical (the target folder
 removed only if this upgrade created it, known even after a restart through the owner note), a
 version installed before is reused and never removed, and the bounded runner reports exit code,
 output and timeouts of a real process.
@@ -17,8 +18,9 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from harmony_fleet.adapters.executors._staging import Staging, run_bounded
-from harmony_fleet.adapters.os import AgentLayout
+from harmony_fleet.adapters.device import AgentLayout
+from harmony_fleet.adapters.device.files import AgentFiles
+from harmony_fleet.adapters.process.bounded import run_bounded
 from harmony_fleet.contracts import UpgradeMarker, UpgradeTimeouts
 from harmony_fleet.contracts.ids import UpgradeId, Version
 from harmony_fleet.contracts.upgrade import Progress
@@ -57,13 +59,13 @@ def marker(url: str, *, uid: str = "u-stage-1", body: bytes = BODY) -> UpgradeMa
 
 
 @pytest.fixture
-def staging(tmp_path: Path) -> Staging:
+def staging(tmp_path: Path) -> AgentFiles:
     layout = AgentLayout(tmp_path / "prefix")
     home = layout.version_dir(OLD)
     home.mkdir(parents=True)
     (home / "agent").write_bytes(b"old agent")
     layout.swap_current(OLD)
-    return Staging(layout=layout, running_version=Version(OLD))
+    return AgentFiles(layout, running_version=OLD, run_dir=layout.prefix.parent / "run")
 
 
 @pytest.fixture
@@ -73,12 +75,12 @@ def url(httpserver: HTTPServer) -> str:
 
 
 async def test_stage_then_revert_restores_the_tree_byte_for_byte(
-    staging: Staging, url: str
+    staging: AgentFiles, url: str
 ) -> None:
     before = tree(staging.layout.prefix)
     seen: list[Progress] = []
     await staging.stage(marker(url), seen.append)
-    artifact = staging.artifact(NEW)
+    artifact = staging.layout.artifact(NEW)
     assert artifact.read_bytes() == BODY
     assert os.access(artifact, os.X_OK)
     assert sorted(p.name for p in artifact.parent.iterdir()) == ["agent"]  # no .lock, no .part
@@ -86,23 +88,27 @@ async def test_stage_then_revert_restores_the_tree_byte_for_byte(
     assert staging.owner_of(NEW) == "u-stage-1"
 
     # A fresh helper (the agent restarted) still knows this upgrade made versions/2.0.0.
-    again = Staging(layout=AgentLayout(staging.layout.prefix), running_version=Version(OLD))
-    await again.revert(upgrade_id=UpgradeId("u-stage-1"), previous=OLD, target=NEW)
+    again = AgentFiles(
+        AgentLayout(staging.layout.prefix), running_version=OLD, run_dir=staging.run_dir
+    )
+    await again.revert(
+        upgrade_id=UpgradeId("u-stage-1"), previous=Version(OLD), target=Version(NEW)
+    )
     assert tree(staging.layout.prefix) == before
 
 
-async def test_swap_commits_and_forgets_ownership(staging: Staging, url: str) -> None:
+async def test_swap_commits_and_forgets_ownership(staging: AgentFiles, url: str) -> None:
     await staging.stage(marker(url), lambda _p: None)
-    await staging.swap(NEW)
+    await staging.swap_current(Version(NEW))
     assert await staging.current_version() == NEW
     assert staging.owner_of(NEW) is None
     # cleanup of a committed version removes nothing of it
-    await staging.cleanup(NEW)
-    assert staging.artifact(NEW).read_bytes() == BODY
+    await staging.cleanup_staging(Version(NEW))
+    assert staging.layout.artifact(NEW).read_bytes() == BODY
 
 
 async def test_a_version_installed_before_is_reused_and_kept(
-    staging: Staging, url: str, httpserver: HTTPServer
+    staging: AgentFiles, url: str, httpserver: HTTPServer
 ) -> None:
     home = staging.layout.version_dir(NEW)
     home.mkdir()
@@ -110,13 +116,15 @@ async def test_a_version_installed_before_is_reused_and_kept(
     before = tree(staging.layout.prefix)
     await staging.stage(marker(url), lambda _p: None)
     assert not httpserver.log, "an installed, matching version is not downloaded again"
-    await staging.revert(upgrade_id=UpgradeId("u-stage-1"), previous=OLD, target=NEW)
-    await staging.cleanup(NEW)
+    await staging.revert(
+        upgrade_id=UpgradeId("u-stage-1"), previous=Version(OLD), target=Version(NEW)
+    )
+    await staging.cleanup_staging(Version(NEW))
     assert tree(staging.layout.prefix) == before
 
 
 async def test_an_installed_version_with_other_bytes_is_refused_not_overwritten(
-    staging: Staging, url: str
+    staging: AgentFiles, url: str
 ) -> None:
     home = staging.layout.version_dir(NEW)
     home.mkdir()
@@ -127,13 +135,13 @@ async def test_an_installed_version_with_other_bytes_is_refused_not_overwritten(
 
 
 async def test_failed_download_is_cleaned_up_completely(
-    staging: Staging, httpserver: HTTPServer
+    staging: AgentFiles, httpserver: HTTPServer
 ) -> None:
     httpserver.expect_request("/bad").respond_with_data(b"not the artifact")
     before = tree(staging.layout.prefix)
     with pytest.raises(IntegrityError):
         await staging.stage(marker(httpserver.url_for("/bad")), lambda _p: None)
-    await staging.cleanup(NEW)
+    await staging.cleanup_staging(Version(NEW))
     assert tree(staging.layout.prefix) == before
 
 

@@ -30,10 +30,10 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from harmony_fleet.adapters.os._fs import fsync_dir, replace_symlink
-from harmony_fleet.adapters.os.errors import DiskError, LayoutBroken
+from harmony_fleet.adapters.device.errors import DiskError, LayoutBroken
+from harmony_fleet.adapters.device.fs import fsync_dir, replace_symlink
 from harmony_fleet.contracts.ids import Version, version
-from harmony_fleet.errors import InvalidMessage
+from harmony_fleet.errors import InvalidMessage, NotFound
 
 VERSIONS = "versions"
 CURRENT = "current"
@@ -59,12 +59,23 @@ class AgentLayout:
         except InvalidMessage as exc:
             raise LayoutBroken(self.versions_dir, str(exc)) from exc
 
+    def artifact(self, v: str) -> Path:
+        """``versions/<v>/agent``: what the self-test, the candidate and the main run."""
+        return self.version_dir(v) / self.artifact_name
+
+    def staged_artifact(self, v: str) -> Path:
+        """:meth:`artifact`, which must exist (``NotFound``: ``v`` is not staged)."""
+        path = self.artifact(v)
+        if not path.is_file():
+            raise NotFound(f"version {v} is not staged: {path} does not exist")
+        return path
+
     def staging_dir(self, v: str) -> Path:
         return self.versions_dir / f"{STAGING_PREFIX}{version(v)}"
 
     def owner_note(self, v: str) -> Path:
         """``versions/.owner-<v>``: present while an upgrade that created ``versions/<v>`` has
-        not committed it (written and read by ``adapters.executors._staging``)."""
+        not committed it (written and read by ``adapters.device.files``)."""
         return self.versions_dir / f"{OWNER_PREFIX}{version(v)}"
 
     def list_versions(self) -> list[Version]:

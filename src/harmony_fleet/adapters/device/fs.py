@@ -1,7 +1,13 @@
-"""Small durable-filesystem helpers shared by the layout and the state store."""
+"""Durable file I/O on the device, once: fsync of a folder, atomic writes and symlinks, hashes.
+
+Used by the layout, the staging, the notes, the state store and the installer
+(``artifacts/_bootstrap.py`` keeps its own stdlib-only copy on purpose: it runs before the
+package is importable).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -46,3 +52,12 @@ def write_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a whole file (blocking; raises ``OSError``)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,9 +1,9 @@
-"""What every real executor does the same way: the on-disk half of an upgrade and the self-test.
+"""The agent's files during an upgrade: :class:`AgentFiles`, the one ``DeviceFiles``.
 
-The process executor and the systemd executor differ only in how a *candidate* runs (a detached
-process, a transient unit). Everything else, the layout self-heal, the download into
-``versions/.staging-<v>/``, the self-test with its timeout, the swap and the file half of a
-revert, lives here once, so the two cannot drift apart.
+Whatever runs the candidate (a detached process, a transient systemd unit), the files are the
+same: the layout self-heal, the download into ``versions/.staging-<v>/``, the swap and the file
+half of a revert, the post-commit watch's notes (``.notes``), artifact hashes and garbage
+collection. They live here once, so no two platforms can drift apart.
 
 Revert must leave the tree byte-identical to what the upgrade found, so it has to know whether
 ``versions/<target>/`` existed before the upgrade began, and it must know that after a restart
@@ -16,54 +16,60 @@ note naming another upgrade that then committed) existed before and is never rem
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import hashlib
+import logging
 import os
 import shutil
-import signal
-from collections import deque
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from harmony_fleet.adapters.device import notes
+from harmony_fleet.adapters.device.errors import DiskError
+from harmony_fleet.adapters.device.fs import fsync_dir, sha256_of, write_atomic
+from harmony_fleet.adapters.device.layout import AgentLayout
 from harmony_fleet.adapters.http import DEFAULT_POLICY, DownloadPolicy, DownloadProgress, download
-from harmony_fleet.adapters.os._fs import fsync_dir, write_atomic
-from harmony_fleet.adapters.os.errors import DiskError
-from harmony_fleet.adapters.os.layout import OWNER_PREFIX, AgentLayout
+from harmony_fleet.contracts.device_files import RollbackNote, WatchNote
 from harmony_fleet.contracts.ids import UpgradeId, Version, version
 from harmony_fleet.contracts.upgrade import ArtifactSource, Progress, UpgradeMarker
-from harmony_fleet.core.upgrade.executor import ProcessOutcome, ProgressCallback
+from harmony_fleet.core.upgrade.device import ProgressCallback
+from harmony_fleet.core.upgrade.effects import WatchPlan
 from harmony_fleet.errors import IntegrityError, NotFound
 
-#: Lines of output kept from a self-test or a candidate (what a person reads in the status).
-LOG_LINES = 50
-_OWNER_PREFIX = OWNER_PREFIX
-_KILL_GRACE_S = 2.0
+log = logging.getLogger(__name__)
 
 
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file (blocking)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+class AgentFiles:
+    """Implements :class:`~harmony_fleet.core.upgrade.device.DeviceFiles` on the real disk.
 
+    ``running_version`` is the version of the agent that owns it (used to heal a first
+    install). ``run_dir`` holds the watch notes (``<state>/run``); ``watched`` says whether a
+    launcher acts on them here; ``stale_after_s`` goes into the watch note, with the commit's
+    time on ``mono`` (``CLOCK_MONOTONIC``: the same in every process of one boot). The file work
+    runs on worker threads.
+    """
 
-@dataclass
-class Staging:
-    """The layout-side operations of an upgrade, async (the file work runs on a thread)."""
-
-    layout: AgentLayout
-    running_version: Version
-    policy: DownloadPolicy = DEFAULT_POLICY
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    def __init__(
+        self,
+        layout: AgentLayout,
+        *,
+        running_version: str,
+        run_dir: Path,
+        watched: bool = False,
+        stale_after_s: float = 0.0,
+        policy: DownloadPolicy | None = None,
+        mono: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.layout = layout
+        self._mono = mono
+        self.running_version = version(running_version)
+        self.run_dir = run_dir
+        self.watched = watched
+        self.stale_after_s = stale_after_s
+        self.policy = policy or DEFAULT_POLICY
+        self._lock = asyncio.Lock()
 
     # -- reading --------------------------------------------------------------------------------
-
-    def artifact(self, v: str) -> Path:
-        """``versions/<v>/agent``: what the self-test and the candidate run."""
-        return self.layout.version_dir(v) / self.layout.artifact_name
 
     def owner_note(self, v: str) -> Path:
         return self.layout.owner_note(v)
@@ -77,7 +83,7 @@ class Staging:
         except OSError as exc:
             raise DiskError(f"read the owner note of {v}", exc) from exc
 
-    async def self_heal(self) -> Version:
+    async def self_heal_layout(self) -> Version:
         return await asyncio.to_thread(self.layout.self_heal, self.running_version)
 
     async def current_version(self) -> Version | None:
@@ -117,12 +123,13 @@ class Staging:
                 policy=policy,
             )
             await asyncio.to_thread(self._promote, target, dest)
+        log.info("staged", extra={"version": target, "upgrade_id": marker.upgrade_id})
 
     def _installed_and_matching(self, marker: UpgradeMarker) -> bool:
         target = version(marker.target_version)
         if not self.layout.has_version(target):
             return False
-        path = self.artifact(target)
+        path = self.layout.artifact(target)
         actual = sha256_of(path) if path.is_file() else "(missing)"
         if actual == marker.sha256:
             owner = self.owner_of(target)
@@ -150,9 +157,9 @@ class Staging:
             raise DiskError(f"finish staging {target}", exc) from exc
         self.layout.promote_staged(target)
 
-    async def cleanup(self, v: str) -> None:
+    async def cleanup_staging(self, version: Version) -> None:
         """Remove staging leftovers of ``v``, and ``versions/<v>/`` if an upgrade created it."""
-        target = version(v)
+        target = version
         async with self._lock:
             await asyncio.to_thread(self._cleanup, target)
 
@@ -172,13 +179,13 @@ class Staging:
 
     # -- commit and revert ------------------------------------------------------------------------
 
-    async def swap(self, v: str) -> None:
+    async def swap_current(self, version: Version) -> None:
         """Point ``current`` at ``versions/<v>``; the version is now committed, not ours to drop."""
-        target = version(v)
+        target = version
         await asyncio.to_thread(self.layout.swap_current, target)
         await asyncio.to_thread(self._drop_note, target)
 
-    async def revert(self, *, upgrade_id: UpgradeId, previous: str, target: str) -> None:
+    async def revert(self, *, upgrade_id: UpgradeId, previous: Version, target: Version) -> None:
         """``current`` back at ``previous``; ``versions/<target>`` gone if this upgrade made it."""
         async with self._lock:
             await asyncio.to_thread(self._revert, upgrade_id, version(previous), version(target))
@@ -198,6 +205,43 @@ class Staging:
         except OSError as exc:
             raise DiskError(f"remove the owner note of {target}", exc) from exc
 
+    # -- the post-commit watch, hashes, garbage ---------------------------------------------------
+
+    async def arm_watch(self, plan: WatchPlan) -> None:
+        note = WatchNote(
+            upgrade_id=plan.upgrade_id,
+            previous=plan.previous,
+            target=plan.target,
+            committed_at=plan.committed_at,
+            window_s=plan.window_s,
+            max_failures=plan.max_failures,
+            stale_after_s=self.stale_after_s,
+            committed_mono=self._mono(),
+            boot_id=await asyncio.to_thread(notes.boot_id),
+        )
+        await asyncio.to_thread(notes.write, self.run_dir / notes.WATCH_FILE, note)
+
+    async def end_watch(self, upgrade_id: UpgradeId) -> None:
+        await asyncio.to_thread(notes.end_watch, self.run_dir, upgrade_id)
+
+    async def since_commit(self, upgrade_id: UpgradeId) -> float | None:
+        note = await asyncio.to_thread(notes.read_watch, self.run_dir)
+        if note is None or note.upgrade_id != upgrade_id:
+            return None
+        return note.elapsed(mono=self._mono(), boot_id=await asyncio.to_thread(notes.boot_id))
+
+    async def rollback_note(self) -> RollbackNote | None:
+        return await asyncio.to_thread(notes.read_rollback, self.run_dir)
+
+    async def artifact_sha256(self, version: Version) -> str | None:
+        try:
+            return await asyncio.to_thread(sha256_of, self.layout.artifact(version))
+        except OSError:
+            return None
+
+    async def collect_garbage(self, protect: frozenset[Version], keep: int) -> list[Version]:
+        return await asyncio.to_thread(self.layout.collect_garbage, protect=protect, keep=keep)
+
 
 def _with_deadline(policy: DownloadPolicy, deadline_s: float) -> DownloadPolicy:
     return dataclasses.replace(policy, deadline_s=deadline_s)
@@ -210,64 +254,3 @@ def _progress(p: DownloadProgress) -> Progress:
         rate_bps=max(0.0, p.rate_bps),
         retries=p.retries,
     )
-
-
-async def run_bounded(
-    argv: list[str],
-    timeout_s: float,
-    *,
-    env: dict[str, str] | None = None,
-    log_lines: int = LOG_LINES,
-) -> ProcessOutcome:
-    """Run ``argv`` (no shell) to its end or ``timeout_s``; exit code and last output lines.
-
-    The process gets its own session so that, on timeout, the whole group is killed (an artifact
-    may have children); SIGTERM first, SIGKILL after a short grace. A signal death is reported
-    as ``exit_code=None``, as :class:`ProcessOutcome` documents.
-    """
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-        env=env,
-    )
-    tail: deque[str] = deque(maxlen=log_lines)
-    assert proc.stdout is not None
-    stdout = proc.stdout
-
-    async def pump() -> None:
-        async for raw in stdout:
-            tail.append(raw.decode(errors="replace").rstrip("\n"))
-
-    reader = asyncio.ensure_future(pump())
-    timed_out = False
-    try:
-        await asyncio.wait_for(proc.wait(), timeout_s)
-    except TimeoutError:
-        timed_out = True
-        await _kill_group(proc)
-    finally:
-        if proc.returncode is None:  # cancelled: never leave the process behind
-            await _kill_group(proc)
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(reader, _KILL_GRACE_S)
-        reader.cancel()
-    code = proc.returncode
-    return ProcessOutcome(
-        exit_code=code if code is not None and code >= 0 else None,
-        log_tail=tuple(tail),
-        timed_out=timed_out,
-    )
-
-
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            await asyncio.wait_for(proc.wait(), _KILL_GRACE_S)
-            return
-        except TimeoutError:
-            continue

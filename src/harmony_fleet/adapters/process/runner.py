@@ -1,16 +1,13 @@
-"""The upgrade executor for hosts without systemd: candidates are detached processes.
+"""The candidate runner for hosts without systemd: candidates are detached processes.
 
-The on-disk half of an upgrade (self-heal, the verified download into ``versions/<v>/``, the
-ownership note that makes a revert byte-identical, the swap) and the bounded self-test are the
-systemd executor's too and live in :mod:`._staging`; what is particular to this executor is how a
-candidate runs and how it is found again. Where things live (``run_dir`` is the caller's choice;
-keep it outside ``<prefix>``, whose tree a revert restores byte for byte)::
+The files of an upgrade are ``adapters.device.files``' (the same on every platform); what is
+particular here is how a candidate runs and how it is found again. Where things live
+(``run_dir`` is the caller's choice; keep it outside ``<prefix>``, whose tree a revert restores
+byte for byte)::
 
-    <prefix>/versions/.staging-<v>/agent   a download in progress (resumable)
-    <prefix>/versions/.owner-<v>           the upgrade that created versions/<v> (until commit)
-    <prefix>/versions/<v>/agent            the verified, executable artifact
+    <prefix>/versions/<v>/agent            the verified, executable artifact (staged)
     <run_dir>/candidate-<upgrade_id>.log   the candidate's output, whole, kept after it ends
-    <run_dir>/candidate-<upgrade_id>.pid   {"pid", "start_time", ...}, written atomically
+    <run_dir>/candidate-<upgrade_id>.pid   a PidRecord (``.pidfile``), written atomically
 
 Why a pid file *and* a scan of ``/proc``: the agent may be killed at any moment and its
 successor must still be able to stop the candidate (ADR-022, restart table). The pid file, with
@@ -25,25 +22,22 @@ and the whole group can be signalled), stdin from ``/dev/null``, output to its l
 outlives the agent that started it; after a commit the new main stops it.
 
 Every blocking step (fork/exec, file writes with fsync, ``/proc`` reads) runs in a worker
-thread; exits are awaited through a pidfd on the event loop (see :mod:`._proc`).
+thread; exits are awaited through a pidfd on the event loop (see :mod:`._proc`). The self-test
+is a bounded child (:func:`.bounded.run_self_test`), as under systemd.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
-import json
 import logging
-import os
 import signal
 import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from harmony_fleet.adapters.executors._proc import (
-    ProcId,
+from harmony_fleet.adapters.device.launch import LaunchSpec, child_env
+from harmony_fleet.adapters.device.layout import AgentLayout
+from harmony_fleet.adapters.process._proc import (
     Tracked,
     exit_note,
     find,
@@ -51,34 +45,26 @@ from harmony_fleet.adapters.executors._proc import (
     spawn,
     tail_lines,
 )
-from harmony_fleet.adapters.executors._staging import Staging, run_bounded
-from harmony_fleet.adapters.executors.launch import LaunchSpec
-from harmony_fleet.adapters.http import DEFAULT_POLICY, DownloadPolicy
-from harmony_fleet.adapters.os import AgentLayout, DiskError
-from harmony_fleet.adapters.os._fs import write_atomic
+from harmony_fleet.adapters.process.bounded import NOTE, run_self_test
+from harmony_fleet.adapters.process.pidfile import PidFile
 from harmony_fleet.contracts.heartbeat import Role
-from harmony_fleet.contracts.ids import UpgradeId, Version, upgrade_id, version
+from harmony_fleet.contracts.ids import UpgradeId, upgrade_id, version
 from harmony_fleet.contracts.upgrade import UpgradeMarker
-from harmony_fleet.core.upgrade.executor import CandidateHandle, ProcessOutcome, ProgressCallback
-from harmony_fleet.errors import NotFound, Timeout
+from harmony_fleet.core.upgrade.device import CandidateHandle, ProcessOutcome
+from harmony_fleet.errors import Timeout
 
 log = logging.getLogger(__name__)
 
-#: Lines of output kept in an outcome: the self-test prints one line per check; a candidate's
-#: last lines usually hold its traceback.
-SELF_TEST_TAIL = 20
+#: Lines of a candidate's output kept in its outcome (the last ones usually hold its traceback).
 CANDIDATE_TAIL = 50
 #: Seconds between SIGTERM and SIGKILL when stopping a candidate (the agent drains NATS in 2 s).
 STOP_GRACE_S = 5.0
-_NOTE = "[harmony-fleet]"
 
 
-class ProcessExecutor:
-    """:class:`~harmony_fleet.core.upgrade.executor.UpgradeExecutor` with detached processes.
+class ProcessRunner:
+    """:class:`~harmony_fleet.core.upgrade.device.CandidateRunner` with detached processes.
 
-    ``running_version`` is the version of the agent that owns this executor (used to heal a
-    first install). ``env`` adds to the environment children inherit; ``PYTHONUNBUFFERED=1``
-    is always set so that a child killed on a timeout has not lost its last lines in a buffer.
+    ``env`` adds to the environment children inherit (:func:`child_env`).
     """
 
     def __init__(
@@ -87,16 +73,12 @@ class ProcessExecutor:
         launch: LaunchSpec,
         *,
         run_dir: Path,
-        running_version: str,
-        download_policy: DownloadPolicy | None = None,
         stop_grace_s: float = STOP_GRACE_S,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.layout = layout
         self.launch = launch
         self.run_dir = run_dir
-        self.running_version = version(running_version)
-        self.staging = Staging(layout, self.running_version, download_policy or DEFAULT_POLICY)
         self.stop_grace_s = stop_grace_s
         self._extra_env = dict(env or {})
         self._children: dict[UpgradeId, Tracked] = {}
@@ -104,62 +86,17 @@ class ProcessExecutor:
 
     # -- where things are -----------------------------------------------------------------------
 
-    def pid_file(self, uid: str) -> Path:
-        return self.run_dir / f"candidate-{upgrade_id(uid)}.pid"
+    def pid_file(self, uid: str) -> PidFile:
+        return PidFile(self.run_dir / f"candidate-{upgrade_id(uid)}.pid")
 
     def candidate_log(self, uid: str) -> Path:
         return self.run_dir / f"candidate-{upgrade_id(uid)}.log"
 
-    def _env(self) -> dict[str, str]:
-        return {**os.environ, **self._extra_env, "PYTHONUNBUFFERED": "1"}
-
-    # -- the on-disk half and the self-test: shared with the systemd executor (._staging) ------
-
-    async def self_heal_layout(self) -> Version:
-        return await self.staging.self_heal()
-
-    async def current_version(self) -> Version | None:
-        return await self.staging.current_version()
-
-    async def stage(self, marker: UpgradeMarker, progress: ProgressCallback) -> None:
-        await self.staging.stage(marker, progress)
-        log.info(
-            "staged", extra={"version": marker.target_version, "upgrade_id": marker.upgrade_id}
-        )
-
-    async def cleanup_staging(self, version: Version) -> None:
-        await self.staging.cleanup(version)
-
-    async def swap_current(self, version: Version) -> None:
-        await self.staging.swap(version)
-
-    async def revert(self, *, upgrade_id: UpgradeId, previous: Version, target: Version) -> None:
-        await self.stop_candidate(upgrade_id)  # raises if it survives: the revert is retried
-        await self.staging.revert(upgrade_id=upgrade_id, previous=previous, target=target)
+    # -- the self-test: a bounded child ---------------------------------------------------------
 
     async def self_test(self, marker: UpgradeMarker, timeout_s: float) -> ProcessOutcome:
-        v = version(marker.target_version)
-        artifact = await self._existing_artifact(v)
-        outcome = await run_bounded(
-            self.launch.argv(artifact, self_test=True),
-            timeout_s,
-            env=self._env(),
-            log_lines=SELF_TEST_TAIL,
-        )
-        if outcome.timed_out:
-            note = f"{_NOTE} self-test killed after {timeout_s:g} s"
-            outcome = dataclasses.replace(outcome, log_tail=(*outcome.log_tail, note))
-        log.info(
-            "self-test ended",
-            extra={"version": v, "exit_code": outcome.exit_code, "timed_out": outcome.timed_out},
-        )
-        return outcome
-
-    async def _existing_artifact(self, v: Version) -> Path:
-        path = self.staging.artifact(v)
-        if not await asyncio.to_thread(path.is_file):
-            raise NotFound(f"version {v} is not staged: {path} does not exist")
-        return path
+        artifact = await asyncio.to_thread(self.layout.staged_artifact, marker.target_version)
+        return await run_self_test(self.launch, artifact, timeout_s)
 
     # -- candidate ------------------------------------------------------------------------------
 
@@ -169,7 +106,7 @@ class ProcessExecutor:
         running = await asyncio.to_thread(self._find, uid)
         if running:  # idempotent: a second call (or a restarted agent) adopts the first one
             return CandidateHandle(upgrade_id=uid, version=v, ref=str(running[0].pid))
-        artifact = await self._existing_artifact(v)
+        artifact = await asyncio.to_thread(self.layout.staged_artifact, v)
         argv = self.launch.argv(artifact, role=Role.CANDIDATE, upgrade_id=uid)
         await asyncio.to_thread(self.run_dir.mkdir, parents=True, exist_ok=True)
         # The header names no argument: NATS URLs and credential paths stay out of the log.
@@ -177,13 +114,15 @@ class ProcessExecutor:
             spawn,
             argv,
             log=self.candidate_log(uid),
-            env=self._env(),
+            env=child_env(self._extra_env),
             header=f"candidate {v} for upgrade {uid} starting from {artifact}",
         )
         child = Tracked.child(popen)
         self._children[uid] = child
         try:
-            await asyncio.to_thread(self._write_pid_file, uid, v, child.ident)
+            await asyncio.to_thread(
+                self.pid_file(uid).write, child.ident, version=v, upgrade_id=uid
+            )
         except BaseException:
             child.signal_group(signal.SIGKILL)  # untracked, it could never be stopped later
             self._children.pop(uid, None)
@@ -191,29 +130,6 @@ class ProcessExecutor:
             raise
         log.info("candidate started", extra={"version": v, "upgrade_id": uid, "pid": child.pid})
         return CandidateHandle(upgrade_id=uid, version=v, ref=str(child.pid))
-
-    def _write_pid_file(self, uid: UpgradeId, v: Version, ident: ProcId) -> None:
-        record = {
-            "pid": ident.pid,
-            "start_time": ident.start_time,
-            "upgrade_id": uid,
-            "version": v,
-            "started_at": time.time(),
-        }
-        try:
-            write_atomic(self.pid_file(uid), json.dumps(record).encode())
-        except OSError as exc:
-            raise DiskError(f"write pid file of candidate {uid}", exc) from exc
-
-    def _read_pid_file(self, uid: UpgradeId) -> ProcId | None:
-        try:
-            record = json.loads(self.pid_file(uid).read_bytes())
-            return ProcId(int(record["pid"]), int(record["start_time"]))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("bad candidate pid file", extra={"upgrade_id": uid, "error": str(exc)})
-            return None
 
     def _is_candidate_argv(self, uid: UpgradeId) -> Callable[[list[str]], bool]:
         expected = self.launch.agent_args(role=Role.CANDIDATE, upgrade_id=uid)
@@ -233,7 +149,7 @@ class ProcessExecutor:
         child = self._children.get(uid)
         if child is not None and child.running():
             found.append(child)
-        recorded = self._read_pid_file(uid)
+        recorded = self.pid_file(uid).read()
         if recorded is not None and is_running(recorded):
             found.append(Tracked(recorded))
         found.extend(Tracked(ident) for ident in find(self._is_candidate_argv(uid)))
@@ -255,19 +171,15 @@ class ProcessExecutor:
                     return  # survived SIGKILL (uninterruptible I/O): keep tracking it
                 child.kill_leftovers()
                 self._children.pop(uid, None)
-            with contextlib.suppress(FileNotFoundError):
-                self.pid_file(uid).unlink()
+            self.pid_file(uid).remove()
 
     def _outcome(self, uid: UpgradeId, child: Tracked | None) -> ProcessOutcome:
         if child is not None and child.popen is not None:
             code, notes = exit_note(child.popen.returncode)
         else:
-            code, notes = None, (f"{_NOTE} exit code unknown: started by an earlier agent process",)
+            code, notes = None, (f"{NOTE} exit code unknown: started by an earlier agent process",)
         tail = tail_lines(self.candidate_log(uid), CANDIDATE_TAIL)
         return ProcessOutcome(exit_code=code, log_tail=(*tail, *notes))
-
-    async def candidate_alive(self, handle: CandidateHandle) -> bool:
-        return bool(await asyncio.to_thread(self._find, handle.upgrade_id))
 
     async def candidate_exit(self, handle: CandidateHandle) -> ProcessOutcome:
         uid = handle.upgrade_id

@@ -1,4 +1,4 @@
-"""``SystemdUpgradeExecutor``: the production executor, candidates as transient systemd units.
+"""``SystemdRunner``: the production candidate runner, candidates as transient systemd units.
 
 The agent runs as the service's main unit (``fleet agent install`` writes it, ``Restart=always``).
 An upgrade's candidate runs beside it as ``<service>-candidate-<upgrade_id>.service``, started
@@ -20,10 +20,10 @@ with ``systemd-run``, so:
 
 After the commit the old main exits 0; ``Restart=always`` starts ``current`` (the new version)
 as the main unit, and the new main's driver stops the leftover candidate on resume through
-:meth:`SystemdUpgradeExecutor.stop_candidate`.
+:meth:`SystemdRunner.stop_candidate`.
 
-The file half of the work (layout, staging, self-test, swap, revert) is shared with the process
-executor (:mod:`harmony_fleet.adapters.executors._staging`).
+The files of an upgrade are ``adapters.device.files``' (the same on every platform), and the
+self-test is a bounded child as in process mode (``adapters.process.bounded``).
 """
 
 from __future__ import annotations
@@ -32,14 +32,10 @@ import asyncio
 import logging
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
-from harmony_fleet._version import __version__
-from harmony_fleet.adapters.executors._staging import LOG_LINES, Staging, run_bounded
-from harmony_fleet.adapters.executors.launch import LaunchSpec
-from harmony_fleet.adapters.http import DEFAULT_POLICY, DownloadPolicy
-from harmony_fleet.adapters.os.errors import LayoutBroken
-from harmony_fleet.adapters.os.layout import AgentLayout
+from harmony_fleet.adapters.device.launch import LaunchSpec
+from harmony_fleet.adapters.device.layout import AgentLayout
+from harmony_fleet.adapters.process.bounded import LOG_LINES, NOTE, run_self_test
 from harmony_fleet.adapters.systemd.systemctl import Systemd
 from harmony_fleet.adapters.systemd.units import (
     DEFAULT_SERVICE,
@@ -48,20 +44,20 @@ from harmony_fleet.adapters.systemd.units import (
     service_name,
 )
 from harmony_fleet.contracts.heartbeat import Role
-from harmony_fleet.contracts.ids import UpgradeId, Version, upgrade_id, version
+from harmony_fleet.contracts.ids import UpgradeId, upgrade_id, version
 from harmony_fleet.contracts.upgrade import UpgradeMarker
-from harmony_fleet.core.upgrade.executor import CandidateHandle, ProcessOutcome, ProgressCallback
+from harmony_fleet.core.upgrade.device import CandidateHandle, ProcessOutcome
 from harmony_fleet.errors import Timeout
 
-log = logging.getLogger("harmony_fleet.adapters.systemd")
+log = logging.getLogger(__name__)
 
 _STATE = ("LoadState", "ActiveState", "SubState", "MainPID", "ExecMainCode", "ExecMainStatus")
 #: ``ExecMainCode`` values (``siginfo_t.si_code``): exited normally, killed, dumped core.
 _CLD_EXITED, _CLD_KILLED, _CLD_DUMPED = 1, 2, 3
 
 
-class SystemdUpgradeExecutor:
-    """Implements :class:`~harmony_fleet.core.upgrade.executor.UpgradeExecutor` with systemd."""
+class SystemdRunner:
+    """Implements :class:`~harmony_fleet.core.upgrade.device.CandidateRunner` with systemd."""
 
     def __init__(
         self,
@@ -69,9 +65,7 @@ class SystemdUpgradeExecutor:
         launch: LaunchSpec,
         *,
         service: str = DEFAULT_SERVICE,
-        running_version: str | None = None,
         systemd: Systemd | None = None,
-        policy: DownloadPolicy = DEFAULT_POLICY,
         log_lines: int = LOG_LINES,
         poll_s: float = 0.5,
         stop_timeout_s: float = 15.0,
@@ -81,9 +75,6 @@ class SystemdUpgradeExecutor:
         self.launch = launch
         self.service = service_name(service)
         self.systemd = systemd or Systemd()
-        self.staging = Staging(
-            layout=layout, running_version=version(running_version or __version__), policy=policy
-        )
         self.log_lines = log_lines
         self.poll_s = poll_s
         self.stop_timeout_s = stop_timeout_s
@@ -92,36 +83,9 @@ class SystemdUpgradeExecutor:
     def unit_for(self, uid: str) -> str:
         return candidate_unit(self.service, uid)
 
-    # -- the file half: shared with the process executor -------------------------------------
-
-    async def self_heal_layout(self) -> Version:
-        return await self.staging.self_heal()
-
-    async def current_version(self) -> Version | None:
-        return await self.staging.current_version()
-
-    async def stage(self, marker: UpgradeMarker, progress: ProgressCallback) -> None:
-        await self.staging.stage(marker, progress)
-
-    async def cleanup_staging(self, version: Version) -> None:
-        await self.staging.cleanup(version)
-
     async def self_test(self, marker: UpgradeMarker, timeout_s: float) -> ProcessOutcome:
-        """Run ``versions/<target>/agent … --self-test`` as a child, bounded by ``timeout_s``.
-
-        A child, not a unit: it is short, its output is captured directly, and if this agent
-        dies the child dies with the main unit's cgroup instead of lingering.
-        """
-        artifact = self._artifact(marker.target_version)
-        argv = self.launch.argv(artifact, self_test=True)
-        return await run_bounded(argv, timeout_s, log_lines=self.log_lines)
-
-    async def swap_current(self, version: Version) -> None:
-        await self.staging.swap(version)
-
-    async def revert(self, *, upgrade_id: UpgradeId, previous: Version, target: Version) -> None:
-        await self.stop_candidate(upgrade_id)
-        await self.staging.revert(upgrade_id=upgrade_id, previous=previous, target=target)
+        artifact = await asyncio.to_thread(self.layout.staged_artifact, marker.target_version)
+        return await run_self_test(self.launch, artifact, timeout_s)
 
     # -- the candidate: a transient unit ----------------------------------------------------------
 
@@ -136,7 +100,8 @@ class SystemdUpgradeExecutor:
                 log.info("candidate unit already running", extra={"unit": unit})
                 return handle
             await self._remove(unit)  # an ended run of this upgrade: start afresh
-        argv = self.launch.argv(self._artifact(target), role=Role.CANDIDATE, upgrade_id=uid)
+        artifact = await asyncio.to_thread(self.layout.staged_artifact, target)
+        argv = self.launch.argv(artifact, role=Role.CANDIDATE, upgrade_id=uid)
         environ = os.environ if self._environ is None else self._environ
         await self.systemd.run_transient(
             unit,
@@ -153,9 +118,6 @@ class SystemdUpgradeExecutor:
         )
         log.info("candidate unit started", extra={"unit": unit, "version": target})
         return handle
-
-    async def candidate_alive(self, handle: CandidateHandle) -> bool:
-        return _running(await self.systemd.show(handle.ref, *_STATE))
 
     async def candidate_exit(self, handle: CandidateHandle) -> ProcessOutcome:
         """Poll the unit until its main process has ended; how it ended and its last lines."""
@@ -188,12 +150,6 @@ class SystemdUpgradeExecutor:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _artifact(self, v: str) -> Path:
-        path = self.staging.artifact(v)
-        if not path.is_file():
-            raise LayoutBroken(path, f"version {v} is not staged")
-        return path
-
     async def _wait_ended(self, unit: str, timeout_s: float) -> dict[str, str]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -207,11 +163,11 @@ class SystemdUpgradeExecutor:
         tail = await self.systemd.journal_tail(unit, self.log_lines)
         code, status = _int(state.get("ExecMainCode")), _int(state.get("ExecMainStatus"))
         if not _loaded(state):
-            return ProcessOutcome(exit_code=None, log_tail=(*tail, f"[harmony-fleet] {unit} gone"))
+            return ProcessOutcome(exit_code=None, log_tail=(*tail, f"{NOTE} {unit} gone"))
         if code == _CLD_EXITED:
             return ProcessOutcome(exit_code=status, log_tail=tail)
         if code in (_CLD_KILLED, _CLD_DUMPED):
-            note = f"[harmony-fleet] {unit}: main process ended by signal {status}"
+            note = f"{NOTE} {unit}: main process ended by signal {status}"
             return ProcessOutcome(exit_code=None, log_tail=(*tail, note)[-self.log_lines :])
         return ProcessOutcome(exit_code=None, log_tail=tail)
 

@@ -16,12 +16,12 @@ import os
 import time
 from pathlib import Path
 
-from harmony_fleet.adapters.os._fs import write_atomic
-from harmony_fleet.adapters.os.errors import DiskError
+from harmony_fleet.adapters.device.errors import DiskError
+from harmony_fleet.adapters.device.fs import write_atomic
 from harmony_fleet.contracts import LOCAL_STATE, LocalState
 from harmony_fleet.errors import InvalidMessage
 
-log = logging.getLogger("harmony_fleet.adapters.os.state_store")
+log = logging.getLogger(__name__)
 
 
 class FileStateStore:

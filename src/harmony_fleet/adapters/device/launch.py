@@ -1,14 +1,17 @@
 """How an agent artifact is started: one argument vector, never a shell.
 
 The same :class:`LaunchSpec` builds the self-test, the candidate and (through the supervisor or
-the systemd unit) the main instance, so the three cannot drift apart. Every value that ends up on
+the systemd unit) the main instance, so the three cannot drift apart; :func:`child_env` is the
+environment every one of them gets when we start it ourselves. Every value that ends up on
 a command line (device id, version, upgrade id) has been validated by the contracts' patterns,
 and the vector is passed to ``exec`` as a list: there is no shell to inject into.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,3 +54,12 @@ class LaunchSpec:
         if self_test:
             argv.append("--self-test")
         return argv
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of an artifact we start: ours, plus ``extra``, unbuffered output.
+
+    ``PYTHONUNBUFFERED=1`` so that a child killed on a timeout has not lost its last lines (its
+    traceback, usually) in a buffer: they are what a person reads in the status.
+    """
+    return {**os.environ, **(extra or {}), "PYTHONUNBUFFERED": "1"}
