@@ -23,7 +23,6 @@ import os
 import re
 import sys
 import sysconfig
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 
 import harmony_fleet
+from harmony_fleet.adapters.device.fs import write_atomic
 from harmony_fleet.artifacts import _bootstrap
 from harmony_fleet.artifacts._requirements import (
     Requirement,
@@ -244,20 +244,6 @@ def _check_entry(entry: str, arcnames: set[str]) -> None:
         )
 
 
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_artifact(
     version: str,
     out_dir: Path,
@@ -372,10 +358,9 @@ def build_artifact(
     )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(out_dir / artifact_file, data, 0o755)
-        _write_atomically(
-            out_dir / f"{name}-{version}.manifest.json", encode_manifest(manifest), 0o644
-        )
+        write_atomic(out_dir / artifact_file, data, mode=0o755)
+        manifest_file = out_dir / f"{name}-{version}.manifest.json"
+        write_atomic(manifest_file, encode_manifest(manifest), mode=0o644)
     except OSError as exc:
         raise ConfigError(f"cannot write the artifact into {out_dir}: {exc}") from exc
     return manifest

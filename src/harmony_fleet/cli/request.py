@@ -219,6 +219,8 @@ def _ended(outcome: Outcome, status: UpgradeStatus | None) -> str:
 def status_line(s: UpgradeStatus, now: float) -> str:
     """One line about ``s`` for a person: the device, the phase and :func:`describe`."""
     detail = describe(s, now)
+    if detail.lower().startswith(s.phase.value.lower()):  # "committed, watched until ..."
+        return f"{s.device_id}: {detail}"
     return f"{s.device_id}: {s.phase.value}" + (f"  {detail}" if detail else "")
 
 

@@ -12,7 +12,9 @@ from typing import Any
 import msgspec
 
 from harmony_fleet.contracts._codec import encode
+from harmony_fleet.contracts.artifact_manifest import ArtifactManifest
 from harmony_fleet.contracts.commands import Command, Reply, UpgradeStopArgs
+from harmony_fleet.contracts.device_files import FailureCount, PidRecord, RollbackNote, WatchNote
 from harmony_fleet.contracts.heartbeat import Heartbeat
 from harmony_fleet.contracts.local_state import LocalState
 from harmony_fleet.contracts.logs import LogLine
@@ -32,6 +34,11 @@ WIRE_TYPES: dict[str, type[Any]] = {
     "release": Release,
     "log_line": LogLine,
     "local_state": LocalState,
+    "watch_note": WatchNote,
+    "rollback_note": RollbackNote,
+    "failure_count": FailureCount,
+    "pid_record": PidRecord,
+    "artifact_manifest": ArtifactManifest,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from tests.helpers import eventually
 
-from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions
+from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.agent.config import AgentConfig
@@ -37,6 +38,7 @@ from harmony_fleet.contracts import (
 from harmony_fleet.contracts.ids import Version
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.core.upgrade.device import CandidateHandle
+from harmony_fleet.errors import NotFound
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
 from harmony_fleet.testing.fake_device import FakeCandidateRunner, FakeDevice
 from harmony_fleet.testing.fakes import MemoryStateStore
@@ -423,3 +425,38 @@ async def test_nats_stopped_during_the_self_test_never_puts_the_version_on_the_s
     )
     assert status.error_code == "self_test_inconclusive"
     assert Version(NEW) not in device.store.state.failed_versions
+
+
+async def test_an_agent_started_before_any_bucket_exists_waits_and_creates_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Agents only open buckets: before the operator (or `fleet server`) made them, the agent
+    keeps retrying and creates nothing (so it can never create one with the wrong replicas)."""
+    bare = EmbeddedNats(store_dir=tmp_path / "bare", provision=False)
+    bare.start()
+    options = NatsOptions(servers=(bare.url,), reconnect_wait_s=0.2)
+    device = Device(options=options, tmp=tmp_path)
+    try:
+        with caplog.at_level(logging.WARNING, logger="harmony_fleet.agent"):
+            main = device.start_main(OLD)
+            await asyncio.wait_for(main.connected.wait(), 15)
+            await eventually(
+                lambda: any("fleet_upgrade_marker" in str(r.__dict__) for r in caplog.records),
+                what="the agent says which bucket it waits for",
+            )
+        client = await connect(options.with_name("test"))
+        try:
+            with pytest.raises(NotFound):
+                await FleetKV(client).markers()  # the agent created nothing
+            async with running(make_operator(options)):  # the operator provisions
+                marker = await write_marker(client, version=OLD)
+                await eventually(
+                    lambda: phase_is(client, marker.upgrade_id, AgentUpgradePhase.SUCCEEDED),
+                    timeout=15,
+                    what="the agent, once the buckets exist, takes the marker up",
+                )
+        finally:
+            await client.close()
+    finally:
+        await device.close()
+        bare.stop()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from tests.unit.contracts.test_device_files import SAMPLES as DEVICE_FILE_SAMPLES
 from tests.unit.logs.test_logs_contract import SAMPLE as LOG_SAMPLE
 
 from harmony_fleet.contracts import (
@@ -196,7 +197,7 @@ def test_golden_fixture_encodes_and_decodes(name: str) -> None:
 
 
 def test_every_wire_type_has_a_golden_fixture() -> None:
-    assert set(SAMPLES) == set(WIRE_TYPES) - {"upgrade_stop_args"}
+    assert set(SAMPLES) | set(DEVICE_FILE_SAMPLES) == set(WIRE_TYPES) - {"upgrade_stop_args"}
 
 
 def _heartbeat_dict() -> dict[str, object]:

@@ -12,10 +12,12 @@ import os
 import secrets
 from pathlib import Path
 
+_CHUNK = 1 << 20
+
 
 def fsync_dir(path: Path) -> None:
     """Make a rename, link or unlink inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
@@ -39,14 +41,17 @@ def replace_symlink(link: Path, target: str) -> None:
     fsync_dir(link.parent)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old content or the new, whole."""
+def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old content or the new, whole
+    (with permission bits ``mode``, when given, before it appears under its name)."""
     tmp = temp_name(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -56,8 +61,19 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def sha256_of(path: Path) -> str:
     """Hex SHA-256 of a whole file (blocking; raises ``OSError``)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return sha256_from(fd).hexdigest()
+    finally:
+        os.close(fd)
+
+
+def sha256_from(fd: int) -> hashlib._Hash:
+    """SHA-256 of what ``fd`` holds from its offset to its end (left at the end): a hash to go
+    on with, for a download that resumes after what is already on disk."""
+    hasher = hashlib.sha256()
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    while n := os.readv(fd, [buf]):
+        hasher.update(view[:n])
+    return hasher

@@ -52,6 +52,7 @@ from typing import TypeVar
 
 import httpx
 
+from harmony_fleet.adapters.device.fs import fsync_dir, sha256_from
 from harmony_fleet.adapters.http.lock import exclusive_lock
 from harmony_fleet.adapters.http.policy import (
     MIB,
@@ -119,14 +120,6 @@ def _writev_all(fd: int, pieces: list[bytes]) -> int:
     return total
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _file_has_sha256(path: Path, sha256: str, size: int | None) -> bool:
     """Whether ``path`` exists and holds exactly the expected bytes (blocking)."""
     try:
@@ -136,18 +129,9 @@ def _file_has_sha256(path: Path, sha256: str, size: int | None) -> bool:
     try:
         if size is not None and os.fstat(fd).st_size != size:
             return False
-        return _hash_fd(fd).hexdigest() == sha256
+        return sha256_from(fd).hexdigest() == sha256
     finally:
         os.close(fd)
-
-
-def _hash_fd(fd: int) -> hashlib._Hash:
-    hasher = hashlib.sha256()
-    buf = bytearray(MIB)
-    view = memoryview(buf)
-    while n := os.readv(fd, [buf]):
-        hasher.update(view[:n])
-    return hasher
 
 
 class _Part:
@@ -177,7 +161,7 @@ class _Part:
             if max_length is not None and os.fstat(self.fd).st_size > max_length:
                 self.truncate()
                 return
-            self.hasher = _hash_fd(self.fd)  # leaves the offset at the end
+            self.hasher = sha256_from(self.fd)  # leaves the offset at the end
             self.length = os.lseek(self.fd, 0, os.SEEK_CUR)
             self._reset_writeback()
             return
@@ -233,7 +217,7 @@ class _Part:
         os.fsync(self.fd)
         self.close()
         os.replace(self.path, self.dest)
-        _fsync_dir(self.dest.parent)
+        fsync_dir(self.dest.parent)
         self.meta_path.unlink(missing_ok=True)
 
     def discard(self) -> None:

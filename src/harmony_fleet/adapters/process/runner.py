@@ -45,10 +45,10 @@ from harmony_fleet.adapters.process._proc import (
     spawn,
     tail_lines,
 )
-from harmony_fleet.adapters.process.bounded import NOTE, run_self_test
+from harmony_fleet.adapters.process.bounded import NOTE, SelfTestChild
 from harmony_fleet.adapters.process.pidfile import PidFile
 from harmony_fleet.contracts.heartbeat import Role
-from harmony_fleet.contracts.ids import UpgradeId, upgrade_id, version
+from harmony_fleet.contracts.ids import UpgradeId, upgrade_id
 from harmony_fleet.contracts.upgrade import UpgradeMarker
 from harmony_fleet.core.upgrade.device import CandidateHandle, ProcessOutcome
 from harmony_fleet.errors import Timeout
@@ -61,8 +61,9 @@ CANDIDATE_TAIL = 50
 STOP_GRACE_S = 5.0
 
 
-class ProcessRunner:
-    """:class:`~harmony_fleet.core.upgrade.device.CandidateRunner` with detached processes.
+class ProcessRunner(SelfTestChild):
+    """:class:`~harmony_fleet.core.upgrade.device.CandidateRunner` with detached processes (the
+    self-test is :class:`SelfTestChild`'s, as under systemd).
 
     ``env`` adds to the environment children inherit (:func:`child_env`).
     """
@@ -92,17 +93,10 @@ class ProcessRunner:
     def candidate_log(self, uid: str) -> Path:
         return self.run_dir / f"candidate-{upgrade_id(uid)}.log"
 
-    # -- the self-test: a bounded child ---------------------------------------------------------
-
-    async def self_test(self, marker: UpgradeMarker, timeout_s: float) -> ProcessOutcome:
-        artifact = await asyncio.to_thread(self.layout.staged_artifact, marker.target_version)
-        return await run_self_test(self.launch, artifact, timeout_s)
-
     # -- candidate ------------------------------------------------------------------------------
 
     async def start_candidate(self, marker: UpgradeMarker) -> CandidateHandle:
-        v = version(marker.target_version)
-        uid = upgrade_id(marker.upgrade_id)
+        v, uid = marker.target_version, marker.upgrade_id
         running = await asyncio.to_thread(self._find, uid)
         if running:  # idempotent: a second call (or a restarted agent) adopts the first one
             return CandidateHandle(upgrade_id=uid, version=v, ref=str(running[0].pid))
