@@ -38,7 +38,7 @@ from pathlib import Path
 from harmony_fleet.adapters.device.launch import LaunchSpec, child_env
 from harmony_fleet.adapters.device.layout import AgentLayout
 from harmony_fleet.adapters.process._proc import (
-    Tracked,
+    TrackedProcess,
     exit_note,
     find,
     is_running,
@@ -82,7 +82,7 @@ class ProcessRunner(SelfTestChild):
         self.run_dir = run_dir
         self.stop_grace_s = stop_grace_s
         self._extra_env = dict(env or {})
-        self._children: dict[UpgradeId, Tracked] = {}
+        self._children: dict[UpgradeId, TrackedProcess] = {}
         self._forget_lock = threading.Lock()
 
     # -- where things are -----------------------------------------------------------------------
@@ -111,7 +111,7 @@ class ProcessRunner(SelfTestChild):
             env=child_env(self._extra_env),
             header=f"candidate {v} for upgrade {uid} starting from {artifact}",
         )
-        child = Tracked.child(popen)
+        child = TrackedProcess.child(popen)
         self._children[uid] = child
         try:
             await asyncio.to_thread(
@@ -137,17 +137,17 @@ class ProcessRunner(SelfTestChild):
 
         return match
 
-    def _find(self, uid: UpgradeId) -> list[Tracked]:
+    def _find(self, uid: UpgradeId) -> list[TrackedProcess]:
         """Every running candidate of ``uid``: our child, the pid file's, the command line's."""
-        found: list[Tracked] = []
+        found: list[TrackedProcess] = []
         child = self._children.get(uid)
         if child is not None and child.running():
             found.append(child)
         recorded = self.pid_file(uid).read()
         if recorded is not None and is_running(recorded):
-            found.append(Tracked(recorded))
-        found.extend(Tracked(ident) for ident in find(self._is_candidate_argv(uid)))
-        unique: dict[int, Tracked] = {}
+            found.append(TrackedProcess(recorded))
+        found.extend(TrackedProcess(ident) for ident in find(self._is_candidate_argv(uid)))
+        unique: dict[int, TrackedProcess] = {}
         for tracked in found:
             unique.setdefault(tracked.pid, tracked)  # our own child first: it has the exit code
         return list(unique.values())
@@ -167,7 +167,7 @@ class ProcessRunner(SelfTestChild):
                 self._children.pop(uid, None)
             self.pid_file(uid).remove()
 
-    def _outcome(self, uid: UpgradeId, child: Tracked | None) -> ProcessOutcome:
+    def _outcome(self, uid: UpgradeId, child: TrackedProcess | None) -> ProcessOutcome:
         if child is not None and child.popen is not None:
             code, notes = exit_note(child.popen.returncode)
         else:

@@ -54,7 +54,7 @@ from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import TimerKind, UpgradeState
 from harmony_fleet.logging_setup import FieldsAdapter
 
-log = logging.getLogger("harmony_fleet.agent.upgrade")
+log = logging.getLogger(__name__)
 
 #: Minimum time between two progress updates written to the status while staging.
 PROGRESS_EVERY_S = 2.0
