@@ -26,6 +26,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 from harmony_fleet.agent.upgrade import work
@@ -162,13 +163,10 @@ class UpgradeDriver:
             return
         if self._snap.state not in _HEARTBEAT_STATES:
             return
-        await self._dispatch(
-            ev.CandidateHeartbeatSeen(
-                instance_id=hb.instance_id,
-                version=hb.agent_version,
-                upgrade_id=hb.upgrade_id,
-            )
+        seen = ev.CandidateHeartbeatSeen(
+            instance_id=hb.instance_id, version=hb.agent_version, upgrade_id=hb.upgrade_id
         )
+        await self._dispatch(seen)
 
     async def on_stop(self, upgrade_id: UpgradeId, command_id: str) -> Reply | None:
         """Answer ``upgrade_stop``. Commits (swap, status, reply OK) only if armed for it.
@@ -178,13 +176,10 @@ class UpgradeDriver:
         dispatch of this stop produced (the commit's outcome comes back in the same dispatch:
         the swap runs inside it).
         """
-        replies = await self._dispatch(
-            ev.StopReceived(
-                upgrade_id=upgrade_id,
-                command_id=command_id,
-                received_at=self._clock.now(),
-            )
+        stop = ev.StopReceived(
+            upgrade_id=upgrade_id, command_id=command_id, received_at=self._clock.now()
         )
+        replies = await self._dispatch(stop)
         reply = next((r for r in replies if r.command_id == command_id), None)
         if reply is None:  # only if the machine dropped the event: never leave the caller hanging
             return self._reply(command_id, ReplyCode.ERROR, "no decision")
@@ -368,7 +363,13 @@ class UpgradeDriver:
         self._spawn(self._feed(ev.StagingProgress(upgrade_id=uid, progress=progress)))
 
     async def _run_self_test(self, marker: UpgradeMarker, timeout_s: float) -> None:
-        await self._dispatch(await work.self_test(self._runner, marker, timeout_s))
+        failures = self._status.failures
+        event = await work.self_test(self._runner, marker, timeout_s)
+        if isinstance(event, ev.SelfTestFailed | ev.SelfTestTimedOut):
+            # A fact for the machine: was NATS away while the self-test ran (it checks NATS)?
+            lost = self._status.failures > failures or not self._status.reachable
+            event = replace(event, control_plane_lost=lost)
+        await self._dispatch(event)
 
     async def _start_candidate(self, marker: UpgradeMarker) -> ev.Event:
         event, handle = await work.start_candidate(self._runner, marker)
