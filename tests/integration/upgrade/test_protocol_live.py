@@ -21,7 +21,7 @@ from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults
 from harmony_fleet.agent.runtime import Agent
 from harmony_fleet.agent.upgrade import LoopClock, UpgradeDriver
-from harmony_fleet.agent.upgrading import KVStatusSink, upgrade_extension
+from harmony_fleet.agent.upgrade.wiring import KVStatusSink, upgrade_extension
 from harmony_fleet.contracts import (
     AgentUpgradePhase,
     PingArgs,

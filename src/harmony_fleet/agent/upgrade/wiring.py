@@ -29,7 +29,7 @@ from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.fleet_kv import STATUSES, FleetKV, fit_status
 from harmony_fleet.adapters.nats.kv import TypedKV
 from harmony_fleet.agent.runtime import Agent, Extension
-from harmony_fleet.agent.upgrade import UpgradeDriver
+from harmony_fleet.agent.upgrade.driver import UpgradeDriver
 from harmony_fleet.contracts import (
     HEARTBEAT,
     UpgradeMarker,
