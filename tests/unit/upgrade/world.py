@@ -4,8 +4,8 @@ the way the real driver (and the supervisor) drive them.
 
 Effects are applied to the model exactly as ``agent.upgrade.driver`` applies them to the
 device; the effects on the local state file go through the driver's own reading of them
-(``core.upgrade.records.remembered``); outcomes of slow work are chosen by the test. The world records enough history to
-check the ADR-022 invariants after every step (:meth:`World.check`).
+(``core.upgrade.records.remembered``); outcomes of slow work are chosen by the test. The world
+records enough history to check the ADR-022 invariants after every step (:meth:`World.check`).
 """
 
 from __future__ import annotations
