@@ -9,7 +9,9 @@ import pytest
 
 from harmony_fleet.contracts.upgrade import SELF_TEST_UNAVAILABLE_EXIT, UpgradeStatus
 from harmony_fleet.contracts.upgrade import AgentUpgradePhase as P
+from harmony_fleet.core.upgrade import effects as fx
 from harmony_fleet.core.upgrade.device import ProcessOutcome
+from harmony_fleet.core.upgrade.records import LocalState, remembered
 from harmony_fleet.errors import OutcomeUnknown, Unavailable
 
 from .support import NEW, TIMEOUTS, U1, U2, marker
@@ -136,3 +138,20 @@ async def test_a_self_test_failing_with_nats_there_still_blames_the_version(rig:
     status = await until(rig.sink.wait_for(lambda s: s.phase is P.FAILED))
     assert status.error_code == "self_test_failed"
     assert NEW in rig.store.state.failed_versions
+
+
+def test_the_state_file_effects_have_one_reading() -> None:
+    state = LocalState()
+    for effect in (
+        fx.RecordInstalled(version=NEW, sha256="ab" * 32),
+        fx.RecordPrevious(version=NEW),
+        fx.RememberFailedVersion(version=NEW),
+        fx.RecordFinished(upgrade_id=U1),
+    ):
+        updated = remembered(state, effect)
+        assert updated is not None and updated != state, effect
+        state = updated
+    assert state == LocalState(
+        finished=(U1,), failed_versions=(NEW,), previous=NEW, installed={NEW: "ab" * 32}
+    )
+    assert remembered(state, fx.CancelWork()) is None  # not a state-file effect

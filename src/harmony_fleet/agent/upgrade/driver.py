@@ -44,11 +44,8 @@ from harmony_fleet.core.upgrade.records import (
     LocalState,
     StateStore,
     memory_of,
-    with_failed,
-    with_finished,
-    with_in_flight,
+    remembered,
     with_installed,
-    with_previous,
 )
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import TimerKind, UpgradeState
@@ -257,6 +254,10 @@ class UpgradeDriver:
         return task
 
     async def _perform(self, effect: fx.Effect) -> ev.Event | None:
+        local = remembered(self._local, effect)
+        if local is not None:  # an effect on the state file only
+            self._save(local)
+            return None
         match effect:
             case fx.Stage(marker=marker):
                 self._work = self._spawn(self._run_stage(marker))
@@ -290,21 +291,11 @@ class UpgradeDriver:
                 )
             case fx.EndWatch(upgrade_id=uid):
                 await work.end_watch(self._files, uid)
-            case fx.RecordInstalled(version=version, sha256=sha):
-                self._save(with_installed(self._local, version, sha))
-            case fx.RecordPrevious(version=version):
-                self._save(with_previous(self._local, version))
             case fx.CollectGarbage(protect=protect):
                 protect = protect | ({self._local.previous} if self._local.previous else set())
                 self._save(
                     await work.collect(self._files, self._local, protect, self.keep_versions)
                 )
-            case fx.RememberFailedVersion(version=version):
-                self._save(with_failed(self._local, version))
-            case fx.RecordFinished(upgrade_id=uid):
-                self._save(with_finished(self._local, uid))
-            case fx.PersistInFlight(record=record):
-                self._save(with_in_flight(self._local, record))
             case fx.HandOver(upgrade_id=uid):
                 self.log.info("handing over to the new version", extra={"upgrade_id": uid})
                 self._handover.set()
