@@ -5,7 +5,7 @@ started with ``--prefix`` can also upgrade itself; then it gets
 
 * the device's two seams (``core.upgrade.device``): its files (:class:`AgentFiles`, the same on
   every platform) and its candidate runner, chosen by ``--executor`` (:func:`make_runner`);
-* the upgrade driver over them, wired to NATS by ``agent.upgrading`` (marker watch, heartbeats,
+* the upgrade driver over them, wired to NATS by ``agent.upgrade.wiring`` (marker watch, heartbeats,
   status KV, the handover after a commit);
 * the liveness file the main rewrites on every heartbeat tick and, under the unit ``fleet agent
   install`` writes, systemd's watchdog pings (the launcher's post-commit watch reads both);
@@ -32,7 +32,7 @@ from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults
 from harmony_fleet.agent.runtime import RUNNING_VERSION, Agent, Extension
 from harmony_fleet.agent.upgrade import LoopClock, UpgradeDriver
-from harmony_fleet.agent.upgrading import KVStatusSink, upgrade_extension
+from harmony_fleet.agent.upgrade.wiring import KVStatusSink, upgrade_extension
 from harmony_fleet.contracts import Role, new_instance_id
 from harmony_fleet.core.upgrade.device import CandidateRunner, DeviceFiles
 from harmony_fleet.core.upgrade.watch import stale_after

@@ -5,6 +5,11 @@ only if every check passes: the code imports (compiled dependencies included), t
 parses (the CLI has built an :class:`AgentConfig` before we get here), the state dir is writable,
 and NATS answers with our credentials, JetStream included, within ``timeout_s``. Each check prints
 one line, so the old agent can put the reason of a failure into the upgrade status.
+
+When the NATS check is the only one that failed, the exit code is
+:data:`~harmony_fleet.contracts.upgrade.SELF_TEST_UNAVAILABLE_EXIT` rather than 1: NATS being
+away says nothing about this artifact, and the old agent must not put a good version on the
+device's skip list for an outage (ADR-022).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from harmony_fleet.adapters.nats.connection import connect
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults
+from harmony_fleet.contracts.upgrade import SELF_TEST_UNAVAILABLE_EXIT
 from harmony_fleet.errors import FleetError
 
 #: Modules whose import proves the artifact is whole (msgspec is compiled).
@@ -92,4 +98,7 @@ async def self_test(
         results.append(CheckResult("build", False, "build fault: self-test-fail"))
     for r in results:
         emit(f"self-test {r.name}: {'ok' if r.ok else 'FAILED'}: {r.detail}")
-    return 0 if all(r.ok for r in results) else 1
+    failed = {r.name for r in results if not r.ok}
+    if not failed:
+        return 0
+    return SELF_TEST_UNAVAILABLE_EXIT if failed == {"nats"} else 1

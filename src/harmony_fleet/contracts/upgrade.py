@@ -90,6 +90,9 @@ class ErrorCode(enum.StrEnum):
     LAYOUT_BROKEN = "layout_broken"
     STAGING_FAILED = "staging_failed"
     SELF_TEST_FAILED = "self_test_failed"
+    SELF_TEST_INCONCLUSIVE = "self_test_inconclusive"
+    """The self-test failed while NATS was unreachable (its own NATS check, or this agent's
+    connection): it proves nothing about the version, which is not put on the skip list."""
     SELF_TEST_TIMEOUT = "self_test_timeout"
     CANDIDATE_START_FAILED = "candidate_start_failed"
     CANDIDATE_EXITED = "candidate_exited"
@@ -103,6 +106,12 @@ class ErrorCode(enum.StrEnum):
     POST_COMMIT = "post_commit"
     NOT_INSTALLED = "not_installed"
     INTERNAL = "internal_error"
+
+
+#: Exit code of ``agent run --self-test`` when the only checks that failed are of the
+#: environment it runs in (NATS could not be reached): the old agent must not blame the version
+#: for it (sysexits' EX_UNAVAILABLE, as ``fleet`` uses for "NATS unreachable").
+SELF_TEST_UNAVAILABLE_EXIT = 69
 
 
 class UpgradeTimeouts(msgspec.Struct, frozen=True, kw_only=True):

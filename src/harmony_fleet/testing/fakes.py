@@ -13,13 +13,15 @@ class MemoryStatusSink:
     """Records every status written; ``failures`` are raised by the next writes, in order.
 
     A failure listed as ``(exc, applied=True)`` is raised *after* the value was stored, like a
-    KV put that timed out but landed (``OutcomeUnknown``).
+    KV put that timed out but landed (``OutcomeUnknown``). ``connected`` is what the client
+    says about its server (set it to False for an outage the writes have not met yet).
     """
 
     def __init__(self) -> None:
         self.written: list[UpgradeStatus] = []
         self.attempts = 0
         self.failures: list[tuple[Exception, bool]] = []
+        self.connected = True
         self._changed = asyncio.Condition()
 
     def fail_next(self, exc: Exception, *, applied: bool = False) -> None:

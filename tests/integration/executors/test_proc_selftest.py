@@ -11,6 +11,8 @@ from proc_support import marker as make_marker
 
 from conftest import ProcDevice
 from harmony_fleet.adapters.device import AgentLayout
+from harmony_fleet.adapters.nats.server import EmbeddedNats
+from harmony_fleet.contracts.upgrade import SELF_TEST_UNAVAILABLE_EXIT
 from harmony_fleet.errors import NotFound
 
 URL = "http://127.0.0.1:9/unused"
@@ -68,3 +70,19 @@ async def test_self_test_of_a_version_that_is_not_staged_is_an_error(
 ) -> None:
     with pytest.raises(NotFound):
         await device.runner.self_test(make_marker(artifact(NEW), URL), timeout_s=5)
+
+
+async def test_a_self_test_without_nats_says_so_with_its_own_exit_code(
+    device: ProcDevice,
+    layout: AgentLayout,
+    artifact: Callable[[str], Built],
+    nats_server: EmbeddedNats,
+) -> None:
+    install(layout, artifact(NEW))
+    nats_server.stop()  # an outage during the self-test: the version is not to blame
+
+    outcome = await device.runner.self_test(make_marker(artifact(NEW), URL), timeout_s=60)
+
+    assert outcome.exit_code == SELF_TEST_UNAVAILABLE_EXIT, outcome
+    assert any(line.startswith("self-test nats: FAILED") for line in outcome.log_tail)
+    assert any(line.startswith("self-test imports: ok") for line in outcome.log_tail)

@@ -21,7 +21,7 @@ from harmony_fleet.adapters.nats.fleet_kv import (
 from harmony_fleet.adapters.nats.kv import TypedKV, Undecodable, open_bucket
 from harmony_fleet.adapters.nats.provision import ensure_bucket
 from harmony_fleet.adapters.nats.server import EmbeddedNats
-from harmony_fleet.agent.upgrading import KVStatusSink
+from harmony_fleet.agent.upgrade.wiring import KVStatusSink
 from harmony_fleet.contracts import (
     HEARTBEAT,
     MAX_MESSAGE_BYTES,

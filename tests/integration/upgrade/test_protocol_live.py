@@ -21,7 +21,7 @@ from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults
 from harmony_fleet.agent.runtime import Agent
 from harmony_fleet.agent.upgrade import LoopClock, UpgradeDriver
-from harmony_fleet.agent.upgrading import KVStatusSink, upgrade_extension
+from harmony_fleet.agent.upgrade.wiring import KVStatusSink, upgrade_extension
 from harmony_fleet.contracts import (
     AgentUpgradePhase,
     PingArgs,
@@ -393,6 +393,38 @@ async def test_a_failed_self_test_fails_and_the_version_is_refused_next_time(
 
 async def write_marker_value(nc: NatsClient, marker: UpgradeMarker) -> None:
     await (await FleetKV(nc).markers()).put(DEVICE, marker)
+
+
+async def test_nats_stopped_during_the_self_test_never_puts_the_version_on_the_skip_list(
+    device: Device, nats_server: EmbeddedNats, nc: NatsClient
+) -> None:
+    from harmony_fleet.core.upgrade.device import ProcessOutcome
+
+    main = device.start_main(OLD)
+    assert device.fake is not None
+    # What any artifact's self-test says when its NATS check cannot connect.
+    device.fake.self_test_outcome = ProcessOutcome(
+        exit_code=1, log_tail=("self-test nats: FAILED: cannot reach NATS",)
+    )
+    device.fake.hang.add("self_test")
+    await eventually(main.connected.is_set, what="agent connected")
+    marker = await write_marker(nc)
+    await eventually(
+        lambda: "self_test" in device.fake.names if device.fake else False,
+        timeout=15,
+        what="self-test started",
+    )
+    nats_server.stop()
+    await eventually(lambda: main.nc is not None and not main.nc.is_connected, what="outage seen")
+    device.fake.release("self_test")
+    nats_server.start()
+    status = await eventually(
+        lambda: phase_is(nc, marker.upgrade_id, AgentUpgradePhase.FAILED),
+        timeout=30,
+        what="Failed, once NATS is back",
+    )
+    assert status.error_code == "self_test_inconclusive"
+    assert Version(NEW) not in device.store.state.failed_versions
 
 
 async def test_an_agent_started_before_any_bucket_exists_waits_and_creates_none(

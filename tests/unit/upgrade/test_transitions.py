@@ -9,8 +9,8 @@ import pytest
 
 from harmony_fleet.contracts.commands import ReplyCode
 from harmony_fleet.contracts.ids import Version
+from harmony_fleet.contracts.upgrade import SELF_TEST_UNAVAILABLE_EXIT, UpgradeMarker
 from harmony_fleet.contracts.upgrade import AgentUpgradePhase as P
-from harmony_fleet.contracts.upgrade import UpgradeMarker
 from harmony_fleet.core.upgrade import effects as fx
 from harmony_fleet.core.upgrade import events as ev
 from harmony_fleet.core.upgrade.machine import TABLE, ProtocolViolation, step
@@ -106,6 +106,33 @@ ROWS = [
         ("CleanupStaging", "RememberFailedVersion", "RecordFinished", "WriteStatus"),
         P.FAILED,
         ErrorCode.SELF_TEST_FAILED,
+    ),
+    Row(
+        "self-test failed while NATS was away -> failed, not blamed",
+        S.VERIFYING,
+        ev.SelfTestFailed(upgrade_id=U1, detail="nats", exit_code=1, control_plane_lost=True),
+        S.FAILED,
+        ("CleanupStaging", "RecordFinished", "WriteStatus"),
+        P.FAILED,
+        ErrorCode.SELF_TEST_INCONCLUSIVE,
+    ),
+    Row(
+        "self-test says NATS was away -> failed, not blamed",
+        S.VERIFYING,
+        ev.SelfTestFailed(upgrade_id=U1, detail="nats", exit_code=SELF_TEST_UNAVAILABLE_EXIT),
+        S.FAILED,
+        ("CleanupStaging", "RecordFinished", "WriteStatus"),
+        P.FAILED,
+        ErrorCode.SELF_TEST_INCONCLUSIVE,
+    ),
+    Row(
+        "self-test hung while NATS was away -> failed, not blamed",
+        S.VERIFYING,
+        ev.SelfTestTimedOut(upgrade_id=U1, control_plane_lost=True),
+        S.FAILED,
+        ("CancelWork", "CleanupStaging", "WriteStatus"),
+        P.FAILED,
+        ErrorCode.SELF_TEST_INCONCLUSIVE,
     ),
     Row(
         "self-test hung -> failed, blamed",
@@ -531,3 +558,18 @@ def test_a_superseded_upgrade_is_at_rest_for_the_next_marker(m: UpgradeMarker, e
     snap = replace(snap, memory=replace(snap.memory, failed_versions=frozenset({Version("5.0")})))
     after, _ = step(snap, seen(m, at=30.0))
     assert after.state is end and after.upgrade_id == "u3"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        ev.SelfTestFailed(upgrade_id=U1, exit_code=1, control_plane_lost=True),
+        ev.SelfTestFailed(upgrade_id=U1, exit_code=SELF_TEST_UNAVAILABLE_EXIT),
+        ev.SelfTestTimedOut(upgrade_id=U1, control_plane_lost=True),
+    ],
+    ids=["failed, agent lost NATS", "failed, self-test lost NATS", "hung, agent lost NATS"],
+)
+def test_a_nats_outage_during_the_self_test_never_blames_the_version(event: ev.Event) -> None:
+    snap, effects = step(at(S.VERIFYING), event)
+    assert only(effects, fx.RememberFailedVersion) == []
+    assert NEW not in snap.memory.failed_versions

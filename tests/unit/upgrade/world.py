@@ -3,8 +3,9 @@ timers, the local state file, the status key and the launcher's post-commit watc
 the way the real driver (and the supervisor) drive them.
 
 Effects are applied to the model exactly as ``agent.upgrade.driver`` applies them to the
-executor; outcomes of slow work are chosen by the test. The world records enough history to
-check the ADR-022 invariants after every step (:meth:`World.check`).
+device; the effects on the local state file go through the driver's own reading of them
+(``core.upgrade.records.remembered``); outcomes of slow work are chosen by the test. The world
+records enough history to check the ADR-022 invariants after every step (:meth:`World.check`).
 """
 
 from __future__ import annotations
@@ -18,14 +19,7 @@ from harmony_fleet.contracts.upgrade import AgentUpgradePhase, UpgradeMarker
 from harmony_fleet.core.upgrade import effects as fx
 from harmony_fleet.core.upgrade import events as ev
 from harmony_fleet.core.upgrade.machine import ProtocolViolation, step
-from harmony_fleet.core.upgrade.records import (
-    LocalState,
-    memory_of,
-    with_failed,
-    with_finished,
-    with_in_flight,
-    with_previous,
-)
+from harmony_fleet.core.upgrade.records import LocalState, memory_of, remembered
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import ErrorCode, TimerKind, UpgradeState
 from harmony_fleet.core.upgrade.watch import RollbackNote, WatchReason
@@ -145,6 +139,9 @@ class World:
     # -- the driver, modelled -------------------------------------------------------------------
 
     def _apply(self, before: Snapshot, cause: ev.Event, e: fx.Effect) -> ev.Event | None:
+        local = remembered(self.local, e)  # the state file: the driver's own reading
+        if local is not None:
+            self.local = local
         match e:
             case fx.Stage(marker=m):
                 uid = m.upgrade_id
@@ -203,10 +200,6 @@ class World:
                     self.watch = None
                 if self.rollback is not None and self.rollback.upgrade_id == uid:
                     self.rollback = None
-            case fx.RecordInstalled():
-                pass
-            case fx.RecordPrevious(version=v):
-                self.local = with_previous(self.local, v)
             case fx.CollectGarbage(protect=protect):
                 keep = {*protect, self.current, self.snap.running_version}
                 if self.local.previous is not None:
@@ -216,13 +209,8 @@ class World:
                 removed = self.versions - keep - self.staged
                 self.collected |= removed
                 self.versions -= removed
-            case fx.RememberFailedVersion(version=v):
-                self.local = with_failed(self.local, v)
             case fx.RecordFinished(upgrade_id=uid):
-                self.local = with_finished(self.local, uid)
                 self.finished_at.setdefault(uid, len(self.statuses))
-            case fx.PersistInFlight(record=r):
-                self.local = with_in_flight(self.local, r)
             case fx.HandOver():
                 # The old agent exits; the service restarts on what current points at.
                 self.pending_handover = True

@@ -176,7 +176,7 @@ def spawn(
         os.close(fd)
 
 
-class Tracked:
+class TrackedProcess:
     """A process we may wait for and signal: our own child, or an orphan verified by identity."""
 
     def __init__(self, ident: ProcId, popen: subprocess.Popen[bytes] | None = None) -> None:
@@ -184,7 +184,7 @@ class Tracked:
         self.popen = popen
 
     @classmethod
-    def child(cls, popen: subprocess.Popen[bytes]) -> Tracked:
+    def child(cls, popen: subprocess.Popen[bytes]) -> TrackedProcess:
         stat = _stat(popen.pid)  # a child is never reaped behind our back: its stat is there
         return cls(ProcId(popen.pid, stat[2] if stat else -1), popen)
 

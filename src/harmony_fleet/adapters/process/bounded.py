@@ -1,5 +1,9 @@
 """A bounded run of an artifact to its end: the self-test (both runners) and the installer.
 
+:class:`SelfTestChild` is the one self-test of every candidate runner: a child, on every
+platform (it is short, its output is captured directly, and if the agent dies the child dies
+with it, in its cgroup under systemd, instead of lingering).
+
 Output is read through a pipe and only its last lines are kept (what a person reads in the
 status). The process gets its own session so that, on timeout, the whole group is killed (an
 artifact may have children): SIGTERM first, SIGKILL after a short grace.
@@ -17,6 +21,8 @@ from collections import deque
 from pathlib import Path
 
 from harmony_fleet.adapters.device.launch import LaunchSpec, child_env
+from harmony_fleet.adapters.device.layout import AgentLayout
+from harmony_fleet.contracts.upgrade import UpgradeMarker
 from harmony_fleet.core.upgrade.device import ProcessOutcome
 
 log = logging.getLogger(__name__)
@@ -30,14 +36,23 @@ NOTE = "[harmony-fleet]"
 _KILL_GRACE_S = 2.0
 
 
+class SelfTestChild:
+    """``CandidateRunner.self_test`` for every platform (a runner sets ``layout`` and
+    ``launch``)."""
+
+    layout: AgentLayout
+    launch: LaunchSpec
+
+    async def self_test(self, marker: UpgradeMarker, timeout_s: float) -> ProcessOutcome:
+        """Run the staged target with ``--self-test``; ``NotFound`` if it is not staged."""
+        artifact = await asyncio.to_thread(self.layout.staged_artifact, marker.target_version)
+        return await run_self_test(self.launch, artifact, timeout_s)
+
+
 async def run_self_test(
     launch: LaunchSpec, artifact: Path, timeout_s: float, *, log_lines: int = SELF_TEST_TAIL
 ) -> ProcessOutcome:
-    """Run ``artifact … --self-test`` as a child, bounded by ``timeout_s``.
-
-    A child, on every platform: it is short, its output is captured directly, and if the agent
-    dies the child dies with it (its cgroup under systemd) instead of lingering.
-    """
+    """Run ``artifact … --self-test`` as a child, bounded by ``timeout_s``."""
     outcome = await run_bounded(
         launch.argv(artifact, self_test=True), timeout_s, env=child_env(), log_lines=log_lines
     )

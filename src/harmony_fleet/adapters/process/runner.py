@@ -38,17 +38,17 @@ from pathlib import Path
 from harmony_fleet.adapters.device.launch import LaunchSpec, child_env
 from harmony_fleet.adapters.device.layout import AgentLayout
 from harmony_fleet.adapters.process._proc import (
-    Tracked,
+    TrackedProcess,
     exit_note,
     find,
     is_running,
     spawn,
     tail_lines,
 )
-from harmony_fleet.adapters.process.bounded import NOTE, run_self_test
+from harmony_fleet.adapters.process.bounded import NOTE, SelfTestChild
 from harmony_fleet.adapters.process.pidfile import PidFile
 from harmony_fleet.contracts.heartbeat import Role
-from harmony_fleet.contracts.ids import UpgradeId, upgrade_id, version
+from harmony_fleet.contracts.ids import UpgradeId, upgrade_id
 from harmony_fleet.contracts.upgrade import UpgradeMarker
 from harmony_fleet.core.upgrade.device import CandidateHandle, ProcessOutcome
 from harmony_fleet.errors import Timeout
@@ -61,8 +61,9 @@ CANDIDATE_TAIL = 50
 STOP_GRACE_S = 5.0
 
 
-class ProcessRunner:
-    """:class:`~harmony_fleet.core.upgrade.device.CandidateRunner` with detached processes.
+class ProcessRunner(SelfTestChild):
+    """:class:`~harmony_fleet.core.upgrade.device.CandidateRunner` with detached processes (the
+    self-test is :class:`SelfTestChild`'s, as under systemd).
 
     ``env`` adds to the environment children inherit (:func:`child_env`).
     """
@@ -81,7 +82,7 @@ class ProcessRunner:
         self.run_dir = run_dir
         self.stop_grace_s = stop_grace_s
         self._extra_env = dict(env or {})
-        self._children: dict[UpgradeId, Tracked] = {}
+        self._children: dict[UpgradeId, TrackedProcess] = {}
         self._forget_lock = threading.Lock()
 
     # -- where things are -----------------------------------------------------------------------
@@ -92,17 +93,10 @@ class ProcessRunner:
     def candidate_log(self, uid: str) -> Path:
         return self.run_dir / f"candidate-{upgrade_id(uid)}.log"
 
-    # -- the self-test: a bounded child ---------------------------------------------------------
-
-    async def self_test(self, marker: UpgradeMarker, timeout_s: float) -> ProcessOutcome:
-        artifact = await asyncio.to_thread(self.layout.staged_artifact, marker.target_version)
-        return await run_self_test(self.launch, artifact, timeout_s)
-
     # -- candidate ------------------------------------------------------------------------------
 
     async def start_candidate(self, marker: UpgradeMarker) -> CandidateHandle:
-        v = version(marker.target_version)
-        uid = upgrade_id(marker.upgrade_id)
+        v, uid = marker.target_version, marker.upgrade_id
         running = await asyncio.to_thread(self._find, uid)
         if running:  # idempotent: a second call (or a restarted agent) adopts the first one
             return CandidateHandle(upgrade_id=uid, version=v, ref=str(running[0].pid))
@@ -117,7 +111,7 @@ class ProcessRunner:
             env=child_env(self._extra_env),
             header=f"candidate {v} for upgrade {uid} starting from {artifact}",
         )
-        child = Tracked.child(popen)
+        child = TrackedProcess.child(popen)
         self._children[uid] = child
         try:
             await asyncio.to_thread(
@@ -143,17 +137,17 @@ class ProcessRunner:
 
         return match
 
-    def _find(self, uid: UpgradeId) -> list[Tracked]:
+    def _find(self, uid: UpgradeId) -> list[TrackedProcess]:
         """Every running candidate of ``uid``: our child, the pid file's, the command line's."""
-        found: list[Tracked] = []
+        found: list[TrackedProcess] = []
         child = self._children.get(uid)
         if child is not None and child.running():
             found.append(child)
         recorded = self.pid_file(uid).read()
         if recorded is not None and is_running(recorded):
-            found.append(Tracked(recorded))
-        found.extend(Tracked(ident) for ident in find(self._is_candidate_argv(uid)))
-        unique: dict[int, Tracked] = {}
+            found.append(TrackedProcess(recorded))
+        found.extend(TrackedProcess(ident) for ident in find(self._is_candidate_argv(uid)))
+        unique: dict[int, TrackedProcess] = {}
         for tracked in found:
             unique.setdefault(tracked.pid, tracked)  # our own child first: it has the exit code
         return list(unique.values())
@@ -173,7 +167,7 @@ class ProcessRunner:
                 self._children.pop(uid, None)
             self.pid_file(uid).remove()
 
-    def _outcome(self, uid: UpgradeId, child: Tracked | None) -> ProcessOutcome:
+    def _outcome(self, uid: UpgradeId, child: TrackedProcess | None) -> ProcessOutcome:
         if child is not None and child.popen is not None:
             code, notes = exit_note(child.popen.returncode)
         else:

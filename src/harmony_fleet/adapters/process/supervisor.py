@@ -50,7 +50,7 @@ from harmony_fleet.adapters.device.launch import LaunchSpec, child_env
 from harmony_fleet.adapters.device.layout import AgentLayout
 from harmony_fleet.adapters.device.watcher import PostCommitWatcher, RunLiveness
 from harmony_fleet.adapters.process._proc import (
-    Tracked,
+    TrackedProcess,
     exit_note,
     is_running,
     signal_name,
@@ -130,7 +130,7 @@ class Supervisor:
         """The version of the running main (None between runs)."""
         self._starts_by_version: dict[Version, int] = {}
         self._exits: dict[Version, deque[int | None]] = {}
-        self._child: Tracked | None = None
+        self._child: TrackedProcess | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._changed = asyncio.Condition()
@@ -169,7 +169,7 @@ class Supervisor:
         stale = await asyncio.to_thread(self.pid_file.read)
         if stale is not None and await asyncio.to_thread(is_running, stale):
             log.warning("stopping a main left by an earlier supervisor", extra={"pid": stale.pid})
-            await Tracked(stale).terminate(self.stop_grace_s)
+            await TrackedProcess(stale).terminate(self.stop_grace_s)
         self._stopping.clear()
         self._task = asyncio.create_task(self._loop(), name="supervisor")
 
@@ -249,7 +249,7 @@ class Supervisor:
             await self._note(f"supervisor: cannot start: {exc}")
             await self._rolled_back(await asyncio.to_thread(self.watcher.on_failed_start))
             return None
-        child = Tracked.child(popen)
+        child = TrackedProcess.child(popen)
         self._child, self.version = child, v
         started = time.monotonic()
         await self._started(v)
@@ -280,7 +280,9 @@ class Supervisor:
         )
         return record
 
-    async def _wait_watching(self, child: Tracked, v: Version, liveness: RunLiveness) -> None:
+    async def _wait_watching(
+        self, child: TrackedProcess, v: Version, liveness: RunLiveness
+    ) -> None:
         """Wait for the main to end; inside a watch window, stop it when it goes silent."""
         if await asyncio.to_thread(self.watcher.watching, v) is None:
             await child.wait(None)  # not on probation: nothing to poll

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 
 from harmony_fleet.adapters.device.launch import LaunchSpec
 from harmony_fleet.adapters.device.layout import AgentLayout
-from harmony_fleet.adapters.process.bounded import LOG_LINES, NOTE, run_self_test
+from harmony_fleet.adapters.process.bounded import LOG_LINES, NOTE, SelfTestChild
 from harmony_fleet.adapters.systemd.systemctl import Systemd
 from harmony_fleet.adapters.systemd.units import (
     DEFAULT_SERVICE,
@@ -44,7 +44,7 @@ from harmony_fleet.adapters.systemd.units import (
     service_name,
 )
 from harmony_fleet.contracts.heartbeat import Role
-from harmony_fleet.contracts.ids import UpgradeId, upgrade_id, version
+from harmony_fleet.contracts.ids import UpgradeId
 from harmony_fleet.contracts.upgrade import UpgradeMarker
 from harmony_fleet.core.upgrade.device import CandidateHandle, ProcessOutcome
 from harmony_fleet.errors import Timeout
@@ -56,7 +56,7 @@ _STATE = ("LoadState", "ActiveState", "SubState", "MainPID", "ExecMainCode", "Ex
 _CLD_EXITED, _CLD_KILLED, _CLD_DUMPED = 1, 2, 3
 
 
-class SystemdRunner:
+class SystemdRunner(SelfTestChild):
     """Implements :class:`~harmony_fleet.core.upgrade.device.CandidateRunner` with systemd."""
 
     def __init__(
@@ -83,15 +83,10 @@ class SystemdRunner:
     def unit_for(self, uid: str) -> str:
         return candidate_unit(self.service, uid)
 
-    async def self_test(self, marker: UpgradeMarker, timeout_s: float) -> ProcessOutcome:
-        artifact = await asyncio.to_thread(self.layout.staged_artifact, marker.target_version)
-        return await run_self_test(self.launch, artifact, timeout_s)
-
     # -- the candidate: a transient unit ----------------------------------------------------------
 
     async def start_candidate(self, marker: UpgradeMarker) -> CandidateHandle:
-        uid = upgrade_id(marker.upgrade_id)
-        target = version(marker.target_version)
+        uid, target = marker.upgrade_id, marker.target_version
         unit = self.unit_for(uid)
         handle = CandidateHandle(upgrade_id=uid, version=target, ref=unit)
         state = await self.systemd.show(unit, *_STATE)

@@ -3,10 +3,10 @@
 The pure machine decides; :class:`UpgradeDriver` performs its effects through the device's two
 seams (``core.upgrade.device``: ``DeviceFiles`` and ``CandidateRunner``, whose calls
 :mod:`.work` turns into events), a :class:`StatusSink` (the status KV) and a :class:`Clock` (time
-and timers), plus the local state store. The agent process wires NATS to it: marker watch ->
-:meth:`UpgradeDriver.run_marker`, heartbeats -> :meth:`UpgradeDriver.record_heartbeat`,
-``upgrade_stop`` -> :meth:`UpgradeDriver.on_stop`, and exits when
-:meth:`UpgradeDriver.wait_handover` returns.
+and timers), plus the local state store. The agent process wires NATS to it (:mod:`.wiring`):
+marker watch -> :meth:`UpgradeDriver.run_marker`, heartbeats ->
+:meth:`UpgradeDriver.record_heartbeat`, ``upgrade_stop`` -> :meth:`UpgradeDriver.on_stop`, and
+exits when :meth:`UpgradeDriver.wait_handover` returns.
 """
 
 from harmony_fleet.agent.upgrade.driver import UpgradeDriver

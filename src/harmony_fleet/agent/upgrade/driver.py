@@ -26,6 +26,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 from harmony_fleet.agent.upgrade import work
@@ -43,17 +44,14 @@ from harmony_fleet.core.upgrade.records import (
     LocalState,
     StateStore,
     memory_of,
-    with_failed,
-    with_finished,
-    with_in_flight,
+    remembered,
     with_installed,
-    with_previous,
 )
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import TimerKind, UpgradeState
 from harmony_fleet.logging_setup import FieldsAdapter
 
-log = logging.getLogger("harmony_fleet.agent.upgrade")
+log = logging.getLogger(__name__)
 
 #: Minimum time between two progress updates written to the status while staging.
 PROGRESS_EVERY_S = 2.0
@@ -162,13 +160,10 @@ class UpgradeDriver:
             return
         if self._snap.state not in _HEARTBEAT_STATES:
             return
-        await self._dispatch(
-            ev.CandidateHeartbeatSeen(
-                instance_id=hb.instance_id,
-                version=hb.agent_version,
-                upgrade_id=hb.upgrade_id,
-            )
+        seen = ev.CandidateHeartbeatSeen(
+            instance_id=hb.instance_id, version=hb.agent_version, upgrade_id=hb.upgrade_id
         )
+        await self._dispatch(seen)
 
     async def on_stop(self, upgrade_id: UpgradeId, command_id: str) -> Reply | None:
         """Answer ``upgrade_stop``. Commits (swap, status, reply OK) only if armed for it.
@@ -178,13 +173,10 @@ class UpgradeDriver:
         dispatch of this stop produced (the commit's outcome comes back in the same dispatch:
         the swap runs inside it).
         """
-        replies = await self._dispatch(
-            ev.StopReceived(
-                upgrade_id=upgrade_id,
-                command_id=command_id,
-                received_at=self._clock.now(),
-            )
+        stop = ev.StopReceived(
+            upgrade_id=upgrade_id, command_id=command_id, received_at=self._clock.now()
         )
+        replies = await self._dispatch(stop)
         reply = next((r for r in replies if r.command_id == command_id), None)
         if reply is None:  # only if the machine dropped the event: never leave the caller hanging
             return self._reply(command_id, ReplyCode.ERROR, "no decision")
@@ -262,6 +254,10 @@ class UpgradeDriver:
         return task
 
     async def _perform(self, effect: fx.Effect) -> ev.Event | None:
+        local = remembered(self._local, effect)
+        if local is not None:  # an effect on the state file only
+            self._save(local)
+            return None
         match effect:
             case fx.Stage(marker=marker):
                 self._work = self._spawn(self._run_stage(marker))
@@ -295,21 +291,11 @@ class UpgradeDriver:
                 )
             case fx.EndWatch(upgrade_id=uid):
                 await work.end_watch(self._files, uid)
-            case fx.RecordInstalled(version=version, sha256=sha):
-                self._save(with_installed(self._local, version, sha))
-            case fx.RecordPrevious(version=version):
-                self._save(with_previous(self._local, version))
             case fx.CollectGarbage(protect=protect):
                 protect = protect | ({self._local.previous} if self._local.previous else set())
                 self._save(
                     await work.collect(self._files, self._local, protect, self.keep_versions)
                 )
-            case fx.RememberFailedVersion(version=version):
-                self._save(with_failed(self._local, version))
-            case fx.RecordFinished(upgrade_id=uid):
-                self._save(with_finished(self._local, uid))
-            case fx.PersistInFlight(record=record):
-                self._save(with_in_flight(self._local, record))
             case fx.HandOver(upgrade_id=uid):
                 self.log.info("handing over to the new version", extra={"upgrade_id": uid})
                 self._handover.set()
@@ -368,7 +354,13 @@ class UpgradeDriver:
         self._spawn(self._feed(ev.StagingProgress(upgrade_id=uid, progress=progress)))
 
     async def _run_self_test(self, marker: UpgradeMarker, timeout_s: float) -> None:
-        await self._dispatch(await work.self_test(self._runner, marker, timeout_s))
+        failures = self._status.failures
+        event = await work.self_test(self._runner, marker, timeout_s)
+        if isinstance(event, ev.SelfTestFailed | ev.SelfTestTimedOut):
+            # A fact for the machine: was NATS away while the self-test ran (it checks NATS)?
+            lost = self._status.failures > failures or not self._status.reachable
+            event = replace(event, control_plane_lost=lost)
+        await self._dispatch(event)
 
     async def _start_candidate(self, marker: UpgradeMarker) -> ev.Event:
         event, handle = await work.start_candidate(self._runner, marker)

@@ -26,6 +26,11 @@ class StatusSink(Protocol):
         """Store ``status`` under the device's key. May raise TemporaryError/OutcomeUnknown."""
         ...
 
+    @property
+    def connected(self) -> bool:
+        """Is the server reachable, as far as the client knows (False while NATS is away)?"""
+        ...
+
 
 class Cancellable(Protocol):
     def cancel(self) -> None: ...

@@ -43,6 +43,9 @@ class StatusWriter:
         self._latest: UpgradeStatus | None = None
         self._queue: list[UpgradeStatus] = []
         self._written: UpgradeStatus | None = None
+        self.failures = 0
+        """Writes that failed for a reason that may pass (counted, never reset)."""
+        self._failing = False
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -50,6 +53,11 @@ class StatusWriter:
     @property
     def latest(self) -> UpgradeStatus | None:
         return self._latest
+
+    @property
+    def reachable(self) -> bool:
+        """Can statuses get through now: the sink is connected and the last write did not fail?"""
+        return self._sink.connected and not self._failing
 
     @property
     def written(self) -> UpgradeStatus | None:
@@ -74,6 +82,8 @@ class StatusWriter:
             try:
                 await self._sink.write(status)
             except TemporaryError as exc:
+                self.failures += 1
+                self._failing = True
                 log.warning(
                     "status write failed, retrying the same value",
                     extra={"phase": status.phase.value, "error": repr(exc), "retry_in": delay},
@@ -85,6 +95,7 @@ class StatusWriter:
                 log.error("status rejected", extra={"phase": status.phase.value, "error": str(exc)})
             except Exception:
                 log.exception("status write failed", extra={"phase": status.phase.value})
+            self._failing = False
             if self._queue and self._queue[0] is status:
                 self._queue.pop(0)  # else a newer status of this upgrade replaced it: write that
             self._written = status

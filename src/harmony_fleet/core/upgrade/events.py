@@ -58,12 +58,17 @@ class SelfTestPassed:
 
 @dataclass(frozen=True, kw_only=True)
 class SelfTestFailed:
-    """``<new> --self-test`` exited non-zero (or could not run)."""
+    """``<new> --self-test`` exited non-zero (or could not run).
+
+    ``control_plane_lost``: this agent could not reach NATS at some point while the self-test
+    ran (a status write failed, or its connection was down), so a failure may be the outage's.
+    """
 
     upgrade_id: UpgradeId
     detail: str = ""
     exit_code: int | None = None
     log_tail: tuple[str, ...] = ()
+    control_plane_lost: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,8 +108,9 @@ class CandidateExited:
 class StopReceived:
     """An ``upgrade_stop`` command arrived on the device's command subject.
 
-    ``received_at`` (wall time) becomes the commit time when the stop commits: the start of the
-    post-commit watch window.
+    ``received_at`` (wall time) becomes the commit time shown when the stop commits
+    (``watch_until``); how much of the window is left is measured on the monotonic clock, never
+    from it (``AgentRestarted.since_commit_s``).
     """
 
     upgrade_id: UpgradeId
@@ -121,9 +127,13 @@ class StagingTimedOut:
 
 @dataclass(frozen=True, kw_only=True)
 class SelfTestTimedOut:
-    """The self-test did not finish within ``timeouts.self_test_s`` (plus a grace)."""
+    """The self-test did not finish within ``timeouts.self_test_s`` (plus a grace).
+
+    ``control_plane_lost`` as for :class:`SelfTestFailed` (a self-test waiting for NATS hangs).
+    """
 
     upgrade_id: UpgradeId
+    control_plane_lost: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from harmony_fleet.contracts.commands import ReplyCode
+from harmony_fleet.contracts.upgrade import SELF_TEST_UNAVAILABLE_EXIT
 from harmony_fleet.core.upgrade import effects as fx
 from harmony_fleet.core.upgrade import events as ev
 from harmony_fleet.core.upgrade.acceptance import Verdict, judge
@@ -101,16 +102,24 @@ def on_self_test_passed(snap: Snapshot, event: ev.SelfTestPassed) -> Result:
 
 
 def on_self_test_failed(snap: Snapshot, event: ev.SelfTestFailed) -> Result:
-    return fail(
-        snap,
-        ErrorCode.SELF_TEST_FAILED,
-        event.detail,
-        exit_code=event.exit_code,
-        log_tail=event.log_tail,
-    )
+    """Failed, and blamed, unless NATS was away: a NATS outage never blames a good version.
+
+    Away means the self-test said so (it exits :data:`SELF_TEST_UNAVAILABLE_EXIT` when only
+    its NATS check failed) or this agent saw it itself (an older artifact's self-test exits 1
+    for anything).
+    """
+    code = ErrorCode.SELF_TEST_FAILED
+    detail = event.detail
+    if event.exit_code == SELF_TEST_UNAVAILABLE_EXIT or event.control_plane_lost:
+        code = ErrorCode.SELF_TEST_INCONCLUSIVE
+        detail = f"NATS was unreachable during the self-test: {event.detail}"
+    return fail(snap, code, detail, exit_code=event.exit_code, log_tail=event.log_tail)
 
 
 def on_self_test_timeout(snap: Snapshot, event: ev.SelfTestTimedOut) -> Result:
+    if event.control_plane_lost:
+        detail = "self-test did not finish while NATS was unreachable"
+        return fail(snap, ErrorCode.SELF_TEST_INCONCLUSIVE, detail)
     return fail(snap, ErrorCode.SELF_TEST_TIMEOUT, "self-test did not finish")
 
 

@@ -30,6 +30,7 @@ from typing import Protocol
 
 from harmony_fleet.contracts.ids import UpgradeId, Version
 from harmony_fleet.contracts.local_state import InFlight, LocalState, UpgradeInHand
+from harmony_fleet.core.upgrade import effects as fx
 from harmony_fleet.core.upgrade.states import MAX_FINISHED
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "memory_of",
     "remember_failed",
     "remember_finished",
+    "remembered",
     "with_failed",
     "with_finished",
     "with_in_flight",
@@ -98,6 +100,26 @@ def without_installed(state: LocalState, versions: list[Version]) -> LocalState:
 
 def with_previous(state: LocalState, version: Version) -> LocalState:
     return replace(state, previous=version)
+
+
+def remembered(state: LocalState, effect: fx.Effect) -> LocalState | None:
+    """The local state after ``effect`` if it is one that only updates the state file, else None.
+
+    The driver saves what this returns and the property-test model keeps it: one reading of
+    these effects, so the two can never disagree about what the file holds.
+    """
+    match effect:
+        case fx.RecordInstalled(version=version, sha256=sha):
+            return with_installed(state, version, sha)
+        case fx.RecordPrevious(version=version):
+            return with_previous(state, version)
+        case fx.RememberFailedVersion(version=version):
+            return with_failed(state, version)
+        case fx.RecordFinished(upgrade_id=uid):
+            return with_finished(state, uid)
+        case fx.PersistInFlight(record=record):
+            return with_in_flight(state, record)
+    return None
 
 
 def memory_of(state: LocalState) -> Memory:

@@ -129,7 +129,8 @@ MAX_FINISHED = 64
 #: post-commit rollback too: the new main crash-looped or went silent while it was the main).
 #: Download and checksum errors (a wrong URL or hash in the marker is not the release's fault),
 #: timeouts waiting for the operator, restarts and infrastructure errors do not: a NATS outage
-#: must never blacklist a good release.
+#: must never blacklist a good release (a self-test that failed while NATS was away is
+#: ``self_test_inconclusive``, not ``self_test_failed``).
 BLAMES_VERSION = frozenset(
     {
         ErrorCode.SELF_TEST_FAILED,

@@ -29,7 +29,7 @@ from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.fleet_kv import STATUSES, FleetKV, fit_status
 from harmony_fleet.adapters.nats.kv import TypedKV
 from harmony_fleet.agent.runtime import Agent, Extension
-from harmony_fleet.agent.upgrade import UpgradeDriver
+from harmony_fleet.agent.upgrade.driver import UpgradeDriver
 from harmony_fleet.contracts import (
     HEARTBEAT,
     UpgradeMarker,
@@ -46,6 +46,12 @@ class KVStatusSink:
 
     def __init__(self) -> None:
         self.kv: TypedKV[UpgradeStatus] | None = None
+        self.nc: NatsClient | None = None
+
+    @property
+    def connected(self) -> bool:
+        """What the NATS client knows: False while it reconnects after losing the server."""
+        return self.nc is not None and bool(self.nc.is_connected)
 
     async def write(self, status: UpgradeStatus) -> None:
         """Write ``status``, trimmed to fit the bucket (log tail first, then details)."""
@@ -67,6 +73,7 @@ def upgrade_extension(driver: UpgradeDriver, sink: KVStatusSink) -> Extension:
             try:
                 markers = await kv.markers()
                 sink.kv = await kv.statuses()
+                sink.nc = nc
                 break
             except Exception as exc:
                 log.warning("upgrade buckets not available yet", extra={"error": repr(exc)})
