@@ -72,6 +72,15 @@ def test_keep_versions_reaches_the_driver(tmp_path: Path) -> None:
     driver = built.commands.stop_handler
     assert isinstance(driver, UpgradeDriver)
     assert driver.keep_versions == 4
+    # Everything is handed to Agent(...) when it is made, nothing set on it afterwards.
+    assert driver.instance_id == built.instance_id
+    assert built.liveness_file == tmp_path / "run" / "main.alive"
+
+
+def test_an_agent_without_a_prefix_has_no_upgrade_side(tmp_path: Path) -> None:
+    config = AgentConfig(device_id=device_id("d1"), state_dir=tmp_path)
+    built = build_agent(config, faults=parse_faults(()))
+    assert built.commands.stop_handler is None and built.liveness_file is None
 
 
 @pytest.mark.parametrize(

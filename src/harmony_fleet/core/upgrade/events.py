@@ -108,8 +108,9 @@ class CandidateExited:
 class StopReceived:
     """An ``upgrade_stop`` command arrived on the device's command subject.
 
-    ``received_at`` (wall time) becomes the commit time when the stop commits: the start of the
-    post-commit watch window.
+    ``received_at`` (wall time) becomes the commit time shown when the stop commits
+    (``watch_until``); how much of the window is left is measured on the monotonic clock, never
+    from it (``AgentRestarted.since_commit_s``).
     """
 
     upgrade_id: UpgradeId
