@@ -474,9 +474,7 @@ async def test_a_superseded_upgrade_ends_in_the_status_history_before_the_newer_
     second = await write_marker(nc, version="3.0.0")
     await eventually(lambda: phase_is(nc, second.upgrade_id, AgentUpgradePhase.STAGING))
     statuses = await FleetKV(nc).statuses()
-    history = [
-        statuses.codec.decode(e.value) for e in await statuses.kv.history(DEVICE) if e.value
-    ]
+    history = [statuses.codec.decode(e.value) for e in await statuses.kv.history(DEVICE) if e.value]
     phases = [(s.upgrade_id, s.phase) for s in history]
     ended = phases.index((first.upgrade_id, AgentUpgradePhase.SUPERSEDED))
     assert ended < phases.index((second.upgrade_id, AgentUpgradePhase.STAGING)), phases
