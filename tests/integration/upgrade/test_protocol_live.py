@@ -460,3 +460,23 @@ async def test_an_agent_started_before_any_bucket_exists_waits_and_creates_none(
     finally:
         await device.close()
         bare.stop()
+
+
+async def test_a_superseded_upgrade_ends_in_the_status_history_before_the_newer_one(
+    device: Device, nc: NatsClient
+) -> None:
+    main = device.start_main(OLD)
+    assert device.fake is not None
+    device.fake.hang.add("stage")
+    await asyncio.wait_for(main.connected.wait(), 15)
+    first = await write_marker(nc)
+    await eventually(lambda: phase_is(nc, first.upgrade_id, AgentUpgradePhase.STAGING))
+    second = await write_marker(nc, version="3.0.0")
+    await eventually(lambda: phase_is(nc, second.upgrade_id, AgentUpgradePhase.STAGING))
+    statuses = await FleetKV(nc).statuses()
+    history = [statuses.codec.decode(e.value) for e in await statuses.kv.history(DEVICE) if e.value]
+    phases = [(s.upgrade_id, s.phase) for s in history]
+    ended = phases.index((first.upgrade_id, AgentUpgradePhase.SUPERSEDED))
+    assert ended < phases.index((second.upgrade_id, AgentUpgradePhase.STAGING)), phases
+    assert history[ended].superseded_by == second.upgrade_id
+    assert history[ended].error_code == "superseded"

@@ -1,4 +1,4 @@
-"""Fixtures for the executor tests: real artifacts (built once per session), a layout with the
+"""Fixtures for the device-side tests: real artifacts (built once per session), a layout with the
 old version installed, a launch spec pointing at a real NATS, and a process-mode device (its
 files and its candidate runner, as the agent's driver holds them).
 
@@ -13,11 +13,10 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from proc_support import BUILDS, DEVICE, OLD, Built, install, live_pids_with
+from proc_support import BUILDS, DEVICE, OLD, Built, ProcDevice, install, live_pids_with
 
 from harmony_fleet.adapters.device import AgentLayout
 from harmony_fleet.adapters.device.files import AgentFiles
@@ -25,7 +24,6 @@ from harmony_fleet.adapters.device.launch import LaunchSpec
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.adapters.process.runner import ProcessRunner
 from harmony_fleet.artifacts import build_artifact
-from harmony_fleet.contracts.ids import UpgradeId, Version
 
 
 @pytest.fixture(scope="session")
@@ -80,19 +78,6 @@ def launch(tmp_path: Path, nats_server: EmbeddedNats) -> LaunchSpec:
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
-
-
-@dataclass
-class ProcDevice:
-    """The two seams of a process-mode device, as the driver holds them."""
-
-    files: AgentFiles
-    runner: ProcessRunner
-
-    async def revert(self, *, upgrade_id: UpgradeId, previous: Version, target: Version) -> None:
-        """What the driver's revert does: stop the candidate, then put the files back."""
-        await self.runner.stop_candidate(upgrade_id)
-        await self.files.revert(upgrade_id=upgrade_id, previous=previous, target=target)
 
 
 @pytest.fixture

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harmony_fleet.adapters.device import AgentLayout
+from harmony_fleet.adapters.device.files import AgentFiles
+from harmony_fleet.adapters.process.runner import ProcessRunner
 from harmony_fleet.artifacts import ArtifactManifest
 from harmony_fleet.contracts import UpgradeMarker, UpgradeTimeouts
+from harmony_fleet.contracts.ids import UpgradeId, Version
 
 DEVICE = "edge-1"
 OLD = "1.0.0"
@@ -101,3 +104,16 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
+
+
+@dataclass
+class ProcDevice:
+    """The two seams of a process-mode device, as the driver holds them."""
+
+    files: AgentFiles
+    runner: ProcessRunner
+
+    async def revert(self, *, upgrade_id: UpgradeId, previous: Version, target: Version) -> None:
+        """What the driver's revert does: stop the candidate, then put the files back."""
+        await self.runner.stop_candidate(upgrade_id)
+        await self.files.revert(upgrade_id=upgrade_id, previous=previous, target=target)
