@@ -225,7 +225,7 @@ def result_of(proc: subprocess.Popen[str], stdin: str = "") -> dict[str, float]:
 
 
 def consume_run(role: str, messages: int, devices: int, tmp: Path) -> dict[str, float]:
-    with EmbeddedNats(store_dir=tmp / f"nats-{role}") as server:
+    with EmbeddedNats(store_dir=tmp / f"nats-{role}", insecure=True) as server:
         consumer = spawn("--role", role, "--url", server.url, "--messages", str(messages))
         wait_ready(consumer)
         pub = spawn(
@@ -245,7 +245,7 @@ def consume_run(role: str, messages: int, devices: int, tmp: Path) -> dict[str, 
 
 
 def fleet_run(devices: int, interval: float, rounds: int, tmp: Path) -> dict[str, object]:
-    with EmbeddedNats(store_dir=tmp / "nats-fleet") as server:
+    with EmbeddedNats(store_dir=tmp / "nats-fleet", insecure=True) as server:
         op = spawn("--role", "operator-forever", "--url", server.url)
         wait_ready(op)
         sim = spawn(

@@ -170,7 +170,7 @@ def main() -> None:
     n = args.lines
     with tempfile.TemporaryDirectory() as tmp:
         # The bootstrap, with a per-source limit that keeps every line of a run.
-        server = EmbeddedNats(store_dir=Path(tmp) / "nats", provision=False)
+        server = EmbeddedNats(store_dir=Path(tmp) / "nats", provision=False, insecure=True)
         server.start()
         try:
             limits = LogStreamLimits(max_msgs_per_subject=10 * n)

@@ -2,7 +2,10 @@
 markers applied by folder; a test that leaves asyncio tasks running fails.
 
 The server is provisioned as `fleet server` provisions it (the fleet's KV buckets and log stream,
-by `EmbeddedNats`'s bootstrap), so tests that start agents before any operator find them.
+by `EmbeddedNats`'s bootstrap), so tests that start agents before any operator find them. It runs
+as `fleet server` does, with TLS and authentication required, and writes the admin's context
+into the test's own ``XDG_CONFIG_HOME`` (every test gets a fresh one, so a developer's real
+context never leaks in): ``fleet`` commands run by a test find it by themselves.
 
 Tiers (docs/testing.md): every test under ``tests/e2e`` is marked ``e2e``, under
 ``tests/kubernetes`` ``kubernetes`` (and its end-to-end module, with a real operator process and
@@ -29,6 +32,7 @@ TIER_MARKS: dict[str, tuple[str, ...]] = {
     "kubernetes": ("kubernetes",),
     "kubernetes/test_kubernetes_mode.py": ("e2e",),
     "systemd": ("systemd",),
+    "security": ("security",),
 }
 
 
@@ -96,13 +100,26 @@ async def _no_leaked_asyncio_tasks() -> AsyncIterator[None]:
     assert not left, f"the test left asyncio tasks running: {left}"
 
 
+@pytest.fixture(autouse=True)
+def _own_config_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test gets an empty ``XDG_CONFIG_HOME`` (the fleet context lives there)."""
+    home = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    monkeypatch.delenv("FLEET_CONTEXT", raising=False)
+    return home
+
+
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
-    """A real nats-server with JetStream; ``.stop()``/``.start()`` restart it on the same port."""
+def nats_server(tmp_path: Path, _own_config_home: Path) -> Iterator[EmbeddedNats]:
+    """A real nats-server with JetStream, TLS and authentication, as `fleet server` runs it;
+    ``.stop()``/``.start()`` restart it on the same port."""
     server = EmbeddedNats(
         store_dir=tmp_path / "nats",
         log_file=tmp_path / "nats.log",
         extra_args=["-V"] if os.environ.get("NATS_TRACE") else [],
+        context_file=_own_config_home / "harmony-fleet" / "context.json",
     )
     server.start()
     try:
@@ -113,7 +130,7 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
 
 @pytest.fixture
 def nats_options(nats_server: EmbeddedNats) -> NatsOptions:
-    return NatsOptions(servers=(nats_server.url,), reconnect_wait_s=0.2)
+    return nats_server.client_options(reconnect_wait_s=0.2)
 
 
 @pytest.fixture

@@ -109,7 +109,7 @@ async def test_fleet_rollback_returns_to_the_kept_version_with_the_commit_discip
     fleet: LocalFleet,
 ) -> None:
     await started(fleet)
-    nats = ("--nats", fleet.url)
+    nats = tuple(fleet.cli_nats_args())
 
     async def fleet_cli(*args: str, timeout: float = 30) -> tuple[int, str, str]:
         done = await asyncio.to_thread(run_fleet, *args, *nats, timeout=timeout)

@@ -112,7 +112,9 @@ def host_nats(
     systemd_tier: dict[str, float], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[EmbeddedNats]:
     tmp = tmp_path_factory.mktemp("nats")
-    server = EmbeddedNats(store_dir=tmp / "store", log_file=tmp / "nats.log")
+    # Still the open server: the devices in the containers get no credentials yet (issue 13 lists
+    # the systemd tier with TLS and per-device credentials as work still to do).
+    server = EmbeddedNats(store_dir=tmp / "store", log_file=tmp / "nats.log", insecure=True)
     server.start()
     try:
         yield server

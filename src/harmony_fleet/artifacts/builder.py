@@ -45,6 +45,10 @@ from harmony_fleet.errors import ConfigError
 DEFAULT_NAME = "harmony-fleet-agent"
 DEFAULT_ENTRY = "harmony_fleet.cli.entry:main"
 ROOT_DISTRIBUTION = "harmony-fleet"
+#: Dependencies only ``fleet server`` needs (making the CA): left out of agent artifacts, whose
+#: code never imports them (``adapters.nats.pki`` is imported only when the server's auth setup
+#: is first made).
+SERVER_ONLY = frozenset({"cryptography"})
 SHEBANG = b"#!/usr/bin/env python3\n"
 BOOTSTRAP_MODULE = "_harmony_bootstrap"
 PAYLOAD = _bootstrap.PAYLOAD_PREFIX
@@ -100,7 +104,9 @@ def runtime_distributions(root: str = ROOT_DISTRIBUTION) -> list[metadata.Distri
     wanted: dict[str, set[str]] = {}
     found: dict[str, metadata.Distribution] = {}
     queue: list[tuple[Requirement, str]] = [
-        (r, root) for r in _requires(root_dist) if r.applies(env, frozenset())
+        (r, root)
+        for r in _requires(root_dist)
+        if r.applies(env, frozenset()) and (root != ROOT_DISTRIBUTION or r.name not in SERVER_ONLY)
     ]
     while queue:
         req, parent = queue.pop()

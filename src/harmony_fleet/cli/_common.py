@@ -14,6 +14,7 @@ import click
 
 from harmony_fleet import logging_setup
 from harmony_fleet.adapters.nats.connection import DEFAULT_URL, NatsOptions
+from harmony_fleet.adapters.nats.context import Context
 from harmony_fleet.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,21 +31,20 @@ def nats_options(func: F) -> F:
             envvar="FLEET_NATS_URL",
             show_envvar=True,
             metavar="URL",
-            help=f"NATS server URL; repeat for every node of a cluster. [default: {DEFAULT_URL}]",
+            help="NATS server URL; repeat for every node of a cluster. [default: the context's "
+            f"(written by `fleet server`), else {DEFAULT_URL}]",
         ),
         click.option("--nats-user", envvar="FLEET_NATS_USER", help="NATS user name."),
         click.option("--nats-password", envvar="FLEET_NATS_PASSWORD", help="NATS password."),
         click.option(
             "--nats-creds",
             envvar="FLEET_NATS_CREDS",
-            type=click.Path(exists=True, dir_okay=False),
-            help="NATS .creds file (JWT + nkey).",
+            help="NATS .creds file (JWT + nkey). [default: the context's]",
         ),
         click.option(
             "--nats-tls-ca",
             envvar="FLEET_NATS_TLS_CA",
-            type=click.Path(exists=True, dir_okay=False),
-            help="CA bundle to verify the NATS server's TLS certificate.",
+            help="CA bundle to verify the NATS server's TLS certificate. [default: the context's]",
         ),
     ]
     for option in reversed(options):
@@ -68,12 +68,22 @@ def build_nats_options(
     nats_tls_ca: str | None,
     **_: Any,
 ) -> NatsOptions:
+    """The options the flags ask for; what they leave out comes from the context, if any
+    (:mod:`~harmony_fleet.adapters.nats.context`): its URL, its creds unless a user or creds
+    file is given, its CA."""
+    context = Context.find()
+    if context is not None and not (nats_user or nats_creds):
+        nats_creds = context.creds
+    if context is not None and not nats_tls_ca:
+        nats_tls_ca = context.ca
     urls: list[str] = []
-    for value in nats_urls or (DEFAULT_URL,):
+    for value in nats_urls or ((context.url,) if context else (DEFAULT_URL,)):
         urls.extend(u for u in value.replace(",", " ").split() if u)
     for url in urls:
         if "://" not in url:
             raise bad_flag("--nats", f"{url!r} is not a URL (expected nats://HOST:PORT)")
+    _check_readable("--nats-creds", nats_creds)
+    _check_readable("--nats-tls-ca", nats_tls_ca)
     return NatsOptions(
         servers=tuple(urls),
         user=nats_user,
@@ -81,6 +91,16 @@ def build_nats_options(
         creds_file=nats_creds,
         tls_ca_file=nats_tls_ca,
     )
+
+
+def _check_readable(flag: str, path: str | None) -> None:
+    if path is None:
+        return
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise bad_flag(flag, f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def nats_argv(

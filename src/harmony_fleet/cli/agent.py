@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from harmony_fleet.cli._common import (
     setup_logging,
 )
 from harmony_fleet.cli.logs import enable_log_shipping_from_flags, log_shipping_options
-from harmony_fleet.contracts import Role, device_id, upgrade_id
+from harmony_fleet.contracts import Role, device_id, subjects, upgrade_id
 
 
 def parse_labels(values: tuple[str, ...]) -> dict[str, str]:
@@ -115,7 +116,10 @@ def run_cmd(
     config = AgentConfig(
         device_id=dev,
         state_dir=state_dir or default_state_dir(dev),
-        nats=build_nats_options(**nats_kwargs),
+        # Replies to this device land under its own prefix: its credentials allow no other.
+        nats=dataclasses.replace(
+            build_nats_options(**nats_kwargs), inbox_prefix=subjects.inbox_prefix(dev)
+        ),
         heartbeat_interval_s=heartbeat_interval,
         role=Role(role),
         upgrade_id=upgrade_id(upgrade) if upgrade else None,

@@ -40,6 +40,7 @@ def _register() -> None:
     from harmony_fleet.cli import (  # noqa: PLC0415
         agent,
         artifact,
+        credentials,
         demo,
         devices,
         install,
@@ -54,6 +55,7 @@ def _register() -> None:
 
     for module in (
         server,
+        credentials,
         agent,
         install,
         operator,

@@ -3,6 +3,11 @@
 Once the server accepts clients, :class:`~harmony_fleet.adapters.nats.server.EmbeddedNats`
 creates the fleet's KV buckets and log stream (one replica; the server bootstrap, see
 docs/nats.md), so agents started before any operator find them.
+
+Secure by default: the first start makes the auth setup and the TLS certificates in the store
+(docs/security.md), every start runs with TLS and authentication required and writes the
+admin's context (``$XDG_CONFIG_HOME/harmony-fleet/context.json``) that every other ``fleet``
+command finds by itself. ``--insecure`` runs the old open server and says so on every start.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from harmony_fleet.adapters.nats import context
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.cli import exit_codes
 
@@ -45,13 +51,38 @@ def parse_listen(value: str) -> tuple[str, int]:
     default=None,
     help="JetStream storage. [default: $XDG_STATE_HOME/harmony-fleet/nats]",
 )
-def server_cmd(listen: str, store_dir: Path | None) -> None:
-    """Run NATS with JetStream in the foreground (the embedded default)."""
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="No authentication, no TLS: anyone who reaches the port controls every device. "
+    "For experiments only.",
+)
+def server_cmd(listen: str, store_dir: Path | None, insecure: bool) -> None:
+    """Run NATS with JetStream in the foreground (the embedded default), with TLS and
+    authentication required unless --insecure."""
     host, port = parse_listen(listen)
-    server = EmbeddedNats(store_dir=store_dir or default_store_dir(), host=host, port=port)
+    where = context.default_path()
+    server = EmbeddedNats(
+        store_dir=store_dir or default_store_dir(),
+        host=host,
+        port=port,
+        insecure=insecure,
+        context_file=None if insecure else where,
+    )
+    if insecure:
+        click.echo(
+            "fleet server: WARNING: --insecure: no authentication and no TLS; anyone who can "
+            f"reach {listen} can run code as root on every device",
+            err=True,
+        )
     url = server.start()
+    security = (
+        "INSECURE (open to anyone)"
+        if insecure
+        else f"TLS and credentials required; admin context {where}"
+    )
     click.echo(
-        f"fleet server: NATS with JetStream at {url}, store {server.store_dir}; "
+        f"fleet server: NATS with JetStream at {url}, store {server.store_dir}; {security}; "
         "the fleet's buckets and log stream are ready",
         err=True,
     )

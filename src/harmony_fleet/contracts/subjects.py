@@ -49,3 +49,12 @@ def device_of(subject: str) -> str | None:
 def kv_key(device: DeviceId | str) -> str:
     """Key of a device in every bucket: the device id itself (a DNS label is a valid key)."""
     return str(device)
+
+
+def inbox_prefix(device: DeviceId | str) -> str:
+    """The reply-subject prefix of a device's connections (nats-py ``inbox_prefix``).
+
+    A device's credentials let it subscribe only below its own prefix, so no device sees the
+    replies meant for another (a shared ``_INBOX.>`` would show it everyone's).
+    """
+    return f"_INBOX.{device}"

@@ -171,15 +171,41 @@ class LocalFleet:
             store_dir=self.workdir / "nats", log_file=self.workdir / "nats.log"
         )
         self.server.start()
+        self.server.issue("operator", "operator", self.operator_creds)
         self.http = ArtifactServer(self.artifact_dir)
         self.http.start()
-        self.nc = await connect(NatsOptions(servers=(self.url,)).with_name("localfleet"))
+        self.nc = await connect(self.server.client_options().with_name("localfleet"))
         await self.monitor.start(self.nc)
         await self.start_operator()
 
+    @property
+    def operator_creds(self) -> Path:
+        return self.workdir / "operator.creds"
+
+    def operator_nats(self) -> NatsOptions:
+        """The operator's NATS options: its own credentials (role ``operator``) and the CA."""
+        assert self.server is not None
+        return NatsOptions(
+            servers=(self.url,),
+            creds_file=str(self.operator_creds),
+            tls_ca_file=str(self.server.auth.ca_file),
+        )
+
     def operator_args(self) -> list[str]:
         """The ``fleet operator`` flags of the operator process (override to add some)."""
-        return ["--nats", self.url, "--log-json", "--refresh", "5"]
+        assert self.server is not None
+        creds = ["--nats-creds", str(self.operator_creds)]
+        return ["--nats", self.url, *creds, *self.ca_args(), "--log-json", "--refresh", "5"]
+
+    def cli_nats_args(self) -> list[str]:
+        """The NATS flags for a ``fleet`` command run against this fleet (as its admin)."""
+        assert self.server is not None
+        creds = ["--nats-creds", str(self.server.admin_creds)]
+        return ["--nats", self.url, *creds, *self.ca_args()]
+
+    def ca_args(self) -> list[str]:
+        assert self.server is not None
+        return ["--nats-tls-ca", str(self.server.auth.ca_file)]
 
     def _spawn_operator(self) -> subprocess.Popen[bytes]:
         with open(self.workdir / "operator.log", "ab") as log:
@@ -197,7 +223,7 @@ class LocalFleet:
             return
         self.operator = Operator(
             OperatorConfig(
-                nats=NatsOptions(servers=(self.url,)),
+                nats=self.operator_nats(),
                 flush_interval_s=0.2,
                 presence=PresencePolicy(refresh_s=max(5 * self.interval_s, 1.0)),
             )
@@ -271,10 +297,12 @@ class LocalFleet:
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(self.artifact_dir / manifest.file, target / "agent")
         layout.swap_current(version)
+        assert self.server is not None
+        creds = self.server.issue("device", dev, prefix.parent / "device.creds")
         launch = LaunchSpec(
             device_id=dev,
             state_dir=prefix.parent / "state",
-            nats_args=("--nats", self.url),
+            nats_args=("--nats", self.url, "--nats-creds", str(creds), *self.ca_args()),
             extra_args=(
                 "--heartbeat-interval",
                 str(self.interval_s),

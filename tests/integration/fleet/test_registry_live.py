@@ -159,9 +159,8 @@ async def test_nats_restart_under_running_agents_and_operator(
 async def test_agent_started_before_nats_exists_connects_when_it_appears(tmp_path: Path) -> None:
     server = EmbeddedNats(store_dir=tmp_path / "late")
     server.start()
-    url = server.url  # learn a free port, then take the server away
-    server.stop()
-    options = NatsOptions(servers=(url,), reconnect_wait_s=0.2)
+    server.stop()  # a free port learnt and the credentials made, then the server taken away
+    options = server.client_options(reconnect_wait_s=0.2)
     a = agent("edge-late", options, tmp_path, interval=0.2)
     task = asyncio.ensure_future(a.run())
     try:

@@ -9,7 +9,7 @@ import time
 
 from click.testing import CliRunner
 
-from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
+from harmony_fleet.adapters.nats.connection import NatsClient, connect
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV, write_marker
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.cli import exit_codes
@@ -93,7 +93,7 @@ def test_an_undecodable_marker_is_shown_and_the_next_upgrade_replaces_it(
     nats_server: EmbeddedNats,
 ) -> None:
     async def put_garbage() -> None:
-        nc = await connect(NatsOptions(servers=(nats_server.url,)))
+        nc = await connect(nats_server.client_options())
         try:
             await (await FleetKV(nc).markers()).kv.put(DEV, b'{"upgrade_id": 7}')
             await (await FleetKV(nc).statuses()).kv.put("edge-02", b"{not json")
@@ -101,7 +101,7 @@ def test_an_undecodable_marker_is_shown_and_the_next_upgrade_replaces_it(
             await nc.close()
 
     async def current() -> UpgradeMarker | None:
-        nc = await connect(NatsOptions(servers=(nats_server.url,)))
+        nc = await connect(nats_server.client_options())
         try:
             entry = await (await FleetKV(nc).markers()).get(DEV)
             return entry.value if entry is not None else None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
+from harmony_fleet.adapters.nats.connection import NatsClient, connect
 from harmony_fleet.adapters.nats.fleet_kv import (
     MARKERS,
     STATUSES,
@@ -123,7 +123,7 @@ async def test_opening_a_missing_bucket_names_it_and_says_who_creates_it(
     server = EmbeddedNats(store_dir=tmp_path / "bare", provision=False)
     server.start()
     try:
-        client = await connect(NatsOptions(servers=(server.url,)).with_name("test"))
+        client = await connect(server.client_options().with_name("test"))
         try:
             with pytest.raises(NotFound, match=r"fleet_upgrade_marker.*operator.*fleet server"):
                 await write_marker(client, _marker("u1"))

@@ -434,7 +434,7 @@ async def test_an_agent_started_before_any_bucket_exists_waits_and_creates_none(
     keeps retrying and creates nothing (so it can never create one with the wrong replicas)."""
     bare = EmbeddedNats(store_dir=tmp_path / "bare", provision=False)
     bare.start()
-    options = NatsOptions(servers=(bare.url,), reconnect_wait_s=0.2)
+    options = bare.client_options(reconnect_wait_s=0.2)
     device = Device(options=options, tmp=tmp_path)
     try:
         with caplog.at_level(logging.WARNING, logger="harmony_fleet.agent"):

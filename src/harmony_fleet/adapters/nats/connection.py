@@ -6,9 +6,11 @@ a long-lived agent or operator must never do that, so :func:`connect` sets
 jitter) by :func:`connect_forever`, so an agent started before NATS exists connects once it
 appears.
 
-Credentials: user/password, a token, a ``.creds`` file (per-device credentials later) and TLS
-are fields of :class:`NatsOptions` and passed straight through; nothing else has to change to
-use them.
+Credentials: user/password, a token, a ``.creds`` file (a device's own, issued by ``fleet
+credentials issue``) and TLS are fields of :class:`NatsOptions` and passed straight through.
+``inbox_prefix`` gives a device's replies a prefix of their own (its credentials allow no other).
+A server that refuses the credentials, or a certificate the CA does not vouch for, is a
+:class:`~harmony_fleet.errors.ConfigError` naming the file to fix, not an unreachable server.
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ from harmony_fleet.errors import ConfigError, Unavailable
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
+
+class _QuietTlsEof(logging.Filter):
+    """asyncio warns on every TLS connection's close that nats-py's protocol asks to keep the
+    transport half-open (``eof_received``): noise on every command's stderr, dropped here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_QuietTlsEof())
+
 __all__ = ["DEFAULT_URL", "NatsClient", "NatsOptions", "connect", "connect_forever"]
 
 
@@ -47,6 +60,7 @@ class NatsOptions:
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    inbox_prefix: str | None = None
     connect_timeout_s: float = 2.0
     reconnect_wait_s: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +100,8 @@ async def connect(
         # already said that once.
         level = logging.WARNING if nc.is_connected else logging.DEBUG
         log.log(level, "nats error", extra={"error": repr(exc)})
+        if not nc.is_connected:
+            refusals.append(exc)
 
     async def disconnected_cb() -> None:
         log.info("nats disconnected")
@@ -112,8 +128,10 @@ async def connect(
         token=options.token,
         user_credentials=options.creds_file,
         tls=options.tls_context(),
+        inbox_prefix=options.inbox_prefix,
         **options.extra,
     )
+    refusals: list[Exception] = []
     nc = NatsClient()
     # With max_reconnect_attempts=-1 nats-py would retry the *first* connection forever too;
     # bound it here so a one-shot CLI call fails fast, and let connect_forever do the retrying.
@@ -125,14 +143,36 @@ async def connect(
     except TimeoutError as exc:
         with contextlib.suppress(Exception):
             await nc.close()
+        for refusal in reversed(refusals):
+            if (bad := _bad_credentials(refusal, options)) is not None:
+                raise bad from exc
         raise Unavailable(f"cannot reach NATS at {', '.join(options.servers)}: timed out") from exc
     except (nats.errors.NoServersError, OSError) as exc:
         raise Unavailable(
             f"cannot reach NATS at {', '.join(options.servers)}: {exc or type(exc).__name__}"
         ) from exc
     except nats.errors.Error as exc:
-        raise wrap_nats_error(exc, "connect to NATS") from exc
+        raise _bad_credentials(exc, options) or wrap_nats_error(exc, "connect to NATS") from exc
     return nc
+
+
+def _bad_credentials(exc: BaseException, options: NatsOptions) -> ConfigError | None:
+    """The error to give when a connection attempt failed on our credentials or our CA."""
+    where = ", ".join(options.servers)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ConfigError(
+            f"NATS at {where}: its TLS certificate is not signed by the CA in "
+            f"{options.tls_ca_file or 'the system store'} ({exc.verify_message})"
+        )
+    text = str(exc).lower()
+    if "authorization violation" in text or "authentication" in text:
+        return ConfigError(
+            f"NATS at {where} refused the credentials ({options.creds_file or 'none given'}): "
+            "missing, revoked or issued by another server"
+        )
+    if isinstance(exc, nats.errors.SecureConnRequiredError) or "tls required" in text:
+        return ConfigError(f"NATS at {where} requires TLS: give its CA (--nats-tls-ca)")
+    return None
 
 
 async def connect_forever(

@@ -41,6 +41,9 @@ T = TypeVar("T")
 #: How long a broken watch waits before it watches again.
 REWATCH_S = 1.0
 
+#: How often :meth:`TypedKV.follow` reads its key even when nothing woke it.
+FOLLOW_POLL_S = 5.0
+
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):
@@ -211,6 +214,43 @@ class TypedKV(Generic[T]):
                 if watcher is not None:
                     with contextlib.suppress(Exception):
                         await watcher.stop()
+
+    async def follow(
+        self, nc: Any, key: str, *, poll_s: float = FOLLOW_POLL_S
+    ) -> AsyncIterator[Entry[T]]:
+        """Every new value of the one key ``key``, with no consumer: what a device may do.
+
+        Reads the key by a direct get at once, whenever a write crosses the key's subject (a
+        plain subscription to ``$KV.<bucket>.<key>``), and every ``poll_s`` (a write made while
+        the connection was down). Yields a value when its revision is new; deletes and
+        undecodable values are skipped (logged). Creating a consumer would need a permission
+        that cannot be scoped to one device (docs/security.md).
+        """
+        woken = asyncio.Event()
+
+        async def wake(_msg: Any) -> None:
+            woken.set()
+
+        sub = await nc.subscribe(f"$KV.{self.name}.{key}", cb=wake)
+        last: int | None = None
+        try:
+            while True:
+                woken.clear()
+                try:
+                    found = await self.read(key)
+                except Exception as exc:
+                    log.warning("KV read failed", extra={"bucket": self.name, "error": repr(exc)})
+                    found = None
+                if isinstance(found, Undecodable):
+                    log.warning("undecodable KV value skipped", extra={"detail": str(found)})
+                elif found is not None and found.revision != last:
+                    last = found.revision
+                    yield found
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), poll_s)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def snapshot(self, *, timeout_s: float = 30.0) -> list[Entry[T] | Undecodable]:
         """Every current value in one pass (an ordered consumer, much faster than get per key).

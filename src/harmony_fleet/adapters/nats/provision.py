@@ -112,21 +112,22 @@ async def provision(
 
 
 async def provision_at(
-    url: str,
+    url: str | NatsOptions,
     *,
     replicas: int = 1,
     log_limits: LogStreamLimits | None = None,
     timeout_s: float = 30.0,
 ) -> None:
-    """Connect to ``url``, provision, disconnect (the server bootstrap)."""
-    nc = await connect(NatsOptions(servers=(url,)).with_name("fleet-provision"))
+    """Connect to ``url`` (or with these options), provision, disconnect (the server bootstrap)."""
+    options = url if isinstance(url, NatsOptions) else NatsOptions(servers=(url,))
+    nc = await connect(options.with_name("fleet-provision"))
     try:
         await asyncio.wait_for(provision(nc, replicas=replicas, log_limits=log_limits), timeout_s)
     finally:
         await nc.close()
 
 
-def provision_blocking(url: str, *, replicas: int = 1) -> None:
+def provision_blocking(url: str | NatsOptions, *, replicas: int = 1) -> None:
     """:func:`provision_at` from synchronous code, even code running inside an event loop (it
     runs on a thread of its own)."""
     failure: list[BaseException] = []

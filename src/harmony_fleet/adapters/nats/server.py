@@ -9,6 +9,13 @@ pytest fixture.
 It is also the server bootstrap: once the server accepts clients, :meth:`EmbeddedNats.start`
 creates the fleet's buckets and log stream (:mod:`~harmony_fleet.adapters.nats.provision`) unless
 ``provision=False``, so agents started before any operator find them.
+
+Secure by default: unless ``insecure=True``, the first start makes the decentralised-auth setup
+and the TLS certificates in ``<store>/auth`` (:class:`~harmony_fleet.adapters.nats.auth.
+AuthStore`), and every start writes ``<store>/nats.conf`` (operator mode, the ``full`` resolver,
+TLS required) and runs the server with it. :meth:`EmbeddedNats.client_options` gives the admin's
+options (creds and CA); ``context_file`` also writes them as the CLI's context
+(:mod:`~harmony_fleet.adapters.nats.context`).
 """
 
 from __future__ import annotations
@@ -24,6 +31,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harmony_fleet.adapters.nats.auth import AuthStore
+from harmony_fleet.adapters.nats.connection import NatsOptions
+from harmony_fleet.adapters.nats.context import Context
+from harmony_fleet.adapters.nats.files import write_public, write_secret
 from harmony_fleet.adapters.nats.provision import provision_blocking
 from harmony_fleet.errors import ConfigError, Unavailable
 
@@ -54,6 +65,10 @@ class EmbeddedNats:
     provision: bool = True
     """Create the fleet's buckets and log stream once the server is up (the bootstrap)."""
     kv_replicas: int = 1
+    insecure: bool = False
+    """Run without authentication and TLS (experiments only: anyone who reaches it owns it)."""
+    context_file: Path | None = None
+    """Where to write the admin's context at start (``fleet server``); None: nowhere."""
     _proc: subprocess.Popen[bytes] | None = None
     _port: int | None = None
 
@@ -61,7 +76,41 @@ class EmbeddedNats:
     def url(self) -> str:
         if self._port is None:
             raise Unavailable("embedded NATS is not running")
-        return f"nats://{self.host}:{self._port}"
+        scheme = "nats" if self.insecure else "tls"
+        return f"{scheme}://{self.host}:{self._port}"
+
+    @property
+    def auth(self) -> AuthStore:
+        """The auth setup (keys, issued credentials, CA) of this server's store."""
+        return AuthStore(self.store_dir / "auth")
+
+    @property
+    def admin_creds(self) -> Path:
+        return self.auth.root / "admin.creds"
+
+    def client_options(self, **overrides: object) -> NatsOptions:
+        """Options that reach this server as its admin (creds and CA when secure)."""
+        if self.insecure:
+            return NatsOptions(servers=(self.url,), **overrides)  # type: ignore[arg-type]
+        return NatsOptions(
+            servers=(self.url,),
+            creds_file=str(self.admin_creds),
+            tls_ca_file=str(self.auth.ca_file),
+            **overrides,  # type: ignore[arg-type]
+        )
+
+    def issue(self, role: str, name: str, out: Path) -> Path:
+        """Issue ``role`` credentials for ``name`` into the file ``out`` (0600); return it."""
+        write_secret(out, self.auth.issue(role, name))
+        return out
+
+    def _prepare_secure(self) -> Path:
+        store = self.auth
+        if store.ensure(hosts=(self.host,)):
+            write_secret(self.admin_creds, store.issue("admin", "admin"))
+        config = self.store_dir / "nats.conf"
+        write_public(config, store.server_config())
+        return config
 
     @property
     def client_port(self) -> int:
@@ -75,8 +124,10 @@ class EmbeddedNats:
 
     def command(self, ports_dir: Path) -> list[str]:
         port = self._port if (self.port == -1 and self._port is not None) else self.port
+        config = [] if self.insecure else ["-c", str(self.store_dir / "nats.conf")]
         return [
             find_nats_server(),
+            *config,
             "-a",
             self.host,
             "-p",
@@ -97,7 +148,16 @@ class EmbeddedNats:
         """
         if self._proc is not None and self._proc.poll() is None:
             return self.url
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.insecure:
+            log.warning(
+                "NATS runs WITHOUT authentication and TLS (--insecure): anyone who can reach "
+                "%s:%s can run code as root on every device",
+                self.host,
+                self.port,
+            )
+        else:
+            self._prepare_secure()
         ports_dir = self.store_dir / "ports"
         ports_dir.mkdir(exist_ok=True)
         for stale in ports_dir.glob("*.ports"):
@@ -127,10 +187,15 @@ class EmbeddedNats:
                 self._port = port
                 if self.provision:
                     try:
-                        provision_blocking(self.url, replicas=self.kv_replicas)
+                        provision_blocking(self.client_options(), replicas=self.kv_replicas)
                     except Exception:
                         self.stop()
                         raise
+                if self.context_file is not None and not self.insecure:
+                    Context.write_for(
+                        self.context_file, url=self.url, creds=self.admin_creds,
+                        ca=self.auth.ca_file,
+                    )  # fmt: skip
                 return self.url
             time.sleep(0.005)
         self.stop()

@@ -89,7 +89,7 @@ def upgrade_extension(driver: UpgradeDriver, sink: KVStatusSink) -> Extension:
 
         await nc.subscribe(subjects.heartbeat(device), cb=on_heartbeat)
         agent.spawn(_handover(agent, driver), "upgrade-handover")
-        await _watch_marker(markers, subjects.kv_key(device), driver)
+        await _watch_marker(nc, markers, subjects.kv_key(device), driver)
 
     return upgrades
 
@@ -102,7 +102,10 @@ async def _handover(agent: Agent, driver: UpgradeDriver) -> None:
     agent.request_exit(0)
 
 
-async def _watch_marker(markers: TypedKV[UpgradeMarker], key: str, driver: UpgradeDriver) -> None:
-    """Feed every value of the device's marker to the driver, for ever."""
-    async for entry in markers.values(key):
+async def _watch_marker(
+    nc: NatsClient, markers: TypedKV[UpgradeMarker], key: str, driver: UpgradeDriver
+) -> None:
+    """Feed every value of the device's marker to the driver, for ever (direct gets woken by
+    the key's subject: a device's credentials allow no consumer, docs/security.md)."""
+    async for entry in markers.follow(nc, key):
         await driver.run_marker(entry.value)

@@ -1,0 +1,270 @@
+"""The server's decentralised-auth setup: keys, JWTs, issued credentials, revocations.
+
+``fleet server`` keeps everything in ``<store>/auth`` (0700), made on first start by
+:meth:`AuthStore.ensure`:
+
+* ``operator.nk`` and ``operator.jwt``: the trust root the server is configured with;
+* ``sys.nk``/``fleet.nk``: the system account (the server's own requests, revocation pushes) and
+  the ``FLEET`` account every fleet client lives in; their JWTs sit in ``jwt/``, the directory of
+  nats-server's built-in ``full`` resolver, which needs no other daemon and keeps what it is
+  sent, so a revocation survives a restart;
+* ``sys.creds``: the system user that pushes account updates;
+* ``tls/``: the CA and the server certificate (:mod:`.pki`);
+* ``issued.json``: every credential issued (role, name, user key, when, revoked or not).
+
+Roles (:mod:`.permissions` says what each may do): ``admin`` (the CLI), ``operator``,
+``device`` (one per device id, scoped to itself) and ``viewer`` (read-only).
+
+Revoking a name puts its user keys into the ``FLEET`` account JWT's revocation list, writes
+that JWT into the resolver directory, and pushes it to a running server over
+``$SYS.REQ.CLAIMS.UPDATE``: the server closes the revoked users' connections at once and
+refuses them from then on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harmony_fleet.adapters.nats import jwt as natsjwt
+from harmony_fleet.adapters.nats.connection import NatsOptions, connect
+from harmony_fleet.adapters.nats.errors import wrap_nats_error
+from harmony_fleet.adapters.nats.files import write_public, write_secret
+from harmony_fleet.adapters.nats.jwt import NKey
+from harmony_fleet.adapters.nats.permissions import ROLES, permissions_for
+from harmony_fleet.contracts.ids import device_id as check_device_id
+from harmony_fleet.errors import ConfigError, InvalidMessage, NotFound, Refused
+
+log = logging.getLogger(__name__)
+
+FLEET_ACCOUNT = "FLEET"
+SYS_ACCOUNT = "SYS"
+
+
+@dataclass
+class Issued:
+    """One name credentials were issued to (a device id, or an operator/viewer/admin name)."""
+
+    name: str
+    role: str
+    users: list[str] = field(default_factory=list)
+    issued_at: float = 0.0
+    revoked_at: float | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class AuthStore:
+    """The auth setup under ``root`` (``<store>/auth``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # -- paths -------------------------------------------------------------------------------
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def resolver_dir(self) -> Path:
+        return self.root / "jwt"
+
+    @property
+    def sys_creds(self) -> Path:
+        return self.root / "sys.creds"
+
+    @property
+    def operator_jwt_file(self) -> Path:
+        return self.root / "operator.jwt"
+
+    def exists(self) -> bool:
+        return (self.root / "fleet.nk").exists()
+
+    def _seed(self, name: str) -> NKey:
+        try:
+            return NKey.from_seed((self.root / f"{name}.nk").read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read the NATS auth setup in {self.root}: {exc}") from exc
+
+    @property
+    def account_public(self) -> str:
+        return self._seed("fleet").public
+
+    @property
+    def system_account_public(self) -> str:
+        return self._seed("sys").public
+
+    # -- first start -------------------------------------------------------------------------
+    def ensure(self, *, hosts: tuple[str, ...] = ()) -> bool:
+        """Make the whole setup if it does not exist yet; True when it was made now."""
+        if self.exists():
+            return False
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        operator, sys_account, fleet = (
+            NKey.create("operator"),
+            NKey.create("account"),
+            NKey.create("account"),
+        )
+        write_secret(self.root / "operator.nk", operator.seed)
+        write_secret(self.root / "sys.nk", sys_account.seed)
+        op_jwt = natsjwt.operator_jwt(
+            operator, name="harmony-fleet", system_account=sys_account.public
+        )
+        write_public(self.operator_jwt_file, op_jwt)
+        self.resolver_dir.mkdir(mode=0o700, exist_ok=True)
+        sys_jwt = natsjwt.account_jwt(
+            operator, sys_account.public, name=SYS_ACCOUNT, jetstream=False
+        )
+        write_public(self.resolver_dir / f"{sys_account.public}.jwt", sys_jwt)
+        sys_user = NKey.create("user")
+        write_secret(
+            self.sys_creds,
+            natsjwt.creds(
+                natsjwt.user_jwt(sys_account, sys_user.public, name="sys", permissions=natsjwt.ALL),
+                sys_user.seed,
+            ),
+        )
+        self.tls_dir.mkdir(mode=0o700, exist_ok=True)
+        # cryptography only here: the agent's import path (the CLI) never loads it.
+        from harmony_fleet.adapters.nats.pki import make_ca_and_server_cert  # noqa: PLC0415
+
+        make_ca_and_server_cert(self.tls_dir, hosts=hosts)
+        write_secret(self.root / "issued.json", "{}")
+        # The fleet account seed last: its presence is what exists() looks at.
+        write_secret(self.root / "fleet.nk", fleet.seed)
+        self.write_account_jwt()
+        log.info("NATS auth setup created", extra={"dir": str(self.root)})
+        return True
+
+    # -- issued credentials ------------------------------------------------------------------
+    def issued(self) -> dict[str, Issued]:
+        try:
+            raw = json.loads((self.root / "issued.json").read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {self.root / 'issued.json'}: {exc}") from exc
+        return {name: Issued(**value) for name, value in raw.items()}
+
+    def _save_issued(self, issued: dict[str, Issued]) -> None:
+        data = {name: asdict(entry) for name, entry in sorted(issued.items())}
+        write_secret(self.root / "issued.json", json.dumps(data, indent=1))
+
+    def account_jwt(self) -> str:
+        """The ``FLEET`` account JWT as it should be now (revocations included)."""
+        revocations: dict[str, int] = {}
+        for entry in self.issued().values():
+            if entry.revoked_at is not None:
+                for user in entry.users:
+                    revocations[user] = int(entry.revoked_at) + 1
+        return natsjwt.account_jwt(
+            self._seed("operator"),
+            self.account_public,
+            name=FLEET_ACCOUNT,
+            jetstream=True,
+            revocations=revocations,
+        )
+
+    def write_account_jwt(self) -> str:
+        token = self.account_jwt()
+        write_public(self.resolver_dir / f"{self.account_public}.jwt", token)
+        return token
+
+    def issue(self, role: str, name: str) -> str:
+        """New credentials (``.creds`` text) for ``name`` in ``role``; recorded as issued.
+
+        A device's name is its device id. Issuing again for a name adds a new key (the old one
+        stays valid until revoked); issuing for a revoked name starts it afresh.
+        """
+        if role not in ROLES:
+            raise ConfigError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+        if role == "device":
+            try:
+                check_device_id(name)
+            except InvalidMessage as exc:
+                raise ConfigError(f"--device: {exc}") from exc
+        issued = self.issued()
+        entry = issued.get(name)
+        if entry is not None and entry.role != role:
+            raise ConfigError(f"{name!r} already has {entry.role} credentials")
+        if entry is None or entry.revoked:
+            entry = issued[name] = Issued(name=name, role=role)
+        user = NKey.create("user")
+        token = natsjwt.user_jwt(
+            self._seed("fleet"), user.public, name=name, permissions=permissions_for(role, name)
+        )
+        entry.users.append(user.public)
+        entry.issued_at = time.time()
+        self._save_issued(issued)
+        log.info("credentials issued", extra={"role": role, "holder": name, "user": user.public})
+        return natsjwt.creds(token, user.seed)
+
+    def revoke(self, name: str) -> str:
+        """Revoke every key of ``name``; return the new account JWT (to push to the server)."""
+        issued = self.issued()
+        entry = issued.get(name)
+        if entry is None:
+            raise NotFound(f"no credentials were issued to {name!r}")
+        entry.revoked_at = time.time()
+        self._save_issued(issued)
+        log.info("credentials revoked", extra={"holder": name, "users": len(entry.users)})
+        return self.write_account_jwt()
+
+    # -- the server --------------------------------------------------------------------------
+    def server_config(self) -> str:
+        """The nats-server configuration: operator mode, the full resolver, TLS required."""
+        tls = self.tls_dir
+        return (
+            "# Written by harmony-fleet (fleet server) at every start: edit the code, not this.\n"
+            f"operator: {json.dumps(str(self.operator_jwt_file))}\n"
+            f"system_account: {self.system_account_public}\n"
+            "resolver: {\n"
+            "  type: full\n"
+            f"  dir: {json.dumps(str(self.resolver_dir))}\n"
+            "  allow_delete: false\n"
+            '  interval: "2m"\n'
+            "}\n"
+            "tls: {\n"
+            f"  cert_file: {json.dumps(str(tls / 'server.pem'))}\n"
+            f"  key_file: {json.dumps(str(tls / 'server-key.pem'))}\n"
+            "  timeout: 5\n"
+            "}\n"
+        )
+
+
+async def push_account(
+    store: AuthStore, servers: tuple[str, ...], *, timeout_s: float = 5.0
+) -> None:
+    """Send the ``FLEET`` account JWT as it is now to a running server (as its system user).
+
+    The server applies it at once: connections of revoked users are closed and refused from
+    then on; it also keeps it in its resolver directory, across restarts.
+    """
+    options = NatsOptions(
+        servers=servers, creds_file=str(store.sys_creds), tls_ca_file=str(store.ca_file)
+    )
+    nc = await connect(options.with_name("fleet-credentials"))
+    try:
+        msg = await nc.request("$SYS.REQ.CLAIMS.UPDATE", store.account_jwt().encode(), timeout_s)
+    except Exception as exc:
+        raise wrap_nats_error(exc, "push the account's revocations") from exc
+    finally:
+        await nc.close()
+    try:
+        answer = json.loads(msg.data)
+    except ValueError as exc:
+        raise Refused(f"the server's answer to the account update is not JSON: {exc}") from exc
+    data = answer.get("data") or {}
+    if data.get("code") != 200:
+        raise Refused(f"the server refused the account update: {answer.get('error') or answer}")

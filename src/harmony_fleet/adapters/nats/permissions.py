@@ -1,0 +1,106 @@
+"""What each role may do on NATS: the permissions written into its user JWT.
+
+==========  =================================================================================
+role        may
+==========  =================================================================================
+admin       everything in the fleet account (the ``fleet`` CLI on the server's machine)
+operator    everything but deleting or purging streams (it creates buckets, sends commands)
+viewer      read: heartbeats, KV and the log stream (direct gets, consumers), no writes, no
+            commands
+device      itself only (:func:`device_permissions`)
+==========  =================================================================================
+
+A device ``D`` may publish its heartbeat, its log lines and its own status key, and read its own
+marker: a direct get on its key's subject (the buckets allow direct gets), woken by a plain
+subscription to that one subject (:meth:`~harmony_fleet.adapters.nats.kv.TypedKV.follow`). It
+subscribes to its command subject, its own heartbeat (the old agent watching its candidate) and
+its own inbox prefix (:func:`~harmony_fleet.contracts.subjects.inbox_prefix`), and answers the
+requests it receives (one reply each). It cannot create or delete streams, buckets or consumers,
+cannot use ``STREAM.MSG.GET`` (the key is in the body, so it could not be scoped), and cannot
+publish to any ``cmd`` subject.
+
+Why no consumer at all, not even one whose filter is in the subject
+(``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>``, which the server does check against the
+body): the request body also names the consumer's *deliver subject*, which no permission can
+see. Measured with nats-server 2.15: a device allowed to create a consumer filtered to its own
+marker created one delivering that marker to ``fleet.<other>.cmd``, a subject it may not publish
+to. JetStream delivers as the account, past the user's permissions.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from harmony_fleet.adapters.nats.fleet_kv import LOG_STREAM, MARKERS, STATUSES
+from harmony_fleet.adapters.nats.jwt import ALL, Permissions
+from harmony_fleet.contracts import subjects
+from harmony_fleet.contracts.logs import ALL_LOGS
+
+log = logging.getLogger(__name__)
+
+ROLES = ("admin", "operator", "device", "viewer")
+
+#: Commands go to ``fleet.<device>.cmd``: only the operator and the admin send them.
+ALL_COMMANDS = f"{subjects.PREFIX}.*.cmd"
+
+
+def _stream(bucket: str) -> str:
+    return f"KV_{bucket}"
+
+
+def _key_subject(bucket: str, device: str) -> str:
+    return f"$KV.{bucket}.{subjects.kv_key(device)}"
+
+
+def device_permissions(device: str) -> Permissions:
+    """Device ``device`` touches only itself (the module docstring lists what that means)."""
+    marker = _key_subject(MARKERS.name, device)
+    markers = _stream(MARKERS.name)
+    inbox = subjects.inbox_prefix(device)
+    return Permissions(
+        pub_allow=(
+            subjects.heartbeat(device),
+            f"{subjects.PREFIX}.{device}.logs.>",
+            _key_subject(STATUSES.name, device),
+            "$JS.API.INFO",
+            f"$JS.API.STREAM.INFO.{markers}",
+            f"$JS.API.STREAM.INFO.{_stream(STATUSES.name)}",
+            f"$JS.API.STREAM.INFO.{LOG_STREAM}",
+            f"$JS.API.DIRECT.GET.{markers}.{marker}",
+            f"{inbox}.>",
+        ),
+        pub_deny=(ALL_COMMANDS,),
+        sub_allow=(subjects.command(device), subjects.heartbeat(device), marker, f"{inbox}.>"),
+        responses=True,
+    )
+
+
+VIEWER = Permissions(
+    pub_allow=(
+        "$JS.API.INFO",
+        "$JS.API.STREAM.INFO.>",
+        "$JS.API.STREAM.NAMES",
+        "$JS.API.STREAM.LIST",
+        "$JS.API.CONSUMER.CREATE.>",
+        "$JS.API.CONSUMER.INFO.>",
+        "$JS.API.CONSUMER.MSG.NEXT.>",
+        "$JS.API.DIRECT.GET.>",
+        "$JS.API.STREAM.MSG.GET.>",
+        "$JS.FC.>",
+        "$JS.ACK.>",
+    ),
+    sub_allow=(subjects.ALL_HEARTBEATS, ALL_LOGS, "_INBOX.>"),
+)
+
+OPERATOR = Permissions(pub_deny=("$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>"))
+
+
+def permissions_for(role: str, name: str) -> Permissions:
+    """The permissions of ``role`` (``name`` is the device id for a device)."""
+    if role == "device":
+        return device_permissions(name)
+    if role == "viewer":
+        return VIEWER
+    if role == "operator":
+        return OPERATOR
+    return ALL
