@@ -9,17 +9,30 @@ by the caller's next move, not by where the error came from::
     │   ├── ConfigError           a flag, file or environment value is wrong
     │   ├── NotFound              the device, key or artifact does not exist
     │   ├── Refused               the other side understood and said no
-    │   └── DownloadRejected      the artifact itself is wrong (checksum, size, 4xx)
-    │       ├── IntegrityError    SHA-256 or size mismatch: expected and actual given
-    │       ├── TooLarge          the body is larger than declared
-    │       ├── HTTPStatusError   a 4xx the server will keep answering
-    │       └── InsufficientSpace not enough free disk for the artifact
+    │   ├── DownloadRejected      the artifact itself is wrong (checksum, size, 4xx)
+    │   │   ├── IntegrityError    SHA-256 or size mismatch: expected and actual given
+    │   │   ├── TooLarge          the body is larger than declared
+    │   │   ├── HTTPStatusError   a 4xx the server will keep answering
+    │   │   └── InsufficientSpace not enough free disk for the artifact
+    │   ├── LayoutBroken          the agent's folder is beyond self-heal (the on-disk layer)
+    │   ├── SpawnError            a process could not be started at all (the executors)
+    │   ├── ProtocolViolation     an event the upgrade machine's table has no entry for
+    │   └── TableError            a handler moved to a state its table entry does not declare
     └── TemporaryError            the same call may succeed later (``retry_after`` hints when)
         ├── Unavailable           NATS or an HTTP server cannot be reached, no responders
+        │   └── SystemdUnavailable  this machine runs no systemd (or lacks its tools)
         ├── Timeout               no answer within the deadline
         ├── OutcomeUnknown        a write timed out and may still have been applied
         ├── Conflict              a compare-and-set lost a race: re-read and decide again
-        └── DownloadInterrupted   the transfer broke off (early close, stall, 5xx)
+        ├── DownloadInterrupted   the transfer broke off (early close, stall, 5xx)
+        ├── DiskError             a file operation failed (full disk, I/O, permissions)
+        └── SystemdError          a systemd tool exited non-zero (``stderr`` says why)
+
+The classes below the root that are not defined here live beside the code that raises them
+(``LayoutBroken`` and ``DiskError`` with the on-disk layer, ``SpawnError`` with the process
+runner, the two systemd errors with ``systemctl``, the machine's two in ``core.upgrade.machine``);
+``tests/unit/test_exports.py`` checks that every subclass in the package is drawn here, under
+its parent.
 
 Third-party errors (nats-py, httpx, OSError) are wrapped where they enter, with
 ``raise Mapped(...) from exc``, so callers never need to import a dependency to catch ours.
@@ -101,10 +114,16 @@ class HTTPStatusError(DownloadRejected):
 
 
 class InsufficientSpace(DownloadRejected):
-    """The destination filesystem lacks the room the artifact needs."""
+    """The destination filesystem lacks the room the artifact needs.
 
-    def __init__(self, path: str, needed: int, free: int) -> None:
-        super().__init__(f"not enough free space at {path}: need {needed} bytes, {free} free")
+    ``needed`` and ``free`` are bytes, or None when unknown (a body of unannounced size that
+    filled the disk half-way; a filesystem that could not be asked).
+    """
+
+    def __init__(self, path: str, needed: int | None, free: int | None) -> None:
+        need = f"need {needed} bytes" if needed is not None else "the size needed is unknown"
+        have = f"{free} free" if free is not None else "free space unknown"
+        super().__init__(f"not enough free space at {path}: {need}, {have}")
         self.path = path
         self.needed = needed
         self.free = free

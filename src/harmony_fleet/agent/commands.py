@@ -1,21 +1,31 @@
 """Answering commands: decode strictly, refuse clearly, act only on what this instance may do.
 
-The handler is a plain function of (raw bytes, now) to an optional :class:`Reply`, so it is tested
+The handler is a plain function of the raw bytes to an optional :class:`Reply`, so it is tested
 without NATS. Bad input never raises out of here: an undecodable command is answered ``invalid``
-(when it has a reply subject) and logged, an unknown verb ``unknown_verb``, an expired one
-``expired``. ``upgrade_stop`` goes to the :class:`StopHandler` (the upgrade driver's stop
-signal); an agent without one, or a candidate, is never armed.
+(when it has a reply subject) and logged, an unknown verb ``unknown_verb``. ``upgrade_stop`` goes
+to the :class:`StopHandler` (the upgrade driver's stop signal); an agent without one, or a
+candidate, is never armed.
+
+No answer depends on this device's clock agreeing with the sender's (a board without a real-time
+clock is often minutes off): the sender's ``issued_at``/``expires_at`` are never compared with
+the local clock. A command id already answered gets its first answer again and is not acted on
+twice (the last :data:`REMEMBERED` ids); ``upgrade_stop`` acts only for the armed upgrade id. An
+answer later than the sender's ``ttl_s`` (measured on this agent's monotonic clock from arrival)
+is only logged: the sender has stopped waiting and will ask again with a new id.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from harmony_fleet.contracts import (
     COMMAND,
     RAW_COMMAND,
+    Command,
     Reply,
     ReplyCode,
     Role,
@@ -26,7 +36,10 @@ from harmony_fleet.contracts import (
 from harmony_fleet.contracts.ids import InstanceId, UpgradeId, Version
 from harmony_fleet.errors import InvalidMessage
 
-log = logging.getLogger("harmony_fleet.agent.commands")
+log = logging.getLogger(__name__)
+
+REMEMBERED = 256
+"""How many answered command ids an agent keeps to answer a replay without acting again."""
 
 
 class StopHandler(Protocol):
@@ -47,12 +60,16 @@ class CommandHandler:
         agent_version: Version,
         role: Role,
         stop_handler: StopHandler | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.instance_id = instance_id
         self.agent_version = agent_version
         self.role = role
         self.stop_handler = stop_handler
         self.rejected = 0
+        self.replayed = 0
+        self._monotonic = monotonic
+        self._answered: OrderedDict[str, Reply] = OrderedDict()
 
     def _reply(self, command_id: str, code: ReplyCode, message: str = "") -> Reply:
         return Reply(
@@ -64,8 +81,9 @@ class CommandHandler:
             agent_version=self.agent_version,
         )
 
-    async def handle(self, data: bytes, *, now: float) -> Reply | None:
+    async def handle(self, data: bytes) -> Reply | None:
         """Answer one command message; never raises for bad input."""
+        arrived = self._monotonic()
         try:
             raw = RAW_COMMAND.decode(data)
         except InvalidMessage as exc:
@@ -85,9 +103,25 @@ class CommandHandler:
             self.rejected += 1
             log.warning("command dropped", extra={"field": exc.field, "reason": exc.reason})
             return self._reply(raw.command_id[:64], ReplyCode.INVALID, str(exc))
-        if command.expires_at < now:
-            log.info("expired command refused", extra={"verb": command.verb.value})
-            return self._reply(command.command_id, ReplyCode.EXPIRED, "command expired")
+        first = self._answered.get(command.command_id)
+        if first is not None:
+            self.replayed += 1
+            log.info("command replayed", extra={"verb": command.verb.value})
+            return first
+        reply = await self._act(command, args)
+        if reply is not None:
+            self._answered[command.command_id] = reply
+            while len(self._answered) > REMEMBERED:
+                self._answered.popitem(last=False)
+        took = self._monotonic() - arrived
+        if command.ttl_s is not None and took > command.ttl_s:
+            log.warning(
+                "command answered after the sender stopped waiting",
+                extra={"verb": command.verb.value, "took_s": round(took, 3), "ttl": command.ttl_s},
+            )
+        return reply
+
+    async def _act(self, command: Command, args: object) -> Reply | None:
         if command.verb is Verb.PING:
             return self._reply(command.command_id, ReplyCode.OK, "pong")
         if command.verb is Verb.UPGRADE_STOP:

@@ -185,7 +185,7 @@ class Agent:
 
     # -- commands ---------------------------------------------------------------------------
     async def _on_command(self, msg: Any) -> None:
-        reply = await self.commands.handle(msg.data, now=time.time())
+        reply = await self.commands.handle(msg.data)
         if reply is None or not msg.reply:
             return
         with contextlib.suppress(Exception):

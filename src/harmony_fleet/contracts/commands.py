@@ -1,9 +1,17 @@
 """The command protocol: request/reply on ``fleet.<device_id>.cmd``.
 
-A :class:`Command` is an envelope: id, verb, issue and expiry time, and ``args`` whose shape
-depends on the verb (validated against :data:`VERB_ARGS`). Both the device's main agent and an
-upgrade candidate subscribe to the same subject; a verb that only one instance may act on (such
-as ``upgrade_stop``) is answered only by that instance. Every answer is a :class:`Reply`.
+A :class:`Command` is an envelope: id, verb, how long the sender waits for the answer
+(``ttl_s``), and ``args`` whose shape depends on the verb (validated against :data:`VERB_ARGS`).
+Both the device's main agent and an upgrade candidate subscribe to the same subject; a verb that
+only one instance may act on (such as ``upgrade_stop``) is answered only by that instance.
+Every answer is a :class:`Reply`.
+
+No decision depends on the two machines' clocks agreeing (device clocks drift by minutes): the
+receiver never compares ``issued_at``/``expires_at`` (the sender's wall clock) with its own.
+Replay safety comes from ids instead: a command id already answered gets the same answer again
+without being acted on twice, and ``upgrade_stop`` commits only the upgrade the agent is armed
+for. ``issued_at`` and ``expires_at`` are still sent and decoded, because agents older than
+``ttl_s`` require them (and refuse a command whose ``expires_at`` is behind their own clock).
 
 Adding a verb: add it to :class:`Verb`, give it an args struct, register it in
 :data:`VERB_ARGS`. Old agents answer a verb they do not know with ``code="unknown_verb"`` (the
@@ -58,14 +66,20 @@ VERB_ARGS: dict[Verb, type[msgspec.Struct]] = {
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True):
-    """A request to one device. Expired commands are refused, never acted on."""
+    """A request to one device, answered at most once per ``command_id``."""
 
     v: int = COMMAND_SCHEMA_VERSION
     command_id: str
     verb: Verb
     issued_at: NonNegFloat
+    """The sender's wall clock when it sent the command: for logs, never compared."""
     expires_at: NonNegFloat
+    """``issued_at + ttl_s`` on the sender's wall clock: only agents older than ``ttl_s`` read
+    it (they compare it with their own clock, which is the defect ``ttl_s`` replaces)."""
     args: dict[str, Any] = {}
+    ttl_s: NonNegFloat | None = None
+    """How long the sender waits for the answer (seconds, a duration: no clock is shared).
+    The receiver only logs when it answered later than that; absent from older senders."""
 
 
 class RawCommand(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,6 +91,7 @@ class RawCommand(msgspec.Struct, frozen=True, kw_only=True):
     issued_at: NonNegFloat
     expires_at: NonNegFloat
     args: dict[str, Any] = {}
+    ttl_s: NonNegFloat | None = None
 
 
 class ReplyCode(enum.StrEnum):
@@ -86,6 +101,7 @@ class ReplyCode(enum.StrEnum):
     UNKNOWN_VERB = "unknown_verb"
     INVALID = "invalid"
     EXPIRED = "expired"
+    """Sent only by agents older than ``Command.ttl_s`` (they compared clocks); kept to decode."""
     NOT_ARMED = "not_armed"
     WRONG_UPGRADE = "wrong_upgrade"
     ERROR = "error"
@@ -105,13 +121,14 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def new_command(verb: Verb, args: msgspec.Struct | None, *, now: float, ttl_s: float) -> Command:
-    """Build a command envelope valid for ``ttl_s`` seconds from ``now``."""
+    """Build a command envelope; the sender waits ``ttl_s`` seconds (``now``: its wall clock)."""
     return Command(
         command_id=uuid.uuid4().hex,
         verb=verb,
         issued_at=now,
         expires_at=now + ttl_s,
         args=msgspec.to_builtins(args) if args is not None else {},
+        ttl_s=ttl_s,
     )
 
 

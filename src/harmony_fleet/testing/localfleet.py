@@ -56,6 +56,7 @@ from harmony_fleet.contracts import version as version_of
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.core.upgrade.watch import RollbackNote
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
+from harmony_fleet.testing.launcher import LauncherProcess
 
 #: The watch window of upgrades requested through :meth:`LocalFleet.request_upgrade` by default.
 LOCAL_WATCH_S = 5.0
@@ -95,6 +96,9 @@ class LocalDevice:
     layout: AgentLayout
     launch: LaunchSpec
     supervisor: Supervisor
+    launcher: LauncherProcess | None = None
+    """Set when the device runs behind a command prefix (see :meth:`LocalFleet.add_device`):
+    then ``supervisor`` runs in that process, not in this one."""
 
     @property
     def run_dir(self) -> Path:
@@ -103,15 +107,21 @@ class LocalDevice:
 
     @property
     def rollbacks(self) -> list[RollbackNote]:
-        """Post-commit rollbacks the device's supervisor performed (newest last)."""
+        """Post-commit rollbacks the device's supervisor performed (newest last; an in-process
+        supervisor only: a device behind a command prefix reports them in its status)."""
         return self.supervisor.rollbacks
 
     def runner(self) -> ProcessRunner:
         """A candidate runner over this device's layout (to find and stop orphaned candidates)."""
         return ProcessRunner(self.layout, self.launch, run_dir=self.run_dir)
 
+    async def start(self) -> None:
+        """Start the device's launcher (again, after :meth:`stop`)."""
+        await (self.launcher or self.supervisor).start()
+
     async def stop(self) -> None:
-        await self.supervisor.stop()
+        """Stop the launcher and its main, then any candidate left behind: the device is off."""
+        await (self.launcher or self.supervisor).stop()
         runner = self.runner()
         for pid_file in self.run_dir.glob("candidate-*.pid"):
             uid = pid_file.name.removeprefix("candidate-").removesuffix(".pid")
@@ -239,8 +249,20 @@ class LocalFleet:
         assert self.http is not None
         return f"{self.http.base_url}/{manifest.file}"
 
-    async def add_device(self, name: str, version: str, *, start: bool = True) -> LocalDevice:
-        """Install ``version`` (already built) under a fresh prefix and start its supervisor."""
+    async def add_device(
+        self,
+        name: str,
+        version: str,
+        *,
+        start: bool = True,
+        command_prefix: tuple[str, ...] = (),
+    ) -> LocalDevice:
+        """Install ``version`` (already built) under a fresh prefix and start its supervisor.
+
+        ``command_prefix`` (for example ``("faketime", "-f", "+10m")``: a device whose clock is
+        ten minutes ahead) runs the device's launcher in a process of its own started behind
+        it; the agents that launcher starts inherit it (:mod:`harmony_fleet.testing.launcher`).
+        """
         dev = device_id(name)
         prefix = self.workdir / "devices" / dev / "opt"
         layout = AgentLayout(prefix)
@@ -264,10 +286,14 @@ class LocalFleet:
             ),
         )
         supervisor = Supervisor(layout, launch, run_dir=launch.state_dir / RUN_DIR)
-        device = LocalDevice(dev, prefix, layout, launch, supervisor)
+        launcher = None
+        if command_prefix:
+            log_file = launch.state_dir / "launcher.log"
+            launcher = LauncherProcess(command_prefix, prefix, launch, log_file=log_file)
+        device = LocalDevice(dev, prefix, layout, launch, supervisor, launcher)
         self.devices[dev] = device
         if start:
-            await supervisor.start()
+            await device.start()
         return device
 
     # -- upgrades ----------------------------------------------------------------------------

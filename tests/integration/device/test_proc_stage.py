@@ -16,7 +16,7 @@ from harmony_fleet.contracts.ids import Version
 from harmony_fleet.contracts.upgrade import Progress
 from harmony_fleet.core.upgrade.device import staging_error_code
 from harmony_fleet.core.upgrade.states import ErrorCode
-from harmony_fleet.errors import HTTPStatusError, IntegrityError
+from harmony_fleet.errors import DownloadRejected, HTTPStatusError, IntegrityError
 
 PATH = f"/artifacts/{NEW}"
 
@@ -93,3 +93,18 @@ async def test_http_404_is_rejected_and_cleaned_up(
     assert outside_staging(tree(layout.prefix), NEW) == before
     await device.files.cleanup_staging(Version(NEW))
     assert tree(layout.prefix) == before
+
+
+@pytest.mark.parametrize("url", ["file:///etc/hostname", "ftp://127.0.0.1/agent"])
+async def test_a_url_that_is_not_http_is_a_rejected_download(
+    device: ProcDevice, layout: AgentLayout, artifact: Callable[[str], Built], url: str
+) -> None:
+    """Reported as ``download_rejected`` (the request was wrong), not as a staging failure."""
+    before = tree(layout.prefix)
+
+    with pytest.raises(DownloadRejected) as caught:
+        await device.files.stage(marker(artifact(NEW), url), lambda p: None)
+
+    assert staging_error_code(caught.value) is ErrorCode.DOWNLOAD_REJECTED
+    assert "not an http(s) URL" in str(caught.value)
+    assert outside_staging(tree(layout.prefix), NEW) == before

@@ -95,8 +95,12 @@ async def test_real_full_disk_mid_write(
     scripted.script = [serve(artifact.data, content_length=False)]
     with tmpfs(tmp_path / "small", "1m") as mnt:
         dest = mnt / "artifact.bin"
-        with pytest.raises(InsufficientSpace):
+        with pytest.raises(InsufficientSpace) as info:
             await download(scripted.url, dest, artifact.sha256, policy=FAST)
         assert not part_path(dest).exists()  # the space is given back
         assert not dest.exists()
         assert len(scripted.requests) == 1  # a full disk is not retried
+    # The size was never announced: the detail says so rather than "need -1 bytes".
+    assert info.value.needed is None
+    assert "the size needed is unknown" in str(info.value), str(info.value)
+    assert "need -1" not in str(info.value)

@@ -80,15 +80,22 @@ async def test_unreachable_server_is_temporary(tmp_path: Path) -> None:
     assert isinstance(info.value.__cause__, httpx.ConnectError)
 
 
-async def test_unsupported_scheme_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError):
-        await download("ftp://127.0.0.1/a", tmp_path / "a", SHA, policy=FAST)
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/a", "file:///etc/passwd", "http:///a"])
+async def test_an_unusable_scheme_is_a_rejected_download(tmp_path: Path, url: str) -> None:
+    """The URL is part of the request, like a 404: not the device's configuration."""
+    with pytest.raises(DownloadRejected):
+        await download(url, tmp_path / "a", SHA, policy=FAST)
+    assert not (tmp_path / "a").exists()
 
 
-async def test_malformed_url_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError) as info:
+async def test_malformed_url_is_a_rejected_download(tmp_path: Path) -> None:
+    with pytest.raises(DownloadRejected):
         await download("http://[::1", tmp_path / "a", SHA, policy=FAST)
-    assert isinstance(info.value.__cause__, httpx.InvalidURL)
+
+
+def test_httpx_url_errors_are_rejected_downloads() -> None:
+    for exc in (httpx.UnsupportedProtocol("file"), httpx.InvalidURL("http://[::1")):
+        assert type(wrap_httpx_error(exc, "u")) is DownloadRejected
 
 
 async def test_unwritable_destination_is_wrapped(tmp_path: Path) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 import pytest
 
-from harmony_fleet.agent.commands import CommandHandler
+from harmony_fleet.agent.commands import REMEMBERED, CommandHandler
 from harmony_fleet.contracts import (
     PingArgs,
     Reply,
@@ -36,7 +38,7 @@ def handler(role: Role = Role.MAIN, stop: RecordingStop | None = None) -> Comman
 
 async def test_ping_answers_with_identity() -> None:
     cmd = new_command(Verb.PING, PingArgs(), now=100.0, ttl_s=5)
-    reply = await handler().handle(encode(cmd), now=101.0)
+    reply = await handler().handle(encode(cmd))
     assert reply is not None
     assert reply.ok
     assert reply.code is ReplyCode.OK
@@ -45,11 +47,59 @@ async def test_ping_answers_with_identity() -> None:
     assert reply.agent_version == "1.0.0"
 
 
-async def test_expired_command_is_refused() -> None:
-    cmd = new_command(Verb.PING, PingArgs(), now=100.0, ttl_s=5)
-    reply = await handler().handle(encode(cmd), now=106.0)
+@pytest.mark.parametrize("sender_clock", [100.0, time.time() + 600, time.time() - 600])
+async def test_no_answer_depends_on_the_sender_clock(sender_clock: float) -> None:
+    """A device clock minutes ahead of the operator's used to refuse every stop as expired."""
+    stop = RecordingStop()
+    cmd = new_command(
+        Verb.UPGRADE_STOP, UpgradeStopArgs(upgrade_id="u1"), now=sender_clock, ttl_s=5
+    )
+    reply = await handler(stop=stop).handle(encode(cmd))
     assert reply is not None
-    assert reply.code is ReplyCode.EXPIRED
+    assert reply.code is ReplyCode.OK, reply
+    assert stop.calls == [("u1", cmd.command_id)]
+
+
+async def test_a_replayed_command_gets_its_first_answer_and_is_not_acted_on_again() -> None:
+    stop = RecordingStop()
+    h = handler(stop=stop)
+    cmd = new_command(Verb.UPGRADE_STOP, UpgradeStopArgs(upgrade_id="u1"), now=1.0, ttl_s=5)
+    first = await h.handle(encode(cmd))
+    again = await h.handle(encode(cmd))
+    assert first is not None and again == first
+    assert stop.calls == [("u1", cmd.command_id)]
+    assert h.replayed == 1
+    other = new_command(Verb.UPGRADE_STOP, UpgradeStopArgs(upgrade_id="u1"), now=1.0, ttl_s=5)
+    await h.handle(encode(other))
+    assert len(stop.calls) == 2, "a new command id is a new request"
+
+
+async def test_only_the_last_answers_are_remembered() -> None:
+    h = handler()
+    first = new_command(Verb.PING, PingArgs(), now=1.0, ttl_s=5)
+    await h.handle(encode(first))
+    for _ in range(REMEMBERED):
+        await h.handle(encode(new_command(Verb.PING, PingArgs(), now=1.0, ttl_s=5)))
+    await h.handle(encode(first))
+    assert h.replayed == 0, "the oldest id was forgotten: the memory stays bounded"
+
+
+async def test_an_answer_later_than_the_ttl_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    ticks = iter([0.0, 7.0])
+    h = CommandHandler(
+        instance_id=IID, agent_version="1.0.0", role=Role.MAIN, monotonic=lambda: next(ticks)
+    )
+    cmd = new_command(Verb.PING, PingArgs(), now=1.0, ttl_s=5)
+    with caplog.at_level(logging.WARNING, logger="harmony_fleet.agent.commands"):
+        reply = await h.handle(encode(cmd))
+    assert reply is not None and reply.ok, "answered all the same: the sender may still read it"
+    assert "after the sender stopped waiting" in caplog.text
+
+
+async def test_a_command_from_an_older_sender_without_ttl_is_answered() -> None:
+    body = json.dumps({"command_id": "c1", "verb": "ping", "issued_at": 1, "expires_at": 2})
+    reply = await handler().handle(body.encode())
+    assert reply is not None and reply.code is ReplyCode.OK
 
 
 @pytest.mark.parametrize(
@@ -65,7 +115,7 @@ async def test_expired_command_is_refused() -> None:
 )
 async def test_malformed_commands_are_answered_invalid(raw: bytes) -> None:
     h = handler()
-    reply = await h.handle(raw, now=0.0)
+    reply = await h.handle(raw)
     assert reply is not None
     assert reply.code is ReplyCode.INVALID
     assert not reply.ok
@@ -74,7 +124,7 @@ async def test_malformed_commands_are_answered_invalid(raw: bytes) -> None:
 
 async def test_unknown_verb_is_named_in_the_reply() -> None:
     body = json.dumps({"command_id": "c1", "verb": "reboot", "issued_at": 1, "expires_at": 9})
-    reply = await handler().handle(body.encode(), now=2.0)
+    reply = await handler().handle(body.encode())
     assert reply is not None
     assert reply.code is ReplyCode.UNKNOWN_VERB
     assert "reboot" in reply.message
@@ -83,7 +133,7 @@ async def test_unknown_verb_is_named_in_the_reply() -> None:
 
 async def test_upgrade_stop_without_an_armed_upgrade_is_refused() -> None:
     cmd = new_command(Verb.UPGRADE_STOP, UpgradeStopArgs(upgrade_id="u1"), now=1.0, ttl_s=5)
-    reply = await handler().handle(encode(cmd), now=2.0)
+    reply = await handler().handle(encode(cmd))
     assert reply is not None
     assert reply.code is ReplyCode.NOT_ARMED
 
@@ -91,7 +141,7 @@ async def test_upgrade_stop_without_an_armed_upgrade_is_refused() -> None:
 async def test_upgrade_stop_goes_to_the_stop_handler_on_the_main_agent() -> None:
     stop = RecordingStop()
     cmd = new_command(Verb.UPGRADE_STOP, UpgradeStopArgs(upgrade_id="u1"), now=1.0, ttl_s=5)
-    reply = await handler(stop=stop).handle(encode(cmd), now=2.0)
+    reply = await handler(stop=stop).handle(encode(cmd))
     assert reply is not None
     assert reply.ok
     assert stop.calls == [("u1", cmd.command_id)]
@@ -100,6 +150,6 @@ async def test_upgrade_stop_goes_to_the_stop_handler_on_the_main_agent() -> None
 async def test_candidate_stays_silent_on_upgrade_stop() -> None:
     stop = RecordingStop()
     cmd = new_command(Verb.UPGRADE_STOP, UpgradeStopArgs(upgrade_id="u1"), now=1.0, ttl_s=5)
-    reply = await handler(Role.CANDIDATE, stop).handle(encode(cmd), now=2.0)
+    reply = await handler(Role.CANDIDATE, stop).handle(encode(cmd))
     assert reply is None
     assert stop.calls == []

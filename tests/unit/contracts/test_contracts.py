@@ -77,6 +77,7 @@ SAMPLES: dict[str, tuple[Codec[object], object]] = {
             issued_at=1700000000.0,
             expires_at=1700000005.0,
             args={"upgrade_id": "u-1"},
+            ttl_s=5.0,
         ),
     ),
     "reply": (
@@ -194,6 +195,13 @@ def test_golden_fixture_encodes_and_decodes(name: str) -> None:
     golden = (GOLDEN / f"{name}.json").read_bytes().strip()
     assert json.loads(encode(value)) == json.loads(golden), "encoding drifted from the fixture"
     assert codec.decode(golden) == value, "the fixture no longer decodes to the value"
+
+
+def test_a_command_from_a_sender_older_than_ttl_still_decodes() -> None:
+    older = (GOLDEN / "older" / "command_without_ttl.json").read_bytes()
+    command = COMMAND.decode(older)
+    assert command.ttl_s is None
+    assert command == msgspec.structs.replace(SAMPLES["command"][1], ttl_s=None)
 
 
 def test_every_wire_type_has_a_golden_fixture() -> None:

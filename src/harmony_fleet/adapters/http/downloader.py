@@ -58,6 +58,7 @@ from harmony_fleet.adapters.http.policy import (
     MIB,
     DownloadPolicy,
     backoff_delay,
+    check_url,
     parse_retry_after,
 )
 from harmony_fleet.adapters.http.progress import ProgressCallback, ProgressThrottle
@@ -436,7 +437,9 @@ class _Download:
             raise wrap_httpx_error(exc, self.url) from exc
         except OSError as exc:  # from the part file: a full disk, a broken one
             free = self._free_or_unknown()
-            if isinstance(wrapped := wrap_os_error(exc, part.path, free=free), InsufficientSpace):
+            needed = self.size - offset if self.size is not None else None
+            wrapped = wrap_os_error(exc, part.path, needed=needed, free=free)
+            if isinstance(wrapped, InsufficientSpace):
                 await self._part_io(part.discard)
             raise wrapped from exc
 
@@ -559,11 +562,11 @@ class _Download:
         self.progress.bytes_total = part.length
         self.progress.finish(part.length)
 
-    def _free_or_unknown(self) -> int:
+    def _free_or_unknown(self) -> int | None:
         try:
             return self.free_space.free_bytes(self.dest.parent)
         except OSError:
-            return -1
+            return None
 
     def _check_space(self, needed: int) -> None:
         if needed <= 0:
@@ -614,9 +617,11 @@ async def download(
     redirects then follow its ``max_redirects``. ``free_space`` replaces the ``statvfs`` check.
 
     Raises :class:`~harmony_fleet.errors.DownloadRejected` (or a subclass) when retrying cannot
-    help, and a :class:`~harmony_fleet.errors.TemporaryError` when the retries or the deadline
-    ran out; :class:`~harmony_fleet.errors.ConfigError` for an unusable URL or path.
+    help (an unusable URL too: :func:`.policy.check_url`), and a
+    :class:`~harmony_fleet.errors.TemporaryError` when the retries or the deadline ran out;
+    :class:`~harmony_fleet.errors.ConfigError` for a destination that cannot be written.
     """
+    check_url(url)
     digest = sha256.strip().lower()
     if not _SHA256_RE.fullmatch(digest):
         raise DownloadRejected(f"not a SHA-256 hex digest: {sha256!r}")

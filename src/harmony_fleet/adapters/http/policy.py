@@ -7,8 +7,8 @@ Elastic Agent uses), a 60 s stall timeout rather than a short read timeout, and 
 by that deadline with exponential backoff and *full* jitter (a uniform draw between zero and the
 exponential cap), which spreads a fleet's retries out instead of synchronising them.
 
-The backoff and ``Retry-After`` rules live here as pure functions so they can be tested without
-a clock or a network.
+The backoff and ``Retry-After`` rules, and which URLs may be fetched at all, live here as pure
+functions so they can be tested without a clock or a network.
 """
 
 from __future__ import annotations
@@ -16,13 +16,16 @@ from __future__ import annotations
 import datetime
 import email.utils
 import random
+import urllib.parse
 from dataclasses import dataclass
 
-from harmony_fleet.errors import ConfigError
+from harmony_fleet.errors import ConfigError, DownloadRejected
 
 MIB = 1024 * 1024
+SCHEMES = frozenset({"http", "https"})
+"""The only URL schemes an artifact is fetched from."""
 
-__all__ = ["MIB", "DownloadPolicy", "backoff_delay", "parse_retry_after"]
+__all__ = ["MIB", "SCHEMES", "DownloadPolicy", "backoff_delay", "check_url", "parse_retry_after"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,3 +122,21 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     if when.tzinfo is None:  # asctime dates carry no zone; RFC 9110 says they are GMT
         when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - now)
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL no download may use: not http(s), or without a host.
+
+    The URL is part of what was asked for (the marker's ``artifact_url``), so a bad one is a
+    :class:`DownloadRejected`, as a 404 is: asking again the same way cannot help, and nothing
+    on the device is wrong. ``file://`` is refused on purpose: an agent reads no local file
+    named by a message.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:
+        raise DownloadRejected(f"not a usable URL: {url[:200]!r}: {exc}") from exc
+    if parts.scheme.lower() not in SCHEMES:
+        raise DownloadRejected(f"not an http(s) URL: {url[:200]!r}")
+    if not parts.hostname:
+        raise DownloadRejected(f"no host in URL: {url[:200]!r}")

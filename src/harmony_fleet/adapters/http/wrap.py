@@ -38,8 +38,8 @@ RETRY_STATUSES = frozenset({408, 429})
 HTTPX_ERROR_MAP: tuple[tuple[type[Exception], type[FleetError]], ...] = (
     (httpx.HTTPStatusError, HTTPStatusError),  # only from a caller's raise_for_status hook
     (httpx.TooManyRedirects, DownloadRejected),
-    (httpx.UnsupportedProtocol, ConfigError),
-    (httpx.InvalidURL, ConfigError),
+    (httpx.UnsupportedProtocol, DownloadRejected),  # the artifact's URL: see policy.check_url
+    (httpx.InvalidURL, DownloadRejected),
     (httpx.LocalProtocolError, ConfigError),
     (httpx.DecodingError, DownloadRejected),
     (httpx.ConnectTimeout, Timeout),
@@ -93,7 +93,9 @@ _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 _NOT_ALLOWED = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOENT}
 
 
-def wrap_os_error(exc: OSError, path: Path, *, needed: int = -1, free: int = -1) -> FleetError:
+def wrap_os_error(
+    exc: OSError, path: Path, *, needed: int | None = None, free: int | None = None
+) -> FleetError:
     """Our error for a filesystem failure on ``path``.
 
     A full disk or quota is :class:`InsufficientSpace`; a path we may not write is a

@@ -32,7 +32,7 @@ from harmony_fleet.core.upgrade import outcomes, restart
 from harmony_fleet.core.upgrade.effects import Effect
 from harmony_fleet.core.upgrade.snapshot import Snapshot
 from harmony_fleet.core.upgrade.states import UpgradeState
-from harmony_fleet.errors import FleetError, PermanentError
+from harmony_fleet.errors import PermanentError
 
 S = UpgradeState
 Handler = Callable[[Snapshot, Any], outcomes.Result]
@@ -47,8 +47,9 @@ class ProtocolViolation(PermanentError):
         self.event = event
 
 
-class TableError(FleetError):
-    """A handler moved to a state its table entry does not declare (a bug in this package)."""
+class TableError(PermanentError):
+    """A handler moved to a state its table entry does not declare (a bug in this package:
+    retrying the same event fails the same way)."""
 
 
 @dataclass(frozen=True, kw_only=True)
