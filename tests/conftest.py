@@ -13,6 +13,7 @@ and integration tiers. ``slow`` is applied by the test itself.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -94,6 +95,27 @@ async def _no_leaked_asyncio_tasks() -> AsyncIterator[None]:
             break
         await asyncio.sleep(0.01)
     assert not left, f"the test left asyncio tasks running: {left}"
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Give every test the root logger it found.
+
+    A CLI command run in-process (click's CliRunner) configures logging onto *its* captured
+    stdout; left in place, every later log line of the session goes to that closed stream, and
+    the "Logging error" reports land in the next command's output (a JSON line then no longer
+    parses).
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture
