@@ -16,6 +16,7 @@ and integration tiers. ``slow`` is applied by the test itself.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -109,6 +110,27 @@ def _own_config_home(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
     monkeypatch.delenv("FLEET_CONTEXT", raising=False)
     return home
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Give every test the root logger it found.
+
+    A CLI command run in-process (click's CliRunner) configures logging onto *its* captured
+    stdout; left in place, every later log line of the session goes to that closed stream, and
+    the "Logging error" reports land in the next command's output (a JSON line then no longer
+    parses).
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture

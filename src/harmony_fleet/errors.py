@@ -15,7 +15,7 @@ by the caller's next move, not by where the error came from::
     │   │   ├── HTTPStatusError   a 4xx the server will keep answering
     │   │   └── InsufficientSpace not enough free disk for the artifact
     │   ├── LayoutBroken          the agent's folder is beyond self-heal (the on-disk layer)
-    │   ├── SpawnError            a process could not be started at all (the executors)
+    │   ├── SpawnError            a process could not be started at all (process mode)
     │   ├── ProtocolViolation     an event the upgrade machine's table has no entry for
     │   └── TableError            a handler moved to a state its table entry does not declare
     └── TemporaryError            the same call may succeed later (``retry_after`` hints when)

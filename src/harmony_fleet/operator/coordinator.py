@@ -105,8 +105,9 @@ class Coordinator:
         state = self.registry.devices.get(marker.device_id)
         old: InstanceId | None = None
         before: frozenset[InstanceId] = frozenset()
-        # A marker written while we ran is seen now; one found at start may be older.
-        seen_at = min(now, marker.requested_at) if current is None else now
+        # Our own clock only: ``requested_at`` is the requester's (invariant 9). A marker found
+        # at start may be older than ``now``; its candidate is still recognised by upgrade_id.
+        seen_at = now
         if state is not None:
             mains = [i for i in state.instances.values() if i.role is Role.MAIN]
             if mains:

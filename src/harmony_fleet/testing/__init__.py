@@ -10,6 +10,10 @@ against real NATS elsewhere) fakes the same seams the same way.
 * :class:`MemoryStatusSink`, :class:`MemoryStateStore` — the status KV and the local state file,
   in memory, scriptable to fail.
 
+Beside them, not imported here (they start processes): :mod:`.localfleet` (a whole fleet on one
+machine, for the demo, the end-to-end tests and the benchmarks) and :mod:`.launcher` (a device's
+launcher as a process of its own behind a command prefix, e.g. ``faketime``: a device clock).
+
 Like httpx's ``MockTransport``, these are part of the library, typed and documented.
 """
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from tests.unit.contracts.test_device_files import SAMPLES as DEVICE_FILE_SAMPLES
+from tests.unit.contracts.test_device_file_contracts import SAMPLES as DEVICE_FILE_SAMPLES
 from tests.unit.logs.test_logs_contract import SAMPLE as LOG_SAMPLE
 
 from harmony_fleet.contracts import (

@@ -8,10 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harmony_fleet.adapters.http.downloader import _content_range, _RestartFromZero, _writev_all
+from harmony_fleet.adapters.http.attempts import RestartFromZero, content_range
+from harmony_fleet.adapters.http.partfile import writev_all
 
 
-def test_writev_all_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def testwritev_all_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = os.writev
 
     def short(fd: int, buffers: list[bytes]) -> int:
@@ -21,17 +22,17 @@ def test_writev_all_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.Mo
     path = tmp_path / "f"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)
     try:
-        assert _writev_all(fd, [b"hello ", b"world"]) == 11
+        assert writev_all(fd, [b"hello ", b"world"]) == 11
     finally:
         os.close(fd)
     assert path.read_bytes() == b"hello world"
 
 
-def test_writev_all_joins_more_pieces_than_the_kernel_takes(tmp_path: Path) -> None:
+def testwritev_all_joins_more_pieces_than_the_kernel_takes(tmp_path: Path) -> None:
     path = tmp_path / "f"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)
     try:
-        _writev_all(fd, [b"a"] * 5000)
+        writev_all(fd, [b"a"] * 5000)
     finally:
         os.close(fd)
     assert path.read_bytes() == b"a" * 5000
@@ -42,12 +43,12 @@ def _resp(content_range: str | None) -> httpx.Response:
     return httpx.Response(206, headers=headers)
 
 
-def test_content_range() -> None:
-    assert _content_range(_resp("bytes 10-99/100")) == (10, 100)
-    assert _content_range(_resp("bytes 10-99/*")) == (10, None)
+def testcontent_range() -> None:
+    assert content_range(_resp("bytes 10-99/100")) == (10, 100)
+    assert content_range(_resp("bytes 10-99/*")) == (10, None)
 
 
 @pytest.mark.parametrize("value", [None, "", "bytes */100", "items 1-2/3"])
-def test_unusable_content_range_restarts(value: str | None) -> None:
-    with pytest.raises(_RestartFromZero):
-        _content_range(_resp(value))
+def test_unusablecontent_range_restarts(value: str | None) -> None:
+    with pytest.raises(RestartFromZero):
+        content_range(_resp(value))

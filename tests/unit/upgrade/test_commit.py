@@ -80,14 +80,30 @@ def test_target_version_from_the_old_instance_never_counts() -> None:
     assert decide(view(seen_hb(OWN)), T0 + 10).kind is DecisionKind.WAIT
 
 
-def test_an_instance_seen_before_the_marker_never_counts() -> None:
-    v = view(seen_hb(OTHER), instances_before_marker=frozenset({OWN, OTHER}))
+@pytest.mark.parametrize("role", [Role.MAIN, Role.CANDIDATE])
+def test_an_instance_seen_before_the_marker_never_counts(role: Role) -> None:
+    # Without an upgrade id, only the operator's own clock can tell "after the marker".
+    v = view(seen_hb(OTHER, role=role, uid=None), instances_before_marker=frozenset({OWN, OTHER}))
     assert decide(v, T0 + 10).kind is DecisionKind.WAIT
 
 
 @pytest.mark.parametrize("when", [T0 - 1, T0])
 def test_heartbeats_from_before_the_marker_never_count(when: float) -> None:
-    assert decide(view(seen_hb(at=when)), T0 + 10).kind is DecisionKind.WAIT
+    assert decide(view(seen_hb(at=when, uid=None)), T0 + 10).kind is DecisionKind.WAIT
+
+
+@pytest.mark.parametrize("when", [T0 - 600, T0 + 5])
+def test_the_candidate_of_this_upgrade_counts_by_its_id_not_by_a_clock(when: float) -> None:
+    """After an operator restart the candidate may be known from before it (and the marker's
+    ``requested_at`` is another machine's clock): its upgrade id, fresh per marker, proves it
+    is this upgrade's candidate, so it still gets its stop instead of a rollback."""
+    v = view(seen_hb(at=when), instances_before_marker=frozenset({OWN, CAND}))
+    d = decide(v, T0 + 10)
+    assert d.kind is DecisionKind.SEND_STOP and d.candidate_instance_id == CAND
+
+
+def test_the_old_instance_never_counts_even_with_this_upgrades_id() -> None:
+    assert decide(view(seen_hb(OWN)), T0 + 10).kind is DecisionKind.WAIT
 
 
 def test_the_old_version_from_a_new_instance_does_not_count() -> None:

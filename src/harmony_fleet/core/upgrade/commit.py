@@ -15,9 +15,13 @@ Usage, per device with a marker in flight::
     if d.kind is DecisionKind.SEND_STOP: send, then ledger = ledger.sent_at(now)
     on a reply:                          ledger = ledger.replied(reply.code)
 
-After an operator restart, rebuild ``instances_before_marker`` from the registry (every
-``InstanceSeen`` with ``first_seen`` before the marker) and ``marker_seen_at`` from
-``marker.requested_at``: :func:`instances_before` does the first.
+After an operator restart, ``marker_seen_at`` is the moment the restarted operator read the
+marker, on its own clock, and ``instances_before_marker`` is rebuilt from the registry (every
+``InstanceSeen`` first seen before that): :func:`instances_before` does it. No decision compares
+the operator's clock with another machine's (``marker.requested_at`` is the requester's clock,
+shown, never compared). A candidate's heartbeat carries its ``upgrade_id``, a fresh random id per
+marker: an instance that says it is the candidate *of this upgrade* cannot have run before the
+marker, so it counts even when the restarted operator's registry knew it from before the restart.
 
 After the commit the operator does **not** declare success. Seeing the new version heartbeat as
 the device's main instance proves it started, not that it stays up: the device watches it for
@@ -92,7 +96,7 @@ class CommitView:
 
     marker: UpgradeMarker
     marker_seen_at: float
-    """Operator time when the marker was written (or ``requested_at`` after a restart)."""
+    """Operator time when the marker was first seen (by this operator process)."""
     old_instance_id: InstanceId | None
     """The device's main instance when the marker was written."""
     instances_before_marker: frozenset[InstanceId] = frozenset()
@@ -143,12 +147,13 @@ def instances_before(
 
 
 def _is_new(view: CommitView, hb: ObservedHeartbeat) -> bool:
-    return (
-        hb.received_at > view.marker_seen_at
-        and hb.instance_id != view.old_instance_id
-        and hb.instance_id not in view.instances_before_marker
-        and hb.agent_version == view.target
-        and (hb.upgrade_id is None or hb.upgrade_id == view.marker.upgrade_id)
+    if hb.instance_id == view.old_instance_id or hb.agent_version != view.target:
+        return False
+    if hb.upgrade_id is not None:
+        # The candidate of this very upgrade (ids, not clocks: see the module docstring).
+        return hb.upgrade_id == view.marker.upgrade_id
+    return hb.received_at > view.marker_seen_at and hb.instance_id not in (
+        view.instances_before_marker
     )
 
 
