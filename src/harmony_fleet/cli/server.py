@@ -88,11 +88,14 @@ def server_cmd(listen: str, store_dir: Path | None, insecure: bool) -> None:
     )
 
     def forward(signum: int, _frame: object) -> None:
-        server.stop()
+        # Not stop(): it waits for the process, and this handler interrupts the main thread's
+        # own wait for it (the two deadlock on Popen's lock); wait() returns once it exits.
+        server.terminate()
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     code = server.wait()
+    server.stop()
     raise SystemExit(exit_codes.OK if code in (0, -signal.SIGTERM) else exit_codes.FAILED)
 
 

@@ -215,6 +215,12 @@ class EmbeddedNats:
                 proc.wait()
         self._proc = None
 
+    def terminate(self) -> None:
+        """Send SIGTERM and return at once (safe in a signal handler: :meth:`wait` returns when
+        the server has gone; :meth:`stop` waits, which a handler interrupting a wait must not)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+
     def kill(self) -> None:
         """SIGKILL, as a crash would (for fault tests)."""
         if self._proc is not None and self._proc.poll() is None:
