@@ -2,7 +2,8 @@
 operator and every agent hold their own credentials, as `fleet credentials issue` makes them).
 
 edge-a forges B's candidate heartbeat (the operator's commit gate), sends B an ``upgrade_stop``
-(the commit itself) and writes a "Succeeded" status for B: each is refused by the server, and B
+(the commit itself) and writes a "Succeeded" status for B: each is refused by the server. It
+also writes that status under its own key, which it may: the operator drops and counts it. B
 upgrades end to end exactly as without the attacker (ADR-022's invariants)."""
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ async def _attack(a: Attacker, upgrade_id: str, instance: str, stop: asyncio.Eve
             await a.nc.publish(subjects.heartbeat(DEV), encode(beat))
             await a.nc.publish(subjects.command(DEV), encode(order))
             await a.nc.publish(f"$KV.fleet_upgrade_status.{DEV}", encode(status))
+            # Allowed by its credentials (its own key), believed by no one (the body names B).
+            await a.nc.publish("$KV.fleet_upgrade_status.edge-a", encode(status))
         rounds += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.2)
@@ -129,6 +132,8 @@ async def test_b_upgrades_end_to_end_while_a_attacks_it(fleet: LocalFleet, tmp_p
             "only the attacker was refused anything: the agents and the operator need nothing "
             f"their credentials do not allow: {violations[:5]}"
         )
+        assert fleet.operator is not None
+        assert fleet.operator.coordinator.key_mismatches > 0, "the operator saw it and dropped it"
         status = await fleet.status(DEV)
         assert status is not None and status.instance_id != forged, status
         last = fleet.monitor.devices[DEV].last

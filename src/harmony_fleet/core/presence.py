@@ -19,6 +19,17 @@ from dataclasses import dataclass
 #: Instances remembered per device (most recent first): enough to show an upgrade's handover.
 MAX_INSTANCES = 4
 
+#: The heartbeat intervals the operator believes. A heartbeat's ``interval_s`` is the device's
+#: word: one forged (or buggy) beat saying ``1e12`` would keep a dead device "online" for ever,
+#: one saying ``0`` would flap it offline. Outside these bounds it is clamped.
+MIN_INTERVAL_S = 0.1
+MAX_INTERVAL_S = 600.0
+
+
+def clamp_interval(interval_s: float) -> float:
+    """``interval_s`` within [:data:`MIN_INTERVAL_S`, :data:`MAX_INTERVAL_S`]."""
+    return min(max(interval_s, MIN_INTERVAL_S), MAX_INTERVAL_S)
+
 
 @dataclass(frozen=True, kw_only=True)
 class PresencePolicy:

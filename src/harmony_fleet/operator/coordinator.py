@@ -53,7 +53,7 @@ from harmony_fleet.operator.registry import Registry
 
 log = logging.getLogger(__name__)
 
-V = TypeVar("V")
+V = TypeVar("V", UpgradeMarker, UpgradeStatus)
 
 #: Heartbeats kept per upgrade (only those of the target version are kept at all).
 MAX_OBSERVED = 16
@@ -77,6 +77,10 @@ class Coordinator:
         self.resync_s = resync_s
         self.tracked: dict[str, _Tracked] = {}
         self.stops_sent = 0
+        self.key_mismatches = 0
+        """Markers and statuses dropped because their ``device_id`` is not their key's: a
+        device writing its own status key with a body naming another device (a security
+        event: docs/security.md)."""
         self.markers: TypedKV[UpgradeMarker] | None = None
         self.statuses: TypedKV[UpgradeStatus] | None = None
         self._wake = asyncio.Event()
@@ -243,15 +247,33 @@ class Coordinator:
         for item in await self.markers.snapshot():
             if isinstance(item, Undecodable):
                 log.warning("marker skipped", extra={"key": item.key, "field": item.error.field})
-            else:
+            elif self._keyed(self.markers.name, item.key, item.value):
                 self.on_marker(item.value, now)
         for sitem in await self.statuses.snapshot():
-            if not isinstance(sitem, Undecodable):
+            if not isinstance(sitem, Undecodable) and self._keyed(
+                self.statuses.name, sitem.key, sitem.value
+            ):
                 self.on_status(sitem.value, now)
+
+    def _keyed(self, bucket: str, key: str, value: UpgradeMarker | UpgradeStatus) -> bool:
+        """True when ``value`` names the device of its key; otherwise drop it and count it.
+
+        Each device may write only its own status key, but what it writes there is its own
+        choice: the key is what the server vouches for, never the body.
+        """
+        if value.device_id == key:
+            return True
+        self.key_mismatches += 1
+        log.warning(
+            "security: value dropped, its device_id is not its key's",
+            extra={"bucket": bucket, "key": key, "claimed": value.device_id},
+        )
+        return False
 
     async def _watch(self, kv: TypedKV[V], handle: Callable[[V, float], None]) -> None:
         async for entry in kv.values():
-            handle(entry.value, time.time())
+            if self._keyed(kv.name, entry.key, entry.value):
+                handle(entry.value, time.time())
 
     async def run(self, nc: NatsClient) -> None:
         """The coordinator's loop, as an operator extension."""

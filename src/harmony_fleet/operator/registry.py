@@ -27,7 +27,13 @@ from harmony_fleet.contracts import (
     Version,
     subjects,
 )
-from harmony_fleet.core.presence import MAX_INSTANCES, PresencePolicy, is_online, needs_write
+from harmony_fleet.core.presence import (
+    MAX_INSTANCES,
+    PresencePolicy,
+    clamp_interval,
+    is_online,
+    needs_write,
+)
 from harmony_fleet.errors import InvalidMessage
 
 log = logging.getLogger("harmony_fleet.operator.registry")
@@ -167,7 +173,7 @@ class Registry:
                 online=True,
                 first_seen=now,
                 last_seen=now,
-                interval_s=hb.interval_s,
+                interval_s=clamp_interval(hb.interval_s),
                 labels=dict(hb.labels),
             )
             self.devices[hb.device_id] = state
@@ -194,8 +200,9 @@ class Registry:
         if not state.online:
             state.online = True
             state.dirty = True
-        if hb.interval_s != state.interval_s:
-            state.interval_s = hb.interval_s
+        interval = clamp_interval(hb.interval_s)
+        if interval != state.interval_s:
+            state.interval_s = interval
             state.dirty = True
         if hb.labels and hb.labels != state.labels:
             state.labels = dict(hb.labels)

@@ -4,7 +4,11 @@ rendered in the operator's time zone (the reader renders ``watch_until``)."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
+from msgspec.structs import replace
+
+from harmony_fleet.adapters.nats.kv import Entry
 from harmony_fleet.contracts import (
     AgentUpgradePhase,
     DeviceRecord,
@@ -77,3 +81,29 @@ def test_progress_and_errors_are_stored_as_fields() -> None:
     summary = registry.devices[DEV].upgrade
     assert summary is not None
     assert (summary.error_code, summary.error_detail) == ("candidate_exited", "exit 3")
+
+
+class _Bucket:
+    """A bucket whose watch yields fixed entries, then ends."""
+
+    def __init__(self, name: str, entries: list[Entry[UpgradeStatus]]) -> None:
+        self.name = name
+        self.entries = entries
+
+    async def values(self) -> AsyncIterator[Entry[UpgradeStatus]]:
+        for entry in self.entries:
+            yield entry
+
+
+async def test_a_status_whose_device_id_is_not_its_key_is_dropped_and_counted() -> None:
+    """Device edge-a may write only its own status key, but may write anything there: a body
+    naming edge-1 must not become edge-1's upgrade (fails when the body is believed)."""
+    coord, registry = coordinator()
+    forged = status(P.SUCCEEDED)  # names DEV
+    honest = replace(status(P.STAGING), device_id="edge-a")
+    bucket = _Bucket(
+        "fleet_upgrade_status", [Entry("edge-a", forged, 1), Entry("edge-a", honest, 2)]
+    )
+    await coord._watch(bucket, coord.on_status)  # type: ignore[arg-type]
+    assert coord.key_mismatches == 1
+    assert registry.devices[DEV].upgrade is None

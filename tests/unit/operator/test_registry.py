@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harmony_fleet.contracts import Heartbeat, Role, encode
-from harmony_fleet.core.presence import PresencePolicy
+from harmony_fleet.core.presence import MAX_INTERVAL_S, MIN_INTERVAL_S, PresencePolicy
 from harmony_fleet.operator.registry import Registry
 
 A = "a" * 32
@@ -101,3 +101,15 @@ def test_reload_from_record_gives_a_full_timeout_to_show_up() -> None:
     fresh.load(record, now=100.0)
     assert fresh.sweep(110.0) == [], "loaded online: gets a full offline window after restart"
     assert fresh.sweep(116.0) == ["edge-1"]
+
+
+def test_a_heartbeat_interval_out_of_bounds_is_clamped() -> None:
+    """One beat saying ``interval_s: 1e12`` must not keep a dead device online for ever (fails
+    without the clamp: the device stays online at any later time)."""
+    reg = Registry(PresencePolicy(missed=3, grace_s=2.0))
+    reg.ingest("fleet.edge-1.heartbeat", hb(1, interval=1e12), 0.0)
+    assert reg.devices["edge-1"].interval_s == MAX_INTERVAL_S
+    assert reg.sweep(3 * MAX_INTERVAL_S + 3.0) == ["edge-1"]
+    assert not reg.devices["edge-1"].online
+    reg.ingest("fleet.edge-2.heartbeat", hb(1, device="edge-2", interval=0.0), 0.0)
+    assert reg.devices["edge-2"].interval_s == MIN_INTERVAL_S
