@@ -10,7 +10,10 @@ inside its window is rolled back by it). Nothing is left running after :meth:`Lo
 including orphaned candidates.
 
 Markers are written with :func:`~harmony_fleet.adapters.nats.fleet_kv.write_marker`, as
-``fleet upgrade`` does; the embedded NATS server provisions the buckets as ``fleet server`` does.
+``fleet upgrade`` does; the embedded NATS server provisions the buckets as ``fleet server`` does,
+and runs as it does, with TLS and authentication: the operator holds operator credentials, each
+device its own device credentials (issued as ``fleet credentials issue`` does), this process the
+admin's; ``cli_nats_args()`` are the flags for a ``fleet`` command against this fleet.
 
 Upgrades asked for here default to a short watch window (:data:`LOCAL_WATCH_S`): on one machine
 a window of minutes would only make every demo and test wait for Succeeded.
