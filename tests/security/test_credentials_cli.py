@@ -104,3 +104,23 @@ async def test_fleet_server_is_secure_by_default_and_loud_when_not(tmp_path: Pat
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(15) == 0, "SIGTERM stops it cleanly"
     await eventually((tmp_path / "config" / "harmony-fleet" / "context.json").exists)
+
+
+def test_transport_flags_from_the_outside(nats_server: EmbeddedNats) -> None:
+    plain = run_fleet("devices", "--nats", "nats://192.0.2.10:4222")
+    assert plain.returncode == 2 and "tls://192.0.2.10:4222" in plain.stderr
+    secret = run_fleet("devices", "--nats", "tls://edge:hunter2@127.0.0.1:4222")
+    assert secret.returncode == 2 and "hunter2" not in secret.stderr
+    tls = nats_server.auth.tls_dir
+    with_cert = run_fleet(
+        "devices",
+        *(
+            "--nats-tls-cert",
+            str(tls / "server.pem"),
+            "--nats-tls-key",
+            str(tls / "server-key.pem"),
+        ),
+    )
+    assert with_cert.returncode == 0, with_cert.stderr
+    for out in (plain, secret):
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import signal
 import sys
+import urllib.parse
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -46,6 +48,24 @@ def nats_options(func: F) -> F:
             envvar="FLEET_NATS_TLS_CA",
             help="CA bundle to verify the NATS server's TLS certificate. [default: the context's]",
         ),
+        click.option(
+            "--nats-tls-cert",
+            envvar="FLEET_NATS_TLS_CERT",
+            help="Client certificate for mutual TLS (with --nats-tls-key).",
+        ),
+        click.option(
+            "--nats-tls-key",
+            envvar="FLEET_NATS_TLS_KEY",
+            help="The client certificate's private key.",
+        ),
+        click.option(
+            "--insecure",
+            "nats_insecure",
+            is_flag=True,
+            envvar="FLEET_NATS_INSECURE",
+            help="Allow a plain nats:// URL to a host that is not this machine (anyone on the "
+            "way reads and rewrites the traffic).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -66,6 +86,9 @@ def build_nats_options(
     nats_password: str | None,
     nats_creds: str | None,
     nats_tls_ca: str | None,
+    nats_tls_cert: str | None = None,
+    nats_tls_key: str | None = None,
+    nats_insecure: bool = False,
     **_: Any,
 ) -> NatsOptions:
     """The options the flags ask for; what they leave out comes from the context, if any
@@ -80,17 +103,60 @@ def build_nats_options(
     for value in nats_urls or ((context.url,) if context else (DEFAULT_URL,)):
         urls.extend(u for u in value.replace(",", " ").split() if u)
     for url in urls:
-        if "://" not in url:
-            raise bad_flag("--nats", f"{url!r} is not a URL (expected nats://HOST:PORT)")
-    _check_readable("--nats-creds", nats_creds)
-    _check_readable("--nats-tls-ca", nats_tls_ca)
+        check_nats_url(url, insecure=nats_insecure)
+    if bool(nats_tls_cert) != bool(nats_tls_key):
+        raise bad_flag("--nats-tls-cert", "give --nats-tls-cert and --nats-tls-key together")
+    for flag, path in (
+        ("--nats-creds", nats_creds),
+        ("--nats-tls-ca", nats_tls_ca),
+        ("--nats-tls-cert", nats_tls_cert),
+        ("--nats-tls-key", nats_tls_key),
+    ):
+        _check_readable(flag, path)
     return NatsOptions(
         servers=tuple(urls),
         user=nats_user,
         password=nats_password,
         creds_file=nats_creds,
         tls_ca_file=nats_tls_ca,
+        tls_cert_file=nats_tls_cert,
+        tls_key_file=nats_tls_key,
     )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_nats_url(url: str, *, insecure: bool = False) -> None:
+    """Refuse a URL that would put a secret or the fleet's traffic in the clear.
+
+    Credentials in the URL (``nats://user:password@host``) are refused: they end up in logs,
+    command lines and unit files (use ``--nats-creds``). A plain ``nats://`` URL to a host that
+    is not this machine is refused unless ``--insecure``: a client with a ``nats://`` URL talks
+    plain text to a server (or a man in the middle) that does not ask for TLS. Use ``tls://``.
+    """
+    if "://" not in url:
+        raise bad_flag("--nats", f"{url!r} is not a URL (expected tls://HOST:PORT)")
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.username or parsed.password:
+        raise bad_flag(
+            "--nats",
+            "a user or password in the URL is refused (it would show in logs and command "
+            "lines): use --nats-creds FILE, or --nats-user with FLEET_NATS_PASSWORD",
+        )
+    host = parsed.hostname or ""
+    if parsed.scheme == "nats" and not insecure and not _is_loopback(host):
+        raise bad_flag(
+            "--nats",
+            f"{url}: plain nats:// to another host is refused: use tls://{parsed.netloc} "
+            "(with --nats-tls-ca), or --insecure",
+        )
 
 
 def _check_readable(flag: str, path: str | None) -> None:
@@ -109,6 +175,9 @@ def nats_argv(
     nats_password: str | None,
     nats_creds: str | None,
     nats_tls_ca: str | None,
+    nats_tls_cert: str | None = None,
+    nats_tls_key: str | None = None,
+    nats_insecure: bool = False,
     **_: Any,
 ) -> tuple[str, ...]:
     """The NATS flags to hand to a process we start (a candidate, the main after a commit).
@@ -124,9 +193,13 @@ def nats_argv(
         ("--nats-user", nats_user),
         ("--nats-creds", nats_creds),
         ("--nats-tls-ca", nats_tls_ca),
+        ("--nats-tls-cert", nats_tls_cert),
+        ("--nats-tls-key", nats_tls_key),
     ):
         if value:
             argv += [flag, value]
+    if nats_insecure:
+        argv.append("--insecure")
     return tuple(argv)
 
 

@@ -41,7 +41,7 @@ def _unit_nats_argv(nats_kwargs: dict[str, Any]) -> tuple[str, ...]:
     """The NATS flags for the unit's command line (``nats_argv``: the password stays out of
     it), with file paths made absolute, since a unit does not run in this directory."""
     kwargs = dict(nats_kwargs)
-    for key in ("nats_creds", "nats_tls_ca"):
+    for key in ("nats_creds", "nats_tls_ca", "nats_tls_cert", "nats_tls_key"):
         if kwargs.get(key):
             kwargs[key] = str(Path(kwargs[key]).resolve())
     return nats_argv(**kwargs)
