@@ -29,6 +29,7 @@ from harmony_fleet.contracts import (
     subjects,
 )
 from harmony_fleet.errors import ConfigError
+from tests.helpers import run_fleet
 from tests.security.support import Attacker, attacker, tls_options
 
 MARKER_STREAM = "KV_fleet_upgrade_marker"
@@ -284,3 +285,30 @@ async def test_device_b_is_unaffected(
         assert b.errors == []
     finally:
         await b.close()
+
+
+async def test_a_status_under_a_key_naming_b_is_not_shown_as_b(
+    device_a: Attacker, nc: NatsClient
+) -> None:
+    """Device edge-a may write its own status key with anything in it: `fleet upgrade-status`
+    files a status under its key, and says that the body named another device (fails when
+    the body's device_id is believed: edge-b shows "Succeeded")."""
+    forged = UpgradeStatus(
+        device_id="edge-b",
+        upgrade_id="uforged1",
+        phase=AgentUpgradePhase.SUCCEEDED,
+        from_version="1.0.0",
+        to_version="9.9.9",
+        instance_id=new_instance_id(),
+        started_at=time.time(),
+        updated_at=time.time(),
+    )
+    await device_a.nc.jetstream().publish(
+        "$KV.fleet_upgrade_status.edge-a", encode(forged), timeout=5
+    )
+    every = await asyncio.to_thread(run_fleet, "upgrade-status", "--json")
+    assert every.returncode == 0, every.stderr
+    assert "edge-b" not in every.stdout
+    assert "edge-a: its status names device 'edge-b': ignored" in every.stderr
+    one = await asyncio.to_thread(run_fleet, "upgrade-status", "edge-b")
+    assert one.returncode == 3, one.stdout

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from harmony_fleet.adapters.nats.connection import NatsClient, connect
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV
-from harmony_fleet.adapters.nats.kv import Undecodable
+from harmony_fleet.adapters.nats.kv import Entry, Undecodable
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli._common import bad_flag, build_nats_options, nats_options, print_json
 from harmony_fleet.cli.request import protocol_options, request, timeouts_of, who
@@ -101,6 +101,18 @@ def upgrade_status_cmd(device: str | None, as_json: bool, **nats_kwargs: Any) ->
     dev = device_id(device) if device else None
     options = build_nats_options(**nats_kwargs)
 
+    mismatched: list[tuple[str, str]] = []
+
+    def keyed(entry: Entry[UpgradeStatus] | Undecodable) -> list[UpgradeStatus | Undecodable]:
+        # The key is what the server vouches for (a device writes only its own); a body naming
+        # another device is a forgery, shown as such, never filed under the device it names.
+        if isinstance(entry, Undecodable):
+            return [entry]
+        if entry.value.device_id != entry.key:
+            mismatched.append((entry.key, entry.value.device_id))
+            return []
+        return [entry.value]
+
     async def go() -> tuple[list[UpgradeStatus | Undecodable], list[Undecodable]]:
         nc = await connect(options.with_name("fleet-cli"))
         try:
@@ -112,15 +124,9 @@ def upgrade_status_cmd(device: str | None, as_json: bool, **nats_kwargs: Any) ->
             if dev is not None:
                 key = subjects.kv_key(dev)
                 found, marker = await statuses.read(key), await markers.read(key)
-                rows = (
-                    []
-                    if found is None
-                    else [found if isinstance(found, Undecodable) else found.value]
-                )
+                rows = [] if found is None else keyed(found)
                 return rows, [marker] if isinstance(marker, Undecodable) else []
-            every = [
-                e if isinstance(e, Undecodable) else e.value for e in await statuses.snapshot()
-            ]
+            every = [row for e in await statuses.snapshot() for row in keyed(e)]
             bad_markers = [m for m in await markers.snapshot() if isinstance(m, Undecodable)]
             return sorted(every, key=_device_of), bad_markers
         finally:
@@ -133,6 +139,12 @@ def upgrade_status_cmd(device: str | None, as_json: bool, **nats_kwargs: Any) ->
         print_json(msgspec.to_builtins(good))
     else:
         _print_statuses(rows, dev)
+    for key, named in mismatched:
+        click.echo(
+            f"fleet: {key}: its status names device {named!r}: ignored (a device writes only "
+            "its own key; the body is not believed)",
+            err=True,
+        )
     for bad in unreadable:
         what = "upgrade marker" if bad.bucket == subjects.BUCKET_UPGRADE_MARKER else "status"
         fix = "; the next `fleet upgrade` replaces it" if what == "upgrade marker" else ""
