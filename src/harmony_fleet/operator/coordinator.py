@@ -217,7 +217,10 @@ class Coordinator:
         uid = tracked.view.marker.upgrade_id
         try:
             self.stops_sent += 1
-            reply = await client.upgrade_stop(device, uid, timeout_s=3.0)
+            # Only the old agent armed for this upgrade may answer for the device (its candidate
+            # listens on the same subject).
+            old = tracked.view.old_instance_id
+            reply = await client.upgrade_stop(device, uid, timeout_s=3.0, only_from=old)
         except FleetError as exc:
             log.warning(
                 "upgrade_stop not delivered",
