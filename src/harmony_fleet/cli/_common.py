@@ -37,7 +37,12 @@ def nats_options(func: F) -> F:
             f"(written by `fleet server`), else {DEFAULT_URL}]",
         ),
         click.option("--nats-user", envvar="FLEET_NATS_USER", help="NATS user name."),
-        click.option("--nats-password", envvar="FLEET_NATS_PASSWORD", help="NATS password."),
+        click.option(
+            "--nats-password",
+            envvar="FLEET_NATS_PASSWORD",
+            help="NATS password: from FLEET_NATS_PASSWORD only (a command line is visible to "
+            "every local user).",
+        ),
         click.option(
             "--nats-creds",
             envvar="FLEET_NATS_CREDS",
@@ -94,6 +99,7 @@ def build_nats_options(
     """The options the flags ask for; what they leave out comes from the context, if any
     (:mod:`~harmony_fleet.adapters.nats.context`): its URL, its creds unless a user or creds
     file is given, its CA."""
+    _no_secret_in_argv("nats_password", "--nats-password", "FLEET_NATS_PASSWORD")
     context = Context.find()
     if context is not None and not (nats_user or nats_creds):
         nats_creds = context.creds
@@ -122,6 +128,19 @@ def build_nats_options(
         tls_cert_file=nats_tls_cert,
         tls_key_file=nats_tls_key,
     )
+
+
+def _no_secret_in_argv(param: str, flag: str, envvar: str) -> None:
+    """Refuse a secret given on the command line (``ps`` shows it to every local user)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or param not in ctx.params:
+        return
+    if ctx.get_parameter_source(param) is click.core.ParameterSource.COMMANDLINE:
+        raise bad_flag(
+            flag,
+            "a password on the command line is visible to every local user: "
+            f"set {envvar} or use --nats-creds",
+        )
 
 
 def _is_loopback(host: str) -> bool:
