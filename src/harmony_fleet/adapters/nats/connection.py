@@ -199,6 +199,12 @@ async def connect_forever(
         except Unavailable as exc:
             if attempt == 1 or attempt % 10 == 0:
                 log.warning("nats not reachable yet, retrying", extra={"error": str(exc)})
+        except ConfigError as exc:
+            # Refused credentials or a certificate this host does not accept yet (a clock far
+            # off before NTP, a CA being rolled): a long-lived process keeps trying, loudly;
+            # exiting would make a supervisor count it as a crash.
+            if attempt == 1 or attempt % 10 == 0:
+                log.error("nats refused us, retrying", extra={"error": str(exc)})
         wait = delay * (0.5 + random.random())
         delay = min(delay * 2, max_backoff_s)
         if stop is None:

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 #: How long the generated CA and server certificate are valid.
 VALID_DAYS = 3650
+#: Valid from long before they were made: a board without a real-time clock boots minutes or
+#: years behind until NTP steps it, and must still accept the server's certificate (a private
+#: CA gains nothing from a tight start date).
+VALID_FROM = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -67,7 +71,7 @@ def make_ca_and_server_cert(directory: Path, *, hosts: tuple[str, ...] = ()) -> 
         .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_before(VALID_FROM)
         .not_valid_after(until)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
@@ -94,7 +98,7 @@ def make_ca_and_server_cert(directory: Path, *, hosts: tuple[str, ...] = ()) -> 
         .issuer_name(ca_name)
         .public_key(server_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_before(VALID_FROM)
         .not_valid_after(until)
         .add_extension(x509.SubjectAlternativeName(_names(hosts)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
