@@ -69,6 +69,12 @@ def server_cmd(listen: str, store_dir: Path | None, insecure: bool) -> None:
         insecure=insecure,
         context_file=None if insecure else where,
     )
+
+    def forward(signum: int, _frame: object) -> None:
+        # Not stop(): it waits for the process, and this handler interrupts the main thread's
+        # own wait for it (the two deadlock on Popen's lock); wait() returns once it exits.
+        server.terminate()
+
     if insecure:
         click.echo(
             "fleet server: WARNING: --insecure: no authentication and no TLS; anyone who can "
@@ -76,6 +82,9 @@ def server_cmd(listen: str, store_dir: Path | None, insecure: bool) -> None:
             err=True,
         )
     url = server.start()
+    # Before the start line: whoever read it may stop us at once.
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
     security = (
         "INSECURE (open to anyone)"
         if insecure
@@ -87,13 +96,6 @@ def server_cmd(listen: str, store_dir: Path | None, insecure: bool) -> None:
         err=True,
     )
 
-    def forward(signum: int, _frame: object) -> None:
-        # Not stop(): it waits for the process, and this handler interrupts the main thread's
-        # own wait for it (the two deadlock on Popen's lock); wait() returns once it exits.
-        server.terminate()
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     code = server.wait()
     server.stop()
     raise SystemExit(exit_codes.OK if code in (0, -signal.SIGTERM) else exit_codes.FAILED)
