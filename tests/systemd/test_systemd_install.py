@@ -9,6 +9,7 @@ import pytest
 
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.server import EmbeddedNats
+from harmony_fleet.core.upgrade.watch import first_touch_bound, stale_after
 from tests.helpers import eventually
 from tests.systemd.conftest import OLD
 from tests.systemd.nspawn import Machine
@@ -72,10 +73,19 @@ async def test_install_from_a_file_heartbeats_and_a_second_install_changes_nothi
     assert "launcher (post-commit watch hooks)" in first.stdout
     launcher = machine.run("sha256sum", f"{PREFIX}/launcher/agent").stdout.split()[0]
     assert launcher == machine.run("sha256sum", f"{PREFIX}/versions/{OLD}/agent").stdout.split()[0]
-    watchdog = machine.run(
-        "systemctl", "show", "-p", "WatchdogUSec", "--value", f"{SERVICE}.service"
-    ).stdout.strip()
-    assert watchdog == "30s", watchdog
+    # The unit file leaves room for a slow first start (first_touch_bound); the running agent's
+    # first ping tightens it to the liveness bound (WATCHDOG_USEC=, systemd 236 and later).
+    unit_text = machine.run("cat", f"/etc/systemd/system/{SERVICE}.service").stdout
+    start_bound = first_touch_bound(stale_after(0.5))
+    assert f"WatchdogSec={start_bound:g}s" in unit_text, unit_text
+    tightened = f"{stale_after(0.5):g}s"
+
+    def watchdog() -> str:
+        return machine.run(
+            "systemctl", "show", "-p", "WatchdogUSec", "--value", f"{SERVICE}.service"
+        ).stdout.strip()
+
+    await eventually(lambda: watchdog() == tightened, timeout=30, what=f"WatchdogUSec {tightened}")
     unit_hash = machine.run("sha256sum", f"/etc/systemd/system/{SERVICE}.service").stdout
     pid = main_pid(machine)
     assert pid > 0
