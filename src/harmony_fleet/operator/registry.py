@@ -200,10 +200,12 @@ class Registry:
         if not state.online:
             state.online = True
             state.dirty = True
-        interval = clamp_interval(hb.interval_s)
-        if interval != state.interval_s:
-            state.interval_s = interval
-            state.dirty = True
+        # The hot path: an unchanged interval costs one comparison (no clamp call).
+        if hb.interval_s != state.interval_s:
+            interval = clamp_interval(hb.interval_s)
+            if interval != state.interval_s:
+                state.interval_s = interval
+                state.dirty = True
         if hb.labels and hb.labels != state.labels:
             state.labels = dict(hb.labels)
             state.dirty = True

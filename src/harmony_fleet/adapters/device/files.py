@@ -28,7 +28,8 @@ from harmony_fleet.adapters.device import notes
 from harmony_fleet.adapters.device.errors import DiskError
 from harmony_fleet.adapters.device.fs import fsync_dir, sha256_of, write_atomic
 from harmony_fleet.adapters.device.layout import AgentLayout
-from harmony_fleet.adapters.http import DEFAULT_POLICY, DownloadPolicy, DownloadProgress, download
+from harmony_fleet.adapters.http.policy import DEFAULT_POLICY, DownloadPolicy
+from harmony_fleet.adapters.http.progress import DownloadProgress
 from harmony_fleet.contracts.device_files import RollbackNote, WatchNote
 from harmony_fleet.contracts.ids import UpgradeId, Version, version
 from harmony_fleet.contracts.upgrade import ArtifactSource, Progress, UpgradeMarker
@@ -114,6 +115,9 @@ class AgentFiles:
             policy = self.policy
             if marker.timeouts.download_s > 0:
                 policy = _with_deadline(policy, marker.timeouts.download_s)
+            # httpx only when a download starts: an idle agent never carries it.
+            from harmony_fleet.adapters.http.downloader import download  # noqa: PLC0415
+
             await download(
                 marker.artifact_url,
                 dest,

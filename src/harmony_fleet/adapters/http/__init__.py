@@ -3,10 +3,16 @@
 Use :func:`download`; tune it with :class:`DownloadPolicy`; watch it with a callback receiving
 :class:`DownloadProgress`. Every failure is one of :mod:`harmony_fleet.errors`, never an httpx
 or OS exception. ``docs/downloads.md`` explains the rules and the measured throughput.
+
+:func:`download` is imported on first use: it brings httpx (and, through it, click and rich),
+which an idle agent that never downloads should not carry in memory or pay for at start.
 """
 
-from harmony_fleet.adapters.http.downloader import DEFAULT_POLICY, download
-from harmony_fleet.adapters.http.policy import DownloadPolicy
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from harmony_fleet.adapters.http.policy import DEFAULT_POLICY, DownloadPolicy
 from harmony_fleet.adapters.http.progress import DownloadProgress, ProgressCallback
 from harmony_fleet.adapters.http.space import FreeSpace, StatvfsFreeSpace
 
@@ -19,3 +25,14 @@ __all__ = [
     "StatvfsFreeSpace",
     "download",
 ]
+
+if TYPE_CHECKING:
+    from harmony_fleet.adapters.http.downloader import download
+
+
+def __getattr__(name: str) -> Any:
+    if name == "download":
+        from harmony_fleet.adapters.http.downloader import download  # noqa: PLC0415
+
+        return download
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

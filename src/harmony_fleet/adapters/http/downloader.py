@@ -52,14 +52,13 @@ import httpx
 
 from harmony_fleet.adapters.http.attempts import DownloadJob
 from harmony_fleet.adapters.http.partfile import lock_path, meta_path, part_path
-from harmony_fleet.adapters.http.policy import DownloadPolicy, check_url
+from harmony_fleet.adapters.http.policy import DEFAULT_POLICY, DownloadPolicy, check_url
 from harmony_fleet.adapters.http.progress import ProgressCallback
 from harmony_fleet.adapters.http.space import FreeSpace, StatvfsFreeSpace
 from harmony_fleet.errors import DownloadRejected, Timeout
 
 __all__ = ["DEFAULT_POLICY", "download", "lock_path", "meta_path", "part_path"]
 
-DEFAULT_POLICY = DownloadPolicy()
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 

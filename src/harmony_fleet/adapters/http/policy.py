@@ -140,3 +140,7 @@ def check_url(url: str) -> None:
         raise DownloadRejected(f"not an http(s) URL: {url[:200]!r}")
     if not parts.hostname:
         raise DownloadRejected(f"no host in URL: {url[:200]!r}")
+
+
+#: The defaults (``DownloadPolicy()``), named once.
+DEFAULT_POLICY = DownloadPolicy()
