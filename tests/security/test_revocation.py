@@ -67,4 +67,5 @@ async def test_credentials_issued_again_after_a_revocation_work(
     nats_server.auth.revoke("edge-a")
     fresh = nats_server.issue("device", "edge-a", tmp_path / "edge-a-new.creds")
     client = await connect(tls_options(nats_server, fresh))
+    assert client.is_connected
     await client.close()

@@ -162,6 +162,7 @@ async def test_values_decodes_skips_garbage_and_follows_changes(nc: NatsClient) 
         await kv.kv.put("dev-1", b"not json")
         await kv.put("dev-1", _hb(2))
         await _until(lambda: seen == [1, 2])
+        assert seen == [1, 2], "the undecodable value in between is skipped, not yielded"
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
