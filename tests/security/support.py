@@ -24,14 +24,19 @@ class Attacker:
     errors: list[str] = field(default_factory=list)
     disconnects: int = 0
 
-    async def refused(self, subject: str, *, what: str = "") -> None:
-        """Wait until the server reported a permission violation naming ``subject``."""
+    async def refused(self, subject: str, *, what: str = "") -> str:
+        """Wait until the server reported a permission violation naming ``subject``; return it."""
         wanted = subject.lower()
 
-        def seen() -> bool:
-            return any("permissions violation" in e and wanted in e.lower() for e in self.errors)
+        def matching() -> list[str]:
+            return [e for e in self.errors if "permissions violation" in e and wanted in e.lower()]
 
-        await eventually(seen, timeout=5, what=f"a permission violation for {what or subject}")
+        await eventually(
+            lambda: bool(matching()),
+            timeout=5,
+            what=f"a permission violation for {what or subject}",
+        )
+        return matching()[0]
 
     async def close(self) -> None:
         if not self.nc.is_closed:

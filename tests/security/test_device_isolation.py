@@ -184,7 +184,8 @@ async def test_a_cannot_listen_to_b(device_a: Attacker) -> None:
         "fleet.edge-b.logs.>",
     ):
         sub = await device_a.nc.subscribe(subject)
-        await device_a.refused(subject, what=f"subscribing to {subject}")
+        error = await device_a.refused(subject, what=f"subscribing to {subject}")
+        assert "subscription" in error.lower(), error
         await sub.unsubscribe()
 
 
