@@ -4,7 +4,8 @@
 role        may
 ==========  =================================================================================
 admin       everything in the fleet account (the ``fleet`` CLI on the server's machine)
-operator    everything but deleting or purging streams (it creates buckets, sends commands)
+operator    everything but deleting or purging streams and writing the identities bucket (it
+            creates buckets, sends commands, reads who was issued credentials)
 viewer      read: heartbeats, KV and the log stream (direct gets, consumers), no writes, no
             commands
 device      itself only (:func:`device_permissions`)
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import logging
 
-from harmony_fleet.adapters.nats.fleet_kv import LOG_STREAM, MARKERS, STATUSES
+from harmony_fleet.adapters.nats.fleet_kv import IDENTITIES, LOG_STREAM, MARKERS, STATUSES
 from harmony_fleet.adapters.nats.jwt import ALL, Permissions
 from harmony_fleet.contracts import subjects
 from harmony_fleet.contracts.logs import ALL_LOGS
@@ -92,7 +93,15 @@ VIEWER = Permissions(
     sub_allow=(subjects.ALL_HEARTBEATS, ALL_LOGS, "_INBOX.>"),
 )
 
-OPERATOR = Permissions(pub_deny=("$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>"))
+OPERATOR = Permissions(
+    pub_deny=(
+        "$JS.API.STREAM.DELETE.>",
+        "$JS.API.STREAM.PURGE.>",
+        # Who is a device is decided where credentials are issued, not by the operator.
+        f"$KV.{IDENTITIES.name}.>",
+        f"$JS.API.STREAM.MSG.DELETE.{_stream(IDENTITIES.name)}",
+    )
+)
 
 
 def permissions_for(role: str, name: str) -> Permissions:
