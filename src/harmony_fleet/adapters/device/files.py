@@ -37,7 +37,7 @@ from harmony_fleet.contracts.ids import UpgradeId, Version, version
 from harmony_fleet.contracts.upgrade import ArtifactSource, Progress, UpgradeMarker
 from harmony_fleet.core.upgrade.device import ProgressCallback
 from harmony_fleet.core.upgrade.effects import WatchPlan
-from harmony_fleet.core.upgrade.trust import ReleaseTrust, SignedRelease
+from harmony_fleet.core.upgrade.trust import ReleaseTrust, SignedRelease, min_version_refusal
 from harmony_fleet.errors import IntegrityError, NotFound, Untrusted
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,9 @@ class AgentFiles:
                 "and takes no unsigned release",
             )
         signed = await self.trust.verify(marker.target_version)
+        refusal = min_version_refusal(signed, self.running_version)
+        if refusal is not None:
+            raise Untrusted("below min_version", refusal.removeprefix("below min_version: "))
         self._signed[version(marker.target_version)] = signed
         return signed
 
