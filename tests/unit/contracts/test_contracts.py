@@ -194,6 +194,7 @@ SAMPLES: dict[str, tuple[Codec[object], object]] = {
             ),
             previous="1.2.3",
             installed={"1.2.3": SHA, "1.3.0": "cd" * 32},
+            version_floor="1.3.0",
         ),
     ),
 }

@@ -20,7 +20,9 @@ subscribes to its command subject, its own heartbeat (the old agent watching its
 its own inbox prefix (:func:`~harmony_fleet.contracts.subjects.inbox_prefix`), and answers the
 requests it receives (one reply each). It cannot create or delete streams, buckets or consumers,
 cannot use ``STREAM.MSG.GET`` (the key is in the body, so it could not be scoped), and cannot
-publish to any ``cmd`` subject.
+publish to any ``cmd`` subject. It reads the signed release repository, the same for every
+device and public to it: the ``fleet_tuf`` metadata bucket and the ``fleet_artifacts`` object
+store, by direct gets only (:data:`RELEASE_READS`), and writes neither.
 
 Why no consumer at all, not even one whose filter is in the subject
 (``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>``, which the server does check against the
@@ -41,6 +43,10 @@ from harmony_fleet.contracts.logs import ALL_LOGS, SOURCE_AGENT, SOURCE_UNIT_PRE
 
 log = logging.getLogger(__name__)
 
+#: The signed release repository's bucket and object store (``adapters.tuf``).
+TUF_METADATA = "fleet_tuf"
+TUF_ARTIFACTS = "fleet_artifacts"
+
 ROLES = ("admin", "operator", "device", "viewer")
 
 #: Commands go to ``fleet.<device>.cmd``: only the operator and the admin send them.
@@ -53,6 +59,17 @@ def _stream(bucket: str) -> str:
 
 def _key_subject(bucket: str, device: str) -> str:
     return f"$KV.{bucket}.{subjects.kv_key(device)}"
+
+
+#: Direct gets on the signed release repository (``adapters.tuf.fetcher``): a metadata file by
+#: its key's subject, an object's meta by its subject, its chunks by ``seq`` + ``next_by_subj``
+#: (that form names no subject in the request subject). The stream is in the subject: nothing
+#: else can be read through them.
+RELEASE_READS = (
+    f"$JS.API.DIRECT.GET.{_stream(TUF_METADATA)}.>",
+    f"$JS.API.DIRECT.GET.OBJ_{TUF_ARTIFACTS}",
+    f"$JS.API.DIRECT.GET.OBJ_{TUF_ARTIFACTS}.>",
+)
 
 
 def device_permissions(device: str) -> Permissions:
@@ -73,6 +90,7 @@ def device_permissions(device: str) -> Permissions:
             f"$JS.API.STREAM.INFO.{_stream(STATUSES.name)}",
             f"$JS.API.STREAM.INFO.{LOG_STREAM}",
             f"$JS.API.DIRECT.GET.{markers}.{marker}",
+            *RELEASE_READS,
             f"{inbox}.>",
         ),
         pub_deny=(ALL_COMMANDS,),
