@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.nats.permissions import TUF_ARTIFACTS, TUF_METADATA
 from harmony_fleet.adapters.tuf.client import TrustedReleases
+from harmony_fleet.adapters.tuf.fetcher import ARTIFACTS_BUCKET as TUF_ARTIFACTS
+from harmony_fleet.adapters.tuf.fetcher import METADATA_BUCKET as TUF_METADATA
 from harmony_fleet.adapters.tuf.pin import pin_root
 from harmony_fleet.errors import Untrusted
 from tests.security.support import Attacker

@@ -25,7 +25,8 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 
-from harmony_fleet.adapters.nats.permissions import TUF_ARTIFACTS, TUF_METADATA
+from harmony_fleet.adapters.tuf.fetcher import ARTIFACTS_BUCKET as TUF_ARTIFACTS
+from harmony_fleet.adapters.tuf.fetcher import METADATA_BUCKET as TUF_METADATA
 from harmony_fleet.core.upgrade.trust import target_path
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
