@@ -43,9 +43,9 @@ from harmony_fleet.contracts.logs import ALL_LOGS, SOURCE_AGENT, SOURCE_UNIT_PRE
 
 log = logging.getLogger(__name__)
 
-#: The signed release repository's bucket and object store (``adapters.tuf``).
-TUF_METADATA = "fleet_tuf"
-TUF_ARTIFACTS = "fleet_artifacts"
+#: The signed release repository's bucket and object store (``adapters.tuf.fetcher``).
+_TUF_METADATA = "fleet_tuf"
+_TUF_ARTIFACTS = "fleet_artifacts"
 
 ROLES = ("admin", "operator", "device", "viewer")
 
@@ -66,9 +66,9 @@ def _key_subject(bucket: str, device: str) -> str:
 #: (that form names no subject in the request subject). The stream is in the subject: nothing
 #: else can be read through them.
 RELEASE_READS = (
-    f"$JS.API.DIRECT.GET.{_stream(TUF_METADATA)}.>",
-    f"$JS.API.DIRECT.GET.OBJ_{TUF_ARTIFACTS}",
-    f"$JS.API.DIRECT.GET.OBJ_{TUF_ARTIFACTS}.>",
+    f"$JS.API.DIRECT.GET.{_stream(_TUF_METADATA)}.>",
+    f"$JS.API.DIRECT.GET.OBJ_{_TUF_ARTIFACTS}",
+    f"$JS.API.DIRECT.GET.OBJ_{_TUF_ARTIFACTS}.>",
 )
 
 
