@@ -134,7 +134,9 @@ class UpgradeDriver:
         sha = await work.own_hash(self._files, self._local, self.running_version)
         if sha is not None:
             self._save(with_installed(self._local, self.running_version, sha))
-        self._save(with_floor(self._local, self.running_version))  # the main runs it: committed
+        floored = with_floor(self._local, self.running_version)  # the main runs it: committed
+        if floored is not self._local:
+            self._save(floored)
         record = self._local.in_flight
         await self._dispatch(
             ev.AgentRestarted(
