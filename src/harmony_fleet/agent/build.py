@@ -65,6 +65,7 @@ def make_files(config: AgentConfig, layout: AgentLayout) -> AgentFiles:
         run_dir=config.state_dir / RUN_DIR,
         watched=is_watched(config.executor),
         stale_after_s=stale_after(config.heartbeat_interval_s),
+        access=config.artifacts,
     )
 
 

@@ -25,6 +25,7 @@ from harmony_fleet.cli._common import (
     nats_options,
     setup_logging,
 )
+from harmony_fleet.cli.artifact_flags import artifact_access, artifact_argv, artifact_options
 from harmony_fleet.cli.logs import enable_log_shipping_from_flags, log_shipping_options
 from harmony_fleet.contracts import Role, device_id, subjects, upgrade_id
 
@@ -88,6 +89,7 @@ def agent_group() -> None:
     help="The systemd service this agent runs as (with --executor systemd).",
 )
 @keep_versions_option(envvar="FLEET_KEEP_VERSIONS")
+@artifact_options
 @click.option("--self-test", is_flag=True, help="Check that this artifact can run here, then exit.")
 @click.option("--self-test-timeout", type=float, default=10.0, show_default=True)
 @nats_options
@@ -104,6 +106,8 @@ def run_cmd(
     executor: str,
     service: str,
     keep_versions: int,
+    allow_http_artifacts: bool,
+    artifact_ca: Path | None,
     self_test: bool,
     self_test_timeout: float,
     log_json: bool,
@@ -128,6 +132,7 @@ def run_cmd(
         executor=executor,
         service=service,
         keep_versions=keep_versions,
+        artifacts=artifact_access(allow_http_artifacts, artifact_ca),
     )
     faults = parse_faults(BUILD_FAULTS)
     if self_test:
@@ -140,6 +145,7 @@ def run_cmd(
             ["--heartbeat-interval", str(heartbeat_interval), "--executor", executor]
             + (["--prefix", str(prefix)] if prefix else [])
             + [a for label in labels for a in ("--label", label)]
+            + list(artifact_argv(allow_http_artifacts, artifact_ca))
             + (["--log-json"] if log_json else [])
         ),
     )

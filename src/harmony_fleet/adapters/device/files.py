@@ -30,6 +30,7 @@ from harmony_fleet.adapters.device.fs import fsync_dir, sha256_of, write_atomic
 from harmony_fleet.adapters.device.layout import AgentLayout
 from harmony_fleet.adapters.http.policy import DEFAULT_POLICY, DownloadPolicy
 from harmony_fleet.adapters.http.progress import DownloadProgress
+from harmony_fleet.adapters.http.urls import HTTPS_ONLY, ArtifactAccess, check_artifact_url
 from harmony_fleet.contracts.device_files import RollbackNote, WatchNote
 from harmony_fleet.contracts.ids import UpgradeId, Version, version
 from harmony_fleet.contracts.upgrade import ArtifactSource, Progress, UpgradeMarker
@@ -46,8 +47,9 @@ class AgentFiles:
     ``running_version`` is the version of the agent that owns it (used to heal a first
     install). ``run_dir`` holds the watch notes (``<state>/run``); ``watched`` says whether a
     launcher acts on them here; ``stale_after_s`` goes into the watch note, with the commit's
-    time on ``mono`` (``CLOCK_MONOTONIC``: the same in every process of one boot). The file work
-    runs on worker threads.
+    time on ``mono`` (``CLOCK_MONOTONIC``: the same in every process of one boot). ``access``
+    says where artifacts may be downloaded from (``--allow-http-artifacts``, ``--artifact-ca``).
+    The file work runs on worker threads.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class AgentFiles:
         watched: bool = False,
         stale_after_s: float = 0.0,
         policy: DownloadPolicy | None = None,
+        access: ArtifactAccess = HTTPS_ONLY,
         mono: Callable[[], float] = time.monotonic,
     ) -> None:
         self.layout = layout
@@ -68,6 +71,7 @@ class AgentFiles:
         self.watched = watched
         self.stale_after_s = stale_after_s
         self.policy = policy or DEFAULT_POLICY
+        self.access = access
         self._lock = asyncio.Lock()
 
     # -- reading --------------------------------------------------------------------------------
@@ -98,9 +102,13 @@ class AgentFiles:
         An installed target is kept if its bytes match the marker (a version installed before
         is reused, never overwritten); a partial download is resumed by the HTTP adapter. A
         marker with ``source: installed`` (``fleet rollback``) never downloads: the version must
-        be on disk and hash to the marker's SHA-256, or ``NotFound``/``IntegrityError``.
+        be on disk and hash to the marker's SHA-256, or ``NotFound``/``IntegrityError``. A URL
+        the device may not download from (plain ``http`` to another host without the opt-in,
+        ``user:password@``) is refused before anything is touched: ``DownloadRejected``.
         """
         target = version(marker.target_version)
+        if marker.source is not ArtifactSource.INSTALLED:
+            check_artifact_url(marker.artifact_url, self.access)
         async with self._lock:
             if await asyncio.to_thread(self._installed_and_matching, marker):
                 return
@@ -125,6 +133,7 @@ class AgentFiles:
                 marker.size,
                 on_progress=lambda p: progress(_progress(p)),
                 policy=policy,
+                access=self.access,
             )
             await asyncio.to_thread(self._promote, target, dest)
         log.info("staged", extra={"version": target, "upgrade_id": marker.upgrade_id})
