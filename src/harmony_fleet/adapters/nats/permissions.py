@@ -4,7 +4,8 @@
 role        may
 ==========  =================================================================================
 admin       everything in the fleet account (the ``fleet`` CLI on the server's machine)
-operator    everything but deleting or purging streams (it creates buckets, sends commands)
+operator    everything but deleting or purging streams and writing the identities bucket (it
+            creates buckets, sends commands, reads who was issued credentials)
 viewer      read: heartbeats, KV and the log stream (direct gets, consumers), no writes, no
             commands
 device      itself only (:func:`device_permissions`)
@@ -17,7 +18,9 @@ subscribes to its command subject, its own heartbeat (the old agent watching its
 its own inbox prefix (:func:`~harmony_fleet.contracts.subjects.inbox_prefix`), and answers the
 requests it receives (one reply each). It cannot create or delete streams, buckets or consumers,
 cannot use ``STREAM.MSG.GET`` (the key is in the body, so it could not be scoped), and cannot
-publish to any ``cmd`` subject.
+publish to any ``cmd`` subject. It reads the signed release repository, the same for every
+device and public to it: the ``fleet_tuf`` metadata bucket and the ``fleet_artifacts`` object
+store, by direct gets only (:data:`RELEASE_READS`), and writes neither.
 
 Why no consumer at all, not even one whose filter is in the subject
 (``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>``, which the server does check against the
@@ -31,12 +34,16 @@ from __future__ import annotations
 
 import logging
 
-from harmony_fleet.adapters.nats.fleet_kv import LOG_STREAM, MARKERS, STATUSES
+from harmony_fleet.adapters.nats.fleet_kv import IDENTITIES, LOG_STREAM, MARKERS, STATUSES
 from harmony_fleet.adapters.nats.jwt import ALL, Permissions
 from harmony_fleet.contracts import subjects
 from harmony_fleet.contracts.logs import ALL_LOGS
 
 log = logging.getLogger(__name__)
+
+#: The signed release repository's bucket and object store (``adapters.tuf.fetcher``).
+_TUF_METADATA = "fleet_tuf"
+_TUF_ARTIFACTS = "fleet_artifacts"
 
 ROLES = ("admin", "operator", "device", "viewer")
 
@@ -50,6 +57,17 @@ def _stream(bucket: str) -> str:
 
 def _key_subject(bucket: str, device: str) -> str:
     return f"$KV.{bucket}.{subjects.kv_key(device)}"
+
+
+#: Direct gets on the signed release repository (``adapters.tuf.fetcher``): a metadata file by
+#: its key's subject, an object's meta by its subject, its chunks by ``seq`` + ``next_by_subj``
+#: (that form names no subject in the request subject). The stream is in the subject: nothing
+#: else can be read through them.
+RELEASE_READS = (
+    f"$JS.API.DIRECT.GET.{_stream(_TUF_METADATA)}.>",
+    f"$JS.API.DIRECT.GET.OBJ_{_TUF_ARTIFACTS}",
+    f"$JS.API.DIRECT.GET.OBJ_{_TUF_ARTIFACTS}.>",
+)
 
 
 def device_permissions(device: str) -> Permissions:
@@ -67,6 +85,7 @@ def device_permissions(device: str) -> Permissions:
             f"$JS.API.STREAM.INFO.{_stream(STATUSES.name)}",
             f"$JS.API.STREAM.INFO.{LOG_STREAM}",
             f"$JS.API.DIRECT.GET.{markers}.{marker}",
+            *RELEASE_READS,
             f"{inbox}.>",
         ),
         pub_deny=(ALL_COMMANDS,),
@@ -92,7 +111,15 @@ VIEWER = Permissions(
     sub_allow=(subjects.ALL_HEARTBEATS, ALL_LOGS, "_INBOX.>"),
 )
 
-OPERATOR = Permissions(pub_deny=("$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>"))
+OPERATOR = Permissions(
+    pub_deny=(
+        "$JS.API.STREAM.DELETE.>",
+        "$JS.API.STREAM.PURGE.>",
+        # Who is a device is decided where credentials are issued, not by the operator.
+        f"$KV.{IDENTITIES.name}.>",
+        f"$JS.API.STREAM.MSG.DELETE.{_stream(IDENTITIES.name)}",
+    )
+)
 
 
 def permissions_for(role: str, name: str) -> Permissions:
