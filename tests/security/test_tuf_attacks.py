@@ -24,10 +24,10 @@ from harmony_fleet.artifacts.manifest import ArtifactManifest
 from harmony_fleet.contracts import ErrorCode, Role
 from harmony_fleet.core.upgrade.trust import target_path
 from harmony_fleet.testing.localfleet import LocalFleet
+from harmony_fleet.testing.signed_repo import Repo, open_stores, publish
 from tests.e2e.conftest import INTERVAL
 from tests.e2e.support import DEV, QUICK, P, invariants, reaches
 from tests.helpers import eventually
-from tests.security.tuf_repo import Repo, open_stores, publish
 
 VERSIONS = ("1.0.0", "1.5.0", "2.0.0")
 Built = tuple[Path, dict[str, ArtifactManifest]]

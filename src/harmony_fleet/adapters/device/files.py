@@ -39,7 +39,7 @@ from harmony_fleet.contracts.upgrade import ArtifactSource, Progress, UpgradeMar
 from harmony_fleet.core.upgrade.device import ProgressCallback
 from harmony_fleet.core.upgrade.effects import WatchPlan
 from harmony_fleet.core.upgrade.trust import ReleaseTrust, SignedRelease, min_version_refusal
-from harmony_fleet.errors import IntegrityError, NotFound, Untrusted
+from harmony_fleet.errors import IntegrityError, NotFound, TooLarge, Untrusted
 
 log = logging.getLogger(__name__)
 
@@ -184,15 +184,26 @@ class AgentFiles:
         # httpx only when a download starts: an idle agent never carries it.
         from harmony_fleet.adapters.http.downloader import download  # noqa: PLC0415
 
-        await download(
-            marker.artifact_url,
-            dest,
-            marker.sha256,
-            marker.size,
-            on_progress=lambda p: progress(_progress(p)),
-            policy=policy,
-            access=self.access,
-        )
+        try:
+            await download(
+                marker.artifact_url,
+                dest,
+                marker.sha256,
+                marker.size,
+                on_progress=lambda p: progress(_progress(p)),
+                policy=policy,
+                access=self.access,
+            )
+        except (IntegrityError, TooLarge) as exc:
+            if self.trust is None:
+                raise
+            # from a mirror, against the signed length and hash: name the attack
+            longer = isinstance(exc, TooLarge) or (
+                exc.what == "size"
+                and f"{exc.actual}{exc.expected}".isdigit()
+                and int(exc.actual) > int(exc.expected)
+            )
+            raise Untrusted("length exceeded" if longer else "hash mismatch", str(exc)) from exc
 
     def _installed_and_matching(self, marker: UpgradeMarker) -> bool:
         target = version(marker.target_version)
