@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harmony_fleet.adapters.http.urls import HTTPS_ONLY, ArtifactAccess
 from harmony_fleet.adapters.nats.connection import NatsOptions
 from harmony_fleet.contracts import DeviceId, Role, UpgradeId
 from harmony_fleet.errors import ConfigError
@@ -37,9 +38,21 @@ class AgentConfig:
     """How candidates are started: ``process`` (detached process) or ``systemd``."""
     service: str = "harmony-fleet-agent"
     """The systemd service this agent runs as (``--executor systemd``)."""
+    trust_root: Path | None = None
+    """``--trust-root``: the release manager's ``root.json``, pinned into the state dir at start
+    (``adapters.tuf.pin``); a pin made before (``fleet agent install``) is used without it."""
+    release_mirror: str | None = None
+    """``--release-mirror``: an HTTPS base URL serving the signed repository (``metadata/``,
+    ``targets/``) instead of NATS."""
+    allow_unsigned_releases: bool = False
+    """``--allow-unsigned-releases``: with no pinned root, trust the marker's URL and SHA-256.
+    Only for tests that do not build signed releases yet; never on a device."""
     keep_versions: int = 2
     """Versions garbage collection keeps after a successful upgrade (``--keep-versions``); the
     running and the previous version are always among them, so never fewer than 2."""
+    artifacts: ArtifactAccess = HTTPS_ONLY
+    """Where upgrade artifacts may come from: ``https`` (plus ``--artifact-ca``), plain ``http``
+    only from loopback unless ``--allow-http-artifacts``."""
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.heartbeat_interval_s <= 3600:

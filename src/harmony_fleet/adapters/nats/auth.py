@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harmony_fleet.adapters.nats import jwt as natsjwt
@@ -82,6 +82,17 @@ class AuthStore:
     @property
     def sys_creds(self) -> Path:
         return self.root / "sys.creds"
+
+    @property
+    def admin_creds(self) -> Path:
+        """The admin's credentials ``fleet server`` wrote at its first start."""
+        return self.root / "admin.creds"
+
+    def admin_options(self, servers: tuple[str, ...]) -> NatsOptions:
+        """Options that reach ``servers`` as the admin (creds and CA of this store)."""
+        return NatsOptions(
+            servers=servers, creds_file=str(self.admin_creds), tls_ca_file=str(self.ca_file)
+        )
 
     @property
     def operator_jwt_file(self) -> Path:
@@ -158,8 +169,19 @@ class AuthStore:
         return {name: Issued(**value) for name, value in raw.items()}
 
     def _save_issued(self, issued: dict[str, Issued]) -> None:
-        data = {name: asdict(entry) for name, entry in sorted(issued.items())}
-        write_secret(self.root / "issued.json", json.dumps(data, indent=1))
+        # Rewritten whole at every issue: compact JSON (the C encoder) and plain dicts keep
+        # issuing thousands of device credentials in a row fast.
+        data = {
+            name: {
+                "name": entry.name,
+                "role": entry.role,
+                "users": entry.users,
+                "issued_at": entry.issued_at,
+                "revoked_at": entry.revoked_at,
+            }
+            for name, entry in sorted(issued.items())
+        }
+        write_secret(self.root / "issued.json", json.dumps(data, separators=(",", ":")))
 
     def account_jwt(self) -> str:
         """The ``FLEET`` account JWT as it should be now (revocations included)."""
@@ -187,6 +209,11 @@ class AuthStore:
         A device's name is its device id. Issuing again for a name adds a new key (the old one
         stays valid until revoked); issuing for a revoked name starts it afresh.
         """
+        return self.issue_entry(role, name)[0]
+
+    def issue_entry(self, role: str, name: str) -> tuple[str, Issued]:
+        """:meth:`issue`, and the entry of ``issued.json`` as it is now (for the identities
+        bucket: :mod:`~harmony_fleet.adapters.nats.identities`)."""
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
         if role == "device":
@@ -208,7 +235,7 @@ class AuthStore:
         entry.issued_at = time.time()
         self._save_issued(issued)
         log.info("credentials issued", extra={"role": role, "holder": name, "user": user.public})
-        return natsjwt.creds(token, user.seed)
+        return natsjwt.creds(token, user.seed), entry
 
     def revoke(self, name: str) -> str:
         """Revoke every key of ``name``; return the new account JWT (to push to the server)."""

@@ -45,6 +45,7 @@ from harmony_fleet.core.upgrade.records import (
     StateStore,
     memory_of,
     remembered,
+    with_floor,
     with_installed,
 )
 from harmony_fleet.core.upgrade.snapshot import Snapshot
@@ -132,6 +133,9 @@ class UpgradeDriver:
         sha = await work.own_hash(self._files, self._local, self.running_version)
         if sha is not None:
             self._save(with_installed(self._local, self.running_version, sha))
+        floored = with_floor(self._local, self.running_version)  # the main runs it: committed
+        if floored is not self._local:
+            self._save(floored)
         record = self._local.in_flight
         await self._dispatch(
             ev.AgentRestarted(
@@ -276,7 +280,10 @@ class UpgradeDriver:
                 except Exception as exc:
                     self.log.error("stopping the candidate failed", extra={"error": str(exc)})
             case fx.SwapCurrent():
-                return await work.arm_and_swap(self._files, effect)
+                done = await work.arm_and_swap(self._files, effect)
+                if isinstance(done, ev.CommitDone):
+                    self._save(with_floor(self._local, effect.version))
+                return done
             case fx.Revert():
                 return await self._revert(effect)
             case fx.CleanupStaging(version=version):
@@ -342,6 +349,10 @@ class UpgradeDriver:
 
     async def _run_stage(self, marker: UpgradeMarker) -> None:
         uid = marker.upgrade_id
+        refused = await work.below_floor(self._files, marker, self._local.version_floor)
+        if refused is not None:  # a downgrade: refused before anything is fetched
+            await self._dispatch(refused)
+            return
         await self._dispatch(
             await work.stage(self._files, marker, lambda p: self._on_progress(uid, p))
         )
@@ -355,7 +366,7 @@ class UpgradeDriver:
 
     async def _run_self_test(self, marker: UpgradeMarker, timeout_s: float) -> None:
         failures = self._status.failures
-        event = await work.self_test(self._runner, marker, timeout_s)
+        event = await work.self_test(self._runner, self._files, marker, timeout_s)
         if isinstance(event, ev.SelfTestFailed | ev.SelfTestTimedOut):
             # A fact for the machine: was NATS away while the self-test ran (it checks NATS)?
             lost = self._status.failures > failures or not self._status.reachable

@@ -28,6 +28,7 @@ from harmony_fleet.core.upgrade.device import (
 )
 from harmony_fleet.core.upgrade.records import InFlight, LocalState, without_installed
 from harmony_fleet.core.upgrade.states import ErrorCode
+from harmony_fleet.core.upgrade.trust import floor_refusal
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,34 @@ async def stage(files: DeviceFiles, marker: UpgradeMarker, progress: ProgressCal
     return ev.StagingDone(upgrade_id=uid)
 
 
-async def self_test(runner: CandidateRunner, marker: UpgradeMarker, timeout_s: float) -> ev.Event:
-    """Run the self-test: passed, failed (with exit code and log tail) or timed out."""
+async def below_floor(
+    files: DeviceFiles, marker: UpgradeMarker, floor: Version | None
+) -> ev.Event | None:
+    """StagingFailed (``untrusted``) if the target is below the version floor and not kept on
+    disk (``core.upgrade.trust``); None when the upgrade may go on."""
+    target = marker.target_version
+    try:
+        on_disk = await files.artifact_sha256(target) is not None
+    except Exception as exc:
+        log.warning("installed artifact unreadable", extra={"error": str(exc)})
+        on_disk = False
+    refusal = floor_refusal(target, floor, on_disk=on_disk)
+    if refusal is None:
+        return None
+    log.warning("upgrade refused", extra={"reason": refusal, "upgrade_id": marker.upgrade_id})
+    return ev.StagingFailed(upgrade_id=marker.upgrade_id, code=ErrorCode.UNTRUSTED, detail=refusal)
+
+
+async def self_test(
+    runner: CandidateRunner, files: DeviceFiles, marker: UpgradeMarker, timeout_s: float
+) -> ev.Event:
+    """Check the staged bytes again, then run the self-test: passed, failed (with exit code and
+    log tail) or timed out."""
     uid = marker.upgrade_id
+    try:
+        await files.verify_staged(marker.target_version)
+    except Exception as exc:
+        return ev.SelfTestFailed(upgrade_id=uid, detail=f"staged artifact changed: {exc}")
     try:
         outcome = await runner.self_test(marker, timeout_s)
     except Exception as exc:
