@@ -43,9 +43,12 @@ from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.kv import Entry, TypedKV, Undecodable, open_bucket
 from harmony_fleet.contracts import (
     BUCKET_RELEASES,
+    DEVICE_PROGRESS,
     DEVICE_RECORD,
     MAX_MESSAGE_BYTES,
     RELEASE,
+    ROLLOUT,
+    ROLLOUT_STATUS,
     UPGRADE_MARKER,
     UPGRADE_STATUS,
     Codec,
@@ -63,6 +66,14 @@ from harmony_fleet.contracts.logs import (
     LOG_LINE_MAX_BYTES,
     SOURCE_UNIT_PREFIX,
     STORED_UNITS,
+)
+from harmony_fleet.contracts.rollout import (
+    BUCKET_ROLLOUT_PROGRESS,
+    BUCKET_ROLLOUT_STATUS,
+    BUCKET_ROLLOUTS,
+    DeviceProgress,
+    Rollout,
+    RolloutStatus,
 )
 from harmony_fleet.core.upgrade.requests import Follow, Outcome, Until, rollback_marker
 from harmony_fleet.errors import Conflict
@@ -117,7 +128,30 @@ IDENTITIES = BucketDef(
     "harmony-fleet: devices issued credentials, revoked or not (fleet credentials)",
     history=1,
 )
-BUCKETS: tuple[BucketDef[Any], ...] = (DEVICES, MARKERS, STATUSES, RELEASES, IDENTITIES)
+ROLLOUTS = BucketDef(
+    BUCKET_ROLLOUTS, ROLLOUT, "harmony-fleet: fleet rollouts as asked for (fleet rollout)"
+)
+ROLLOUT_STATUSES = BucketDef(
+    BUCKET_ROLLOUT_STATUS,
+    ROLLOUT_STATUS,
+    "harmony-fleet: where each rollout stands (operator, from the rollout engine)",
+)
+ROLLOUT_PROGRESS = BucketDef(
+    BUCKET_ROLLOUT_PROGRESS,
+    DEVICE_PROGRESS,
+    "harmony-fleet: each device's part in each rollout (operator, from the rollout engine)",
+    history=1,
+)
+BUCKETS: tuple[BucketDef[Any], ...] = (
+    DEVICES,
+    MARKERS,
+    STATUSES,
+    RELEASES,
+    IDENTITIES,
+    ROLLOUTS,
+    ROLLOUT_STATUSES,
+    ROLLOUT_PROGRESS,
+)
 
 #: The log stream's name (docs/logs.md).
 LOG_STREAM = "FLEET_LOGS"
@@ -236,6 +270,15 @@ class FleetKV:
 
     async def identities(self) -> TypedKV[DeviceIdentity]:
         return await self.open(IDENTITIES)
+
+    async def rollouts(self) -> TypedKV[Rollout]:
+        return await self.open(ROLLOUTS)
+
+    async def rollout_statuses(self) -> TypedKV[RolloutStatus]:
+        return await self.open(ROLLOUT_STATUSES)
+
+    async def rollout_progress(self) -> TypedKV[DeviceProgress]:
+        return await self.open(ROLLOUT_PROGRESS)
 
 
 def _kv(nc: NatsClient | FleetKV) -> FleetKV:
