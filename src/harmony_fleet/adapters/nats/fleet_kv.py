@@ -31,7 +31,13 @@ from typing import Any, Generic, TypeVar, cast
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    ObjectStoreConfig,
+    StorageType,
+    StreamConfig,
+)
 
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.kv import Entry, TypedKV, Undecodable, open_bucket
@@ -100,6 +106,61 @@ RELEASES = BucketDef(
     BUCKET_RELEASES, RELEASE, "harmony-fleet: the release catalogue (fleet release publish)"
 )
 BUCKETS: tuple[BucketDef[Any], ...] = (DEVICES, MARKERS, STATUSES, RELEASES)
+
+
+@dataclass(frozen=True)
+class RawBucketDef:
+    """A KV bucket whose values are bytes the fleet does not decode itself (TUF metadata,
+    verified by python-tuf instead)."""
+
+    name: str
+    description: str
+    history: int = 1
+    max_value_size: int = 1024 * 1024
+
+    def config(self, replicas: int) -> KeyValueConfig:
+        return KeyValueConfig(
+            bucket=self.name,
+            description=self.description,
+            history=self.history,
+            replicas=replicas,
+            storage=StorageType.FILE,
+            max_value_size=self.max_value_size,
+            direct=True,  # devices read it by direct get only (no consumer)
+        )
+
+
+@dataclass(frozen=True)
+class ObjectStoreDef:
+    """A NATS object store of the fleet (its stream ``OBJ_<name>`` allows direct gets)."""
+
+    name: str
+    description: str
+
+    @property
+    def stream(self) -> str:
+        return f"OBJ_{self.name}"
+
+    def config(self, replicas: int) -> ObjectStoreConfig:
+        return ObjectStoreConfig(
+            bucket=self.name,
+            description=self.description,
+            storage=StorageType.FILE,
+            replicas=replicas,
+        )
+
+
+#: The signed release repository's metadata (docs/releases.md): key = the TUF file name as
+#: ngclient asks for it (``1.root.json``, ``timestamp.json``, ``3.snapshot.json``, ...).
+TUF_METADATA = RawBucketDef(
+    "fleet_tuf", "harmony-fleet: signed release metadata (TUF; fleet release publish)"
+)
+#: The agent artifacts the metadata signs, named ``<sha256>.<target path>``.
+ARTIFACTS = ObjectStoreDef(
+    "fleet_artifacts", "harmony-fleet: agent artifacts (TUF targets; fleet release publish)"
+)
+RAW_BUCKETS: tuple[RawBucketDef, ...] = (TUF_METADATA,)
+OBJECT_STORES: tuple[ObjectStoreDef, ...] = (ARTIFACTS,)
 
 #: The log stream's name (docs/logs.md).
 LOG_STREAM = "FLEET_LOGS"

@@ -4,7 +4,8 @@
 role        may
 ==========  =================================================================================
 admin       everything in the fleet account (the ``fleet`` CLI on the server's machine)
-operator    everything but deleting or purging streams (it creates buckets, sends commands)
+operator    everything but deleting or purging streams and writing artifacts (it creates
+            buckets, sends commands, re-signs the release timestamp and snapshot)
 viewer      read: heartbeats, KV and the log stream (direct gets, consumers), no writes, no
             commands
 device      itself only (:func:`device_permissions`)
@@ -17,7 +18,8 @@ subscribes to its command subject, its own heartbeat (the old agent watching its
 its own inbox prefix (:func:`~harmony_fleet.contracts.subjects.inbox_prefix`), and answers the
 requests it receives (one reply each). It cannot create or delete streams, buckets or consumers,
 cannot use ``STREAM.MSG.GET`` (the key is in the body, so it could not be scoped), and cannot
-publish to any ``cmd`` subject.
+publish to any ``cmd`` subject. It reads the signed release repository (``fleet_tuf`` and the
+``fleet_artifacts`` object store) by direct get only (:data:`RELEASE_READS`).
 
 Why no consumer at all, not even one whose filter is in the subject
 (``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>``, which the server does check against the
@@ -31,7 +33,13 @@ from __future__ import annotations
 
 import logging
 
-from harmony_fleet.adapters.nats.fleet_kv import LOG_STREAM, MARKERS, STATUSES
+from harmony_fleet.adapters.nats.fleet_kv import (
+    ARTIFACTS,
+    LOG_STREAM,
+    MARKERS,
+    STATUSES,
+    TUF_METADATA,
+)
 from harmony_fleet.adapters.nats.jwt import ALL, Permissions
 from harmony_fleet.contracts import subjects
 from harmony_fleet.contracts.logs import ALL_LOGS
@@ -52,6 +60,18 @@ def _key_subject(bucket: str, device: str) -> str:
     return f"$KV.{bucket}.{subjects.kv_key(device)}"
 
 
+#: What every device may read of the signed release repository (docs/releases.md): direct gets
+#: of the metadata bucket and of the artifacts' stream, nothing else (no consumer, no write).
+#: Everything there is public by design: TUF metadata and artifacts are signed, not secret.
+RELEASE_READS = (
+    f"$JS.API.STREAM.INFO.{_stream(TUF_METADATA.name)}",
+    f"$JS.API.STREAM.INFO.{ARTIFACTS.stream}",
+    f"$JS.API.DIRECT.GET.{_stream(TUF_METADATA.name)}.>",
+    f"$JS.API.DIRECT.GET.{ARTIFACTS.stream}",
+    f"$JS.API.DIRECT.GET.{ARTIFACTS.stream}.>",
+)
+
+
 def device_permissions(device: str) -> Permissions:
     """Device ``device`` touches only itself (the module docstring lists what that means)."""
     marker = _key_subject(MARKERS.name, device)
@@ -67,6 +87,7 @@ def device_permissions(device: str) -> Permissions:
             f"$JS.API.STREAM.INFO.{_stream(STATUSES.name)}",
             f"$JS.API.STREAM.INFO.{LOG_STREAM}",
             f"$JS.API.DIRECT.GET.{markers}.{marker}",
+            *RELEASE_READS,
             f"{inbox}.>",
         ),
         pub_deny=(ALL_COMMANDS,),
@@ -92,7 +113,15 @@ VIEWER = Permissions(
     sub_allow=(subjects.ALL_HEARTBEATS, ALL_LOGS, "_INBOX.>"),
 )
 
-OPERATOR = Permissions(pub_deny=("$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>"))
+#: The operator re-signs timestamp and snapshot (``fleet_tuf``) but never writes an artifact:
+#: only the release manager (admin) publishes what devices run.
+OPERATOR = Permissions(
+    pub_deny=(
+        "$JS.API.STREAM.DELETE.>",
+        "$JS.API.STREAM.PURGE.>",
+        f"$O.{ARTIFACTS.name}.>",
+    )
+)
 
 
 def permissions_for(role: str, name: str) -> Permissions:
