@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -24,23 +24,18 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from harmony_fleet.adapters.nats.connection import NatsClient, connect
-from harmony_fleet.adapters.tuf.keys import KeyRing, key_folder_files, write_key_folder
-from harmony_fleet.adapters.tuf.published import (
-    adopt_newer,
-    current_names,
-    load_published,
-    push_metadata,
-    put_artifact,
-    refresh_published,
-)
-from harmony_fleet.adapters.tuf.repository import Repository, RoleSpec, target_path
-from harmony_fleet.adapters.tuf.store import DirStore
 from harmony_fleet.cli import exit_codes, release_catalogue
 from harmony_fleet.cli._common import bad_flag, build_nats_options, nats_options, print_json
 from harmony_fleet.contracts import version as check_version
 from harmony_fleet.errors import ConfigError, FleetError, NotFound
 
+if TYPE_CHECKING:
+    from harmony_fleet.adapters.tuf.repository import Repository
+
 log = logging.getLogger(__name__)
+
+# python-tuf (and cryptography) are imported by each command when it runs, never when the CLI
+# is loaded: the agent's artifact loads this module with every other command.
 
 T = TypeVar("T")
 
@@ -73,6 +68,10 @@ def keys_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _open(repo: Path, key_files: tuple[Path, ...]) -> Repository:
+    from harmony_fleet.adapters.tuf.keys import KeyRing, key_folder_files  # noqa: PLC0415
+    from harmony_fleet.adapters.tuf.repository import Repository  # noqa: PLC0415
+    from harmony_fleet.adapters.tuf.store import DirStore  # noqa: PLC0415
+
     if not (repo / "metadata" / "1.root.json").exists():
         raise NotFound(f"no release repository in {repo} (run `fleet release init --repo DIR`)")
     keys = KeyRing.load([*key_folder_files(repo / "keys"), *key_files])
@@ -96,6 +95,14 @@ def _connected(
 
 async def _sync_then(nc: NatsClient, repo: Repository, change: Callable[[], T]) -> T:
     """Adopt what is published and newer, make ``change``, publish the current metadata."""
+    from harmony_fleet.adapters.tuf.published import (  # noqa: PLC0415
+        adopt_newer,
+        current_names,
+        load_published,
+        push_metadata,
+    )
+    from harmony_fleet.adapters.tuf.store import DirStore  # noqa: PLC0415
+
     assert isinstance(repo.store, DirStore)
     adopt_newer(repo.store, await load_published(nc))
     result = change()
@@ -131,6 +138,10 @@ def _role_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @_role_options
 def init_cmd(repo: Path, **counts: int | None) -> None:
     """Create a repository in --repo: new keys (Ed25519) and version 1 of every role."""
+    from harmony_fleet.adapters.tuf.keys import write_key_folder  # noqa: PLC0415
+    from harmony_fleet.adapters.tuf.repository import Repository, RoleSpec  # noqa: PLC0415
+    from harmony_fleet.adapters.tuf.store import DirStore  # noqa: PLC0415
+
     specs = {}
     for role in ("root", "targets", "snapshot", "timestamp"):
         threshold = counts[f"{role}_threshold"] or 1
@@ -171,6 +182,16 @@ def publish_cmd(
     **nats_kwargs: Any,
 ) -> None:
     """Sign ARTIFACT as agent --version and publish it (artifact, then metadata)."""
+    from harmony_fleet.adapters.tuf.published import (  # noqa: PLC0415
+        adopt_newer,
+        current_names,
+        load_published,
+        push_metadata,
+        put_artifact,
+    )
+    from harmony_fleet.adapters.tuf.repository import target_path  # noqa: PLC0415
+    from harmony_fleet.adapters.tuf.store import DirStore  # noqa: PLC0415
+
     try:
         check_version(ver)
         if min_version:
@@ -213,6 +234,9 @@ def publish_cmd(
 @nats_options
 def list_cmd(as_json: bool, **nats_kwargs: Any) -> None:
     """Show every published target (verified against the published root)."""
+    from harmony_fleet.adapters.tuf.keys import KeyRing  # noqa: PLC0415
+    from harmony_fleet.adapters.tuf.published import load_published  # noqa: PLC0415
+    from harmony_fleet.adapters.tuf.repository import Repository  # noqa: PLC0415
 
     async def work(nc: NatsClient) -> list[Any]:
         published = Repository(await load_published(nc), KeyRing())
@@ -253,6 +277,8 @@ def rotate_cmd(
     **nats_kwargs: Any,
 ) -> None:
     """Replace ROLE's keys (a new root version) and re-sign what ROLE signs; publish."""
+    from harmony_fleet.adapters.tuf.keys import write_key_folder  # noqa: PLC0415
+
     repository = _open(repo, key_files)
 
     def change() -> int:
@@ -271,6 +297,9 @@ def rotate_cmd(
 @nats_options
 def refresh_cmd(force: bool, repo: Path, key_files: tuple[Path, ...], **nats_kwargs: Any) -> None:
     """Re-sign timestamp and snapshot (and targets, with its keys) before they expire."""
+    from harmony_fleet.adapters.tuf.keys import KeyRing  # noqa: PLC0415
+    from harmony_fleet.adapters.tuf.published import refresh_published  # noqa: PLC0415
+
     if not (repo / "metadata" / "1.root.json").exists() and not key_files:
         raise ConfigError(f"no repository in {repo}: give --repo, or --keys online.keys.json")
     if (repo / "metadata" / "1.root.json").exists():

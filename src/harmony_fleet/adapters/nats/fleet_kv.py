@@ -57,6 +57,7 @@ from harmony_fleet.contracts import (
     encode,
     subjects,
 )
+from harmony_fleet.contracts.identity import BUCKET_IDENTITIES, DEVICE_IDENTITY, DeviceIdentity
 from harmony_fleet.contracts.logs import ALL_LOGS, LOG_LINE_MAX_BYTES
 from harmony_fleet.core.upgrade.requests import Follow, Outcome, Until, rollback_marker
 from harmony_fleet.errors import Conflict
@@ -105,7 +106,13 @@ STATUSES = BucketDef(
 RELEASES = BucketDef(
     BUCKET_RELEASES, RELEASE, "harmony-fleet: the release catalogue (fleet release publish)"
 )
-BUCKETS: tuple[BucketDef[Any], ...] = (DEVICES, MARKERS, STATUSES, RELEASES)
+IDENTITIES = BucketDef(
+    BUCKET_IDENTITIES,
+    DEVICE_IDENTITY,
+    "harmony-fleet: devices issued credentials, revoked or not (fleet credentials)",
+    history=1,
+)
+BUCKETS: tuple[BucketDef[Any], ...] = (DEVICES, MARKERS, STATUSES, RELEASES, IDENTITIES)
 
 
 @dataclass(frozen=True)
@@ -252,6 +259,9 @@ class FleetKV:
 
     async def releases(self) -> TypedKV[Release]:
         return await self.open(RELEASES)
+
+    async def identities(self) -> TypedKV[DeviceIdentity]:
+        return await self.open(IDENTITIES)
 
 
 def _kv(nc: NatsClient | FleetKV) -> FleetKV:

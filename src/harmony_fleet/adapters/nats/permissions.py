@@ -4,8 +4,9 @@
 role        may
 ==========  =================================================================================
 admin       everything in the fleet account (the ``fleet`` CLI on the server's machine)
-operator    everything but deleting or purging streams and writing artifacts (it creates
-            buckets, sends commands, re-signs the release timestamp and snapshot)
+operator    everything but deleting or purging streams, writing the identities bucket and
+            writing artifacts (it creates buckets, sends commands, reads who was issued
+            credentials, re-signs the release timestamp and snapshot)
 viewer      read: heartbeats, KV and the log stream (direct gets, consumers), no writes, no
             commands
 device      itself only (:func:`device_permissions`)
@@ -18,8 +19,9 @@ subscribes to its command subject, its own heartbeat (the old agent watching its
 its own inbox prefix (:func:`~harmony_fleet.contracts.subjects.inbox_prefix`), and answers the
 requests it receives (one reply each). It cannot create or delete streams, buckets or consumers,
 cannot use ``STREAM.MSG.GET`` (the key is in the body, so it could not be scoped), and cannot
-publish to any ``cmd`` subject. It reads the signed release repository (``fleet_tuf`` and the
-``fleet_artifacts`` object store) by direct get only (:data:`RELEASE_READS`).
+publish to any ``cmd`` subject. It reads the signed release repository, the same for every
+device and public to it: the ``fleet_tuf`` metadata bucket and the ``fleet_artifacts`` object
+store, by direct gets only (:data:`RELEASE_READS`), and writes neither.
 
 Why no consumer at all, not even one whose filter is in the subject
 (``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>``, which the server does check against the
@@ -35,6 +37,7 @@ import logging
 
 from harmony_fleet.adapters.nats.fleet_kv import (
     ARTIFACTS,
+    IDENTITIES,
     LOG_STREAM,
     MARKERS,
     STATUSES,
@@ -60,12 +63,11 @@ def _key_subject(bucket: str, device: str) -> str:
     return f"$KV.{bucket}.{subjects.kv_key(device)}"
 
 
-#: What every device may read of the signed release repository (docs/releases.md): direct gets
-#: of the metadata bucket and of the artifacts' stream, nothing else (no consumer, no write).
-#: Everything there is public by design: TUF metadata and artifacts are signed, not secret.
+#: Direct gets on the signed release repository (``adapters.tuf.fetcher``): a metadata file by
+#: its key's subject, an object's meta by its subject, its chunks by ``seq`` + ``next_by_subj``
+#: (that form names no subject in the request subject). The stream is in the subject: nothing
+#: else can be read through them.
 RELEASE_READS = (
-    f"$JS.API.STREAM.INFO.{_stream(TUF_METADATA.name)}",
-    f"$JS.API.STREAM.INFO.{ARTIFACTS.stream}",
     f"$JS.API.DIRECT.GET.{_stream(TUF_METADATA.name)}.>",
     f"$JS.API.DIRECT.GET.{ARTIFACTS.stream}",
     f"$JS.API.DIRECT.GET.{ARTIFACTS.stream}.>",
@@ -113,12 +115,15 @@ VIEWER = Permissions(
     sub_allow=(subjects.ALL_HEARTBEATS, ALL_LOGS, "_INBOX.>"),
 )
 
-#: The operator re-signs timestamp and snapshot (``fleet_tuf``) but never writes an artifact:
-#: only the release manager (admin) publishes what devices run.
 OPERATOR = Permissions(
     pub_deny=(
         "$JS.API.STREAM.DELETE.>",
         "$JS.API.STREAM.PURGE.>",
+        # Who is a device is decided where credentials are issued, not by the operator.
+        f"$KV.{IDENTITIES.name}.>",
+        f"$JS.API.STREAM.MSG.DELETE.{_stream(IDENTITIES.name)}",
+        # The operator re-signs timestamp and snapshot (fleet_tuf) but never writes an
+        # artifact: only the release manager (admin) publishes what devices run.
         f"$O.{ARTIFACTS.name}.>",
     )
 )
