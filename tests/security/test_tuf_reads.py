@@ -20,8 +20,8 @@ from harmony_fleet.adapters.tuf.fetcher import ARTIFACTS_BUCKET as TUF_ARTIFACTS
 from harmony_fleet.adapters.tuf.fetcher import METADATA_BUCKET as TUF_METADATA
 from harmony_fleet.adapters.tuf.pin import pin_root
 from harmony_fleet.errors import Untrusted
+from harmony_fleet.testing.signed_repo import Repo, open_stores, publish
 from tests.security.support import Attacker
-from tests.security.tuf_repo import Repo, open_stores, publish
 
 BODY = b"agent 2.0.0 " * 50_000  # several object store chunks
 

@@ -35,7 +35,7 @@ from harmony_fleet.contracts import (
     new_instance_id,
     subjects,
 )
-from harmony_fleet.contracts.logs import log_subject
+from harmony_fleet.contracts.logs import log_subject, stored_subject
 from harmony_fleet.operator.runtime import Operator
 from tests.helpers import eventually
 from tests.security.support import Attacker, attacker, tls_options
@@ -115,9 +115,10 @@ async def test_stored_data_a_viewer_delivers_to_b_is_never_acted_on(
             uptime_s=1.0,
             interval_s=0.2,
         )
-        cmd_source, beat_source = log_subject("edge-a", "agent"), log_subject("edge-a", "unit.x")
+        # Stored under these subjects (a unit's lines under the device's `units` subject).
+        cmd_source, beat_source = log_subject("edge-a", "agent"), stored_subject("edge-a", "unit.x")
         await a.nc.publish(cmd_source, encode(command))
-        await a.nc.publish(beat_source, encode(beat))
+        await a.nc.publish(log_subject("edge-a", "unit.x"), encode(beat))
         await a.nc.flush()
 
         # A push consumer delivers only while its deliver subject has a subscriber of that very

@@ -12,7 +12,9 @@ viewer      read: heartbeats, KV and the log stream (direct gets, consumers), no
 device      itself only (:func:`device_permissions`)
 ==========  =================================================================================
 
-A device ``D`` may publish its heartbeat, its log lines and its own status key, and read its own
+A device ``D`` may publish its heartbeat, its log lines (``fleet.D.logs.agent`` and
+``fleet.D.logs.unit.<name>``, nothing else: the log stream's per-device quota) and its own
+status key, and read its own
 marker: a direct get on its key's subject (the buckets allow direct gets), woken by a plain
 subscription to that one subject (:meth:`~harmony_fleet.adapters.nats.kv.TypedKV.follow`). It
 subscribes to its command subject, its own heartbeat (the old agent watching its candidate) and
@@ -45,7 +47,7 @@ from harmony_fleet.adapters.nats.fleet_kv import (
 )
 from harmony_fleet.adapters.nats.jwt import ALL, Permissions
 from harmony_fleet.contracts import subjects
-from harmony_fleet.contracts.logs import ALL_LOGS
+from harmony_fleet.contracts.logs import ALL_LOGS, SOURCE_AGENT, SOURCE_UNIT_PREFIX, log_subject
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,10 @@ def device_permissions(device: str) -> Permissions:
     return Permissions(
         pub_allow=(
             subjects.heartbeat(device),
-            f"{subjects.PREFIX}.{device}.logs.>",
+            # Its agent's log and its units' (stored together: docs/logs.md, quotas); no other
+            # log subject, so it cannot hold more of the log stream than its quota.
+            log_subject(device, SOURCE_AGENT),
+            log_subject(device, f"{SOURCE_UNIT_PREFIX}*"),
             _key_subject(STATUSES.name, device),
             "$JS.API.INFO",
             f"$JS.API.STREAM.INFO.{markers}",

@@ -34,9 +34,8 @@ from harmony_fleet.adapters.nats.fleet_kv import (
     RAW_BUCKETS,
     BucketDef,
     LogStreamLimits,
-    ObjectStoreDef,
-    RawBucketDef,
 )
+from harmony_fleet.adapters.nats.stores import ObjectStoreDef, RawBucketDef
 
 log = logging.getLogger(__name__)
 

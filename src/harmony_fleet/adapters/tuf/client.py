@@ -29,6 +29,7 @@ from typing import Any
 from tuf.api.metadata import TargetFile
 from tuf.ngclient import FetcherInterface, Updater
 
+from harmony_fleet.adapters.http.policy import check_url
 from harmony_fleet.adapters.tuf.errors import untrusted
 from harmony_fleet.adapters.tuf.fetcher import METADATA_URL, TARGETS_URL, NatsFetcher
 from harmony_fleet.adapters.tuf.pin import METADATA_DIR, TUF_DIR, pinned_root
@@ -49,6 +50,8 @@ class TrustedReleases:
         self.root = pinned_root(state_dir)
         self.metadata_dir = state_dir / TUF_DIR / METADATA_DIR
         self.targets_dir = state_dir / TUF_DIR / "targets"
+        if mirror:
+            check_url(mirror)  # the artifacts' transport rules apply to the mirror too
         self.mirror = mirror.rstrip("/") if mirror else None
         self.nc: Any = None
         self.last_refresh_s = 0.0

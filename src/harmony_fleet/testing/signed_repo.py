@@ -1,10 +1,11 @@
-"""A signed release repository for the attack tests, built with python-tuf's Metadata API and
-published into the real server (KV ``fleet_tuf``, object store ``fleet_artifacts``) the way the
+"""A small signed release repository for tests and benches, built with python-tuf's Metadata API
+and published into a server (KV ``fleet_tuf``, object store ``fleet_artifacts``) the way the
 device reads it (``adapters.tuf``): consistent snapshots, ``<sha256>.<path>`` target names.
 
 Each method is one thing a release manager (or an attacker who holds some key, or none) does;
-the tests say which. Until ``fleet release`` builds repositories in LocalFleet this is the
-repository of ``tests/security/test_tuf_attacks.py``.
+the attack suite (``tests/security/test_tuf_attacks.py``) says which. ``fleet release`` is the
+release manager's tool; this one lets a test sign what the real tool never would (expired,
+wrongly signed, older metadata).
 """
 
 from __future__ import annotations
