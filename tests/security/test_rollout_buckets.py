@@ -51,10 +51,10 @@ def _values() -> dict[str, tuple[str, bytes]]:
 
 async def _seed(nc: NatsClient) -> None:
     kv = FleetKV(nc)
-    await (await kv.rollouts()).put(
+    await (await kv.open(ROLLOUTS)).put(
         "spring", Rollout(name="spring", version="2.0.0", created_at=time.time())
     )
-    await (await kv.rollout_statuses()).put("spring", RolloutStatus(name="spring"))
+    await (await kv.open(ROLLOUT_STATUSES)).put("spring", RolloutStatus(name="spring"))
 
 
 async def test_a_device_can_neither_write_nor_read_any_rollout_bucket(
@@ -69,10 +69,10 @@ async def test_a_device_can_neither_write_nor_read_any_rollout_bucket(
         await device_a.nc.publish(get, b"")
         await device_a.refused(get, what=f"a device reading {bucket}")
     kv = FleetKV(nc)
-    assert await (await kv.rollouts()).get("evil") is None
-    status = await (await kv.rollout_statuses()).get("spring")
+    assert await (await kv.open(ROLLOUTS)).get("evil") is None
+    status = await (await kv.open(ROLLOUT_STATUSES)).get("spring")
     assert status is not None and status.value.phase is RolloutPhase.CANARY
-    assert await (await kv.rollout_progress()).get(progress_key("spring", "edge-a")) is None
+    assert await (await kv.open(ROLLOUT_PROGRESS)).get(progress_key("spring", "edge-a")) is None
 
 
 async def test_the_viewer_reads_the_rollouts_but_writes_none(
@@ -81,7 +81,7 @@ async def test_the_viewer_reads_the_rollouts_but_writes_none(
     await _seed(nc)
     viewer = await attacker(nats_server, creds["viewer"])
     try:
-        seen = await (await FleetKV(viewer.nc).rollouts()).get("spring")
+        seen = await (await FleetKV(viewer.nc).open(ROLLOUTS)).get("spring")
         assert seen is not None and seen.value.version == "2.0.0", "the control: a viewer reads"
         for bucket, (key, body) in _values().items():
             subject = f"$KV.{bucket}.{key}"
@@ -89,7 +89,7 @@ async def test_the_viewer_reads_the_rollouts_but_writes_none(
             await viewer.refused(subject, what=f"a viewer writing {bucket}")
     finally:
         await viewer.close()
-    assert await (await FleetKV(nc).rollouts()).get("evil") is None
+    assert await (await FleetKV(nc).open(ROLLOUTS)).get("evil") is None
 
 
 async def test_the_operator_writes_every_rollout_bucket(

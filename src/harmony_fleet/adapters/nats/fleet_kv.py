@@ -72,9 +72,6 @@ from harmony_fleet.contracts.rollout import (
     BUCKET_ROLLOUT_PROGRESS,
     BUCKET_ROLLOUT_STATUS,
     BUCKET_ROLLOUTS,
-    DeviceProgress,
-    Rollout,
-    RolloutStatus,
 )
 from harmony_fleet.core.upgrade.requests import Follow, Outcome, Until, rollback_marker
 from harmony_fleet.errors import Conflict
@@ -129,19 +126,11 @@ IDENTITIES = BucketDef(
     "harmony-fleet: devices issued credentials, revoked or not (fleet credentials)",
     history=1,
 )
-ROLLOUTS = BucketDef(
-    BUCKET_ROLLOUTS, ROLLOUT, "harmony-fleet: fleet rollouts as asked for (fleet rollout)"
-)
-ROLLOUT_STATUSES = BucketDef(
-    BUCKET_ROLLOUT_STATUS,
-    ROLLOUT_STATUS,
-    "harmony-fleet: where each rollout stands (operator, from the rollout engine)",
-)
+# Rollouts (docs/rollouts.md): open them with ``FleetKV.open(ROLLOUTS)`` and so on.
+ROLLOUTS = BucketDef(BUCKET_ROLLOUTS, ROLLOUT, "harmony-fleet: rollouts (fleet rollout)")
+ROLLOUT_STATUSES = BucketDef(BUCKET_ROLLOUT_STATUS, ROLLOUT_STATUS, "harmony-fleet: rollout phases")
 ROLLOUT_PROGRESS = BucketDef(
-    BUCKET_ROLLOUT_PROGRESS,
-    DEVICE_PROGRESS,
-    "harmony-fleet: each device's part in each rollout (operator, from the rollout engine)",
-    history=1,
+    BUCKET_ROLLOUT_PROGRESS, DEVICE_PROGRESS, "harmony-fleet: rollout devices", history=1
 )
 BUCKETS: tuple[BucketDef[Any], ...] = (
     DEVICES,
@@ -284,15 +273,6 @@ class FleetKV:
 
     async def identities(self) -> TypedKV[DeviceIdentity]:
         return await self.open(IDENTITIES)
-
-    async def rollouts(self) -> TypedKV[Rollout]:
-        return await self.open(ROLLOUTS)
-
-    async def rollout_statuses(self) -> TypedKV[RolloutStatus]:
-        return await self.open(ROLLOUT_STATUSES)
-
-    async def rollout_progress(self) -> TypedKV[DeviceProgress]:
-        return await self.open(ROLLOUT_PROGRESS)
 
 
 def _kv(nc: NatsClient | FleetKV) -> FleetKV:
