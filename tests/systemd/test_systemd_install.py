@@ -143,7 +143,10 @@ async def test_the_device_secrets_are_root_only_and_the_agent_runs_sandboxed(
         assert mode_owner_type(machine, f"{folder}/{name}") == "600 root regular file"
     given = machine.run("cat", creds).stdout
     assert machine.run("cat", f"{folder}/nats.creds").stdout == given
-    jwt, seed = (line for line in given.splitlines() if line and not line.startswith("-"))
+    lines = given.splitlines()
+    jwt = lines[lines.index("-----BEGIN NATS USER JWT-----") + 1]
+    seed = lines[lines.index("-----BEGIN USER NKEY SEED-----") + 1]
+    assert jwt.startswith("ey") and seed.startswith("SU"), (jwt[:4], seed[:4])
     text = machine.run("cat", unit_file).stdout
     for secret in (password, jwt, seed, creds, ca):
         assert secret not in text, f"{secret[:20]}... in the world-readable unit"
@@ -176,7 +179,10 @@ async def test_the_device_secrets_are_root_only_and_the_agent_runs_sandboxed(
     for path in ("/usr/harmony-probe", "/etc/harmony-probe", f"{folder}/nats.creds"):
         denied = machine.run(*inside, "touch", path, check=False)
         assert denied.returncode != 0 and "Read-only file system" in denied.stderr, path
-    assert machine.run(*inside, "ls", "/root", check=False).returncode != 0, "ProtectHome"
+    machine.run("touch", "/root/.harmony-probe")
+    hidden = machine.run(*inside, "test", "-e", "/root/.harmony-probe", check=False)
+    assert hidden.returncode != 0, "ProtectHome: /root is empty and inaccessible to the agent"
+    machine.run("rm", "/root/.harmony-probe")
     for path in (f"{PREFIX}/.probe", f"/var/lib/harmony-fleet/{device}/.probe"):
         machine.run(*inside, "touch", path)
         machine.run("rm", path)
