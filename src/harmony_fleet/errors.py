@@ -13,7 +13,8 @@ by the caller's next move, not by where the error came from::
     │   │   ├── IntegrityError    SHA-256 or size mismatch: expected and actual given
     │   │   ├── TooLarge          the body is larger than declared
     │   │   ├── HTTPStatusError   a 4xx the server will keep answering
-    │   │   └── InsufficientSpace not enough free disk for the artifact
+    │   │   ├── InsufficientSpace not enough free disk for the artifact
+    │   │   └── Untrusted         the signed release metadata does not vouch for it (reason)
     │   ├── LayoutBroken          the agent's folder is beyond self-heal (the on-disk layer)
     │   ├── SpawnError            a process could not be started at all (process mode)
     │   ├── ProtocolViolation     an event the upgrade machine's table has no entry for
@@ -34,7 +35,7 @@ runner, the two systemd errors with ``systemctl``, the machine's two in ``core.u
 ``tests/unit/test_exports.py`` checks that every subclass in the package is drawn here, under
 its parent.
 
-Third-party errors (nats-py, httpx, OSError) are wrapped where they enter, with
+Third-party errors (nats-py, httpx, python-tuf, OSError) are wrapped where they enter, with
 ``raise Mapped(...) from exc``, so callers never need to import a dependency to catch ours.
 """
 
@@ -100,6 +101,37 @@ class IntegrityError(DownloadRejected):
         self.actual = actual
 
 
+class Untrusted(DownloadRejected):
+    """A release the device will not install: the signed metadata (TUF) does not vouch for it.
+
+    ``reason`` names the attack class the check stopped, one of :data:`UNTRUSTED_REASONS`
+    (``unsigned target``, ``bad signature``, ``expired metadata``, ``metadata rollback``,
+    ``mix-and-match``, ``length exceeded``, ``hash mismatch``, ``downgrade below floor``,
+    ``below min_version``, ``no trust root``, ``untrusted metadata``); the message starts with it.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+#: The reasons an :class:`Untrusted` names (the upgrade status's ``error_detail`` starts with one).
+UNTRUSTED_REASONS = (
+    "unsigned target",
+    "bad signature",
+    "expired metadata",
+    "metadata rollback",
+    "mix-and-match",
+    "length exceeded",
+    "hash mismatch",
+    "downgrade below floor",
+    "below min_version",
+    "no trust root",
+    "untrusted metadata",
+)
+
+
 class TooLarge(DownloadRejected):
     """The server sent (or announced) more bytes than the declared size."""
 
@@ -150,6 +182,7 @@ class DownloadInterrupted(TemporaryError):
 
 
 __all__ = [
+    "UNTRUSTED_REASONS",
     "ConfigError",
     "Conflict",
     "DownloadInterrupted",
@@ -167,4 +200,5 @@ __all__ = [
     "Timeout",
     "TooLarge",
     "Unavailable",
+    "Untrusted",
 ]

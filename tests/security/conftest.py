@@ -3,6 +3,8 @@ every role, issued by the server's own code (``fleet credentials issue`` does th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,7 +12,9 @@ import pytest
 
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.contracts import subjects
-from tests.security.support import Attacker, attacker
+from harmony_fleet.core.presence import PresencePolicy
+from harmony_fleet.operator.runtime import Operator, OperatorConfig
+from tests.security.support import Attacker, attacker, tls_options
 
 #: name -> role of the credentials every test gets.
 HOLDERS = {"edge-a": "device", "edge-b": "device", "viewer": "viewer", "operator": "operator"}
@@ -34,3 +38,23 @@ async def device_a(nats_server: EmbeddedNats, creds: dict[str, Path]) -> AsyncIt
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def operator(nats_server: EmbeddedNats, creds: dict[str, Path]) -> AsyncIterator[Operator]:
+    """A real operator holding the operator's credentials (so admitting ``issued`` devices)."""
+    op = Operator(
+        OperatorConfig(
+            nats=tls_options(nats_server, creds["operator"]),
+            flush_interval_s=0.1,
+            presence=PresencePolicy(refresh_s=1.0),
+        )
+    )
+    task = asyncio.ensure_future(op.run())
+    try:
+        await asyncio.wait_for(op.ready.wait(), 15)
+        yield op
+    finally:
+        op.stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)

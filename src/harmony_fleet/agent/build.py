@@ -5,6 +5,8 @@ started with ``--prefix`` can also upgrade itself; then it gets
 
 * the device's two seams (``core.upgrade.device``): its files (:class:`AgentFiles`, the same on
   every platform) and its candidate runner, chosen by ``--executor`` (:func:`make_runner`);
+* the device's signed releases (``agent.upgrade.trust``: the trust root pinned in the state dir,
+  python-tuf loaded when an upgrade starts) that every download is verified against;
 * the upgrade driver over them, wired to NATS by ``agent.upgrade.wiring`` (marker watch, heartbeats,
   status KV, the handover after a commit);
 * the liveness file the main rewrites on every heartbeat tick and, under the unit ``fleet agent
@@ -28,10 +30,12 @@ from harmony_fleet.adapters.device.notes import RUN_DIR, WATCHED_BY_ENV, livenes
 from harmony_fleet.adapters.device.state_store import FileStateStore
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.systemd.notify import WatchdogNotifier
+from harmony_fleet.adapters.tuf.pin import pin_root, pinned_root
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.faults import Faults
 from harmony_fleet.agent.runtime import RUNNING_VERSION, Agent, Extension
 from harmony_fleet.agent.upgrade import LoopClock, UpgradeDriver
+from harmony_fleet.agent.upgrade.trust import LazyReleases, releases_extension
 from harmony_fleet.agent.upgrade.wiring import KVStatusSink, upgrade_extension
 from harmony_fleet.contracts import Role, new_instance_id
 from harmony_fleet.core.upgrade.device import CandidateRunner, DeviceFiles
@@ -57,15 +61,32 @@ def make_runner(config: AgentConfig, layout: AgentLayout, launch: LaunchSpec) ->
     raise ConfigError(f"unknown --executor {config.executor!r} (process or systemd)")
 
 
-def make_files(config: AgentConfig, layout: AgentLayout) -> AgentFiles:
-    """The device's files for ``config`` (the watch notes in ``<state>/run``)."""
+def make_files(
+    config: AgentConfig, layout: AgentLayout, releases: LazyReleases | None = None
+) -> AgentFiles:
+    """The device's files for ``config`` (the watch notes in ``<state>/run``); downloads are
+    verified against the signed ``releases`` (without them, refused unless
+    ``--allow-unsigned-releases``)."""
     return AgentFiles(
         layout,
         running_version=RUNNING_VERSION,
         run_dir=config.state_dir / RUN_DIR,
         watched=is_watched(config.executor),
         stale_after_s=stale_after(config.heartbeat_interval_s),
+        trust=releases,
+        allow_unsigned=config.allow_unsigned_releases,
     )
+
+
+def make_releases(config: AgentConfig) -> LazyReleases | None:
+    """The device's signed releases: pin ``--trust-root`` if given; None with no pinned root."""
+    if config.trust_root is not None:
+        pin_root(config.state_dir, config.trust_root)
+    if not pinned_root(config.state_dir).is_file():
+        if not config.allow_unsigned_releases:
+            log.warning("no trust root pinned: upgrades that download are refused")
+        return None
+    return LazyReleases(config.state_dir, mirror=config.release_mirror)
 
 
 def is_watched(executor: str, environ: Mapping[str, str] | None = None) -> bool:
@@ -99,11 +120,12 @@ def build_agent(
         runner = make_runner(config, layout, launch)
     instance_id = new_instance_id()
     sink = KVStatusSink()
+    releases = make_releases(config)
     driver = UpgradeDriver(
         device_id=config.device_id,
         instance_id=instance_id,
         running_version=RUNNING_VERSION,
-        files=files or make_files(config, layout),
+        files=files or make_files(config, layout, releases),
         runner=runner,
         status_sink=sink,
         state_store=FileStateStore(config.state_dir / STATE_FILE),
@@ -122,6 +144,7 @@ def build_agent(
         extensions=[
             upgrade_extension(driver, sink),
             _close_on_exit(driver),
+            *([releases_extension(releases)] if releases is not None else []),
         ],
     )
 

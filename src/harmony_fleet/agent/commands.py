@@ -12,6 +12,10 @@ the local clock. A command id already answered gets its first answer again and i
 twice (the last :data:`REMEMBERED` ids); ``upgrade_stop`` acts only for the armed upgrade id. An
 answer later than the sender's ``ttl_s`` (measured on this agent's monotonic clock from arrival)
 is only logged: the sender has stopped waiting and will ask again with a new id.
+
+A message JetStream delivered to the command subject (a viewer's consumer or direct get aimed
+at it: :mod:`~harmony_fleet.adapters.nats.provenance`) is dropped before decoding, never
+answered, counted in ``redelivered`` (:meth:`CommandHandler.delivered_by_jetstream`).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
+from harmony_fleet.adapters.nats.provenance import from_jetstream
 from harmony_fleet.contracts import (
     COMMAND,
     RAW_COMMAND,
@@ -34,6 +39,7 @@ from harmony_fleet.contracts import (
     decode_args,
 )
 from harmony_fleet.contracts.ids import InstanceId, UpgradeId, Version
+from harmony_fleet.core.security import SecurityEvents
 from harmony_fleet.errors import InvalidMessage
 
 log = logging.getLogger(__name__)
@@ -61,7 +67,13 @@ class CommandHandler:
         role: Role,
         stop_handler: StopHandler | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        subject: str = "",
     ) -> None:
+        self.subject = subject
+        """The device's command subject (a JetStream delivery keeps its stored subject)."""
+        self.redelivered = 0
+        """Messages dropped because JetStream, not a sender, delivered them."""
+        self._events = SecurityEvents()
         self.instance_id = instance_id
         self.agent_version = agent_version
         self.role = role
@@ -80,6 +92,22 @@ class CommandHandler:
             instance_id=self.instance_id,
             agent_version=self.agent_version,
         )
+
+    def delivered_by_jetstream(self, subject: str, reply: str, headers: Any) -> bool:
+        """True (and counted, logged at most once a minute) when a message on this device's
+        command subject was not published by a sender but delivered by JetStream: stored bytes
+        sent there by whoever may create a consumer or make a direct get (a viewer). Such a
+        message is never acted on and never answered (docs/security.md)."""
+        if not from_jetstream(reply, headers) and subject == (self.subject or subject):
+            return False
+        self.redelivered += 1
+        unlogged = self._events.record("redelivered", self.subject, self._monotonic())
+        if unlogged is not None:
+            log.warning(
+                "security: command delivered by JetStream dropped",
+                extra={"subject": subject[:200], "reply": reply[:64], "unlogged": unlogged},
+            )
+        return True
 
     async def handle(self, data: bytes) -> Reply | None:
         """Answer one command message; never raises for bad input."""

@@ -79,6 +79,7 @@ class Agent:
             agent_version=version,
             role=config.role,
             stop_handler=stop_handler,
+            subject=subjects.command(config.device_id),
         )
         self.liveness_file = liveness_file
         """Rewritten on every heartbeat tick by a main instance that may upgrade itself: the
@@ -185,6 +186,8 @@ class Agent:
 
     # -- commands ---------------------------------------------------------------------------
     async def _on_command(self, msg: Any) -> None:
+        if self.commands.delivered_by_jetstream(msg.subject, msg.reply, msg.headers):
+            return
         reply = await self.commands.handle(msg.data)
         if reply is None or not msg.reply:
             return

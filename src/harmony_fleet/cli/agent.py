@@ -87,6 +87,25 @@ def agent_group() -> None:
     show_envvar=True,
     help="The systemd service this agent runs as (with --executor systemd).",
 )
+@click.option(
+    "--trust-root",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="FLEET_TRUST_ROOT",
+    help="The release manager's root.json: pinned in the state dir, every upgrade is verified "
+    "against the signed releases it roots (fleet agent install pins it once).",
+)
+@click.option(
+    "--release-mirror",
+    metavar="URL",
+    envvar="FLEET_RELEASE_MIRROR",
+    help="HTTPS base URL of the signed repository (metadata/, targets/) instead of NATS.",
+)
+@click.option(
+    "--allow-unsigned-releases",
+    is_flag=True,
+    envvar="FLEET_ALLOW_UNSIGNED_RELEASES",
+    help="Without a trust root, take the marker's URL and SHA-256 on trust. Tests only.",
+)
 @keep_versions_option(envvar="FLEET_KEEP_VERSIONS")
 @click.option("--self-test", is_flag=True, help="Check that this artifact can run here, then exit.")
 @click.option("--self-test-timeout", type=float, default=10.0, show_default=True)
@@ -103,6 +122,9 @@ def run_cmd(
     prefix: Path | None,
     executor: str,
     service: str,
+    trust_root: Path | None,
+    release_mirror: str | None,
+    allow_unsigned_releases: bool,
     keep_versions: int,
     self_test: bool,
     self_test_timeout: float,
@@ -127,6 +149,9 @@ def run_cmd(
         install_prefix=prefix,
         executor=executor,
         service=service,
+        trust_root=trust_root,
+        release_mirror=release_mirror,
+        allow_unsigned_releases=allow_unsigned_releases,
         keep_versions=keep_versions,
     )
     faults = parse_faults(BUILD_FAULTS)
@@ -140,6 +165,8 @@ def run_cmd(
             ["--heartbeat-interval", str(heartbeat_interval), "--executor", executor]
             + (["--prefix", str(prefix)] if prefix else [])
             + [a for label in labels for a in ("--label", label)]
+            + (["--release-mirror", release_mirror] if release_mirror else [])
+            + (["--allow-unsigned-releases"] if allow_unsigned_releases else [])
             + (["--log-json"] if log_json else [])
         ),
     )

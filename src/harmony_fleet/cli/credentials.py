@@ -11,6 +11,11 @@ lives; ``--store-dir`` as for ``fleet server``). Roles and what each may do: doc
 * ``revoke --device ID`` (or ``--name N``): recorded in the store, then pushed to the running
   server, which closes the holder's connections at once and refuses them from then on (also
   after a restart).
+
+A device's issue and revocation are also written into the identities bucket of the running
+server (``--nats``, default: the context's), with the admin's credentials of the store: the
+operator admits a device only while its identity there is live. A server that cannot be reached
+gets it at its next start (``fleet server`` copies ``issued.json`` in).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from pathlib import Path
 
 import click
 
-from harmony_fleet.adapters.nats.auth import AuthStore, push_account
+from harmony_fleet.adapters.nats.auth import AuthStore, Issued, push_account
+from harmony_fleet.adapters.nats.connection import connect
 from harmony_fleet.adapters.nats.context import Context
 from harmony_fleet.adapters.nats.files import write_public, write_secret
+from harmony_fleet.adapters.nats.identities import put_identity
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli._common import bad_flag, print_json
 from harmony_fleet.cli.server import default_store_dir
@@ -54,17 +61,53 @@ def credentials() -> None:
     """NATS credentials of devices, operators and viewers (on the server's machine)."""
 
 
+nats_option = click.option(
+    "--nats",
+    "nats_urls",
+    multiple=True,
+    metavar="URL",
+    help="The running server. [default: the context's]",
+)
+
+
+def _servers(nats_urls: tuple[str, ...]) -> tuple[str, ...]:
+    context = Context.find()
+    return tuple(nats_urls) or ((context.url,) if context else ())
+
+
+def _write_identity(store: AuthStore, servers: tuple[str, ...], entry: Issued) -> str | None:
+    """Write the device's identity into the running server's bucket (what the operator admits
+    by); the reason it could not, if it could not (the server's next start writes it)."""
+    if not servers:
+        return "no server named (--nats)"
+    try:
+        asyncio.run(_put_identity(store, servers, entry))
+    except Unavailable as exc:
+        return f"the server was not reached ({exc})"
+    return None
+
+
+async def _put_identity(store: AuthStore, servers: tuple[str, ...], entry: Issued) -> None:
+    nc = await connect(store.admin_options(servers).with_name("fleet-credentials"))
+    try:
+        await put_identity(nc, entry)
+    finally:
+        await nc.close()
+
+
 @credentials.command("issue")
 @click.option("--device", "device", metavar="ID", help="A device's own credentials.")
 @click.option("--role", type=click.Choice(["operator", "viewer", "admin"]), default=None)
 @click.option("--name", default=None, help="Who holds them (--role). [default: the role]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@nats_option
 @store_option
 def issue_cmd(
     device: str | None,
     role: str | None,
     name: str | None,
     out: Path | None,
+    nats_urls: tuple[str, ...],
     store_dir: Path | None,
 ) -> None:
     """Write new credentials (.creds, 0600) and the CA bundle beside them."""
@@ -76,8 +119,17 @@ def issue_cmd(
     if out.exists():
         raise bad_flag("--out", f"{out} exists: remove it or choose another file")
     ca = out.with_name(out.stem + "-ca.pem")
-    write_secret(out, store.issue("device" if device else str(role), holder))
+    creds, entry = store.issue_entry("device" if device else str(role), holder)
+    write_secret(out, creds)
     write_public(ca, store.ca_file.read_bytes())
+    if device:
+        why = _write_identity(store, _servers(nats_urls), entry)
+        if why is not None:
+            click.echo(
+                f"fleet credentials: {device}: {why}; the operator admits it once the server "
+                "has its identity (written at the server's next start)",
+                err=True,
+            )
     click.echo(f"{out}")
     click.echo(
         f"fleet credentials: {holder}: credentials in {out}, CA in {ca}"
@@ -123,13 +175,7 @@ def list_cmd(as_json: bool, store_dir: Path | None) -> None:
 @credentials.command("revoke")
 @click.option("--device", "device", metavar="ID", default=None)
 @click.option("--name", default=None, help="An operator's or viewer's name.")
-@click.option(
-    "--nats",
-    "nats_urls",
-    multiple=True,
-    metavar="URL",
-    help="The running server. [default: the context's]",
-)
+@nats_option
 @store_option
 def revoke_cmd(
     device: str | None, name: str | None, nats_urls: tuple[str, ...], store_dir: Path | None
@@ -140,8 +186,7 @@ def revoke_cmd(
     store = _store(store_dir)
     holder = str(device or name)
     store.revoke(holder)
-    context = Context.find()
-    servers = nats_urls or ((context.url,) if context else ())
+    servers = _servers(nats_urls)
     if not servers:
         click.echo(
             f"fleet credentials: {holder} revoked in {store.root}; no server named (--nats): "
@@ -160,6 +205,14 @@ def revoke_cmd(
         raise SystemExit(exit_codes.UNAVAILABLE) from None
     except FleetError:
         raise
+    entry = store.issued()[holder]
+    if entry.role == "device" and _write_identity(store, servers, entry) is not None:
+        click.echo(
+            f"fleet credentials: {holder} revoked, but its identity was not written: the "
+            "operator drops it at the server's next start",
+            err=True,
+        )
+        raise SystemExit(exit_codes.UNAVAILABLE)
     click.echo(f"fleet credentials: {holder} revoked; the server closed its connections", err=True)
 
 

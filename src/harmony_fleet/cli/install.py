@@ -20,6 +20,7 @@ from harmony_fleet.adapters.systemd.unit_file import (
     read_install_meta,
 )
 from harmony_fleet.adapters.systemd.units import DEFAULT_SERVICE, service_name
+from harmony_fleet.adapters.tuf.pin import pin_root
 from harmony_fleet.cli._common import (
     build_nats_options,
     keep_versions_option,
@@ -88,6 +89,15 @@ def _unit_nats(nats_kwargs: dict[str, Any]) -> tuple[tuple[str, ...], dict[str, 
     help="Interpreter that runs the artifact. [default: the base Python running this command]",
 )
 @click.option("--no-start", is_flag=True, help="Install and enable, but do not start now.")
+@click.option(
+    "--trust-root",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The release manager's root.json, pinned in the state dir: upgrades are verified "
+    "against the signed releases it roots. Without it the agent refuses to download upgrades.",
+)
+@click.option(
+    "--allow-unsigned-releases", is_flag=True, hidden=True, help="Tests without signed releases."
+)
 @nats_options
 def install_cmd(
     device: str,
@@ -101,6 +111,8 @@ def install_cmd(
     keep_versions: int,
     python: Path | None,
     no_start: bool,
+    trust_root: Path | None,
+    allow_unsigned_releases: bool,
     **nats_kwargs: Any,
 ) -> None:
     """Install the agent as a systemd service from one artifact (idempotent).
@@ -128,9 +140,12 @@ def install_cmd(
         secrets={"FLEET_NATS_PASSWORD": nats.password} if nats.password else {},
         heartbeat_interval_s=heartbeat_interval,
         keep_versions=keep_versions,
+        allow_unsigned_releases=allow_unsigned_releases,
         **extra,
     )
     require_root_and_systemd()
+    if trust_root is not None:
+        click.echo(f"  trust root pinned: {pin_root(spec.state_dir, trust_root)}")
     installer = Installer(spec, say=lambda line: click.echo(f"  {line}"))
     click.echo(f"installing {spec.unit_name} for device {dev} in {spec.prefix}")
 

@@ -19,6 +19,7 @@ from harmony_fleet.cli._common import (
     setup_logging,
 )
 from harmony_fleet.core.presence import PresencePolicy
+from harmony_fleet.operator.admission import Admit
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
 
 if TYPE_CHECKING:  # the real import is lazy: see _kubernetes()
@@ -50,6 +51,16 @@ if TYPE_CHECKING:  # the real import is lazy: see _kubernetes()
     "cluster); existing ones with fewer are raised, never lowered.",
 )
 @click.option(
+    "--admit",
+    type=click.Choice([a.value for a in Admit]),
+    default=None,
+    envvar="FLEET_ADMIT",
+    show_envvar=True,
+    help="Which devices enter the registry: 'issued' (credentials issued and not revoked: the "
+    "identities bucket) or 'any' (an open server, `fleet server --insecure`). "
+    "[default: issued with credentials, any without]",
+)
+@click.option(
     "--kubernetes",
     is_flag=True,
     envvar="FLEET_KUBERNETES",
@@ -76,6 +87,7 @@ def operator_cmd(
     missed: int,
     refresh: float,
     kv_replicas: int,
+    admit: str | None,
     kubernetes: bool,
     namespace: str,
     kubeconfig: str | None,
@@ -90,6 +102,7 @@ def operator_cmd(
         nats=nats,
         kv_replicas=kv_replicas,
         presence=PresencePolicy(missed=missed, refresh_s=refresh),
+        admit=Admit(admit) if admit else None,
     )
     k8s = _kubernetes(namespace, kubeconfig) if kubernetes else None
     raise SystemExit(asyncio.run(_run(config, k8s)))

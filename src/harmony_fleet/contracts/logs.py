@@ -1,9 +1,10 @@
 """Log lines shipped by agents: one :class:`LogLine` per message on ``fleet.<dev>.logs.<source>``.
 
 A device ships its agent's own structured log (source ``agent``) and, optionally, the journal of
-configured systemd units (source ``unit.<name>``). One source per subject, so that the log stream's
-per-subject limit bounds each source of each device separately and a reader can pick one source
-with a plain subject filter.
+configured systemd units (source ``unit.<name>``), one source per published subject. The log
+stream keeps a device's lines under two subjects only (:func:`stored_subject`): its agent's, and
+one for all its units, so that the per-subject limit is a per-device quota no invented unit name
+can escape.
 
 Every field is bounded so that one line can never cost more than :data:`LOG_LINE_MAX_BYTES` on
 the wire: the shipper truncates long messages and field values (and sets ``truncated``), and
@@ -121,6 +122,20 @@ def source(value: str) -> str:
 def log_subject(device: str, source_name: str) -> str:
     """Subject one source of one device publishes on: ``fleet.<device>.logs.<source>``."""
     return f"{PREFIX}.{device}.logs.{source_name}"
+
+
+#: Where the log stream *stores* every unit source of a device: all ``unit.<name>`` subjects of
+#: one device share this one stored subject (the stream's subject transform), so a device holds
+#: at most two stored subjects, whatever unit names it invents (docs/logs.md, quotas).
+STORED_UNITS = "units"
+
+
+def stored_subject(device: str, source_name: str) -> str:
+    """The subject the log stream keeps one source's lines under: its own for ``agent``,
+    ``fleet.<device>.logs.units`` for every unit."""
+    if source_name.startswith(SOURCE_UNIT_PREFIX):
+        return f"{PREFIX}.{device}.logs.{STORED_UNITS}"
+    return log_subject(device, source_name)
 
 
 def device_logs(device: str) -> str:

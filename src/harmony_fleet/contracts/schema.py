@@ -16,6 +16,7 @@ from harmony_fleet.contracts.artifact_manifest import ArtifactManifest
 from harmony_fleet.contracts.commands import Command, Reply, UpgradeStopArgs
 from harmony_fleet.contracts.device_files import FailureCount, PidRecord, RollbackNote, WatchNote
 from harmony_fleet.contracts.heartbeat import Heartbeat
+from harmony_fleet.contracts.identity import DeviceIdentity
 from harmony_fleet.contracts.local_state import LocalState
 from harmony_fleet.contracts.logs import LogLine
 from harmony_fleet.contracts.registry import DeviceRecord
@@ -32,6 +33,7 @@ WIRE_TYPES: dict[str, type[Any]] = {
     "upgrade_status": UpgradeStatus,
     "device_record": DeviceRecord,
     "release": Release,
+    "device_identity": DeviceIdentity,
     "log_line": LogLine,
     "local_state": LocalState,
     "watch_note": WatchNote,

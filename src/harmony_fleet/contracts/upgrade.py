@@ -105,6 +105,10 @@ class ErrorCode(enum.StrEnum):
     LAYOUT_INCONSISTENT = "layout_inconsistent"
     POST_COMMIT = "post_commit"
     NOT_INSTALLED = "not_installed"
+    UNTRUSTED = "untrusted"
+    """The signed release metadata does not vouch for the target (or it is a downgrade below
+    the device's version floor): ``error_detail`` starts with the attack class, e.g.
+    ``unsigned target``, ``bad signature``, ``expired metadata``, ``downgrade below floor``."""
     INTERNAL = "internal_error"
 
 

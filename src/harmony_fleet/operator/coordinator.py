@@ -259,19 +259,23 @@ class Coordinator:
                 self.on_status(sitem.value, now)
 
     def _keyed(self, bucket: str, key: str, value: UpgradeMarker | UpgradeStatus) -> bool:
-        """True when ``value`` names the device of its key; otherwise drop it and count it.
+        """True when ``value`` names the device of its key and that device is admitted (a live
+        identity: :mod:`~harmony_fleet.operator.admission`); otherwise drop it and count it.
 
         Each device may write only its own status key, but what it writes there is its own
         choice: the key is what the server vouches for, never the body.
         """
-        if value.device_id == key:
-            return True
-        self.key_mismatches += 1
-        log.warning(
-            "security: value dropped, its device_id is not its key's",
-            extra={"bucket": bucket, "key": key, "claimed": value.device_id},
-        )
-        return False
+        if value.device_id != key:
+            self.key_mismatches += 1
+            log.warning(
+                "security: value dropped, its device_id is not its key's",
+                extra={"bucket": bucket, "key": key, "claimed": value.device_id},
+            )
+            return False
+        if not self.registry.admits(key):  # never issued credentials, or revoked
+            self.registry.security_event("not_issued", key, time.time(), f"{bucket} value")
+            return False
+        return True
 
     async def _watch(self, kv: TypedKV[V], handle: Callable[[V, float], None]) -> None:
         async for entry in kv.values():

@@ -5,6 +5,10 @@ dict lookup, a few attribute writes, and a ``dirty`` flag when something a perso
 changed. KV writes happen elsewhere (:meth:`Registry.due`), at most once per change plus a slow
 refresh, so the write rate does not grow with the heartbeat rate (see ``core.presence``).
 
+Only devices with a live identity are admitted (``admitted``, kept by the operator from the
+identities bucket; :mod:`~harmony_fleet.operator.admission`): anything else is dropped and
+counted as a security event.
+
 The operator's own clock is used for ``last_seen``: an agent's clock may be wrong, and the
 question "when did *we* last hear from it" is what presence needs.
 """
@@ -34,6 +38,7 @@ from harmony_fleet.core.presence import (
     is_online,
     needs_write,
 )
+from harmony_fleet.core.security import SecurityEvents
 from harmony_fleet.errors import InvalidMessage
 
 log = logging.getLogger("harmony_fleet.operator.registry")
@@ -124,11 +129,20 @@ class DeviceState:
 class Registry:
     """All devices the operator knows, in memory, with the coalescing rules applied."""
 
-    def __init__(self, policy: PresencePolicy | None = None) -> None:
+    def __init__(
+        self, policy: PresencePolicy | None = None, *, admitted: set[str] | None = None
+    ) -> None:
         self.policy = policy or PresencePolicy()
         self.devices: dict[str, DeviceState] = {}
         self.ingested = 0
         self.rejected = 0
+        self.admitted = admitted
+        """Device ids whose heartbeats are admitted (live identities, kept up to date by the
+        operator: :mod:`~harmony_fleet.operator.admission`); None admits every device."""
+        self.security = SecurityEvents()
+        """Security events by kind: ``not_issued`` (a heartbeat or status of a device without
+        a live identity), ``redelivered`` (a heartbeat that JetStream delivered: stored data
+        sent to a heartbeat subject, docs/security.md)."""
         self._listeners: list[HeartbeatListener] = []
 
     def add_listener(self, listener: HeartbeatListener) -> None:
@@ -157,12 +171,36 @@ class Registry:
                 extra={"subject": subject[:200], "device_id": hb.device_id},
             )
             return None
+        if self.admitted is not None and hb.device_id not in self.admitted:
+            self.rejected += 1
+            self.security_event("not_issued", hb.device_id, now, "heartbeat")
+            return None
         self.ingested += 1
         self.observe(hb, now)
         if self._listeners:
             for listener in self._listeners:
                 listener(hb, now)
         return hb
+
+    def admits(self, device: str) -> bool:
+        """True when ``device``'s heartbeats and status are taken (a live identity)."""
+        return self.admitted is None or device in self.admitted
+
+    def security_event(self, kind: str, device: str, now: float, what: str) -> None:
+        """Count a dropped message as a security event; log it (at most once a minute per
+        device and kind, saying how many went unlogged)."""
+        unlogged = self.security.record(kind, device, now)
+        if unlogged is not None:
+            log.warning(
+                "security: %s dropped (%s)",
+                what,
+                kind,
+                extra={"device_id": device[:200], "kind": kind, "unlogged": unlogged},
+            )
+
+    def forget(self, device: str) -> bool:
+        """Take ``device`` out of the registry (its identity was revoked); True if it was in."""
+        return self.devices.pop(device, None) is not None
 
     def observe(self, hb: Heartbeat, now: float) -> None:
         state = self.devices.get(hb.device_id)

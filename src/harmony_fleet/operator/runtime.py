@@ -3,7 +3,9 @@
 State that must survive a restart lives in NATS KV: on start the operator creates the fleet's
 buckets and log stream if they do not exist (with ``--kv-replicas``,
 :mod:`~harmony_fleet.adapters.nats.provision`), loads every device record, then subscribes to all
-heartbeats. KV writes are
+heartbeats. With ``--admit issued`` (the default with credentials) it first reads the identities
+bucket and follows it: only devices with a live identity enter the registry, a revoked one
+leaves it (:mod:`~harmony_fleet.operator.admission`). KV writes are
 coalesced by :class:`~harmony_fleet.operator.registry.Registry` and issued with bounded
 concurrency by :meth:`Operator.flush`; a failed write leaves the record dirty for the next pass,
 and a write that timed out is simply written again (the value is idempotent).
@@ -28,10 +30,13 @@ from harmony_fleet.adapters.nats.connection import (
 )
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.adapters.nats.kv import TypedKV, Undecodable
+from harmony_fleet.adapters.nats.provenance import from_jetstream
 from harmony_fleet.adapters.nats.provision import provision
 from harmony_fleet.contracts import DeviceRecord, subjects
+from harmony_fleet.contracts.identity import DeviceIdentity
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.errors import FleetError
+from harmony_fleet.operator.admission import Admission, Admit
 from harmony_fleet.operator.coordinator import Coordinator
 from harmony_fleet.operator.registry import DeviceState, Registry
 
@@ -52,6 +57,17 @@ class OperatorConfig:
     write_concurrency: int = 128
     pending_msgs_limit: int = 1_000_000
     """Heartbeats buffered in the client before nats-py drops (slow consumer)."""
+    admit: Admit | None = None
+    """Which devices enter the registry (``--admit``): ``issued`` (a live identity in the
+    identities bucket) or ``any``; None: ``issued`` when the operator holds credentials,
+    ``any`` when it connects without (an open server issues none)."""
+
+    @property
+    def admission(self) -> Admit:
+        if self.admit is not None:
+            return self.admit
+        nats = self.nats
+        return Admit.ISSUED if (nats.creds_file or nats.user or nats.token) else Admit.ANY
 
 
 class Operator:
@@ -59,12 +75,16 @@ class Operator:
         self, config: OperatorConfig, *, extensions: list[Extension] | None = None
     ) -> None:
         self.config = config
-        self.registry = Registry(config.presence)
+        self.admission = Admission() if config.admission is Admit.ISSUED else None
+        self.registry = Registry(
+            config.presence, admitted=self.admission.live if self.admission else None
+        )
         self.coordinator = Coordinator(self.registry)
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.nc: NatsClient | None = None
         self.devices_kv: TypedKV[DeviceRecord] | None = None
+        self.identities_kv: TypedKV[DeviceIdentity] | None = None
         self.writes = 0
         self.write_errors = 0
         self._extensions = extensions or []
@@ -81,6 +101,9 @@ class Operator:
             try:
                 await provision(nc, replicas=self.config.kv_replicas)
                 self.devices_kv = await FleetKV(nc).devices()
+                if self.admission is not None:
+                    self.identities_kv = await FleetKV(nc).identities()
+                    await self._load_identities()
                 await self._load()
                 break
             except FleetError as exc:
@@ -107,11 +130,49 @@ class Operator:
                     "registry record skipped", extra={"key": item.key, "field": item.error.field}
                 )
                 continue
+            if not self.registry.admits(item.key):
+                await self._forget(item.key)  # revoked (or never issued) while we were away
+                continue
             self.registry.load(item.value, now=now)
             loaded += 1
         log.info("registry loaded", extra={"devices": loaded, "skipped": bad})
 
+    async def _load_identities(self) -> None:
+        assert self.identities_kv is not None and self.admission is not None
+        for item in await self.identities_kv.snapshot():
+            if not isinstance(item, Undecodable):
+                self.admission.apply(item.key, item.value)
+        log.info(
+            "identities loaded",
+            extra={"live": len(self.admission.live), "revoked": len(self.admission.revoked)},
+        )
+
+    async def _follow_identities(self) -> None:
+        """Admit devices as they are issued credentials; take revoked ones out."""
+        assert self.identities_kv is not None and self.admission is not None
+        async for entry in self.identities_kv.values():
+            if self.admission.apply(entry.key, entry.value) and entry.key in self.registry.devices:
+                await self._forget(entry.key)
+
+    async def _forget(self, device: str) -> None:
+        """Take a device without a live identity out of the registry and its record out of KV."""
+        assert self.devices_kv is not None
+        self.registry.forget(device)
+        try:
+            await self.devices_kv.delete(device)
+        except FleetError as exc:
+            log.warning("record of a revoked device not deleted", extra={"error": str(exc)})
+            return
+        log.warning("device revoked: out of the registry", extra={"device_id": device})
+
     async def _on_heartbeat(self, msg: Any) -> None:
+        # Two attribute reads on the hot path: an agent's heartbeat has neither headers nor a
+        # reply; stored data that JetStream delivered to a heartbeat subject has one of them.
+        if msg.headers or msg.reply:
+            self.registry.rejected += 1
+            kind = "redelivered" if from_jetstream(msg.reply, msg.headers) else "not_plain"
+            self.registry.security_event(kind, msg.subject, time.time(), "heartbeat")
+            return
         self.registry.ingest(msg.subject, msg.data, time.time())
 
     # -- writes -----------------------------------------------------------------------------
@@ -160,10 +221,18 @@ class Operator:
         return self._background.spawn(coro, name)
 
     async def run(self) -> int:
-        log.info("operator starting", extra={"servers": list(self.config.nats.servers)})
+        log.info(
+            "operator starting",
+            extra={
+                "servers": list(self.config.nats.servers),
+                "admit": self.config.admission.value,
+            },
+        )
         nc = await self.open()
         if nc is not None:
             self.spawn(self._flush_loop(), "registry-flush")
+            if self.identities_kv is not None:
+                self.spawn(self._follow_identities(), "identities")
             self.spawn(self.coordinator.run(nc), "coordinator")
             for extension in self._extensions:
                 self.spawn(extension(self, nc), getattr(extension, "__name__", "extension"))

@@ -179,6 +179,9 @@ class FakeDeviceFiles:
             d.versions.add(target)
             d.staged.add(target)
 
+    async def verify_staged(self, version: Version) -> None:
+        """Staged bytes do not change under the fake (tampering is an adapter's test)."""
+
     async def cleanup_staging(self, version: Version) -> None:
         d = self.device
         await d.enter("cleanup_staging", version)

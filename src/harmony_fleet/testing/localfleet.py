@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_fleet.adapters.device import AgentLayout
-from harmony_fleet.adapters.device.launch import LaunchSpec
+from harmony_fleet.adapters.device.launch import LaunchSpec, trust_args
 from harmony_fleet.adapters.device.notes import RUN_DIR
 from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV, plan_rollback, write_marker
@@ -285,12 +285,14 @@ class LocalFleet:
         *,
         start: bool = True,
         command_prefix: tuple[str, ...] = (),
+        trust_root: Path | None = None,
     ) -> LocalDevice:
         """Install ``version`` (already built) under a fresh prefix and start its supervisor.
 
         ``command_prefix`` (for example ``("faketime", "-f", "+10m")``: a device whose clock is
         ten minutes ahead) runs the device's launcher in a process of its own started behind
         it; the agents that launcher starts inherit it (:mod:`harmony_fleet.testing.launcher`).
+        ``trust_root``: the root.json the device pins; without it: ``--allow-unsigned-releases``.
         """
         dev = device_id(name)
         prefix = self.workdir / "devices" / dev / "opt"
@@ -307,13 +309,8 @@ class LocalFleet:
             state_dir=prefix.parent / "state",
             nats_args=("--nats", self.url, "--nats-creds", str(creds), *self.ca_args()),
             extra_args=(
-                "--heartbeat-interval",
-                str(self.interval_s),
-                "--executor",
-                "process",
-                "--prefix",
-                str(prefix),
-                "--log-json",
+                *("--heartbeat-interval", str(self.interval_s), "--executor", "process"),
+                *("--prefix", str(prefix), "--log-json", *trust_args(trust_root)),
             ),
         )
         supervisor = Supervisor(layout, launch, run_dir=launch.state_dir / RUN_DIR)

@@ -89,7 +89,7 @@ def make_device(
     def make(*, shared_extraction: bool = True) -> ProcDevice:
         env = {"HARMONY_FLEET_EXTRACT_DIR": str(extract_dir)} if shared_extraction else {}
         return ProcDevice(
-            AgentFiles(layout, running_version=OLD, run_dir=run_dir),
+            AgentFiles(layout, running_version=OLD, run_dir=run_dir, allow_unsigned=True),
             ProcessRunner(layout, launch, run_dir=run_dir, stop_grace_s=5.0, env=env),
         )
 

@@ -65,7 +65,9 @@ def staging(tmp_path: Path) -> AgentFiles:
     home.mkdir(parents=True)
     (home / "agent").write_bytes(b"old agent")
     layout.swap_current(OLD)
-    return AgentFiles(layout, running_version=OLD, run_dir=layout.prefix.parent / "run")
+    run_dir = layout.prefix.parent / "run"
+    # marker-trusted staging: the signed path is tests/security/test_tuf_attacks.py's
+    return AgentFiles(layout, running_version=OLD, run_dir=run_dir, allow_unsigned=True)
 
 
 @pytest.fixture

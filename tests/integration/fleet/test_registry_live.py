@@ -28,6 +28,7 @@ from harmony_fleet.contracts import (
     subjects,
 )
 from harmony_fleet.core.presence import PresencePolicy
+from harmony_fleet.operator.admission import Admit
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
 
 
@@ -37,6 +38,9 @@ def make_operator(options: NatsOptions) -> Operator:
             nats=options,
             presence=PresencePolicy(missed=3, grace_s=0.5, refresh_s=2.0),
             flush_interval_s=0.1,
+            # These devices publish with the admin's credentials, never issued their own:
+            # admission is tests/security/test_admission.py's subject.
+            admit=Admit.ANY,
         )
     )
 

@@ -39,6 +39,7 @@ from harmony_fleet.contracts.ids import Version
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.core.upgrade.device import CandidateHandle
 from harmony_fleet.errors import NotFound
+from harmony_fleet.operator.admission import Admit
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
 from harmony_fleet.testing.fake_device import FakeCandidateRunner, FakeDevice
 from harmony_fleet.testing.fakes import MemoryStateStore
@@ -140,7 +141,12 @@ class CandidateStartingRunner(FakeCandidateRunner):
 
 def make_operator(options: NatsOptions) -> Operator:
     return Operator(
-        OperatorConfig(nats=options, flush_interval_s=0.1, presence=PresencePolicy(refresh_s=1.0))
+        OperatorConfig(
+            nats=options,
+            flush_interval_s=0.1,
+            presence=PresencePolicy(refresh_s=1.0),
+            admit=Admit.ANY,  # the device runs with the admin's credentials, none issued
+        )
     )
 
 

@@ -153,3 +153,26 @@ async def test_candidate_stays_silent_on_upgrade_stop() -> None:
     reply = await handler(Role.CANDIDATE, stop).handle(encode(cmd))
     assert reply is None
     assert stop.calls == []
+
+
+@pytest.mark.parametrize(
+    ("subject", "reply", "headers"),
+    [
+        ("fleet.edge-a.logs.agent", "$JS.ACK.FLEET_LOGS.c.1.1.1.1.0", None),
+        ("fleet.edge-b.cmd", "$JS.ACK.FLEET_LOGS.c.1.1.1.1.0", None),
+        ("fleet.edge-b.cmd", "", {"Nats-Stream": "FLEET_LOGS", "Nats-Sequence": "1"}),
+        ("fleet.edge-a.logs.agent", "_INBOX.x", None),
+    ],
+)
+def test_a_command_delivered_by_jetstream_is_dropped_and_counted(
+    subject: str, reply: str, headers: dict[str, str] | None
+) -> None:
+    """A viewer can aim a consumer or a direct get at B's command subject: what arrives must
+    never be acted on (fails when the handler looks at the body alone)."""
+    h = CommandHandler(
+        instance_id=IID, agent_version="1.0.0", role=Role.MAIN, subject="fleet.edge-b.cmd"
+    )
+    assert h.delivered_by_jetstream(subject, reply, headers)
+    assert h.redelivered == 1
+    assert not h.delivered_by_jetstream("fleet.edge-b.cmd", "_INBOX.op.1", None)
+    assert h.redelivered == 1

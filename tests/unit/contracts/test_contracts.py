@@ -46,6 +46,7 @@ from harmony_fleet.contracts import (
     subjects,
 )
 from harmony_fleet.contracts import ids as idmod
+from harmony_fleet.contracts.identity import DEVICE_IDENTITY, DeviceIdentity
 from harmony_fleet.contracts.schema import WIRE_TYPES, export_schemas
 from harmony_fleet.errors import InvalidMessage
 
@@ -157,6 +158,15 @@ SAMPLES: dict[str, tuple[Codec[object], object]] = {
         ),
     ),
     "log_line": (LOG_LINE, LOG_SAMPLE),
+    "device_identity": (
+        DEVICE_IDENTITY,
+        DeviceIdentity(
+            device_id="edge-01",
+            users=["U" + "A" * 55],
+            issued_at=1700000000.0,
+            revoked_at=1700000600.0,
+        ),
+    ),
     "local_state": (
         LOCAL_STATE,
         LocalState(
@@ -184,6 +194,7 @@ SAMPLES: dict[str, tuple[Codec[object], object]] = {
             ),
             previous="1.2.3",
             installed={"1.2.3": SHA, "1.3.0": "cd" * 32},
+            version_floor="1.3.0",
         ),
     ),
 }

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
+
 from harmony_fleet.adapters.device import notes
 from harmony_fleet.adapters.device.errors import DiskError
 from harmony_fleet.adapters.device.fs import fsync_dir, sha256_of, write_atomic
@@ -35,7 +37,8 @@ from harmony_fleet.contracts.ids import UpgradeId, Version, version
 from harmony_fleet.contracts.upgrade import ArtifactSource, Progress, UpgradeMarker
 from harmony_fleet.core.upgrade.device import ProgressCallback
 from harmony_fleet.core.upgrade.effects import WatchPlan
-from harmony_fleet.errors import IntegrityError, NotFound
+from harmony_fleet.core.upgrade.trust import ReleaseTrust, SignedRelease, min_version_refusal
+from harmony_fleet.errors import IntegrityError, NotFound, TooLarge, Untrusted
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,11 @@ class AgentFiles:
     launcher acts on them here; ``stale_after_s`` goes into the watch note, with the commit's
     time on ``mono`` (``CLOCK_MONOTONIC``: the same in every process of one boot). The file work
     runs on worker threads.
+
+    ``trust`` is the device's view of the signed releases (``core.upgrade.trust``): with it, a
+    download's length and SHA-256 come from the verified target, never from the marker. Without
+    it every download is refused ("no trust root"), unless ``allow_unsigned`` (the agent's
+    ``--allow-unsigned-releases``, for tests not yet on signed releases) trusts the marker.
     """
 
     def __init__(
@@ -60,6 +68,8 @@ class AgentFiles:
         stale_after_s: float = 0.0,
         policy: DownloadPolicy | None = None,
         mono: Callable[[], float] = time.monotonic,
+        trust: ReleaseTrust | None = None,
+        allow_unsigned: bool = False,
     ) -> None:
         self.layout = layout
         self._mono = mono
@@ -68,6 +78,9 @@ class AgentFiles:
         self.watched = watched
         self.stale_after_s = stale_after_s
         self.policy = policy or DEFAULT_POLICY
+        self.trust = trust
+        self.allow_unsigned = allow_unsigned
+        self._signed: dict[Version, SignedRelease] = {}
         self._lock = asyncio.Lock()
 
     # -- reading --------------------------------------------------------------------------------
@@ -102,6 +115,16 @@ class AgentFiles:
         """
         target = version(marker.target_version)
         async with self._lock:
+            signed = None
+            if marker.source is not ArtifactSource.INSTALLED:
+                signed = await self._verified(marker)
+                if signed is not None:  # the marker's URL, size and hash were hints only
+                    marker = msgspec.structs.replace(
+                        marker,
+                        sha256=signed.sha256,
+                        size=signed.length,
+                        artifact_url=signed.url or marker.artifact_url,
+                    )
             if await asyncio.to_thread(self._installed_and_matching, marker):
                 return
             if marker.source is ArtifactSource.INSTALLED:
@@ -112,12 +135,49 @@ class AgentFiles:
             await asyncio.to_thread(self._claim, target, marker.upgrade_id)
             dest = self.layout.staging_dir(target) / self.layout.artifact_name
             await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
-            policy = self.policy
-            if marker.timeouts.download_s > 0:
-                policy = _with_deadline(policy, marker.timeouts.download_s)
-            # httpx only when a download starts: an idle agent never carries it.
-            from harmony_fleet.adapters.http.downloader import download  # noqa: PLC0415
+            if signed is not None and not signed.url and self.trust is not None:
+                await self.trust.fetch(signed, dest)  # from NATS, within the signed length
+            else:
+                await self._download(marker, dest, progress)
+            await asyncio.to_thread(self._promote, target, dest)
+        log.info("staged", extra={"version": target, "upgrade_id": marker.upgrade_id})
 
+    async def _verified(self, marker: UpgradeMarker) -> SignedRelease | None:
+        """The signed target of the marker's version (None: unsigned releases allowed here)."""
+        if self.trust is None:
+            if self.allow_unsigned:
+                return None
+            raise Untrusted(
+                "no trust root",
+                "this agent has no pinned root (fleet agent install --trust-root root.json) "
+                "and takes no unsigned release",
+            )
+        signed = await self.trust.verify(marker.target_version)
+        refusal = min_version_refusal(signed, self.running_version)
+        if refusal is not None:
+            raise Untrusted("below min_version", refusal.removeprefix("below min_version: "))
+        self._signed[version(marker.target_version)] = signed
+        return signed
+
+    async def verify_staged(self, version: Version) -> None:
+        """The staged artifact still hashes to the signed target staging verified it against."""
+        signed = self._signed.get(version)
+        if signed is None:
+            return
+        actual = await self.artifact_sha256(version)
+        if actual != signed.sha256:
+            raise IntegrityError(f"staged {signed.path}", signed.sha256, actual or "(missing)")
+
+    async def _download(
+        self, marker: UpgradeMarker, dest: Path, progress: ProgressCallback
+    ) -> None:
+        policy = self.policy
+        if marker.timeouts.download_s > 0:
+            policy = _with_deadline(policy, marker.timeouts.download_s)
+        # httpx only when a download starts: an idle agent never carries it.
+        from harmony_fleet.adapters.http.downloader import download  # noqa: PLC0415
+
+        try:
             await download(
                 marker.artifact_url,
                 dest,
@@ -126,8 +186,16 @@ class AgentFiles:
                 on_progress=lambda p: progress(_progress(p)),
                 policy=policy,
             )
-            await asyncio.to_thread(self._promote, target, dest)
-        log.info("staged", extra={"version": target, "upgrade_id": marker.upgrade_id})
+        except (IntegrityError, TooLarge) as exc:
+            if self.trust is None:
+                raise
+            # from a mirror, against the signed length and hash: name the attack
+            longer = isinstance(exc, TooLarge) or (
+                exc.what == "size"
+                and f"{exc.actual}{exc.expected}".isdigit()
+                and int(exc.actual) > int(exc.expected)
+            )
+            raise Untrusted("length exceeded" if longer else "hash mismatch", str(exc)) from exc
 
     def _installed_and_matching(self, marker: UpgradeMarker) -> bool:
         target = version(marker.target_version)

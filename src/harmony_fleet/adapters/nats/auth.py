@@ -84,6 +84,17 @@ class AuthStore:
         return self.root / "sys.creds"
 
     @property
+    def admin_creds(self) -> Path:
+        """The admin's credentials ``fleet server`` wrote at its first start."""
+        return self.root / "admin.creds"
+
+    def admin_options(self, servers: tuple[str, ...]) -> NatsOptions:
+        """Options that reach ``servers`` as the admin (creds and CA of this store)."""
+        return NatsOptions(
+            servers=servers, creds_file=str(self.admin_creds), tls_ca_file=str(self.ca_file)
+        )
+
+    @property
     def operator_jwt_file(self) -> Path:
         return self.root / "operator.jwt"
 
@@ -187,6 +198,11 @@ class AuthStore:
         A device's name is its device id. Issuing again for a name adds a new key (the old one
         stays valid until revoked); issuing for a revoked name starts it afresh.
         """
+        return self.issue_entry(role, name)[0]
+
+    def issue_entry(self, role: str, name: str) -> tuple[str, Issued]:
+        """:meth:`issue`, and the entry of ``issued.json`` as it is now (for the identities
+        bucket: :mod:`~harmony_fleet.adapters.nats.identities`)."""
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
         if role == "device":
@@ -208,7 +224,7 @@ class AuthStore:
         entry.issued_at = time.time()
         self._save_issued(issued)
         log.info("credentials issued", extra={"role": role, "holder": name, "user": user.public})
-        return natsjwt.creds(token, user.seed)
+        return natsjwt.creds(token, user.seed), entry
 
     def revoke(self, name: str) -> str:
         """Revoke every key of ``name``; return the new account JWT (to push to the server)."""

@@ -31,7 +31,13 @@ from typing import Any, Generic, TypeVar, cast
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    StorageType,
+    StreamConfig,
+    SubjectTransform,
+)
 
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.kv import Entry, TypedKV, Undecodable, open_bucket
@@ -51,7 +57,13 @@ from harmony_fleet.contracts import (
     encode,
     subjects,
 )
-from harmony_fleet.contracts.logs import ALL_LOGS, LOG_LINE_MAX_BYTES
+from harmony_fleet.contracts.identity import BUCKET_IDENTITIES, DEVICE_IDENTITY, DeviceIdentity
+from harmony_fleet.contracts.logs import (
+    ALL_LOGS,
+    LOG_LINE_MAX_BYTES,
+    SOURCE_UNIT_PREFIX,
+    STORED_UNITS,
+)
 from harmony_fleet.core.upgrade.requests import Follow, Outcome, Until, rollback_marker
 from harmony_fleet.errors import Conflict
 
@@ -99,31 +111,61 @@ STATUSES = BucketDef(
 RELEASES = BucketDef(
     BUCKET_RELEASES, RELEASE, "harmony-fleet: the release catalogue (fleet release publish)"
 )
-BUCKETS: tuple[BucketDef[Any], ...] = (DEVICES, MARKERS, STATUSES, RELEASES)
+IDENTITIES = BucketDef(
+    BUCKET_IDENTITIES,
+    DEVICE_IDENTITY,
+    "harmony-fleet: devices issued credentials, revoked or not (fleet credentials)",
+    history=1,
+)
+BUCKETS: tuple[BucketDef[Any], ...] = (DEVICES, MARKERS, STATUSES, RELEASES, IDENTITIES)
 
 #: The log stream's name (docs/logs.md).
 LOG_STREAM = "FLEET_LOGS"
+#: Subjects the log stream keeps one device's lines under (``agent``, ``units``).
+STORED_SUBJECTS_PER_DEVICE = 2
 
 
 @dataclass(frozen=True, kw_only=True)
 class LogStreamLimits:
-    """How much log history the stream keeps. Defaults: a week, 10k lines per source, 1 GiB.
+    """How much log history the stream keeps: per device, not for the fleet as a whole.
 
-    JetStream has no per-subject *byte* limit, so a device's share is bounded by
-    ``max_msgs_per_subject`` (per source) times ``max_msg_size``; the stream as a whole by
-    ``max_bytes`` and ``max_age``, discarding the oldest lines first.
+    Defaults: a week, 10k lines per stored subject, no fleet-wide byte ceiling. A device stores
+    its lines under :data:`STORED_SUBJECTS_PER_DEVICE` subjects (its agent's, and one for all its
+    units: the stream's subject transform folds ``fleet.<d>.logs.unit.*`` into
+    ``fleet.<d>.logs.units``; its permissions allow it no other log subject). JetStream has no
+    per-subject *byte* limit, so a device's quota is ``2 x max_msgs_per_subject x
+    max_msg_size`` (:attr:`device_quota_bytes`): a flood evicts only the flooder's own older
+    lines. A fleet-wide ``max_bytes`` (discard old) would let one device evict every other's
+    history, so there is none unless ``max_devices`` is given, and then it is ``max_devices``
+    quotas: the arithmetic holds while the fleet has at most that many devices.
     """
 
     max_age_s: float = 7 * 24 * 3600.0
     max_msgs_per_subject: int = 10_000
-    max_bytes: int = 1024**3
     max_msg_size: int = LOG_LINE_MAX_BYTES
+    max_devices: int | None = None
+    """With it, a byte ceiling of that many device quotas; without, none (-1)."""
+
+    @property
+    def device_quota_bytes(self) -> int:
+        """The most one device can keep in the stream (worst case: every line at the limit)."""
+        return STORED_SUBJECTS_PER_DEVICE * self.max_msgs_per_subject * self.max_msg_size
+
+    @property
+    def max_bytes(self) -> int:
+        if self.max_devices is None:
+            return -1
+        return self.max_devices * self.device_quota_bytes
 
     def config(self, replicas: int = 1) -> StreamConfig:
         return StreamConfig(
             name=LOG_STREAM,
             description="harmony-fleet: recent log lines of every device (docs/logs.md)",
             subjects=[ALL_LOGS],
+            subject_transform=SubjectTransform(
+                src=f"{subjects.PREFIX}.*.logs.{SOURCE_UNIT_PREFIX}*",
+                dest=f"{subjects.PREFIX}.{{{{wildcard(1)}}}}.logs.{STORED_UNITS}",
+            ),
             max_age=self.max_age_s,
             max_msgs_per_subject=self.max_msgs_per_subject,
             max_bytes=self.max_bytes,
@@ -191,6 +233,9 @@ class FleetKV:
 
     async def releases(self) -> TypedKV[Release]:
         return await self.open(RELEASES)
+
+    async def identities(self) -> TypedKV[DeviceIdentity]:
+        return await self.open(IDENTITIES)
 
 
 def _kv(nc: NatsClient | FleetKV) -> FleetKV:

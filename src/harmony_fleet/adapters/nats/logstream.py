@@ -35,7 +35,7 @@ from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.errors import wrap_nats_error
 from harmony_fleet.adapters.nats.fleet_kv import LOG_STREAM, LogStreamLimits
 from harmony_fleet.contracts import LOG_LINE, LogLine
-from harmony_fleet.contracts.logs import device_logs, log_subject
+from harmony_fleet.contracts.logs import SOURCE_UNIT_PREFIX, device_logs, log_subject
 from harmony_fleet.errors import InvalidMessage, NotFound
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,13 @@ class LogFeed:
         queue_size: int = 10_000,
     ) -> None:
         self.nc = nc
-        self.subject = log_subject(device, source) if source else device_logs(device)
+        # A unit's lines are stored with the device's other units' (``fleet.<d>.logs.units``;
+        # a stream made before that keeps them under their own subjects): read the device's
+        # lines and keep that source's. The agent's have a stored subject of their own.
+        self.source = source
+        unit = source is not None and source.startswith(SOURCE_UNIT_PREFIX)
+        self.subject = log_subject(device, source) if source and not unit else device_logs(device)
+        self._only = source if unit else None
         self.since = since
         self._queue: asyncio.Queue[Any] = asyncio.Queue(queue_size)
         self._sub: Any = None
@@ -180,7 +186,11 @@ class LogFeed:
                 continue
             meta = msg.metadata
             stored = meta.timestamp.timestamp() if meta.timestamp else 0.0
-            yield decode_message(msg.subject, msg.data, meta.sequence.stream, stored)
+            event = decode_message(msg.subject, msg.data, meta.sequence.stream, stored)
+            if self._only is None or not (
+                isinstance(event, Received) and event.line.source != self._only
+            ):
+                yield event
             if history and not meta.num_pending:
                 history = False
                 yield EndOfHistory()

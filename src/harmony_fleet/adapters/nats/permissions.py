@@ -4,20 +4,25 @@
 role        may
 ==========  =================================================================================
 admin       everything in the fleet account (the ``fleet`` CLI on the server's machine)
-operator    everything but deleting or purging streams (it creates buckets, sends commands)
+operator    everything but deleting or purging streams and writing the identities bucket (it
+            creates buckets, sends commands, reads who was issued credentials)
 viewer      read: heartbeats, KV and the log stream (direct gets, consumers), no writes, no
             commands
 device      itself only (:func:`device_permissions`)
 ==========  =================================================================================
 
-A device ``D`` may publish its heartbeat, its log lines and its own status key, and read its own
+A device ``D`` may publish its heartbeat, its log lines (``fleet.D.logs.agent`` and
+``fleet.D.logs.unit.<name>``, nothing else: the log stream's per-device quota) and its own
+status key, and read its own
 marker: a direct get on its key's subject (the buckets allow direct gets), woken by a plain
 subscription to that one subject (:meth:`~harmony_fleet.adapters.nats.kv.TypedKV.follow`). It
 subscribes to its command subject, its own heartbeat (the old agent watching its candidate) and
 its own inbox prefix (:func:`~harmony_fleet.contracts.subjects.inbox_prefix`), and answers the
 requests it receives (one reply each). It cannot create or delete streams, buckets or consumers,
 cannot use ``STREAM.MSG.GET`` (the key is in the body, so it could not be scoped), and cannot
-publish to any ``cmd`` subject.
+publish to any ``cmd`` subject. It reads the signed release repository, the same for every
+device and public to it: the ``fleet_tuf`` metadata bucket and the ``fleet_artifacts`` object
+store, by direct gets only (:data:`RELEASE_READS`), and writes neither.
 
 Why no consumer at all, not even one whose filter is in the subject
 (``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>``, which the server does check against the
@@ -31,12 +36,16 @@ from __future__ import annotations
 
 import logging
 
-from harmony_fleet.adapters.nats.fleet_kv import LOG_STREAM, MARKERS, STATUSES
+from harmony_fleet.adapters.nats.fleet_kv import IDENTITIES, LOG_STREAM, MARKERS, STATUSES
 from harmony_fleet.adapters.nats.jwt import ALL, Permissions
 from harmony_fleet.contracts import subjects
-from harmony_fleet.contracts.logs import ALL_LOGS
+from harmony_fleet.contracts.logs import ALL_LOGS, SOURCE_AGENT, SOURCE_UNIT_PREFIX, log_subject
 
 log = logging.getLogger(__name__)
+
+#: The signed release repository's bucket and object store (``adapters.tuf.fetcher``).
+_TUF_METADATA = "fleet_tuf"
+_TUF_ARTIFACTS = "fleet_artifacts"
 
 ROLES = ("admin", "operator", "device", "viewer")
 
@@ -52,6 +61,17 @@ def _key_subject(bucket: str, device: str) -> str:
     return f"$KV.{bucket}.{subjects.kv_key(device)}"
 
 
+#: Direct gets on the signed release repository (``adapters.tuf.fetcher``): a metadata file by
+#: its key's subject, an object's meta by its subject, its chunks by ``seq`` + ``next_by_subj``
+#: (that form names no subject in the request subject). The stream is in the subject: nothing
+#: else can be read through them.
+RELEASE_READS = (
+    f"$JS.API.DIRECT.GET.{_stream(_TUF_METADATA)}.>",
+    f"$JS.API.DIRECT.GET.OBJ_{_TUF_ARTIFACTS}",
+    f"$JS.API.DIRECT.GET.OBJ_{_TUF_ARTIFACTS}.>",
+)
+
+
 def device_permissions(device: str) -> Permissions:
     """Device ``device`` touches only itself (the module docstring lists what that means)."""
     marker = _key_subject(MARKERS.name, device)
@@ -60,13 +80,17 @@ def device_permissions(device: str) -> Permissions:
     return Permissions(
         pub_allow=(
             subjects.heartbeat(device),
-            f"{subjects.PREFIX}.{device}.logs.>",
+            # Its agent's log and its units' (stored together: docs/logs.md, quotas); no other
+            # log subject, so it cannot hold more of the log stream than its quota.
+            log_subject(device, SOURCE_AGENT),
+            log_subject(device, f"{SOURCE_UNIT_PREFIX}*"),
             _key_subject(STATUSES.name, device),
             "$JS.API.INFO",
             f"$JS.API.STREAM.INFO.{markers}",
             f"$JS.API.STREAM.INFO.{_stream(STATUSES.name)}",
             f"$JS.API.STREAM.INFO.{LOG_STREAM}",
             f"$JS.API.DIRECT.GET.{markers}.{marker}",
+            *RELEASE_READS,
             f"{inbox}.>",
         ),
         pub_deny=(ALL_COMMANDS,),
@@ -92,7 +116,15 @@ VIEWER = Permissions(
     sub_allow=(subjects.ALL_HEARTBEATS, ALL_LOGS, "_INBOX.>"),
 )
 
-OPERATOR = Permissions(pub_deny=("$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>"))
+OPERATOR = Permissions(
+    pub_deny=(
+        "$JS.API.STREAM.DELETE.>",
+        "$JS.API.STREAM.PURGE.>",
+        # Who is a device is decided where credentials are issued, not by the operator.
+        f"$KV.{IDENTITIES.name}.>",
+        f"$JS.API.STREAM.MSG.DELETE.{_stream(IDENTITIES.name)}",
+    )
+)
 
 
 def permissions_for(role: str, name: str) -> Permissions:

@@ -15,7 +15,9 @@ and the TLS certificates in ``<store>/auth`` (:class:`~harmony_fleet.adapters.na
 AuthStore`), and every start writes ``<store>/nats.conf`` (operator mode, the ``full`` resolver,
 TLS required) and runs the server with it. :meth:`EmbeddedNats.client_options` gives the admin's
 options (creds and CA); ``context_file`` also writes them as the CLI's context
-(:mod:`~harmony_fleet.adapters.nats.context`).
+(:mod:`~harmony_fleet.adapters.nats.context`). Every start also copies the device identities of
+``issued.json`` into the identities bucket, and :meth:`EmbeddedNats.issue`/:meth:`EmbeddedNats.
+revoke` write them while it runs (:mod:`~harmony_fleet.adapters.nats.identities`).
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harmony_fleet.adapters.nats.auth import AuthStore
+from harmony_fleet.adapters.nats.auth import AuthStore, push_account
 from harmony_fleet.adapters.nats.connection import NatsOptions
 from harmony_fleet.adapters.nats.context import Context
 from harmony_fleet.adapters.nats.files import write_public, write_secret
+from harmony_fleet.adapters.nats.identities import IdentityWriter
 from harmony_fleet.adapters.nats.provision import provision_blocking
 from harmony_fleet.errors import ConfigError, Unavailable
 
@@ -71,6 +74,7 @@ class EmbeddedNats:
     """Where to write the admin's context at start (``fleet server``); None: nowhere."""
     _proc: subprocess.Popen[bytes] | None = None
     _port: int | None = None
+    _identities: IdentityWriter | None = None
 
     @property
     def url(self) -> str:
@@ -86,7 +90,7 @@ class EmbeddedNats:
 
     @property
     def admin_creds(self) -> Path:
-        return self.auth.root / "admin.creds"
+        return self.auth.admin_creds
 
     def client_options(self, **overrides: object) -> NatsOptions:
         """Options that reach this server as its admin (creds and CA when secure)."""
@@ -100,9 +104,37 @@ class EmbeddedNats:
         )
 
     def issue(self, role: str, name: str, out: Path) -> Path:
-        """Issue ``role`` credentials for ``name`` into the file ``out`` (0600); return it."""
-        write_secret(out, self.auth.issue(role, name))
+        """Issue ``role`` credentials for ``name`` into the file ``out`` (0600); return it.
+
+        A device's identity is also written into the identities bucket while the server runs
+        (otherwise at its next start), so the operator admits it.
+        """
+        creds, entry = self.auth.issue_entry(role, name)
+        write_secret(out, creds)
+        if role == "device" and self._running():
+            self._writer().put(entry)
         return out
+
+    def revoke(self, name: str) -> None:
+        """Revoke every key of ``name`` (``fleet credentials revoke``): recorded, pushed to the
+        running server (it closes the holder's connections) and, for a device, written into the
+        identities bucket (the operator drops it from the registry)."""
+        self.auth.revoke(name)
+        if not self._running():
+            return
+        writer = self._writer()
+        writer.run(push_account(self.auth, (self.url,)))
+        entry = self.auth.issued()[name]
+        if entry.role == "device":
+            writer.put(entry)
+
+    def _running(self) -> bool:
+        return not self.insecure and self._proc is not None and self._proc.poll() is None
+
+    def _writer(self) -> IdentityWriter:
+        if self._identities is None:
+            self._identities = IdentityWriter(self.client_options())
+        return self._identities
 
     def _prepare_secure(self) -> Path:
         store = self.auth
@@ -188,6 +220,8 @@ class EmbeddedNats:
                 if self.provision:
                     try:
                         provision_blocking(self.client_options(), replicas=self.kv_replicas)
+                        if not self.insecure:  # what was issued or revoked while it was down
+                            self._writer().sync(self.auth)
                     except Exception:
                         self.stop()
                         raise
@@ -203,6 +237,7 @@ class EmbeddedNats:
 
     def stop(self, *, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; safe to call twice."""
+        self._close_writer()
         proc = self._proc
         if proc is None:
             return
@@ -221,8 +256,14 @@ class EmbeddedNats:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
 
+    def _close_writer(self) -> None:
+        writer, self._identities = self._identities, None
+        if writer is not None:
+            writer.close()
+
     def kill(self) -> None:
         """SIGKILL, as a crash would (for fault tests)."""
+        self._close_writer()
         if self._proc is not None and self._proc.poll() is None:
             os.kill(self._proc.pid, signal.SIGKILL)
             self._proc.wait()

@@ -71,6 +71,8 @@ class InstallSpec:
     heartbeat_interval_s: float = 5.0
     keep_versions: int = 2
     """``--keep-versions`` of the agent (on its command line only when not the default)."""
+    allow_unsigned_releases: bool = False
+    """The agent's ``--allow-unsigned-releases`` (tests without signed releases only)."""
     python: str = field(default_factory=lambda: getattr(sys, "_base_executable", sys.executable))
     """The interpreter that runs the artifact (a venv's base Python, which outlives the venv)."""
     unit_dir: Path = UNIT_DIR
@@ -125,6 +127,7 @@ class InstallSpec:
                 "--executor",
                 "systemd",
                 *(("--keep-versions", str(self.keep_versions)) if self.keep_versions != 2 else ()),
+                *(("--allow-unsigned-releases",) if self.allow_unsigned_releases else ()),
             ),
         )
 

@@ -45,10 +45,12 @@ from harmony_fleet.core.upgrade.records import (
     StateStore,
     memory_of,
     remembered,
+    with_floor,
     with_installed,
 )
 from harmony_fleet.core.upgrade.snapshot import Snapshot
-from harmony_fleet.core.upgrade.states import TimerKind, UpgradeState
+from harmony_fleet.core.upgrade.states import ErrorCode, TimerKind, UpgradeState
+from harmony_fleet.core.upgrade.trust import floor_refusal
 from harmony_fleet.logging_setup import FieldsAdapter
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,7 @@ class UpgradeDriver:
         sha = await work.own_hash(self._files, self._local, self.running_version)
         if sha is not None:
             self._save(with_installed(self._local, self.running_version, sha))
+        self._save(with_floor(self._local, self.running_version))  # the main runs it: committed
         record = self._local.in_flight
         await self._dispatch(
             ev.AgentRestarted(
@@ -276,7 +279,10 @@ class UpgradeDriver:
                 except Exception as exc:
                     self.log.error("stopping the candidate failed", extra={"error": str(exc)})
             case fx.SwapCurrent():
-                return await work.arm_and_swap(self._files, effect)
+                done = await work.arm_and_swap(self._files, effect)
+                if isinstance(done, ev.CommitDone):
+                    self._save(with_floor(self._local, effect.version))
+                return done
             case fx.Revert():
                 return await self._revert(effect)
             case fx.CleanupStaging(version=version):
@@ -342,6 +348,14 @@ class UpgradeDriver:
 
     async def _run_stage(self, marker: UpgradeMarker) -> None:
         uid = marker.upgrade_id
+        target = marker.target_version
+        on_disk = await work.on_disk(self._files, target)
+        refusal = floor_refusal(target, self._local.version_floor, on_disk=on_disk)
+        if refusal is not None:
+            self.log.warning("upgrade refused", extra={"reason": refusal, "upgrade_id": uid})
+            failed = ev.StagingFailed(upgrade_id=uid, code=ErrorCode.UNTRUSTED, detail=refusal)
+            await self._dispatch(failed)
+            return
         await self._dispatch(
             await work.stage(self._files, marker, lambda p: self._on_progress(uid, p))
         )
@@ -355,7 +369,7 @@ class UpgradeDriver:
 
     async def _run_self_test(self, marker: UpgradeMarker, timeout_s: float) -> None:
         failures = self._status.failures
-        event = await work.self_test(self._runner, marker, timeout_s)
+        event = await work.self_test(self._runner, self._files, marker, timeout_s)
         if isinstance(event, ev.SelfTestFailed | ev.SelfTestTimedOut):
             # A fact for the machine: was NATS away while the self-test ran (it checks NATS)?
             lost = self._status.failures > failures or not self._status.reachable

@@ -81,6 +81,8 @@ def upgrade_extension(driver: UpgradeDriver, sink: KVStatusSink) -> Extension:
         await driver.resume_after_restart()
 
         async def on_heartbeat(msg: Any) -> None:
+            if msg.headers or msg.reply:  # delivered by JetStream, not sent by an instance
+                return
             try:
                 hb = HEARTBEAT.decode(msg.data)
             except InvalidMessage:

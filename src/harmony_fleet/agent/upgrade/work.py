@@ -46,9 +46,25 @@ async def stage(files: DeviceFiles, marker: UpgradeMarker, progress: ProgressCal
     return ev.StagingDone(upgrade_id=uid)
 
 
-async def self_test(runner: CandidateRunner, marker: UpgradeMarker, timeout_s: float) -> ev.Event:
-    """Run the self-test: passed, failed (with exit code and log tail) or timed out."""
+async def on_disk(files: DeviceFiles, target: Version) -> bool:
+    """Is ``target`` installed on this device (kept on disk)?"""
+    try:
+        return await files.artifact_sha256(target) is not None
+    except Exception as exc:
+        log.warning("installed artifact unreadable", extra={"error": str(exc)})
+        return False
+
+
+async def self_test(
+    runner: CandidateRunner, files: DeviceFiles, marker: UpgradeMarker, timeout_s: float
+) -> ev.Event:
+    """Check the staged bytes again, then run the self-test: passed, failed (with exit code and
+    log tail) or timed out."""
     uid = marker.upgrade_id
+    try:
+        await files.verify_staged(marker.target_version)
+    except Exception as exc:
+        return ev.SelfTestFailed(upgrade_id=uid, detail=f"staged artifact changed: {exc}")
     try:
         outcome = await runner.self_test(marker, timeout_s)
     except Exception as exc:

@@ -37,6 +37,7 @@ from harmony_fleet.errors import (
     IntegrityError,
     NotFound,
     Timeout,
+    Untrusted,
 )
 
 #: Called by ``stage`` as bytes arrive (the driver throttles what reaches the status).
@@ -99,6 +100,12 @@ class DeviceFiles(Protocol):
         ``marker.source == installed``: no download; the installed version is verified in place
         (``NotFound`` if it is not installed, ``IntegrityError`` if its bytes differ).
         """
+        ...
+
+    async def verify_staged(self, version: Version) -> None:
+        """Check, right before the self-test, that ``versions/<version>/`` still holds the bytes
+        staging verified (``IntegrityError`` if not); a no-op when staging verified nothing
+        this process knows of."""
         ...
 
     async def cleanup_staging(self, version: Version) -> None:
@@ -174,6 +181,8 @@ class CandidateRunner(Protocol):
 
 def staging_error_code(exc: BaseException) -> ErrorCode:
     """The status error code for an exception raised by :meth:`DeviceFiles.stage`."""
+    if isinstance(exc, Untrusted):
+        return ErrorCode.UNTRUSTED
     if isinstance(exc, IntegrityError):
         return ErrorCode.INTEGRITY
     if isinstance(exc, InsufficientSpace):

@@ -28,10 +28,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from harmony_fleet.contracts.ids import UpgradeId, Version
+from harmony_fleet.contracts.ids import UpgradeId, Version, version
 from harmony_fleet.contracts.local_state import InFlight, LocalState, UpgradeInHand
 from harmony_fleet.core.upgrade import effects as fx
 from harmony_fleet.core.upgrade.states import MAX_FINISHED
+from harmony_fleet.core.upgrade.trust import raised_floor
 
 __all__ = [
     "InFlight",
@@ -90,6 +91,15 @@ def with_installed(state: LocalState, version: Version, sha256: str) -> LocalSta
     if state.installed.get(version) == sha256:
         return state
     return replace(state, installed={**state.installed, version: sha256})
+
+
+def with_floor(state: LocalState, committed: Version) -> LocalState:
+    """The state once ``committed`` has been committed (or runs as the main): the version floor
+    rises to it, never falls (``core.upgrade.trust``)."""
+    floor = raised_floor(state.version_floor, committed)
+    if floor == state.version_floor:
+        return state
+    return replace(state, version_floor=version(floor))
 
 
 def without_installed(state: LocalState, versions: list[Version]) -> LocalState:

@@ -1,0 +1,186 @@
+"""The attacks The Update Framework names, against a real agent process on signed releases.
+
+A real repository (python-tuf's Metadata API: ``tests/security/tuf_repo.py``) is published into
+the real server (TLS + JWT) as ``fleet server`` serves it: metadata in the ``fleet_tuf`` bucket,
+artifacts in the ``fleet_artifacts`` object store. The device (LocalFleet: a supervised agent
+artifact holding its own device credentials) pins the repository's first root.json
+(``--trust-root``). Each attack is one upgrade request: the device refuses it before anything
+is installed, keeps running its version, and its status says why (error code ``untrusted``, the
+detail starting with the attack class). Then the honest path: a signed upgrade after a root
+rotation the device follows, and a downgrade below its version floor refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harmony_fleet.artifacts import build_artifact
+from harmony_fleet.artifacts.manifest import ArtifactManifest
+from harmony_fleet.contracts import ErrorCode, Role
+from harmony_fleet.core.upgrade.trust import target_path
+from harmony_fleet.testing.localfleet import LocalFleet
+from harmony_fleet.testing.signed_repo import Repo, open_stores, publish
+from tests.e2e.conftest import INTERVAL
+from tests.e2e.support import DEV, QUICK, P, invariants, reaches
+from tests.helpers import eventually
+
+VERSIONS = ("1.0.0", "1.5.0", "2.0.0")
+Built = tuple[Path, dict[str, ArtifactManifest]]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    out = tmp_path_factory.mktemp("artifacts")
+    return out, {v: build_artifact(v, out) for v in VERSIONS}
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path, built: Built) -> AsyncIterator[LocalFleet]:
+    out, manifests = built
+    f = LocalFleet(tmp_path / "fleet", interval_s=INTERVAL)
+    await f.start()
+    for manifest in manifests.values():
+        f.adopt(manifest, out)
+    try:
+        yield f
+    finally:
+        await f.stop()
+
+
+class Published:
+    """The repository and where it is served (the admin's connection)."""
+
+    def __init__(self, repo: Repo, kv: Any, obj: Any, built: Built) -> None:
+        self.repo, self.kv, self.obj = repo, kv, obj
+        out, manifests = built
+        self.bytes = {v: (out / m.file).read_bytes() for v, m in manifests.items()}
+
+    async def put(self, files: dict[str, bytes], artifacts: dict[str, bytes] | None = None) -> None:
+        await publish(self.kv, self.obj, files, artifacts or {})
+
+    def object_of(self, version: str) -> str:
+        target = self.repo.targets.signed.targets[target_path(version)]
+        return f"{target.hashes['sha256']}.{target.path}"
+
+
+async def _serve(fleet: LocalFleet, repo: Repo, built: Built, tmp_path: Path) -> Published:
+    assert fleet.nc is not None
+    kv, obj = await open_stores(fleet.nc.jetstream())
+    published = Published(repo, kv, obj, built)
+    await published.put({"1.root.json": repo.root_json()})
+    root = tmp_path / "root.json"
+    root.write_bytes(repo.root_json())
+    await fleet.add_device(DEV, "1.0.0", trust_root=root)
+
+    def main_beats() -> bool:
+        beats = fleet.monitor.devices.get(DEV)
+        last = beats.last if beats else None
+        return bool(last and last.agent_version == "1.0.0" and last.role is Role.MAIN)
+
+    await eventually(main_beats, timeout=60, what=f"{DEV} heartbeating as main on 1.0.0")
+    return published
+
+
+async def _refused(fleet: LocalFleet, version: str, reason: str, *, running: str) -> None:
+    marker = await fleet.request_upgrade(DEV, version, timeouts=QUICK)
+    status = await reaches(fleet, marker, P.FAILED, P.SUCCEEDED, P.ROLLED_BACK, timeout=60)
+    assert status.phase is P.FAILED, (status.phase, status.error_detail)
+    assert status.error_code == ErrorCode.UNTRUSTED.value, (status.error_code, status.error_detail)
+    assert status.error_detail.startswith(reason), (reason, status.error_detail)
+    await invariants(fleet, marker, current=running, phase=P.FAILED)
+    assert not fleet.devices[DEV].layout.has_version(version) or version == running
+
+
+async def test_every_attack_is_refused_and_the_device_keeps_its_version(
+    fleet: LocalFleet, built: Built, tmp_path: Path
+) -> None:
+    repo = Repo(targets_keys=3, targets_threshold=2)
+    pub = await _serve(fleet, repo, built, tmp_path)
+    targets_keys = repo.keys["targets"]
+
+    # arbitrary installation: the marker names a version no signed targets list
+    repo.add("1.5.0", pub.bytes["1.5.0"])
+    await pub.put(repo.release(), repo.artifacts)
+    await _refused(fleet, "2.0.0", "unsigned target", running="1.0.0")
+
+    # too few signatures: 1 of the 2-of-3 targets keys
+    repo.add("2.0.0", pub.bytes["2.0.0"])
+    await pub.put(repo.release(targets_signers=targets_keys[:1]), repo.artifacts)
+    await _refused(fleet, "2.0.0", "bad signature", running="1.0.0")
+
+    # wrong signature: two keys the root does not name
+    strangers = Repo().keys["root"] + Repo().keys["root"]
+    stale = repo.release(targets_signers=strangers)  # its timestamp is the device's from now
+    await pub.put(stale)
+    await _refused(fleet, "2.0.0", "bad signature", running="1.0.0")
+
+    # freeze: a timestamp that has expired (signed by the right key)
+    expired = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    await pub.put(repo.release(timestamp_expires=expired))
+    await _refused(fleet, "2.0.0", "expired metadata", running="1.0.0")
+
+    # mix-and-match: the snapshot names targets vN, the file served as vN is an older targets
+    old_targets = repo.encoded(repo.targets)  # signed by strangers: any older one will do
+    name = f"{repo.targets.signed.version + 1}.targets.json"
+    await pub.put({**repo.release(), name: old_targets})
+    await _refused(fleet, "2.0.0", "mix-and-match", running="1.0.0")
+
+    # metadata rollback: the device has seen the last timestamp (the mix-and-match one was
+    # valid); an older one, validly signed, is served again
+    await pub.put({"timestamp.json": stale["timestamp.json"]})
+    await _refused(fleet, "2.0.0", "metadata rollback", running="1.0.0")
+
+    # endless data: the artifact served is longer than the signed length
+    await pub.put(repo.release())
+    artifact = pub.object_of("2.0.0")
+    await pub.put({}, {artifact: pub.bytes["2.0.0"] + b"\0" * 4_000_000})
+    await _refused(fleet, "2.0.0", "length exceeded", running="1.0.0")
+
+    # malicious mirror: the right length, other bytes
+    evil = bytearray(pub.bytes["2.0.0"])
+    evil[100] ^= 0xFF
+    await pub.put({}, {artifact: bytes(evil)})
+    await _refused(fleet, "2.0.0", "hash mismatch", running="1.0.0")
+
+    # online key compromise: the timestamp key is rotated (a new root); metadata signed with the
+    # old key is refused from then on
+    old_timestamp_keys = repo.keys["timestamp"]
+    await pub.put(repo.rotate("timestamp"))
+    await pub.put(repo.release(timestamp_signers=old_timestamp_keys))
+    await _refused(fleet, "2.0.0", "bad signature", running="1.0.0")
+
+
+async def test_a_signed_upgrade_after_a_root_rotation_then_no_downgrade_below_the_floor(
+    fleet: LocalFleet, built: Built, tmp_path: Path
+) -> None:
+    repo = Repo()
+    pub = await _serve(fleet, repo, built, tmp_path)
+    repo.add("1.5.0", pub.bytes["1.5.0"])
+    repo.add("2.0.0", pub.bytes["2.0.0"])
+    await pub.put(repo.release(), repo.artifacts)
+    # the root key is rotated (new root signed by the old and the new key), then releases are
+    # signed under the new root: the device follows the chain from the root it pinned
+    await pub.put(repo.rotate("root"))
+    await pub.put(repo.rotate("targets"))
+    await pub.put(repo.release())
+
+    marker = await fleet.request_upgrade(DEV, "2.0.0", timeouts=QUICK)
+    status = await reaches(fleet, marker, P.SUCCEEDED, P.FAILED, P.ROLLED_BACK)
+    assert status.phase is P.SUCCEEDED, (status.error_code, status.error_detail)
+    await invariants(fleet, marker, current="2.0.0", phase=P.SUCCEEDED)
+    followed = fleet.devices[DEV].launch.state_dir / "tuf" / "metadata" / "root_history"
+    assert (followed / "3.root.json").is_file(), "the device followed the root chain"
+
+    # 1.5.0 is signed, but below the floor (2.0.0 committed) and not kept on disk
+    await _refused(fleet, "1.5.0", "downgrade below floor", running="2.0.0")
+
+    # the version kept on disk stays a local rollback, allowed
+    back = await fleet.request_rollback(DEV, timeouts=QUICK)
+    done = await reaches(fleet, back, P.SUCCEEDED, P.FAILED, P.ROLLED_BACK)
+    assert done.phase is P.SUCCEEDED, (done.error_code, done.error_detail)
+    await invariants(fleet, back, current="1.0.0", phase=P.SUCCEEDED)
