@@ -84,13 +84,14 @@ class FleetNats:
         )
 
     def device_creds(self, box: Machine, device: str) -> tuple[str, str]:
-        """Issue ``device``'s credentials with ``fleet credentials issue`` here and copy them
+        """Issue ``device``'s credentials with ``fleet credentials issue`` here (which also
+        writes its identity, which the operator admits by, into the running server) and copy them
         (and the CA) into the container's ``/root`` (0600), as a person would ``scp`` them;
         their paths inside."""
         out = Path(tempfile.mkdtemp(prefix="creds-")) / f"{device}.creds"
         done = run_fleet(
             *["credentials", "issue", "--device", device, "--out", str(out)],
-            *["--store-dir", str(self.store_dir)],
+            *["--store-dir", str(self.store_dir), "--nats", self.url],
         )
         assert done.returncode == 0, done.stdout + done.stderr
         inside = []
