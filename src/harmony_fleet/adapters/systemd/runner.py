@@ -111,7 +111,7 @@ class SystemdRunner(SelfTestChild):
                 "Restart": "no",
                 "TimeoutStopSec": f"{self.stop_timeout_s:g}s",
                 "SyslogIdentifier": f"{self.service}-candidate",
-                **dict(sandbox(self.layout.prefix, self.launch.state_dir)),
+                **dict(sandbox(self.layout.prefix.absolute(), self.launch.state_dir.absolute())),
             },
             pass_env=passed_env(environ),
         )
