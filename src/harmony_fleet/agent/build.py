@@ -73,6 +73,7 @@ def make_files(
         run_dir=config.state_dir / RUN_DIR,
         watched=is_watched(config.executor),
         stale_after_s=stale_after(config.heartbeat_interval_s),
+        access=config.artifacts,
         trust=releases,
         allow_unsigned=config.allow_unsigned_releases,
     )

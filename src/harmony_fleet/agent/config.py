@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harmony_fleet.adapters.http.urls import HTTPS_ONLY, ArtifactAccess
 from harmony_fleet.adapters.nats.connection import NatsOptions
 from harmony_fleet.contracts import DeviceId, Role, UpgradeId
 from harmony_fleet.errors import ConfigError
@@ -49,6 +50,9 @@ class AgentConfig:
     keep_versions: int = 2
     """Versions garbage collection keeps after a successful upgrade (``--keep-versions``); the
     running and the previous version are always among them, so never fewer than 2."""
+    artifacts: ArtifactAccess = HTTPS_ONLY
+    """Where upgrade artifacts may come from: ``https`` (plus ``--artifact-ca``), plain ``http``
+    only from loopback unless ``--allow-http-artifacts``."""
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.heartbeat_interval_s <= 3600:

@@ -25,6 +25,7 @@ from harmony_fleet.cli._common import (
     nats_options,
     setup_logging,
 )
+from harmony_fleet.cli.artifact_flags import artifact_access, artifact_argv, artifact_options
 from harmony_fleet.cli.logs import enable_log_shipping_from_flags, log_shipping_options
 from harmony_fleet.contracts import Role, device_id, subjects, upgrade_id
 
@@ -107,6 +108,7 @@ def agent_group() -> None:
     help="Without a trust root, take the marker's URL and SHA-256 on trust. Tests only.",
 )
 @keep_versions_option(envvar="FLEET_KEEP_VERSIONS")
+@artifact_options
 @click.option("--self-test", is_flag=True, help="Check that this artifact can run here, then exit.")
 @click.option("--self-test-timeout", type=float, default=10.0, show_default=True)
 @nats_options
@@ -126,6 +128,8 @@ def run_cmd(
     release_mirror: str | None,
     allow_unsigned_releases: bool,
     keep_versions: int,
+    allow_http_artifacts: bool,
+    artifact_ca: Path | None,
     self_test: bool,
     self_test_timeout: float,
     log_json: bool,
@@ -153,6 +157,7 @@ def run_cmd(
         release_mirror=release_mirror,
         allow_unsigned_releases=allow_unsigned_releases,
         keep_versions=keep_versions,
+        artifacts=artifact_access(allow_http_artifacts, artifact_ca),
     )
     faults = parse_faults(BUILD_FAULTS)
     if self_test:
@@ -167,6 +172,7 @@ def run_cmd(
             + [a for label in labels for a in ("--label", label)]
             + (["--release-mirror", release_mirror] if release_mirror else [])
             + (["--allow-unsigned-releases"] if allow_unsigned_releases else [])
+            + list(artifact_argv(allow_http_artifacts, artifact_ca))
             + (["--log-json"] if log_json else [])
         ),
     )

@@ -28,6 +28,12 @@ from harmony_fleet.cli._common import (
     nats_options,
 )
 from harmony_fleet.cli.agent import agent_group
+from harmony_fleet.cli.artifact_flags import (
+    artifact_access,
+    artifact_argv,
+    artifact_options,
+    check_url_flag,
+)
 from harmony_fleet.contracts import device_id
 
 _SERVICE = click.option(
@@ -89,6 +95,7 @@ def _unit_nats(nats_kwargs: dict[str, Any]) -> tuple[tuple[str, ...], dict[str, 
     help="Interpreter that runs the artifact. [default: the base Python running this command]",
 )
 @click.option("--no-start", is_flag=True, help="Install and enable, but do not start now.")
+@artifact_options
 @click.option(
     "--trust-root",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -111,6 +118,8 @@ def install_cmd(
     keep_versions: int,
     python: Path | None,
     no_start: bool,
+    allow_http_artifacts: bool,
+    artifact_ca: Path | None,
     trust_root: Path | None,
     allow_unsigned_releases: bool,
     **nats_kwargs: Any,
@@ -124,6 +133,9 @@ def install_cmd(
         raise click.UsageError("give exactly one of --artifact PATH or --artifact-url URL")
     if artifact_url is not None and sha256 is None:
         raise click.UsageError("--artifact-url needs --sha256")
+    if artifact_url is not None:
+        check_url_flag("--artifact-url", artifact_url, allow_http_artifacts)
+    access = artifact_access(allow_http_artifacts, artifact_ca)
     if not 0.1 <= heartbeat_interval <= 3600:
         raise click.BadParameter("between 0.1 and 3600 seconds", param_hint="--heartbeat-interval")
     dev = device_id(device)
@@ -141,6 +153,7 @@ def install_cmd(
         heartbeat_interval_s=heartbeat_interval,
         keep_versions=keep_versions,
         allow_unsigned_releases=allow_unsigned_releases,
+        agent_args=artifact_argv(allow_http_artifacts, artifact_ca),
         **extra,
     )
     require_root_and_systemd()
@@ -150,7 +163,7 @@ def install_cmd(
     click.echo(f"installing {spec.unit_name} for device {dev} in {spec.prefix}")
 
     async def go() -> list[str]:
-        v = await installer.obtain(path=artifact, url=artifact_url, sha256=sha256)
+        v = await installer.obtain(path=artifact, url=artifact_url, sha256=sha256, access=access)
         changes = await installer.install(v, start=not no_start)
         click.echo(f"version {v}, {spec.unit_name} " + ("started" if not no_start else "enabled"))
         return changes

@@ -25,7 +25,8 @@ from harmony_fleet.adapters.nats.connection import NatsClient, connect
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.adapters.nats.kv import Entry, Undecodable
 from harmony_fleet.cli import exit_codes
-from harmony_fleet.cli._common import bad_flag, build_nats_options, nats_options, print_json
+from harmony_fleet.cli._common import build_nats_options, nats_options, print_json
+from harmony_fleet.cli.artifact_flags import allow_http_option, check_url_flag
 from harmony_fleet.cli.request import protocol_options, request, timeouts_of, who
 from harmony_fleet.contracts import (
     UpgradeMarker,
@@ -43,10 +44,13 @@ from harmony_fleet.errors import NotFound
 @click.command("upgrade")
 @click.argument("device")
 @click.option("--version", "target", required=True, help="Target agent version.")
-@click.option("--url", required=True, help="Artifact URL (http or https).")
+@click.option(
+    "--url", required=True, help="Artifact URL: https (plain http only for the device itself)."
+)
 @click.option("--sha256", "sha", required=True, help="SHA-256 of the artifact (64 hex).")
 @click.option("--size", type=click.IntRange(1), default=None, help="Artifact size in bytes.")
 @click.option("--force", is_flag=True, help="Install even if this version failed here before.")
+@allow_http_option
 @protocol_options
 @nats_options
 def upgrade_cmd(
@@ -56,6 +60,7 @@ def upgrade_cmd(
     sha: str,
     size: int | None,
     force: bool,
+    allow_http_artifacts: bool,
     self_test_timeout: float,
     cutover_timeout: float,
     hold_timeout: float,
@@ -67,8 +72,7 @@ def upgrade_cmd(
     **nats_kwargs: Any,
 ) -> None:
     """Ask DEVICE's agent to upgrade itself to --version from --url."""
-    if not url.startswith(("http://", "https://")):
-        raise bad_flag("--url", f"{url!r} is not an http(s) URL")
+    check_url_flag("--url", url, allow_http_artifacts)
     marker = UpgradeMarker(
         upgrade_id=new_upgrade_id(),
         device_id=device_id(device),

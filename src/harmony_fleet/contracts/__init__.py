@@ -43,6 +43,16 @@ from harmony_fleet.contracts.local_state import (
 from harmony_fleet.contracts.logs import LOG_LINE_MAX_BYTES, LogLevel, LogLine
 from harmony_fleet.contracts.registry import DeviceRecord, InstanceSeen, UpgradeSummary
 from harmony_fleet.contracts.releases import BUCKET_RELEASES, Release, release_key
+from harmony_fleet.contracts.rollout import (
+    BUCKET_ROLLOUTS,
+    DeviceProgress,
+    DeviceState,
+    MaintenanceWindow,
+    Rollout,
+    RolloutPhase,
+    RolloutStatus,
+    Share,
+)
 from harmony_fleet.contracts.upgrade import (
     TERMINAL_PHASES,
     AgentUpgradePhase,
@@ -63,10 +73,15 @@ DEVICE_RECORD = Codec(DeviceRecord)
 LOG_LINE = Codec(LogLine, max_bytes=LOG_LINE_MAX_BYTES)
 RELEASE = Codec(Release)
 LOCAL_STATE = Codec(LocalState, max_bytes=LOCAL_STATE_MAX_BYTES)
+ROLLOUT = Codec(Rollout)
+ROLLOUT_STATUS = Codec(RolloutStatus)
+DEVICE_PROGRESS = Codec(DeviceProgress)
 
 __all__ = [
     "BUCKET_RELEASES",
+    "BUCKET_ROLLOUTS",
     "COMMAND",
+    "DEVICE_PROGRESS",
     "DEVICE_RECORD",
     "HEARTBEAT",
     "LOCAL_STATE",
@@ -77,6 +92,8 @@ __all__ = [
     "RAW_COMMAND",
     "RELEASE",
     "REPLY",
+    "ROLLOUT",
+    "ROLLOUT_STATUS",
     "TERMINAL_PHASES",
     "UPGRADE_MARKER",
     "UPGRADE_STATUS",
@@ -84,7 +101,9 @@ __all__ = [
     "Codec",
     "Command",
     "DeviceId",
+    "DeviceProgress",
     "DeviceRecord",
+    "DeviceState",
     "ErrorCode",
     "Heartbeat",
     "InFlight",
@@ -93,6 +112,7 @@ __all__ = [
     "LocalState",
     "LogLevel",
     "LogLine",
+    "MaintenanceWindow",
     "PingArgs",
     "Progress",
     "RawCommand",
@@ -100,6 +120,10 @@ __all__ = [
     "Reply",
     "ReplyCode",
     "Role",
+    "Rollout",
+    "RolloutPhase",
+    "RolloutStatus",
+    "Share",
     "UpgradeId",
     "UpgradeInHand",
     "UpgradeMarker",

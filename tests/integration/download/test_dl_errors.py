@@ -40,7 +40,7 @@ def test_every_httpx_error_class_is_in_the_table() -> None:
 
 
 def _make(cls: type[Exception]) -> Exception:
-    request = httpx.Request("GET", "http://example.invalid/a")
+    request = httpx.Request("GET", "https://example.invalid/a")
     if issubclass(cls, httpx.RequestError | httpx.TooManyRedirects):
         return cls("boom", request=request)
     if cls is httpx.HTTPStatusError:
@@ -61,7 +61,7 @@ async def test_httpx_error_raised_by_the_transport_is_wrapped(
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         with pytest.raises(FleetError) as info:
             await download(
-                "http://example.invalid/a", tmp_path / "a", SHA, client=client, policy=policy
+                "https://example.invalid/a", tmp_path / "a", SHA, client=client, policy=policy
             )
     assert type(info.value) is expected
     assert isinstance(info.value.__cause__, httpx_cls)

@@ -46,7 +46,41 @@ def test_a_bad_url_is_one_line_naming_the_flag_and_exit_2() -> None:
     result = CliRunner().invoke(cli, upgrade_args("file:///tmp/agent"))
     assert result.exit_code == exit_codes.USAGE
     lines = result.output.strip().splitlines()
-    assert lines == ["fleet: error: --url: 'file:///tmp/agent' is not an http(s) URL"]
+    assert lines == [
+        "fleet: error: --url: not an http(s) URL: file:///tmp/agent (artifacts come over https)"
+    ]
+
+
+def test_plain_http_to_another_host_is_refused_early_naming_the_opt_in() -> None:
+    """Exit 2 and one line before any connection (no --nats is reachable here); the token in
+    the query is not echoed; --allow-http-artifacts takes it (and then NATS is what fails)."""
+    url = "http://artifacts.example/agent.pyz?token=S3CR3T"
+    result = CliRunner().invoke(cli, upgrade_args(url))
+    assert result.exit_code == exit_codes.USAGE
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fleet: error: --url: plain http")
+    assert "--allow-http-artifacts" in lines[0] and "S3CR3T" not in lines[0]
+    for bad in ("https://u:pw@artifacts.example/a", "ftp://artifacts.example/a"):
+        refused = CliRunner().invoke(cli, upgrade_args(bad, "--allow-http-artifacts"))
+        assert refused.exit_code == exit_codes.USAGE, refused.output
+        assert "pw" not in refused.output
+    unreachable = ["--nats", "nats://127.0.0.1:1", "--wait", "0"]
+    opted = CliRunner().invoke(cli, upgrade_args(url, "--allow-http-artifacts", *unreachable))
+    assert "--url" not in opted.output, opted.output
+
+
+def test_agent_install_refuses_plain_http_before_anything_else() -> None:
+    """Before the root and systemd checks: exit 2, one line naming the flag."""
+    args = ["agent", "install", "--device-id", DEV, "--sha256", SHA, "--artifact-url"]
+    result = CliRunner().invoke(cli, [*args, "http://artifacts.example/agent.pyz?t=S3CR3T"])
+    assert result.exit_code == exit_codes.USAGE, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "--artifact-url" in lines[0], lines
+    assert "--allow-http-artifacts" in lines[0] and "S3CR3T" not in lines[0]
+    opted = CliRunner().invoke(
+        cli, [*args, "http://artifacts.example/a.pyz", "--allow-http-artifacts"]
+    )
+    assert "--artifact-url" not in opted.output, opted.output  # past the URL check
 
 
 def test_a_bad_nats_url_is_one_line_too() -> None:
@@ -120,11 +154,11 @@ def test_an_undecodable_marker_is_shown_and_the_next_upgrade_replaces_it(
     assert "fleet: edge-01: the upgrade marker does not decode" in every.output
 
     nats = ["--nats", nats_server.url]
-    done = runner.invoke(cli, [*upgrade_args("http://a.test/x"), *nats])
+    done = runner.invoke(cli, [*upgrade_args("https://a.test/x"), *nats])
     assert done.exit_code == exit_codes.OK, done.output
     assert "replaces an undecodable value" in done.output
     written = asyncio.run(current())
     assert written is not None and written.target_version == "2.0.0"
-    again = runner.invoke(cli, [*upgrade_args("http://a.test/x"), "--json", *nats])
+    again = runner.invoke(cli, [*upgrade_args("https://a.test/x"), "--json", *nats])
     assert again.exit_code == exit_codes.OK, again.output
     assert json.loads(again.output.splitlines()[-1])["device_id"] == DEV

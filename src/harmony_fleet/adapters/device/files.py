@@ -32,6 +32,7 @@ from harmony_fleet.adapters.device.fs import fsync_dir, sha256_of, write_atomic
 from harmony_fleet.adapters.device.layout import AgentLayout
 from harmony_fleet.adapters.http.policy import DEFAULT_POLICY, DownloadPolicy
 from harmony_fleet.adapters.http.progress import DownloadProgress
+from harmony_fleet.adapters.http.urls import HTTPS_ONLY, ArtifactAccess
 from harmony_fleet.contracts.device_files import RollbackNote, WatchNote
 from harmony_fleet.contracts.ids import UpgradeId, Version, version
 from harmony_fleet.contracts.upgrade import ArtifactSource, Progress, UpgradeMarker
@@ -49,8 +50,9 @@ class AgentFiles:
     ``running_version`` is the version of the agent that owns it (used to heal a first
     install). ``run_dir`` holds the watch notes (``<state>/run``); ``watched`` says whether a
     launcher acts on them here; ``stale_after_s`` goes into the watch note, with the commit's
-    time on ``mono`` (``CLOCK_MONOTONIC``: the same in every process of one boot). The file work
-    runs on worker threads.
+    time on ``mono`` (``CLOCK_MONOTONIC``: the same in every process of one boot). ``access``
+    says where artifacts may be downloaded from (``--allow-http-artifacts``, ``--artifact-ca``).
+    The file work runs on worker threads.
 
     ``trust`` is the device's view of the signed releases (``core.upgrade.trust``): with it, a
     download's length and SHA-256 come from the verified target, never from the marker. Without
@@ -67,6 +69,7 @@ class AgentFiles:
         watched: bool = False,
         stale_after_s: float = 0.0,
         policy: DownloadPolicy | None = None,
+        access: ArtifactAccess = HTTPS_ONLY,
         mono: Callable[[], float] = time.monotonic,
         trust: ReleaseTrust | None = None,
         allow_unsigned: bool = False,
@@ -78,6 +81,7 @@ class AgentFiles:
         self.watched = watched
         self.stale_after_s = stale_after_s
         self.policy = policy or DEFAULT_POLICY
+        self.access = access
         self.trust = trust
         self.allow_unsigned = allow_unsigned
         self._signed: dict[Version, SignedRelease] = {}
@@ -111,7 +115,10 @@ class AgentFiles:
         An installed target is kept if its bytes match the marker (a version installed before
         is reused, never overwritten); a partial download is resumed by the HTTP adapter. A
         marker with ``source: installed`` (``fleet rollback``) never downloads: the version must
-        be on disk and hash to the marker's SHA-256, or ``NotFound``/``IntegrityError``.
+        be on disk and hash to the marker's SHA-256, or ``NotFound``/``IntegrityError``. A URL
+        the device may not download from (plain ``http`` to another host without the opt-in,
+        ``user:password@``) is refused before the download starts: ``DownloadRejected``
+        (the URL checked is the one bytes come from, the signed target's when it names one).
         """
         target = version(marker.target_version)
         async with self._lock:
@@ -185,6 +192,7 @@ class AgentFiles:
                 marker.size,
                 on_progress=lambda p: progress(_progress(p)),
                 policy=policy,
+                access=self.access,
             )
         except (IntegrityError, TooLarge) as exc:
             if self.trust is None:

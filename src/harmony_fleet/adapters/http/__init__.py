@@ -2,7 +2,9 @@
 
 Use :func:`download`; tune it with :class:`DownloadPolicy`; watch it with a callback receiving
 :class:`DownloadProgress`. Every failure is one of :mod:`harmony_fleet.errors`, never an httpx
-or OS exception. ``docs/downloads.md`` explains the rules and the measured throughput.
+or OS exception. Where bytes may come from (``https``; plain ``http`` for loopback or by opt-in)
+is :class:`ArtifactAccess` and :func:`check_artifact_url`; logs show :func:`redact_url`.
+``docs/downloads.md`` explains the rules and the measured throughput.
 
 :func:`download` is imported on first use: it brings httpx (and, through it, click and rich),
 which an idle agent that never downloads should not carry in memory or pay for at start.
@@ -15,15 +17,25 @@ from typing import TYPE_CHECKING, Any
 from harmony_fleet.adapters.http.policy import DEFAULT_POLICY, DownloadPolicy
 from harmony_fleet.adapters.http.progress import DownloadProgress, ProgressCallback
 from harmony_fleet.adapters.http.space import FreeSpace, StatvfsFreeSpace
+from harmony_fleet.adapters.http.urls import (
+    HTTPS_ONLY,
+    ArtifactAccess,
+    check_artifact_url,
+    redact_url,
+)
 
 __all__ = [
     "DEFAULT_POLICY",
+    "HTTPS_ONLY",
+    "ArtifactAccess",
     "DownloadPolicy",
     "DownloadProgress",
     "FreeSpace",
     "ProgressCallback",
     "StatvfsFreeSpace",
+    "check_artifact_url",
     "download",
+    "redact_url",
 ]
 
 if TYPE_CHECKING:

@@ -31,8 +31,15 @@ from harmony_fleet.adapters.http.partfile import (
 )
 from harmony_fleet.adapters.http.policy import DownloadPolicy, backoff_delay, parse_retry_after
 from harmony_fleet.adapters.http.progress import ProgressCallback, ProgressThrottle
+from harmony_fleet.adapters.http.redirects import send_following_redirects
 from harmony_fleet.adapters.http.space import FreeSpace
 from harmony_fleet.adapters.http.transport import make_transport
+from harmony_fleet.adapters.http.urls import (
+    HTTPS_ONLY,
+    ArtifactAccess,
+    redact_library_logs,
+    redact_url,
+)
 from harmony_fleet.adapters.http.wrap import RETRY_STATUSES, wrap_httpx_error, wrap_os_error
 from harmony_fleet.errors import (
     DownloadInterrupted,
@@ -47,6 +54,7 @@ from harmony_fleet.errors import (
 __all__ = ["DownloadJob", "RestartFromZero", "content_length", "content_range"]
 
 log = logging.getLogger(__name__)
+redact_library_logs("httpx", "httpcore")  # they log request URLs, tokens included
 
 CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 
@@ -72,8 +80,12 @@ class DownloadJob:
         headers: Mapping[str, str] | None,
         free_space: FreeSpace,
         executor: concurrent.futures.ThreadPoolExecutor,
+        access: ArtifactAccess = HTTPS_ONLY,
     ) -> None:
         self.url = url
+        self.shown = redact_url(url)
+        """The URL as logs, errors and statuses show it: no userinfo, no query (tokens)."""
+        self.access = access
         self.dest = dest
         self.sha256 = sha256
         self.size = size
@@ -132,7 +144,7 @@ class DownloadJob:
                     await self._attempts(client, deadline_at)
                 else:
                     async with httpx.AsyncClient(
-                        transport=make_transport(),
+                        transport=make_transport(ca_file=self.access.ca_file),
                         follow_redirects=True,
                         max_redirects=self.policy.max_redirects,
                         timeout=self.timeout,
@@ -156,7 +168,7 @@ class DownloadJob:
                 await self._finish()
                 return
             except RestartFromZero as exc:
-                log.info("restarting from zero: %s", exc, extra={"url": self.url})
+                log.info("restarting from zero: %s", exc, extra={"url": self.shown})
                 await self._part_io(self.part.truncate)
                 self.progress.retries += 1
             except IntegrityError as exc:
@@ -167,7 +179,7 @@ class DownloadJob:
                     log.warning(
                         "resumed download does not verify, starting over: %s",
                         exc,
-                        extra={"url": self.url},
+                        extra={"url": self.shown},
                     )
                     await self._part_io(self.part.truncate)
                     self.progress.retries += 1
@@ -192,7 +204,7 @@ class DownloadJob:
                     delay = min(exc.retry_after, self.policy.retry_after_max_s)
                 if loop.time() + delay >= deadline_at:
                     raise Timeout(
-                        f"download of {self.url} gave up after {retries} retries: the next "
+                        f"download of {self.shown} gave up after {retries} retries: the next "
                         f"one (in {delay:.1f} s) would pass the deadline; last error: {exc}",
                         retry_after=delay,
                     ) from exc
@@ -201,7 +213,7 @@ class DownloadJob:
                     "download attempt failed, retrying in %.2f s: %s",
                     delay,
                     exc,
-                    extra={"url": self.url, "retry": retries + 1, "bytes": self.part.length},
+                    extra={"url": self.shown, "retry": retries + 1, "bytes": self.part.length},
                 )
                 await asyncio.sleep(delay)
 
@@ -218,12 +230,14 @@ class DownloadJob:
         if offset > 0:
             headers["Range"] = f"bytes={offset}-"
         try:
-            async with client.stream(
-                "GET", self.url, headers=headers, follow_redirects=True, timeout=self.timeout
-            ) as response:
+            request = client.build_request("GET", self.url, headers=headers, timeout=self.timeout)
+            response = await send_following_redirects(client, request, self.access)
+            try:
                 await self._take(response, offset)
+            finally:
+                await response.aclose()
         except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is no HTTPError
-            raise wrap_httpx_error(exc, self.url) from exc
+            raise wrap_httpx_error(exc, self.shown) from exc
         except OSError as exc:  # from the part file: a full disk, a broken one
             free = self._free_or_unknown()
             needed = self.size - offset if self.size is not None else None
@@ -244,14 +258,14 @@ class DownloadJob:
                     raise RestartFromZero(f"asked for bytes from {offset}, got from {start}")
             except RestartFromZero as exc:
                 if offset == 0:  # nothing to restart: a broken answer, retried with backoff
-                    raise DownloadInterrupted(f"unusable 206 from {self.url}: {exc}") from None
+                    raise DownloadInterrupted(f"unusable 206 from {self.shown}: {exc}") from None
                 raise
             self.part.from_earlier = offset > 0
             total = range_total if range_total is not None else total
         elif status == 200:
             total = length
             if offset > 0:
-                log.info("server ignored Range; restarting from zero", extra={"url": self.url})
+                log.info("server ignored Range; restarting from zero", extra={"url": self.shown})
                 await self._part_io(self.part.truncate)
                 offset = 0
         elif status == 416 and offset > 0:
@@ -261,13 +275,13 @@ class DownloadJob:
             raise RestartFromZero(f"HTTP 416 for bytes from {offset}")
         elif status in RETRY_STATUSES or status >= 500:
             retry_after = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
-            raise DownloadInterrupted(f"HTTP {status} from {self.url}", retry_after=retry_after)
+            raise DownloadInterrupted(f"HTTP {status} from {self.shown}", retry_after=retry_after)
         else:
-            raise HTTPStatusError(self.url, status)
+            raise HTTPStatusError(self.shown, status)
 
         limit = self.size if self.size is not None else self.policy.max_bytes
         if total is not None and limit is not None and total > limit:
-            raise TooLarge(f"{self.url} announces {total} bytes, more than the {limit} allowed")
+            raise TooLarge(f"{self.shown} announces {total} bytes, more than the {limit} allowed")
         if self.size is not None and total is not None and total < self.size:
             raise IntegrityError("size", str(self.size), str(total))
         if self.size is None:
@@ -278,11 +292,11 @@ class DownloadJob:
         received = await self._receive(response, offset, limit)
         if length is not None and received < length:
             raise DownloadInterrupted(
-                f"body from {self.url} ended early: {received} of {length} bytes"
+                f"body from {self.shown} ended early: {received} of {length} bytes"
             )
         if self.size is not None and offset + received < self.size:
             raise DownloadInterrupted(
-                f"body from {self.url} ended at byte {offset + received} of {self.size}"
+                f"body from {self.shown} ended at byte {offset + received} of {self.size}"
             )
 
     async def _receive(self, response: httpx.Response, offset: int, limit: int | None) -> int:
@@ -304,12 +318,12 @@ class DownloadJob:
                     break
                 except TimeoutError as exc:
                     raise DownloadInterrupted(
-                        f"stalled: no bytes from {self.url} for {stall:g} s"
+                        f"stalled: no bytes from {self.shown} for {stall:g} s"
                     ) from exc
                 n = len(piece)
                 received += n
                 if limit is not None and offset + received > limit:
-                    raise TooLarge(f"{self.url} sent more than the {limit} bytes allowed")
+                    raise TooLarge(f"{self.shown} sent more than the {limit} bytes allowed")
                 self.received += n
                 progress.add(n)
                 pieces.append(piece)

@@ -25,6 +25,10 @@ close. Each rule below answers one of those:
   4xx answers are final at once.
 * Free space is checked before a body is asked for; ENOSPC half-way still ends as
   :class:`InsufficientSpace` and frees the partial file.
+* Bytes come over ``https``: plain ``http`` only from a loopback host or with the device's
+  opt-in, a redirect from ``https`` to ``http`` is refused on any hop, and ``user:password@``
+  in the URL is refused (:mod:`.urls`, :mod:`.redirects`). Logs, errors and statuses show the
+  URL without its query or userinfo, where tokens live.
 * An ``flock`` on ``<dest>.lock`` serialises concurrent downloads of one target; the second
   waits, then finds ``dest`` in place and returns without a request.
 
@@ -55,6 +59,12 @@ from harmony_fleet.adapters.http.partfile import lock_path, meta_path, part_path
 from harmony_fleet.adapters.http.policy import DEFAULT_POLICY, DownloadPolicy, check_url
 from harmony_fleet.adapters.http.progress import ProgressCallback
 from harmony_fleet.adapters.http.space import FreeSpace, StatvfsFreeSpace
+from harmony_fleet.adapters.http.urls import (
+    HTTPS_ONLY,
+    ArtifactAccess,
+    check_artifact_url,
+    redact_url,
+)
 from harmony_fleet.errors import DownloadRejected, Timeout
 
 __all__ = ["DEFAULT_POLICY", "download", "lock_path", "meta_path", "part_path"]
@@ -74,6 +84,7 @@ async def download(
     headers: Mapping[str, str] | None = None,
     client: httpx.AsyncClient | None = None,
     free_space: FreeSpace | None = None,
+    access: ArtifactAccess = HTTPS_ONLY,
 ) -> Path:
     """Download ``url`` to ``dest`` and return ``dest`` once its SHA-256 (and size) verify.
 
@@ -82,6 +93,9 @@ async def download(
     request (e.g. ``Authorization``; httpx drops it on a redirect to another origin).
     ``client`` lets the caller share a connection pool or TLS settings; it is not closed, and
     redirects then follow its ``max_redirects``. ``free_space`` replaces the ``statvfs`` check.
+    ``access`` says where bytes may come from (:func:`.urls.check_artifact_url`: ``https``,
+    plain ``http`` for loopback or with ``allow_http``, no ``https`` -> ``http`` redirect) and
+    which extra CA to trust; errors and logs show the URL redacted (:func:`.urls.redact_url`).
 
     Raises :class:`~harmony_fleet.errors.DownloadRejected` (or a subclass) when retrying cannot
     help (an unusable URL too: :func:`.policy.check_url`), and a
@@ -89,11 +103,13 @@ async def download(
     :class:`~harmony_fleet.errors.ConfigError` for a destination that cannot be written.
     """
     check_url(url)
+    check_artifact_url(url, access)
+    shown = redact_url(url)
     digest = sha256.strip().lower()
     if not _SHA256_RE.fullmatch(digest):
         raise DownloadRejected(f"not a SHA-256 hex digest: {sha256!r}")
     if size is not None and size < 0:
-        raise DownloadRejected(f"negative size {size} for {url}")
+        raise DownloadRejected(f"negative size {size} for {shown}")
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="download-io")
     job = DownloadJob(
         url,
@@ -105,6 +121,7 @@ async def download(
         headers=headers,
         free_space=free_space or StatvfsFreeSpace(),
         executor=executor,
+        access=access,
     )
     deadline_at = asyncio.get_running_loop().time() + policy.deadline_s
     deadline = asyncio.timeout_at(deadline_at)
@@ -116,7 +133,7 @@ async def download(
             raise
         last = f"; last error: {job.last_error}" if job.last_error else ""
         raise Timeout(
-            f"download of {url} passed its {policy.deadline_s:g} s deadline{last}"
+            f"download of {shown} passed its {policy.deadline_s:g} s deadline{last}"
         ) from exc
     finally:
         executor.shutdown(wait=True)

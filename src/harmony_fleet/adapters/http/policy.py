@@ -19,6 +19,7 @@ import random
 import urllib.parse
 from dataclasses import dataclass
 
+from harmony_fleet.adapters.http.urls import redact_url
 from harmony_fleet.errors import ConfigError, DownloadRejected
 
 MIB = 1024 * 1024
@@ -130,16 +131,17 @@ def check_url(url: str) -> None:
     The URL is part of what was asked for (the marker's ``artifact_url``), so a bad one is a
     :class:`DownloadRejected`, as a 404 is: asking again the same way cannot help, and nothing
     on the device is wrong. ``file://`` is refused on purpose: an agent reads no local file
-    named by a message.
+    named by a message. The message shows the URL redacted (:func:`.urls.redact_url`); which
+    hosts and schemes an *artifact* may come from is :func:`.urls.check_artifact_url`.
     """
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError as exc:
-        raise DownloadRejected(f"not a usable URL: {url[:200]!r}: {exc}") from exc
+        raise DownloadRejected(f"not a usable URL: {redact_url(url)}: {exc}") from exc
     if parts.scheme.lower() not in SCHEMES:
-        raise DownloadRejected(f"not an http(s) URL: {url[:200]!r}")
+        raise DownloadRejected(f"not an http(s) URL: {redact_url(url)}")
     if not parts.hostname:
-        raise DownloadRejected(f"no host in URL: {url[:200]!r}")
+        raise DownloadRejected(f"no host in URL: {redact_url(url)}")
 
 
 #: The defaults (``DownloadPolicy()``), named once.

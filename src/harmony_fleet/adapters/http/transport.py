@@ -13,8 +13,9 @@ The one private touch is installing the pool into ``httpx.AsyncHTTPTransport`` (
 ``network_backend`` argument). If a future httpx changes that attribute, :func:`make_transport`
 falls back to the stock transport: slower, never wrong.
 
-The TLS context is built once per process (loading the CA bundle costs ~0.1 s) with httpx's
-defaults, i.e. certificate and host name verification against certifi's bundle.
+The TLS context is built once per process and CA file (loading the CA bundle costs ~0.1 s) with
+httpx's defaults, i.e. certificate and host name verification against certifi's bundle, plus
+the system's trust store and the device's ``--artifact-ca`` bundle if it has one.
 """
 
 # httpcore's network interface takes ``timeout`` arguments; we only pass them through.
@@ -31,6 +32,7 @@ import httpcore
 import httpx
 
 from harmony_fleet.adapters.http.policy import MIB
+from harmony_fleet.errors import ConfigError
 
 __all__ = ["make_transport"]
 
@@ -92,13 +94,26 @@ class _WideReadBackend(httpcore.AsyncNetworkBackend):
 
 
 @functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    return httpx.create_ssl_context()
+def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    context = httpx.create_ssl_context()  # certifi's roots, host names checked
+    context.set_default_verify_paths()  # and the system's trust store
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"--artifact-ca {ca_file}: not a readable PEM CA bundle: {exc}"
+            ) from exc
+    return context
 
 
-def make_transport(*, read_size: int = MIB) -> httpx.AsyncHTTPTransport:
-    """A transport like httpx's default one, reading up to ``read_size`` bytes per socket read."""
-    context = _ssl_context()
+def make_transport(*, read_size: int = MIB, ca_file: str | None = None) -> httpx.AsyncHTTPTransport:
+    """A transport like httpx's default one, reading up to ``read_size`` bytes per socket read.
+
+    Server certificates are verified against certifi's roots, the system's trust store, and
+    ``ca_file`` when given (``--artifact-ca``: a site's private CA for its artifact server).
+    """
+    context = _ssl_context(ca_file)
     transport = httpx.AsyncHTTPTransport(verify=context)
     if isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
         limits = httpx.Limits()

@@ -9,6 +9,9 @@ every httpx exception class to check each one lands on one of ours.
 A TLS certificate that fails verification arrives from httpx as a plain ``ConnectError``; it is
 told apart by the ``ssl.SSLCertVerificationError`` in its cause chain and made permanent,
 because retrying for two hours against a wrong certificate helps nobody.
+
+Every message shows the URL redacted (:func:`.urls.redact_url`), and URLs inside httpx's own
+text too: a token in a query string must not reach a log or a status.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from harmony_fleet.adapters.http.urls import redact_text, redact_url
 from harmony_fleet.errors import (
     ConfigError,
     DownloadInterrupted,
@@ -75,7 +79,8 @@ def _tls_verification_failed(exc: BaseException) -> bool:
 
 def wrap_httpx_error(exc: Exception, url: str) -> FleetError:
     """Our error for an httpx error raised while fetching ``url``; raise it ``from exc``."""
-    detail = str(exc) or type(exc).__name__
+    detail = redact_text(str(exc)) or type(exc).__name__  # httpx may quote the URL
+    url = redact_url(url)
     if isinstance(exc, httpx.ConnectError) and _tls_verification_failed(exc):
         return DownloadRejected(f"TLS certificate verification failed for {url}: {detail}")
     if isinstance(exc, httpx.HTTPStatusError):

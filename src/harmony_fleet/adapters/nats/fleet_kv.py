@@ -41,6 +41,7 @@ from nats.js.api import (
 
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.kv import Entry, TypedKV, Undecodable, open_bucket
+from harmony_fleet.adapters.nats.stores import ObjectStoreDef, RawBucketDef
 from harmony_fleet.contracts import (
     BUCKET_RELEASES,
     DEVICE_RECORD,
@@ -118,6 +119,19 @@ IDENTITIES = BucketDef(
     history=1,
 )
 BUCKETS: tuple[BucketDef[Any], ...] = (DEVICES, MARKERS, STATUSES, RELEASES, IDENTITIES)
+
+
+#: The signed release repository's metadata (docs/releases.md): key = the TUF file name as
+#: ngclient asks for it (``1.root.json``, ``timestamp.json``, ``3.snapshot.json``, ...).
+TUF_METADATA = RawBucketDef(
+    "fleet_tuf", "harmony-fleet: signed release metadata (TUF; fleet release publish)"
+)
+#: The agent artifacts the metadata signs, named ``<sha256>.<target path>``.
+ARTIFACTS = ObjectStoreDef(
+    "fleet_artifacts", "harmony-fleet: agent artifacts (TUF targets; fleet release publish)"
+)
+RAW_BUCKETS: tuple[RawBucketDef, ...] = (TUF_METADATA,)
+OBJECT_STORES: tuple[ObjectStoreDef, ...] = (ARTIFACTS,)
 
 #: The log stream's name (docs/logs.md).
 LOG_STREAM = "FLEET_LOGS"

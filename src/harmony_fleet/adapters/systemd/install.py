@@ -38,7 +38,7 @@ from pathlib import Path
 
 from harmony_fleet.adapters.device.fs import fsync_dir, sha256_of, write_atomic
 from harmony_fleet.adapters.device.layout import AgentLayout
-from harmony_fleet.adapters.http import download
+from harmony_fleet.adapters.http import HTTPS_ONLY, ArtifactAccess, download
 from harmony_fleet.adapters.nats.files import write_secret
 from harmony_fleet.adapters.process.bounded import run_bounded
 from harmony_fleet.adapters.systemd.systemctl import Systemd, SystemdUnavailable
@@ -97,13 +97,19 @@ class Installer:
         return None
 
     async def obtain(
-        self, *, path: Path | None = None, url: str | None = None, sha256: str | None = None
+        self,
+        *,
+        path: Path | None = None,
+        url: str | None = None,
+        sha256: str | None = None,
+        access: ArtifactAccess = HTTPS_ONLY,
     ) -> Version:
         """The version of the given artifact, installing it under ``versions/`` if it is new.
 
         A file (``path``) or a download (``url`` with ``sha256``, through the verified,
         resumable HTTP adapter). Bytes already installed as some version are recognised by their
-        SHA-256 and neither copied nor downloaded again.
+        SHA-256 and neither copied nor downloaded again. ``access``: where a download may come
+        from (``--allow-http-artifacts``, ``--artifact-ca``).
         """
         if sha256 is not None:
             sha256 = sha256_hex(sha256)
@@ -123,7 +129,7 @@ class Installer:
         if path is not None:
             await asyncio.to_thread(_copy_durably, path, dest)
         elif url is not None:
-            await download(url, dest, sha256)
+            await download(url, dest, sha256, access=access)
         else:
             raise ConfigError("an artifact needs --artifact PATH or --artifact-url URL")
         await asyncio.to_thread(_keep_only, dest)

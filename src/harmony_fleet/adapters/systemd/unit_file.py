@@ -73,6 +73,9 @@ class InstallSpec:
     """``--keep-versions`` of the agent (on its command line only when not the default)."""
     allow_unsigned_releases: bool = False
     """The agent's ``--allow-unsigned-releases`` (tests without signed releases only)."""
+    agent_args: tuple[str, ...] = ()
+    """More agent flags for the unit's command line (``--allow-http-artifacts``,
+    ``--artifact-ca FILE``), handed on to candidates like the rest."""
     python: str = field(default_factory=lambda: getattr(sys, "_base_executable", sys.executable))
     """The interpreter that runs the artifact (a venv's base Python, which outlives the venv)."""
     unit_dir: Path = UNIT_DIR
@@ -128,6 +131,7 @@ class InstallSpec:
                 "systemd",
                 *(("--keep-versions", str(self.keep_versions)) if self.keep_versions != 2 else ()),
                 *(("--allow-unsigned-releases",) if self.allow_unsigned_releases else ()),
+                *self.agent_args,
             ),
         )
 

@@ -49,8 +49,7 @@ from harmony_fleet.core.upgrade.records import (
     with_installed,
 )
 from harmony_fleet.core.upgrade.snapshot import Snapshot
-from harmony_fleet.core.upgrade.states import ErrorCode, TimerKind, UpgradeState
-from harmony_fleet.core.upgrade.trust import floor_refusal
+from harmony_fleet.core.upgrade.states import TimerKind, UpgradeState
 from harmony_fleet.logging_setup import FieldsAdapter
 
 log = logging.getLogger(__name__)
@@ -134,7 +133,9 @@ class UpgradeDriver:
         sha = await work.own_hash(self._files, self._local, self.running_version)
         if sha is not None:
             self._save(with_installed(self._local, self.running_version, sha))
-        self._save(with_floor(self._local, self.running_version))  # the main runs it: committed
+        floored = with_floor(self._local, self.running_version)  # the main runs it: committed
+        if floored is not self._local:
+            self._save(floored)
         record = self._local.in_flight
         await self._dispatch(
             ev.AgentRestarted(
@@ -348,13 +349,9 @@ class UpgradeDriver:
 
     async def _run_stage(self, marker: UpgradeMarker) -> None:
         uid = marker.upgrade_id
-        target = marker.target_version
-        on_disk = await work.on_disk(self._files, target)
-        refusal = floor_refusal(target, self._local.version_floor, on_disk=on_disk)
-        if refusal is not None:
-            self.log.warning("upgrade refused", extra={"reason": refusal, "upgrade_id": uid})
-            failed = ev.StagingFailed(upgrade_id=uid, code=ErrorCode.UNTRUSTED, detail=refusal)
-            await self._dispatch(failed)
+        refused = await work.below_floor(self._files, marker, self._local.version_floor)
+        if refused is not None:  # a downgrade: refused before anything is fetched
+            await self._dispatch(refused)
             return
         await self._dispatch(
             await work.stage(self._files, marker, lambda p: self._on_progress(uid, p))

@@ -1,0 +1,113 @@
+"""Artifact transport with real agent processes (LocalFleet: TLS, one credential per device).
+
+A marker naming a plain ``http`` URL on another host is refused by the agent before it
+downloads: the status says why in one line and the device keeps running its version. A token in
+an artifact URL's query reaches none of: the agent's log file, the logs it ships to
+``FLEET_LOGS``, the status in KV.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from harmony_fleet.adapters.nats.fleet_kv import write_marker
+from harmony_fleet.artifacts import build_artifact
+from harmony_fleet.artifacts.manifest import ArtifactManifest
+from harmony_fleet.contracts import UpgradeMarker, new_upgrade_id
+from harmony_fleet.contracts.logs import device_logs
+from harmony_fleet.testing.localfleet import LocalFleet
+from tests.e2e.conftest import INTERVAL
+from tests.e2e.support import DEV, QUICK, P, reaches, started
+from tests.helpers import eventually
+
+SECRET = "S3CR3T-T0KEN-0f9a"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ArtifactManifest]]:
+    out = tmp_path_factory.mktemp("artifacts")
+    return out, {v: build_artifact(v, out) for v in ("1.0.0", "2.0.0")}
+
+
+@pytest.fixture
+async def fleet(
+    tmp_path: Path, built: tuple[Path, dict[str, ArtifactManifest]]
+) -> AsyncIterator[LocalFleet]:
+    out, manifests = built
+    f = LocalFleet(tmp_path / "fleet", interval_s=INTERVAL)
+    await f.start()
+    for manifest in manifests.values():
+        f.adopt(manifest, out)
+    try:
+        yield f
+    finally:
+        await f.stop()
+
+
+async def _ask(fleet: LocalFleet, url: str) -> UpgradeMarker:
+    assert fleet.nc is not None
+    manifest = fleet.artifacts["2.0.0"]
+    marker = UpgradeMarker(
+        upgrade_id=new_upgrade_id(),
+        device_id=DEV,
+        target_version="2.0.0",
+        artifact_url=url,
+        sha256=manifest.sha256,
+        size=manifest.size,
+        requested_at=time.time(),
+        requested_by="test",
+        timeouts=QUICK,
+    )
+    await write_marker(fleet.nc, marker)
+    return marker
+
+
+async def _shipped(fleet: LocalFleet) -> list[str]:
+    """Every log line of DEV in the log stream so far."""
+    assert fleet.nc is not None
+    js = fleet.nc.jetstream()
+    sub = await js.subscribe(device_logs(DEV), ordered_consumer=True)
+    lines: list[str] = []
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=5)
+            lines.append(msg.data.decode(errors="replace"))
+            if msg.metadata.num_pending == 0:
+                return lines
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_plain_http_is_refused_by_the_agent_and_no_token_reaches_logs_or_status(
+    fleet: LocalFleet,
+) -> None:
+    await started(fleet)
+    device = fleet.devices[DEV]
+
+    plain = await _ask(fleet, f"http://artifacts.example/agent-2.0.0.pyz?token={SECRET}")
+    status = await reaches(fleet, plain, P.FAILED)
+    assert "--allow-http-artifacts" in status.error_detail, status
+    assert "\n" not in status.error_detail
+    assert SECRET not in status.error_detail
+    assert device.layout.current_version() == "1.0.0"
+
+    # Over loopback http (allowed), a missing file: a 404 reported with the URL redacted.
+    missing = await _ask(fleet, f"{fleet.url_of(fleet.artifacts['2.0.0'])}.gone?sig={SECRET}")
+    status = await reaches(fleet, missing, P.FAILED)
+    assert "404" in status.error_detail and "?…" in status.error_detail, status
+    assert SECRET not in repr(status)
+    assert device.layout.current_version() == "1.0.0"
+
+    log_text = "\n".join(p.read_text() for p in device.run_dir.glob("*.log"))
+    assert "404" in log_text and SECRET not in log_text
+
+    async def shipped_the_404() -> list[str] | None:
+        lines = await _shipped(fleet)
+        return lines if any("404" in line for line in lines) else None
+
+    shipped = await eventually(shipped_the_404, timeout=30, what="the 404 in the shipped logs")
+    assert not [line for line in shipped if SECRET in line]
