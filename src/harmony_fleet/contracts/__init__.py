@@ -44,6 +44,8 @@ from harmony_fleet.contracts.logs import LOG_LINE_MAX_BYTES, LogLevel, LogLine
 from harmony_fleet.contracts.registry import DeviceRecord, InstanceSeen, UpgradeSummary
 from harmony_fleet.contracts.releases import BUCKET_RELEASES, Release, release_key
 from harmony_fleet.contracts.rollout import (
+    BUCKET_ROLLOUT_PROGRESS,
+    BUCKET_ROLLOUT_STATUS,
     BUCKET_ROLLOUTS,
     DeviceProgress,
     DeviceState,
@@ -80,6 +82,8 @@ DEVICE_PROGRESS = Codec(DeviceProgress)
 __all__ = [
     "BUCKET_RELEASES",
     "BUCKET_ROLLOUTS",
+    "BUCKET_ROLLOUT_PROGRESS",
+    "BUCKET_ROLLOUT_STATUS",
     "COMMAND",
     "DEVICE_PROGRESS",
     "DEVICE_RECORD",

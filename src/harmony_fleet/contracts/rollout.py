@@ -3,14 +3,20 @@
 A rollout upgrades a selection of devices to one version: a stratified canary cohort first, then
 waves bounded by max-in-flight, halting by itself when a wave fails (docs/rollouts.md). It only
 ever writes upgrade markers (through ``write_marker``); the commit authority stays the
-coordinator. Three kinds of value live in one KV bucket, :data:`BUCKET_ROLLOUTS`:
+coordinator. Three kinds of value, each in its own KV bucket (one codec per bucket):
 
-* :class:`Rollout` (key :func:`rollout_key`): what a person asked for, and the person's levers
-  (``paused``, ``aborted``, ``undo_requested``). Written by ``fleet rollout`` commands.
-* :class:`RolloutStatus` (key :func:`status_key`): where the rollout stands (phase, wave, soak,
-  halt and why). Written by the operator from the engine's plan (``core.rollout``).
-* :class:`DeviceProgress` (key :func:`progress_key`): one device's part in the rollout. Written
-  by the operator from the engine's plan. A device with no record is pending.
+* :class:`Rollout` (bucket :data:`BUCKET_ROLLOUTS`, key :func:`rollout_key`): what a person
+  asked for, and the person's levers (``paused``, ``aborted``, ``undo_requested``). Written by
+  ``fleet rollout`` commands.
+* :class:`RolloutStatus` (:data:`BUCKET_ROLLOUT_STATUS`, key :func:`status_key`): where the
+  rollout stands (phase, wave, soak, halt and why). Written by the operator from the engine's
+  plan (``core.rollout``).
+* :class:`DeviceProgress` (:data:`BUCKET_ROLLOUT_PROGRESS`, key :func:`progress_key`): one
+  device's part in the rollout. Written by the operator from the engine's plan. A device with
+  no record is pending.
+
+Admin and operator credentials write them, a viewer reads them, a device has no access at all
+(``adapters.nats.permissions``).
 
 Every field is bounded: a rollout is read back after operator restarts and must never let a
 broken or hostile value cost memory or name something outside its scope.
@@ -41,8 +47,10 @@ from harmony_fleet.errors import InvalidMessage
 
 ROLLOUT_SCHEMA_VERSION = 1
 
-#: KV bucket of rollouts, their status and their per-device progress (keys below).
+#: KV buckets of rollouts, of their status, and of their per-device progress (keys below).
 BUCKET_ROLLOUTS = "fleet_rollouts"
+BUCKET_ROLLOUT_STATUS = "fleet_rollout_status"
+BUCKET_ROLLOUT_PROGRESS = "fleet_rollout_progress"
 
 #: A rollout's name is a DNS label, like a device id: it is a KV key token and a Kubernetes name.
 ROLLOUT_NAME_PATTERN = DEVICE_ID_PATTERN
@@ -267,16 +275,16 @@ def rollout_name(value: str) -> str:
 
 
 def rollout_key(name: str) -> str:
-    """The key of a rollout's spec. Names are DNS labels (no dot), so the three key spaces
-    ``spec.``, ``status.`` and ``device.`` never collide."""
-    return f"spec.{name}"
+    """The key of a rollout in :data:`BUCKET_ROLLOUTS` (and of its status): its name."""
+    return name
 
 
 def status_key(name: str) -> str:
-    """The key of a rollout's status."""
-    return f"status.{name}"
+    """The key of a rollout's status in :data:`BUCKET_ROLLOUT_STATUS`."""
+    return name
 
 
 def progress_key(name: str, device: str) -> str:
-    """The key of one device's progress in a rollout (``device.<rollout>.*`` lists them all)."""
-    return f"device.{name}.{device}"
+    """The key of one device's progress in :data:`BUCKET_ROLLOUT_PROGRESS`: ``<rollout>.<device>``
+    (names and device ids are DNS labels, without dots, so ``<rollout>.*`` lists one rollout)."""
+    return f"{name}.{device}"

@@ -182,10 +182,11 @@ def test_a_share_is_a_count_or_a_percent() -> None:
         msgspec.convert({"count": 1, "percent": 2.0}, Share)
 
 
-def test_keys_never_collide_and_names_are_checked() -> None:
-    assert rollout_key("r1") == "spec.r1"
-    assert status_key("r1") == "status.r1"
-    assert progress_key("r1", "edge-01") == "device.r1.edge-01"
+def test_keys_and_names() -> None:
+    assert rollout_key("r1") == "r1"
+    assert status_key("r1") == "r1"
+    assert progress_key("r1", "edge-01") == "r1.edge-01"
+    assert progress_key("r1", "edge-01") != progress_key("r1-edge", "01")
     assert rollout_name("spring-2") == "spring-2"
     with pytest.raises(InvalidMessage, match="name"):
         rollout_name("a.b")

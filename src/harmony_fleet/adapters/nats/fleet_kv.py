@@ -44,9 +44,12 @@ from harmony_fleet.adapters.nats.kv import Entry, TypedKV, Undecodable, open_buc
 from harmony_fleet.adapters.nats.stores import ObjectStoreDef, RawBucketDef
 from harmony_fleet.contracts import (
     BUCKET_RELEASES,
+    DEVICE_PROGRESS,
     DEVICE_RECORD,
     MAX_MESSAGE_BYTES,
     RELEASE,
+    ROLLOUT,
+    ROLLOUT_STATUS,
     UPGRADE_MARKER,
     UPGRADE_STATUS,
     Codec,
@@ -64,6 +67,11 @@ from harmony_fleet.contracts.logs import (
     LOG_LINE_MAX_BYTES,
     SOURCE_UNIT_PREFIX,
     STORED_UNITS,
+)
+from harmony_fleet.contracts.rollout import (
+    BUCKET_ROLLOUT_PROGRESS,
+    BUCKET_ROLLOUT_STATUS,
+    BUCKET_ROLLOUTS,
 )
 from harmony_fleet.core.upgrade.requests import Follow, Outcome, Until, rollback_marker
 from harmony_fleet.errors import Conflict
@@ -118,7 +126,22 @@ IDENTITIES = BucketDef(
     "harmony-fleet: devices issued credentials, revoked or not (fleet credentials)",
     history=1,
 )
-BUCKETS: tuple[BucketDef[Any], ...] = (DEVICES, MARKERS, STATUSES, RELEASES, IDENTITIES)
+# Rollouts (docs/rollouts.md): open them with ``FleetKV.open(ROLLOUTS)`` and so on.
+ROLLOUTS = BucketDef(BUCKET_ROLLOUTS, ROLLOUT, "harmony-fleet: rollouts (fleet rollout)")
+ROLLOUT_STATUSES = BucketDef(BUCKET_ROLLOUT_STATUS, ROLLOUT_STATUS, "harmony-fleet: rollout phases")
+ROLLOUT_PROGRESS = BucketDef(
+    BUCKET_ROLLOUT_PROGRESS, DEVICE_PROGRESS, "harmony-fleet: rollout devices", history=1
+)
+BUCKETS: tuple[BucketDef[Any], ...] = (
+    DEVICES,
+    MARKERS,
+    STATUSES,
+    RELEASES,
+    IDENTITIES,
+    ROLLOUTS,
+    ROLLOUT_STATUSES,
+    ROLLOUT_PROGRESS,
+)
 
 
 #: The signed release repository's metadata (docs/releases.md): key = the TUF file name as

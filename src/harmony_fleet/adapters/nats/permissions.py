@@ -12,6 +12,11 @@ viewer      read: heartbeats, KV and the log stream (direct gets, consumers), no
 device      itself only (:func:`device_permissions`)
 ==========  =================================================================================
 
+The rollout buckets (``fleet_rollouts``, ``fleet_rollout_status``, ``fleet_rollout_progress``:
+docs/rollouts.md) follow from these rules with nothing added: admin and operator write them, a
+viewer reads them, a device has no subject of them at all (its allow-lists name only its own
+keys of the upgrade buckets), so it can neither start, halt nor read a rollout.
+
 A device ``D`` may publish its heartbeat, its log lines (``fleet.D.logs.agent`` and
 ``fleet.D.logs.unit.<name>``, nothing else: the log stream's per-device quota) and its own
 status key, and read its own
