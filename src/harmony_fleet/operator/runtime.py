@@ -193,6 +193,9 @@ class Operator:
                 )
                 return
             self.writes += 1
+            if state.device_id not in self.registry.devices:  # revoked while it was written
+                with contextlib.suppress(FleetError):
+                    await self.devices_kv.delete(state.device_id)
 
     async def flush(self, now: float | None = None) -> int:
         """Sweep presence and write every record that is due; return how many were due."""
@@ -253,6 +256,7 @@ class Operator:
             extra={
                 "ingested": self.registry.ingested,
                 "rejected": self.registry.rejected,
+                "security_events": dict(self.registry.security.counts),
                 "writes": self.writes,
             },
         )

@@ -3,6 +3,7 @@ rate-limited security event; JetStream deliveries are told from published messag
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,7 +19,7 @@ from harmony_fleet.core.security import MAX_KEYS, SecurityEvents
 from harmony_fleet.operator.admission import Admission, Admit
 from harmony_fleet.operator.coordinator import Coordinator
 from harmony_fleet.operator.registry import Registry
-from harmony_fleet.operator.runtime import OperatorConfig
+from harmony_fleet.operator.runtime import Operator, OperatorConfig
 
 T0 = 1_800_000_000.0
 USER = "U" + "A" * 55
@@ -160,3 +161,33 @@ def test_admission_defaults_to_issued_with_credentials_and_any_without() -> None
     assert OperatorConfig(nats=NatsOptions()).admission is Admit.ANY
     explicit = OperatorConfig(nats=NatsOptions(creds_file="x.creds"), admit=Admit.ANY)
     assert explicit.admission is Admit.ANY
+
+
+class _Records:
+    """The registry bucket: records by key, puts and deletes in order."""
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[str, str]] = []
+
+    async def put(self, key: str, value: object) -> int:
+        self.ops.append(("put", key))
+        return 1
+
+    async def delete(self, key: str) -> None:
+        self.ops.append(("delete", key))
+
+
+async def test_a_record_written_while_its_device_was_revoked_is_deleted_again() -> None:
+    """The write of a record may be in flight when the device's revocation arrives: the record
+    must not outlive the revocation (fails when the write puts it back for good)."""
+    operator = Operator(OperatorConfig(nats=NatsOptions(creds_file="x.creds")))
+    assert operator.admission is not None
+    operator.admission.apply("edge-a", identity("edge-a"))
+    records = _Records()
+    operator.devices_kv = records  # type: ignore[assignment]
+    operator.registry.ingest(*beat("edge-a"), now=T0)
+    state = operator.registry.devices["edge-a"]
+    operator.admission.apply("edge-a", identity("edge-a", revoked=True))
+    operator.registry.forget("edge-a")  # what following the identities does meanwhile
+    await operator._write(state, asyncio.Semaphore(1), T0)
+    assert records.ops == [("put", "edge-a"), ("delete", "edge-a")]
