@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 PUBLISH_HINT = "fleet release publish ARTIFACT --version {version}"
 
 
-class ReleaseUnverifiable(TemporaryError):
-    """The signed metadata could not be verified now (expired, bad signature, NATS away)."""
-
-
 @dataclass
 class SignedReleases:
     """``await releases(version)``: the signed target for ``version``, or None if not signed."""
@@ -56,9 +52,8 @@ class SignedReleases:
         except Untrusted as exc:
             if exc.reason == "unsigned target":
                 return None
-            raise ReleaseUnverifiable(
-                f"the signed release metadata does not verify: {exc}"
-            ) from exc
+            # expired, badly signed, unreachable: not now (the spec is tried again later)
+            raise TemporaryError(f"the signed release metadata does not verify: {exc}") from exc
         return Release(
             version=as_version(version),
             artifact_url=signed.url,
