@@ -12,7 +12,14 @@ from msgspec.structs import replace
 from harmony_fleet.adapters.nats.connection import NatsOptions
 from harmony_fleet.adapters.nats.kv import Entry
 from harmony_fleet.adapters.nats.provenance import from_jetstream
-from harmony_fleet.contracts import AgentUpgradePhase, Heartbeat, Role, UpgradeStatus, encode
+from harmony_fleet.contracts import (
+    AgentUpgradePhase,
+    DeviceRecord,
+    Heartbeat,
+    Role,
+    UpgradeStatus,
+    encode,
+)
 from harmony_fleet.contracts.identity import DeviceIdentity
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.core.security import MAX_KEYS, SecurityEvents
@@ -166,8 +173,21 @@ def test_admission_defaults_to_issued_with_credentials_and_any_without() -> None
 class _Records:
     """The registry bucket: records by key, puts and deletes in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, *devices: str) -> None:
         self.ops: list[tuple[str, str]] = []
+        self.records = [
+            Entry(
+                d,
+                DeviceRecord(
+                    device_id=d, current_version="1.0.0", online=True, first_seen=T0, last_seen=T0
+                ),
+                1,
+            )
+            for d in devices
+        ]
+
+    async def snapshot(self) -> list[Entry[DeviceRecord]]:
+        return self.records
 
     async def put(self, key: str, value: object) -> int:
         self.ops.append(("put", key))
@@ -191,3 +211,26 @@ async def test_a_record_written_while_its_device_was_revoked_is_deleted_again() 
     operator.registry.forget("edge-a")  # what following the identities does meanwhile
     await operator._write(state, asyncio.Semaphore(1), T0)
     assert records.ops == [("put", "edge-a"), ("delete", "edge-a")]
+
+
+async def test_records_of_devices_without_a_live_identity_are_deleted_at_load() -> None:
+    operator = Operator(OperatorConfig(nats=NatsOptions(creds_file="x.creds")))
+    assert operator.admission is not None
+    operator.admission.apply("edge-a", identity("edge-a"))
+    operator.admission.apply("edge-r", identity("edge-r", revoked=True))
+    records = _Records("edge-a", "edge-r", "ghost")
+    operator.devices_kv = records  # type: ignore[assignment]
+    await operator._load()
+    assert set(operator.registry.devices) == {"edge-a"}
+    assert records.ops == [("delete", "edge-r"), ("delete", "ghost")]
+
+
+async def test_without_any_identity_the_registry_is_kept_not_wiped() -> None:
+    """A NATS never set up by `fleet server` has no identities at all: the operator refuses
+    every device (and says so) but must not delete the registry it finds."""
+    operator = Operator(OperatorConfig(nats=NatsOptions(creds_file="x.creds")))
+    records = _Records("edge-a", "edge-b")
+    operator.devices_kv = records  # type: ignore[assignment]
+    await operator._load()
+    assert records.ops == []
+    assert operator.registry.devices == {}
