@@ -77,8 +77,8 @@ async def create_device(cluster: Cluster, name: str, spec: dict[str, Any]) -> No
 
 
 async def publish(fleet: KubeFleet, version: str) -> None:
-    """``fleet release publish`` for an artifact the fleet serves (the real CLI, in a thread so
-    that the emulator, which runs on this loop, keeps answering the operator)."""
+    """``fleet release catalogue publish`` for an artifact the fleet serves (the real CLI, in a
+    thread so that the emulator, which runs on this loop, keeps answering the operator)."""
     manifest = fleet.artifacts[version]
     done = await asyncio.to_thread(
         subprocess.run,
@@ -87,6 +87,7 @@ async def publish(fleet: KubeFleet, version: str) -> None:
             "-m",
             "harmony_fleet",
             "release",
+            "catalogue",
             "publish",
             *fleet.cli_nats_args(),
             "--version",

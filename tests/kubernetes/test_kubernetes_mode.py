@@ -212,7 +212,10 @@ async def test_an_invalid_spec_gives_a_condition_not_a_crash(fleet: KubeFleet) -
     await reflected(fleet, lambda: said(DEV, "UnknownRelease"), "SpecValid/UnknownRelease")
     await reflected(fleet, lambda: said("typo-dev", "InvalidVersion"), "SpecValid/InvalidVersion")
     unknown = condition(kube.device(DEV), "SpecValid")
-    assert unknown is not None and "fleet release publish --version 9.9.9" in unknown["message"]
+    assert (
+        unknown is not None
+        and "fleet release catalogue publish --version 9.9.9" in unknown["message"]
+    )
     invalid = condition(kube.device("typo-dev"), "SpecValid")
     assert invalid is not None and "'2..0 beta' is not a valid version" in invalid["message"]
     # No marker was written, the operator still runs and still reflects.

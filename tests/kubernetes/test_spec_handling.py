@@ -13,7 +13,7 @@ import pytest
 
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV
-from harmony_fleet.cli.release import publish, releases
+from harmony_fleet.cli.release_catalogue import publish, releases
 from harmony_fleet.contracts import (
     AgentUpgradePhase,
     UpgradeMarker,
@@ -67,7 +67,9 @@ async def marker_of(nc: NatsClient, device: str) -> UpgradeMarker | None:
 async def test_unknown_release_then_published_then_no_rewrite(nc: NatsClient) -> None:
     spy = Spy()
     h = handling(nc, spy)
-    with pytest.raises(kopf.TemporaryError, match=r"fleet release publish --version 2\.0\.0"):
+    with pytest.raises(
+        kopf.TemporaryError, match=r"fleet release catalogue publish --version 2\.0\.0"
+    ):
         await h.reconcile("edge-1", {"agentVersion": "2.0.0"}, Trigger.CHANGE)
     assert spy.verdicts["edge-1"].reason.value == "UnknownRelease"
     assert await marker_of(nc, "edge-1") is None
@@ -142,16 +144,16 @@ async def test_releases_are_immutable_unless_replaced(nc: NatsClient) -> None:
     ]
 
 
-def test_the_release_commands(nats_server: Any) -> None:
+def test_the_catalogue_commands(nats_server: Any) -> None:
     url = nats_server.url
     args = ["--nats", url, "--version", "3.0.0", "--url", "http://a/x", "--sha256", "A" * 64]
-    done = run_fleet("release", "publish", *args)
+    done = run_fleet("release", "catalogue", "publish", *args)
     assert done.returncode == 0 and "release 3.0.0: created" in done.stdout, done.stderr
-    refused = run_fleet("release", "publish", *args[:-1], "b" * 64)
+    refused = run_fleet("release", "catalogue", "publish", *args[:-1], "b" * 64)
     assert refused.returncode == 4 and "--replace" in refused.stderr
-    bad = run_fleet("release", "publish", *args[:-1], "nothex")
+    bad = run_fleet("release", "catalogue", "publish", *args[:-1], "nothex")
     assert bad.returncode == 2
-    listed = run_fleet("release", "list", "--nats", url, "--json")
+    listed = run_fleet("release", "catalogue", "list", "--nats", url, "--json")
     assert listed.returncode == 0
     [only] = json.loads(listed.stdout)
     assert only["version"] == "3.0.0" and only["sha256"] == "a" * 64

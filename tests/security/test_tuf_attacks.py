@@ -7,11 +7,13 @@ artifact holding its own device credentials) pins the repository's first root.js
 (``--trust-root``). Each attack is one upgrade request: the device refuses it before anything
 is installed, keeps running its version, and its status says why (error code ``untrusted``, the
 detail starting with the attack class). Then the honest path: a signed upgrade after a root
-rotation the device follows, and a downgrade below its version floor refused.
+rotation the device follows, and a downgrade below its version floor refused; and a freeze seen
+from a device whose clock (libfaketime) is past the metadata's expiry.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,14 +70,20 @@ class Published:
         return f"{target.hashes['sha256']}.{target.path}"
 
 
-async def _serve(fleet: LocalFleet, repo: Repo, built: Built, tmp_path: Path) -> Published:
+async def _serve(
+    fleet: LocalFleet,
+    repo: Repo,
+    built: Built,
+    tmp_path: Path,
+    command_prefix: tuple[str, ...] = (),
+) -> Published:
     assert fleet.nc is not None
     kv, obj = await open_stores(fleet.nc.jetstream())
     published = Published(repo, kv, obj, built)
     await published.put({"1.root.json": repo.root_json()})
     root = tmp_path / "root.json"
     root.write_bytes(repo.root_json())
-    await fleet.add_device(DEV, "1.0.0", trust_root=root)
+    await fleet.add_device(DEV, "1.0.0", trust_root=root, command_prefix=command_prefix)
 
     def main_beats() -> bool:
         beats = fleet.monitor.devices.get(DEV)
@@ -184,3 +192,16 @@ async def test_a_signed_upgrade_after_a_root_rotation_then_no_downgrade_below_th
     done = await reaches(fleet, back, P.SUCCEEDED, P.FAILED, P.ROLLED_BACK)
     assert done.phase is P.SUCCEEDED, (done.error_code, done.error_detail)
     await invariants(fleet, back, current="1.0.0", phase=P.SUCCEEDED)
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="needs libfaketime's faketime")
+async def test_a_device_whose_clock_runs_past_the_expiry_refuses_frozen_metadata(
+    fleet: LocalFleet, built: Built, tmp_path: Path
+) -> None:
+    """Freeze seen from the device: metadata valid on the server's clock, expired on the
+    device's (two days ahead under libfaketime; the timestamp lives one day)."""
+    repo = Repo()
+    pub = await _serve(fleet, repo, built, tmp_path, command_prefix=("faketime", "-f", "+2d"))
+    repo.add("2.0.0", pub.bytes["2.0.0"])
+    await pub.put(repo.release(), repo.artifacts)
+    await _refused(fleet, "2.0.0", "expired metadata", running="1.0.0")

@@ -4,6 +4,12 @@ The tier needs root, ``debootstrap`` and ``systemd-nspawn``. Without them it ski
 the reason; they are installed here only when ``CI`` is set or ``FLEET_SYSTEMD_TESTS=1``. NATS
 and the HTTP artifact server run on the host on 127.0.0.1: the container shares the host's
 network (no ``--private-network``), so the agents inside reach them at the same address.
+
+NATS is secure as ``fleet server`` runs it (TLS, JWT authentication). Each test's device gets its
+own credentials from ``fleet credentials issue --device`` on the host, copied into the
+container's ``/root`` (as a person would ``scp`` them) and installed from there with
+``fleet agent install --nats-creds … --nats-tls-ca …``; the operator here uses an operator
+credential, the test's own client and ``fleet rollback`` the admin's.
 """
 
 from __future__ import annotations
@@ -22,11 +28,11 @@ from pathlib import Path
 
 import pytest
 
-from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
+from harmony_fleet.adapters.nats.connection import NatsClient, connect
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.artifacts import ArtifactManifest, build_artifact
 from tests.systemd.nspawn import CACHE, Machine, build_rootfs, remove_tree
-from tests.systemd.support import ARTIFACTS_IN_CONTAINER, Served
+from tests.systemd.support import ARTIFACTS_IN_CONTAINER, FleetNats, Served
 
 TOOLS = ("debootstrap", "systemd-nspawn", "nsenter")
 INSTALL = "apt-get update && apt-get install -y debootstrap systemd-container"
@@ -112,9 +118,7 @@ def host_nats(
     systemd_tier: dict[str, float], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[EmbeddedNats]:
     tmp = tmp_path_factory.mktemp("nats")
-    # Still the open server: the devices in the containers get no credentials yet (issue 13 lists
-    # the systemd tier with TLS and per-device credentials as work still to do).
-    server = EmbeddedNats(store_dir=tmp / "store", log_file=tmp / "nats.log", insecure=True)
+    server = EmbeddedNats(store_dir=tmp / "store", log_file=tmp / "nats.log")
     server.start()
     try:
         yield server
@@ -151,10 +155,25 @@ def machine(
             print(f"\nsystemd tier timings (s): {figures}", file=sys.stderr)
 
 
+@pytest.fixture(scope="session")
+def fleet_nats(host_nats: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory) -> FleetNats:
+    """The host's NATS with the credentials of this side: the admin's, and an operator's."""
+    creds = host_nats.issue(
+        "operator", "operator", tmp_path_factory.mktemp("operator") / "operator.creds"
+    )
+    return FleetNats(
+        url=host_nats.url,
+        store_dir=host_nats.store_dir,
+        ca=host_nats.auth.ca_file,
+        admin_creds=host_nats.admin_creds,
+        operator_creds=creds,
+    )
+
+
 @pytest.fixture
 async def host_nc(host_nats: EmbeddedNats) -> AsyncIterator[NatsClient]:
-    """A client of the host's NATS for the test itself."""
-    client = await connect(NatsOptions(servers=(host_nats.url,)).with_name("systemd-tier"))
+    """A client of the host's NATS for the test itself (the admin)."""
+    client = await connect(host_nats.client_options().with_name("systemd-tier"))
     try:
         yield client
     finally:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from harmony_fleet.contracts import (
 )
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
+from tests.helpers import run_fleet
 from tests.systemd.nspawn import Machine
 
 HERE = Path(__file__).resolve().parent
@@ -35,6 +38,10 @@ ARTIFACTS_IN_CONTAINER = "/srv/artifacts"
 SERVICE = "harmony-fleet-agent"
 PREFIX = "/opt/harmony-fleet"
 INTERVAL = 0.5
+#: The interpreter the installed agent runs with: the container's own ``python3``, as on a
+#: device. (The venv's base Python lives under ``/root``, which the unit's ``ProtectHome=``
+#: hides from the agent; ``fleet`` itself still runs with the venv here.)
+DEVICE_PYTHON = "/usr/bin/python3"
 
 
 @dataclass(frozen=True)
@@ -51,19 +58,68 @@ class Served:
         return f"{ARTIFACTS_IN_CONTAINER}/{self.manifests[v].file}"
 
 
+@dataclass(frozen=True)
+class FleetNats:
+    """The host's NATS (TLS + JWT, as ``fleet server`` runs it) and this side's credentials."""
+
+    url: str
+    store_dir: Path
+    ca: Path
+    admin_creds: Path
+    operator_creds: Path
+
+    def cli_args(self) -> list[str]:
+        """Flags for a ``fleet`` command run on the host as the admin."""
+        return ["--nats", self.url, "--nats-creds", str(self.admin_creds), *self.ca_args()]
+
+    def ca_args(self) -> list[str]:
+        return ["--nats-tls-ca", str(self.ca)]
+
+    def operator_options(self) -> NatsOptions:
+        return NatsOptions(
+            servers=(self.url,),
+            creds_file=str(self.operator_creds),
+            tls_ca_file=str(self.ca),
+            reconnect_wait_s=0.2,
+        )
+
+    def device_creds(self, box: Machine, device: str) -> tuple[str, str]:
+        """Issue ``device``'s credentials with ``fleet credentials issue`` here (which also
+        writes its identity, which the operator admits by, into the running server) and copy them
+        (and the CA) into the container's ``/root`` (0600), as a person would ``scp`` them;
+        their paths inside."""
+        out = Path(tempfile.mkdtemp(prefix="creds-")) / f"{device}.creds"
+        done = run_fleet(
+            *["credentials", "issue", "--device", device, "--out", str(out)],
+            *["--store-dir", str(self.store_dir), "--nats", self.url],
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        inside = []
+        for src in (out, out.with_name(f"{device}-ca.pem")):
+            dest = box.rootfs / "root" / src.name
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(src.read_bytes())
+            inside.append(f"/root/{src.name}")
+        return inside[0], inside[1]
+
+
 def fleet(box: Machine, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """``fleet …`` inside the container, with the same venv Python (bound at the same path)."""
     return box.run(sys.executable, str(HERE / "fleet_in_container.py"), *args, check=check)
 
 
-def install(box: Machine, device: str, nats_url: str, served: Served, v: str) -> str:
-    """``fleet agent install`` from the HTTP server (URL + SHA-256); its output."""
+def install(box: Machine, device: str, nats: FleetNats, served: Served, v: str) -> str:
+    """``fleet agent install`` from the HTTP server (URL + SHA-256) with the device's own
+    credentials; its output."""
     m = served.manifests[v]
+    creds, ca = nats.device_creds(box, device)
     done = fleet(
         box,
-        *["agent", "install", "--device-id", device, "--nats", nats_url],
+        *["agent", "install", "--device-id", device, "--nats", nats.url],
+        *["--nats-creds", creds, "--nats-tls-ca", ca],
         *["--artifact-url", served.url(v), "--sha256", m.sha256],
-        *["--heartbeat-interval", str(INTERVAL)],
+        *["--heartbeat-interval", str(INTERVAL), "--python", DEVICE_PYTHON],
         "--allow-unsigned-releases",  # not on signed releases yet
     )
     return done.stdout
@@ -98,6 +154,38 @@ def agent_processes(box: Machine, device: str) -> list[str]:
         for line in out.splitlines()
         if " agent run " in line and f"--device-id {device} " in line and "ps -eo" not in line
     ]
+
+
+SANDBOX_SHOWN = {
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "PrivateDevices": "yes",
+    "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectControlGroups": "yes",
+    "RestrictSUIDSGID": "yes",
+    "LockPersonality": "yes",
+    "RestrictRealtime": "yes",
+    "MemoryDenyWriteExecute": "yes",
+    "CapabilityBoundingSet": "",
+}
+"""What ``systemctl show`` says of a sandboxed unit (the main's, and every candidate's)."""
+
+
+def shown(machine: Machine, unit: str) -> dict[str, str]:
+    out = machine.run(
+        "systemctl", "show", "-p", ",".join([*SANDBOX_SHOWN, "ReadWritePaths"]), unit
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def assert_sandboxed(machine: Machine, unit: str, device: str) -> None:
+    """The unit runs in the agent's sandbox, with its prefix and state dir writable."""
+    props = shown(machine, unit)
+    assert {k: props.get(k) for k in SANDBOX_SHOWN} == SANDBOX_SHOWN, props
+    assert props["ReadWritePaths"].split() == [PREFIX, f"/var/lib/harmony-fleet/{device}"]
 
 
 @dataclass
@@ -165,11 +253,11 @@ async def request_upgrade(
 
 
 @contextlib.asynccontextmanager
-async def operator(url: str) -> AsyncIterator[Operator]:
-    """The real operator, in this process, against the host's NATS."""
+async def operator(nats: FleetNats) -> AsyncIterator[Operator]:
+    """The real operator, in this process, against the host's NATS (an operator credential)."""
     op = Operator(
         OperatorConfig(
-            nats=NatsOptions(servers=(url,), reconnect_wait_s=0.2),
+            nats=nats.operator_options(),
             flush_interval_s=0.2,
             presence=PresencePolicy(refresh_s=1.0),
         )

@@ -18,7 +18,6 @@ import time
 import pytest
 
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.contracts import AgentUpgradePhase, UpgradeStatus
 from tests.helpers import eventually, run_fleet
 from tests.systemd.conftest import CRASHY, HUSHED, MAIN_FAULT_AFTER_S, NEW, OLD
@@ -27,6 +26,7 @@ from tests.systemd.support import (
     PREFIX,
     SERVICE,
     Beats,
+    FleetNats,
     Served,
     agent_processes,
     candidate_units,
@@ -48,7 +48,7 @@ WINDOW_S = 240.0
 async def device_verdict_after_commit(
     machine: Machine,
     served: Served,
-    nats_url: str,
+    nats: FleetNats,
     nc: NatsClient,
     beats: Beats,
     device: str,
@@ -57,8 +57,8 @@ async def device_verdict_after_commit(
     """Upgrade to ``version`` until the old agent has committed, stop the operator, and wait
     for the device's own verdict and a main of ``OLD`` beating after it; the verdict and how
     long after ``Committed`` it came."""
-    install(machine, device, nats_url, served, OLD)
-    async with operator(nats_url):
+    install(machine, device, nats, served, OLD)
+    async with operator(nats):
         await eventually(lambda: beats.of(version=OLD, role="main"), timeout=60, what="old main")
         marker = await request_upgrade(
             nc, device, served, version, cutover_s=60, hold_s=60, watch_s=WINDOW_S
@@ -89,11 +89,11 @@ def journal(machine: Machine) -> str:
 
 
 async def test_a_version_that_crashes_after_the_commit_is_rolled_back_by_the_unit(
-    machine: Machine, served: Served, host_nats: EmbeddedNats, host_nc: NatsClient, device: str
+    machine: Machine, served: Served, fleet_nats: FleetNats, host_nc: NatsClient, device: str
 ) -> None:
     async with heartbeats(host_nc, device) as beats:
         status, elapsed = await device_verdict_after_commit(
-            machine, served, host_nats.url, host_nc, beats, device, CRASHY
+            machine, served, fleet_nats, host_nc, beats, device, CRASHY
         )
     print(f"\ncrash loop after the commit: back on {OLD} {elapsed:.1f} s after Committed")
     assert status.phase is P.ROLLED_BACK, status
@@ -115,11 +115,11 @@ async def test_a_version_that_crashes_after_the_commit_is_rolled_back_by_the_uni
 
 
 async def test_a_version_that_stops_heartbeating_after_the_commit_is_caught_by_the_watchdog(
-    machine: Machine, served: Served, host_nats: EmbeddedNats, host_nc: NatsClient, device: str
+    machine: Machine, served: Served, fleet_nats: FleetNats, host_nc: NatsClient, device: str
 ) -> None:
     async with heartbeats(host_nc, device) as beats:
         status, elapsed = await device_verdict_after_commit(
-            machine, served, host_nats.url, host_nc, beats, device, HUSHED
+            machine, served, fleet_nats, host_nc, beats, device, HUSHED
         )
     watchdog_s = machine.run(
         "systemctl", "show", "-p", "WatchdogUSec", "--value", f"{SERVICE}.service"
@@ -139,12 +139,12 @@ async def test_a_version_that_stops_heartbeating_after_the_commit_is_caught_by_t
 
 
 async def test_fleet_rollback_returns_to_the_kept_version_under_systemd(
-    machine: Machine, served: Served, host_nats: EmbeddedNats, host_nc: NatsClient, device: str
+    machine: Machine, served: Served, fleet_nats: FleetNats, host_nc: NatsClient, device: str
 ) -> None:
     """The manual rollback is an upgrade to the kept version (``source: installed``) through the
     same transient candidate unit and the same commit discipline."""
-    install(machine, device, host_nats.url, served, OLD)
-    async with heartbeats(host_nc, device) as beats, operator(host_nats.url):
+    install(machine, device, fleet_nats, served, OLD)
+    async with heartbeats(host_nc, device) as beats, operator(fleet_nats):
         await eventually(lambda: beats.of(version=OLD, role="main"), timeout=60, what="old main")
         up = await request_upgrade(host_nc, device, served, NEW, cutover_s=60, hold_s=60)
         await eventually(
@@ -155,7 +155,7 @@ async def test_fleet_rollback_returns_to_the_kept_version_under_systemd(
         started = time.monotonic()
         done = await asyncio.to_thread(
             run_fleet,
-            *["rollback", device, "--nats", host_nats.url, "--watch-window", "1"],
+            *["rollback", device, *fleet_nats.cli_args(), "--watch-window", "1"],
             *["--wait", "150", "--json"],
             timeout=180,
         )

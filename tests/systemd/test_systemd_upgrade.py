@@ -13,7 +13,6 @@ import time
 import pytest
 
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.contracts import AgentUpgradePhase
 from tests.helpers import eventually
 from tests.systemd.conftest import NEW, OLD, SILENT
@@ -21,8 +20,10 @@ from tests.systemd.nspawn import Machine
 from tests.systemd.support import (
     INTERVAL,
     SERVICE,
+    FleetNats,
     Served,
     agent_processes,
+    assert_sandboxed,
     candidate_units,
     current,
     heartbeats,
@@ -40,10 +41,10 @@ TERMINAL = (AgentUpgradePhase.SUCCEEDED, AgentUpgradePhase.ROLLED_BACK, AgentUpg
 
 
 async def test_upgrade_succeeds_and_the_main_unit_runs_the_new_version(
-    machine: Machine, served: Served, host_nats: EmbeddedNats, host_nc: NatsClient, device: str
+    machine: Machine, served: Served, fleet_nats: FleetNats, host_nc: NatsClient, device: str
 ) -> None:
-    install(machine, device, host_nats.url, served, OLD)
-    async with heartbeats(host_nc, device) as beats, operator(host_nats.url) as op:
+    install(machine, device, fleet_nats, served, OLD)
+    async with heartbeats(host_nc, device) as beats, operator(fleet_nats) as op:
         old = await eventually(
             lambda: beats.of(version=OLD, role="main"), timeout=60, what="the old main beating"
         )
@@ -109,14 +110,15 @@ async def test_upgrade_succeeds_and_the_main_unit_runs_the_new_version(
 
 
 async def test_a_candidate_that_never_heartbeats_is_rolled_back(
-    machine: Machine, served: Served, host_nats: EmbeddedNats, host_nc: NatsClient, device: str
+    machine: Machine, served: Served, fleet_nats: FleetNats, host_nc: NatsClient, device: str
 ) -> None:
-    install(machine, device, host_nats.url, served, OLD)
-    async with heartbeats(host_nc, device) as beats, operator(host_nats.url):
+    install(machine, device, fleet_nats, served, OLD)
+    async with heartbeats(host_nc, device) as beats, operator(fleet_nats):
         await eventually(lambda: beats.of(version=OLD, role="main"), timeout=60, what="old main")
         marker = await request_upgrade(host_nc, device, served, SILENT, cutover_s=8, hold_s=60)
         unit = f"{SERVICE}-candidate-{marker.upgrade_id}.service"
         await eventually(lambda: unit in candidate_units(machine), timeout=60, what="candidate")
+        assert_sandboxed(machine, unit, device)  # the candidate runs in the main's sandbox
         status = await eventually(
             lambda: phase_is(host_nc, device, marker.upgrade_id, *TERMINAL),
             timeout=90,
@@ -137,12 +139,12 @@ async def test_a_candidate_that_never_heartbeats_is_rolled_back(
 
 
 async def test_a_container_restart_during_cutover_converges_to_one_agent_and_the_truth(
-    machine: Machine, served: Served, host_nats: EmbeddedNats, host_nc: NatsClient, device: str
+    machine: Machine, served: Served, fleet_nats: FleetNats, host_nc: NatsClient, device: str
 ) -> None:
     """No operator, so no stop: the old agent holds with the candidate beating; then the whole
     machine goes down. Transient units do not survive a boot; the main unit starts the old
     version, which must revert and say why."""
-    install(machine, device, host_nats.url, served, OLD)
+    install(machine, device, fleet_nats, served, OLD)
     async with heartbeats(host_nc, device) as beats:
         await eventually(lambda: beats.of(version=OLD, role="main"), timeout=60, what="old main")
         marker = await request_upgrade(host_nc, device, served, NEW, cutover_s=120, hold_s=300)

@@ -198,8 +198,16 @@ async def run_demo(
             (V4, (f"crash-as-main-after={V4_CRASH_AFTER_S}",)),
         ):
             fleet.build(version, faults=faults)
+        # python-tuf is imported when the demo runs, not when the CLI loads (the artifact)
+        from harmony_fleet.testing.releases import signed_releases  # noqa: PLC0415
+
+        releases = await signed_releases(fleet, V1, V2, V3, V4)
+        console.print(
+            f"signed releases: {V1}..{V4} published through a TUF repository "
+            f"({releases.folder}); every device pins its root"
+        )
         for i in range(devices):
-            await fleet.add_device(f"demo-{i + 1:02d}", V1)
+            await fleet.add_device(f"demo-{i + 1:02d}", V1, trust_root=releases.trust_root)
         security = _security(fleet)
         console.print(
             f"security: TLS against the fleet CA, JWT credentials, {security['device_credentials']}"
@@ -273,6 +281,7 @@ async def run_demo(
             [after[n].post_commit_summary()["time_to_post_commit_rollback_s"] for n in after]
         ),
         "security": security,
+        "signed_releases": [r.version for r in releases.repository().releases()],
         "devices": per_device,
     }
 

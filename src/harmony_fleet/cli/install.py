@@ -44,14 +44,25 @@ _SERVICE = click.option(
 )
 
 
-def _unit_nats_argv(nats_kwargs: dict[str, Any]) -> tuple[str, ...]:
-    """The NATS flags for the unit's command line (``nats_argv``: the password stays out of
-    it), with file paths made absolute, since a unit does not run in this directory."""
+_FILE_FLAGS = {
+    "nats_creds": "--nats-creds",
+    "nats_tls_ca": "--nats-tls-ca",
+    "nats_tls_cert": "--nats-tls-cert",
+    "nats_tls_key": "--nats-tls-key",
+}
+
+
+def _unit_nats(nats_kwargs: dict[str, Any]) -> tuple[tuple[str, ...], dict[str, Path]]:
+    """The NATS flags for the unit's command line without the files (``nats_argv``: the
+    password stays out of it), and the files by flag, as absolute paths: the install copies
+    them into a root-only place of its own and the unit names the copies."""
     kwargs = dict(nats_kwargs)
-    for key in ("nats_creds", "nats_tls_ca", "nats_tls_cert", "nats_tls_key"):
+    files: dict[str, Path] = {}
+    for key, flag in _FILE_FLAGS.items():
         if kwargs.get(key):
-            kwargs[key] = str(Path(kwargs[key]).resolve())
-    return nats_argv(**kwargs)
+            files[flag] = Path(kwargs[key]).resolve()
+        kwargs[key] = None
+    return nats_argv(**kwargs), files
 
 
 @click.command("install")
@@ -113,7 +124,11 @@ def install_cmd(
     allow_unsigned_releases: bool,
     **nats_kwargs: Any,
 ) -> None:
-    """Install the agent as a systemd service from one artifact (idempotent)."""
+    """Install the agent as a systemd service from one artifact (idempotent).
+
+    The NATS credential files (--nats-creds, --nats-tls-ca, a client key) are copied into
+    /etc/harmony-fleet/SERVICE/ (root only) and the unit names the copies.
+    """
     if (artifact is None) == (artifact_url is None):
         raise click.UsageError("give exactly one of --artifact PATH or --artifact-url URL")
     if artifact_url is not None and sha256 is None:
@@ -125,13 +140,15 @@ def install_cmd(
         raise click.BadParameter("between 0.1 and 3600 seconds", param_hint="--heartbeat-interval")
     dev = device_id(device)
     nats = build_nats_options(**nats_kwargs)
+    unit_nats, nats_files = _unit_nats(nats_kwargs)
     extra: dict[str, Any] = {"python": str(python.absolute())} if python else {}
     spec = InstallSpec(
         device_id=dev,
         prefix=prefix.absolute(),
         state_dir=(state_dir or Path("/var/lib/harmony-fleet") / dev).absolute(),
         service=service_name(service),
-        nats_args=_unit_nats_argv(nats_kwargs),
+        nats_args=unit_nats,
+        nats_files=nats_files,
         secrets={"FLEET_NATS_PASSWORD": nats.password} if nats.password else {},
         heartbeat_interval_s=heartbeat_interval,
         keep_versions=keep_versions,

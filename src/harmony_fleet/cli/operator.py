@@ -2,11 +2,14 @@
 
 ``--kubernetes`` adds the Kubernetes mode (``Device`` resources, see docs/kubernetes.md). It is
 imported only when asked for, so the embedded mode needs neither kopf nor kubernetes_asyncio.
+``--tuf-online-keys`` re-signs the signed release repository's timestamp and snapshot on a timer
+(:mod:`harmony_fleet.operator.release_refresh`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,7 +23,8 @@ from harmony_fleet.cli._common import (
 )
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.operator.admission import Admit
-from harmony_fleet.operator.runtime import Operator, OperatorConfig
+from harmony_fleet.operator.release_refresh import ReleaseRefresh
+from harmony_fleet.operator.runtime import Extension, Operator, OperatorConfig
 
 if TYPE_CHECKING:  # the real import is lazy: see _kubernetes()
     from harmony_fleet.operator.kubernetes.extension import KubernetesExtension
@@ -81,6 +85,22 @@ if TYPE_CHECKING:  # the real import is lazy: see _kubernetes()
     default=None,
     help="kubeconfig file (with --kubernetes); default: in-cluster, then $KUBECONFIG.",
 )
+@click.option(
+    "--tuf-online-keys",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    envvar="FLEET_TUF_ONLINE_KEYS",
+    show_envvar=True,
+    help="The release repository's online keys (online.keys.json: snapshot and timestamp): "
+    "re-sign the published timestamp and snapshot before they expire. [default: off]",
+)
+@click.option(
+    "--tuf-refresh-every",
+    type=click.FloatRange(1, 86400),
+    default=300.0,
+    show_default=True,
+    help="Seconds between release refresh rounds (with --tuf-online-keys).",
+)
 @nats_options
 @log_options
 def operator_cmd(
@@ -91,6 +111,8 @@ def operator_cmd(
     kubernetes: bool,
     namespace: str,
     kubeconfig: str | None,
+    tuf_online_keys: Path | None,
+    tuf_refresh_every: float,
     log_json: bool,
     log_level: str,
     **nats_kwargs: Any,
@@ -105,7 +127,10 @@ def operator_cmd(
         admit=Admit(admit) if admit else None,
     )
     k8s = _kubernetes(namespace, kubeconfig) if kubernetes else None
-    raise SystemExit(asyncio.run(_run(config, k8s)))
+    extensions: list[Extension] = [k8s] if k8s is not None else []
+    if tuf_online_keys is not None:
+        extensions.append(ReleaseRefresh(tuf_online_keys, every_s=tuf_refresh_every))
+    raise SystemExit(asyncio.run(_run(config, extensions, k8s)))
 
 
 def _kubernetes(namespace: str, kubeconfig: str | None) -> KubernetesExtension:
@@ -123,8 +148,12 @@ def _kubernetes(namespace: str, kubeconfig: str | None) -> KubernetesExtension:
     return KubernetesExtension(KubernetesOptions(namespace=namespace, kubeconfig=kubeconfig))
 
 
-async def _run(config: OperatorConfig, kubernetes: KubernetesExtension | None = None) -> int:
-    operator = Operator(config, extensions=[kubernetes] if kubernetes is not None else None)
+async def _run(
+    config: OperatorConfig,
+    extensions: list[Extension],
+    kubernetes: KubernetesExtension | None = None,
+) -> int:
+    operator = Operator(config, extensions=extensions)
     install_stop_signals(operator.stop)
     code = await operator.run()
     if kubernetes is not None and kubernetes.failure is not None:

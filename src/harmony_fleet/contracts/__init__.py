@@ -43,6 +43,18 @@ from harmony_fleet.contracts.local_state import (
 from harmony_fleet.contracts.logs import LOG_LINE_MAX_BYTES, LogLevel, LogLine
 from harmony_fleet.contracts.registry import DeviceRecord, InstanceSeen, UpgradeSummary
 from harmony_fleet.contracts.releases import BUCKET_RELEASES, Release, release_key
+from harmony_fleet.contracts.rollout import (
+    BUCKET_ROLLOUT_PROGRESS,
+    BUCKET_ROLLOUT_STATUS,
+    BUCKET_ROLLOUTS,
+    DeviceProgress,
+    DeviceState,
+    MaintenanceWindow,
+    Rollout,
+    RolloutPhase,
+    RolloutStatus,
+    Share,
+)
 from harmony_fleet.contracts.upgrade import (
     TERMINAL_PHASES,
     AgentUpgradePhase,
@@ -63,10 +75,17 @@ DEVICE_RECORD = Codec(DeviceRecord)
 LOG_LINE = Codec(LogLine, max_bytes=LOG_LINE_MAX_BYTES)
 RELEASE = Codec(Release)
 LOCAL_STATE = Codec(LocalState, max_bytes=LOCAL_STATE_MAX_BYTES)
+ROLLOUT = Codec(Rollout)
+ROLLOUT_STATUS = Codec(RolloutStatus)
+DEVICE_PROGRESS = Codec(DeviceProgress)
 
 __all__ = [
     "BUCKET_RELEASES",
+    "BUCKET_ROLLOUTS",
+    "BUCKET_ROLLOUT_PROGRESS",
+    "BUCKET_ROLLOUT_STATUS",
     "COMMAND",
+    "DEVICE_PROGRESS",
     "DEVICE_RECORD",
     "HEARTBEAT",
     "LOCAL_STATE",
@@ -77,6 +96,8 @@ __all__ = [
     "RAW_COMMAND",
     "RELEASE",
     "REPLY",
+    "ROLLOUT",
+    "ROLLOUT_STATUS",
     "TERMINAL_PHASES",
     "UPGRADE_MARKER",
     "UPGRADE_STATUS",
@@ -84,7 +105,9 @@ __all__ = [
     "Codec",
     "Command",
     "DeviceId",
+    "DeviceProgress",
     "DeviceRecord",
+    "DeviceState",
     "ErrorCode",
     "Heartbeat",
     "InFlight",
@@ -93,6 +116,7 @@ __all__ = [
     "LocalState",
     "LogLevel",
     "LogLine",
+    "MaintenanceWindow",
     "PingArgs",
     "Progress",
     "RawCommand",
@@ -100,6 +124,10 @@ __all__ = [
     "Reply",
     "ReplyCode",
     "Role",
+    "Rollout",
+    "RolloutPhase",
+    "RolloutStatus",
+    "Share",
     "UpgradeId",
     "UpgradeInHand",
     "UpgradeMarker",

@@ -185,5 +185,5 @@ class LocalState:
     installed: dict[VersionField, Sha256Field] = field(default_factory=dict)
     """version -> SHA-256 of ``versions/<version>/<artifact>``."""
     version_floor: VersionField | None = None
-    """The highest version this device has committed: an upgrade below it is refused unless the
-    version is kept on disk (``core.upgrade.trust``)."""
+    """The highest version that passed its post-commit watch here (or ran as main outside one):
+    an upgrade below it is refused unless the version is kept on disk (``core.upgrade.trust``)."""

@@ -21,6 +21,7 @@ from harmony_fleet.contracts.local_state import LocalState
 from harmony_fleet.contracts.logs import LogLine
 from harmony_fleet.contracts.registry import DeviceRecord
 from harmony_fleet.contracts.releases import Release
+from harmony_fleet.contracts.rollout import DeviceProgress, Rollout, RolloutStatus
 from harmony_fleet.contracts.upgrade import UpgradeMarker, UpgradeStatus
 
 #: Every top-level wire type (messages, KV values, files), by the file stem of its schema.
@@ -41,6 +42,9 @@ WIRE_TYPES: dict[str, type[Any]] = {
     "failure_count": FailureCount,
     "pid_record": PidRecord,
     "artifact_manifest": ArtifactManifest,
+    "rollout": Rollout,
+    "rollout_status": RolloutStatus,
+    "device_progress": DeviceProgress,
 }
 
 

@@ -131,7 +131,8 @@ class Operator:
                 )
                 continue
             if not self.registry.admits(item.key):
-                await self._forget(item.key)  # revoked (or never issued) while we were away
+                if self._identities_in_use():  # revoked (or never issued) while we were away
+                    await self._forget(item.key)
                 continue
             self.registry.load(item.value, now=now)
             loaded += 1
@@ -146,6 +147,18 @@ class Operator:
             "identities loaded",
             extra={"live": len(self.admission.live), "revoked": len(self.admission.revoked)},
         )
+        if not self._identities_in_use():
+            log.warning(
+                "no device identities: every device is refused until credentials are issued "
+                "(`fleet credentials issue --device ID`); a NATS not set up by `fleet server` "
+                "issues none: run the operator with --admit any there. Registry records are "
+                "kept, not deleted, while no identity exists"
+            )
+
+    def _identities_in_use(self) -> bool:
+        """True once any device identity exists: only then are records of devices without a
+        live one deleted (a NATS never set up by `fleet server` must not lose its registry)."""
+        return self.admission is not None and bool(self.admission.live or self.admission.revoked)
 
     async def _follow_identities(self) -> None:
         """Admit devices as they are issued credentials; take revoked ones out."""
@@ -193,6 +206,9 @@ class Operator:
                 )
                 return
             self.writes += 1
+            if state.device_id not in self.registry.devices:  # revoked while it was written
+                with contextlib.suppress(FleetError):
+                    await self.devices_kv.delete(state.device_id)
 
     async def flush(self, now: float | None = None) -> int:
         """Sweep presence and write every record that is due; return how many were due."""
@@ -253,6 +269,7 @@ class Operator:
             extra={
                 "ingested": self.registry.ingested,
                 "rejected": self.registry.rejected,
+                "security_events": dict(self.registry.security.counts),
                 "writes": self.writes,
             },
         )

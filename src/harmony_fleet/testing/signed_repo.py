@@ -138,14 +138,8 @@ class Repo:
 
 
 async def open_stores(js: Any) -> tuple[Any, Any]:
-    """The repository's bucket and object store, as the server provisions them (direct gets)."""
-    kv = await js.create_key_value(bucket=TUF_METADATA, history=1, direct=True)
-    obj = await js.create_object_store(bucket=TUF_ARTIFACTS)
-    info = await js.stream_info(f"OBJ_{TUF_ARTIFACTS}")
-    config = info.config
-    config.allow_direct = True
-    await js.update_stream(config)
-    return kv, obj
+    """The repository's bucket and object store, as the server provisioned them."""
+    return await js.key_value(TUF_METADATA), await js.object_store(TUF_ARTIFACTS)
 
 
 async def publish(kv: Any, obj: Any, files: dict[str, bytes], artifacts: dict[str, bytes]) -> None:

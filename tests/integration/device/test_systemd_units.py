@@ -413,13 +413,13 @@ def test_cli_install_exit_codes_without_systemd(tmp_path: Path) -> None:
     assert res.exit_code == exit_codes.UNAVAILABLE
 
 
-def test_the_units_nats_flags_have_absolute_paths_and_no_password(
+def test_the_units_nats_flags_have_no_password_and_name_the_installs_copies(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harmony_fleet.cli.install import _unit_nats_argv
+    from harmony_fleet.cli.install import _unit_nats
 
     monkeypatch.chdir(tmp_path)
-    argv = _unit_nats_argv(
+    argv, files = _unit_nats(
         {
             "nats_urls": ("nats://a:4222", "nats://b:4222"),
             "nats_user": "edge",
@@ -428,10 +428,14 @@ def test_the_units_nats_flags_have_absolute_paths_and_no_password(
             "nats_tls_ca": None,
         }
     )
-    assert argv == (
-        *("--nats", "nats://a:4222", "--nats", "nats://b:4222", "--nats-user", "edge"),
-        *("--nats-creds", str(tmp_path / "edge.creds")),
-    )
+    assert argv == (*("--nats", "nats://a:4222", "--nats", "nats://b:4222", "--nats-user", "edge"),)
+    assert files == {"--nats-creds": tmp_path / "edge.creds"}, "absolute: the install copies it"
+    s = spec(tmp_path, nats_args=argv, nats_files=files)
+    (exec_start,) = unit_values(render_unit(s), "ExecStart")
+    words = systemd_unquote(exec_start)
+    assert words[words.index("--nats-creds") + 1] == str(s.credentials_dir / "nats.creds")
+    assert str(tmp_path / "edge.creds") not in render_unit(s)
+    assert "hunter2" not in render_unit(s)
 
 
 async def test_watching_a_candidate_is_cancellable_and_leaves_no_tool_running(

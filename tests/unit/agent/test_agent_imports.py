@@ -52,3 +52,16 @@ def test_an_agent_with_a_pinned_trust_root_loads_tuf_only_when_an_upgrade_starts
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_loading_the_cli_imports_no_tuf_nor_cryptography() -> None:
+    """An artifact loads every command to run ``fleet agent run``: ``fleet release`` imports
+    python-tuf (and cryptography, not in the artifact) only when one of its commands runs."""
+    code = (
+        "import json, sys\n"
+        "import harmony_fleet.cli.main\n"
+        "print(json.dumps([m for m in ('tuf', 'securesystemslib', 'cryptography') "
+        "if m in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

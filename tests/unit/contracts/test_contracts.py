@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from tests.unit.contracts.test_device_file_contracts import SAMPLES as DEVICE_FILE_SAMPLES
+from tests.unit.contracts.test_rollout_contracts import SAMPLES as ROLLOUT_SAMPLES
 from tests.unit.logs.test_logs_contract import SAMPLE as LOG_SAMPLE
 
 from harmony_fleet.contracts import (
@@ -216,7 +217,9 @@ def test_a_command_from_a_sender_older_than_ttl_still_decodes() -> None:
 
 
 def test_every_wire_type_has_a_golden_fixture() -> None:
-    assert set(SAMPLES) | set(DEVICE_FILE_SAMPLES) == set(WIRE_TYPES) - {"upgrade_stop_args"}
+    assert set(SAMPLES) | set(DEVICE_FILE_SAMPLES) | set(ROLLOUT_SAMPLES) == set(WIRE_TYPES) - {
+        "upgrade_stop_args"
+    }
 
 
 def _heartbeat_dict() -> dict[str, object]:

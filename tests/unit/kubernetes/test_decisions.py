@@ -204,7 +204,7 @@ def test_an_unknown_release_is_a_problem_worth_retrying() -> None:
     got = marker_for(WANT, None, upgrade_id=UpgradeId("unew"), now=T0, source="ns/edge-1")
     assert isinstance(got, SpecProblem)
     assert got.reason is SpecReason.UNKNOWN_RELEASE and got.retry
-    assert "fleet release publish --version 2.0.0" in got.message
+    assert "fleet release catalogue publish --version 2.0.0" in got.message
     wrong = marker_for(
         WANT, release("2.0.1"), upgrade_id=UpgradeId("unew"), now=T0, source="ns/edge-1"
     )

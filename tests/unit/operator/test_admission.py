@@ -3,6 +3,7 @@ rate-limited security event; JetStream deliveries are told from published messag
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,14 +12,21 @@ from msgspec.structs import replace
 from harmony_fleet.adapters.nats.connection import NatsOptions
 from harmony_fleet.adapters.nats.kv import Entry
 from harmony_fleet.adapters.nats.provenance import from_jetstream
-from harmony_fleet.contracts import AgentUpgradePhase, Heartbeat, Role, UpgradeStatus, encode
+from harmony_fleet.contracts import (
+    AgentUpgradePhase,
+    DeviceRecord,
+    Heartbeat,
+    Role,
+    UpgradeStatus,
+    encode,
+)
 from harmony_fleet.contracts.identity import DeviceIdentity
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.core.security import MAX_KEYS, SecurityEvents
 from harmony_fleet.operator.admission import Admission, Admit
 from harmony_fleet.operator.coordinator import Coordinator
 from harmony_fleet.operator.registry import Registry
-from harmony_fleet.operator.runtime import OperatorConfig
+from harmony_fleet.operator.runtime import Operator, OperatorConfig
 
 T0 = 1_800_000_000.0
 USER = "U" + "A" * 55
@@ -160,3 +168,69 @@ def test_admission_defaults_to_issued_with_credentials_and_any_without() -> None
     assert OperatorConfig(nats=NatsOptions()).admission is Admit.ANY
     explicit = OperatorConfig(nats=NatsOptions(creds_file="x.creds"), admit=Admit.ANY)
     assert explicit.admission is Admit.ANY
+
+
+class _Records:
+    """The registry bucket: records by key, puts and deletes in order."""
+
+    def __init__(self, *devices: str) -> None:
+        self.ops: list[tuple[str, str]] = []
+        self.records = [
+            Entry(
+                d,
+                DeviceRecord(
+                    device_id=d, current_version="1.0.0", online=True, first_seen=T0, last_seen=T0
+                ),
+                1,
+            )
+            for d in devices
+        ]
+
+    async def snapshot(self) -> list[Entry[DeviceRecord]]:
+        return self.records
+
+    async def put(self, key: str, value: object) -> int:
+        self.ops.append(("put", key))
+        return 1
+
+    async def delete(self, key: str) -> None:
+        self.ops.append(("delete", key))
+
+
+async def test_a_record_written_while_its_device_was_revoked_is_deleted_again() -> None:
+    """The write of a record may be in flight when the device's revocation arrives: the record
+    must not outlive the revocation (fails when the write puts it back for good)."""
+    operator = Operator(OperatorConfig(nats=NatsOptions(creds_file="x.creds")))
+    assert operator.admission is not None
+    operator.admission.apply("edge-a", identity("edge-a"))
+    records = _Records()
+    operator.devices_kv = records  # type: ignore[assignment]
+    operator.registry.ingest(*beat("edge-a"), now=T0)
+    state = operator.registry.devices["edge-a"]
+    operator.admission.apply("edge-a", identity("edge-a", revoked=True))
+    operator.registry.forget("edge-a")  # what following the identities does meanwhile
+    await operator._write(state, asyncio.Semaphore(1), T0)
+    assert records.ops == [("put", "edge-a"), ("delete", "edge-a")]
+
+
+async def test_records_of_devices_without_a_live_identity_are_deleted_at_load() -> None:
+    operator = Operator(OperatorConfig(nats=NatsOptions(creds_file="x.creds")))
+    assert operator.admission is not None
+    operator.admission.apply("edge-a", identity("edge-a"))
+    operator.admission.apply("edge-r", identity("edge-r", revoked=True))
+    records = _Records("edge-a", "edge-r", "ghost")
+    operator.devices_kv = records  # type: ignore[assignment]
+    await operator._load()
+    assert set(operator.registry.devices) == {"edge-a"}
+    assert records.ops == [("delete", "edge-r"), ("delete", "ghost")]
+
+
+async def test_without_any_identity_the_registry_is_kept_not_wiped() -> None:
+    """A NATS never set up by `fleet server` has no identities at all: the operator refuses
+    every device (and says so) but must not delete the registry it finds."""
+    operator = Operator(OperatorConfig(nats=NatsOptions(creds_file="x.creds")))
+    records = _Records("edge-a", "edge-b")
+    operator.devices_kv = records  # type: ignore[assignment]
+    await operator._load()
+    assert records.ops == []
+    assert operator.registry.devices == {}

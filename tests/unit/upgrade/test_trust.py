@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from harmony_fleet.contracts.ids import Version
 from harmony_fleet.contracts.upgrade import AgentUpgradePhase as P
 from harmony_fleet.core.upgrade.records import LocalState, with_floor
-from harmony_fleet.core.upgrade.states import ErrorCode
+from harmony_fleet.core.upgrade.states import WATCH_SETTLE_S, ErrorCode
 from harmony_fleet.core.upgrade.trust import (
     SignedRelease,
     floor_refusal,
@@ -17,8 +19,9 @@ from harmony_fleet.core.upgrade.trust import (
     version_key,
 )
 
-from .support import NEW, OLD, U1, marker
+from .support import NEW, OLD, TIMEOUTS, U1, marker
 from .test_driver import make_rig, until
+from .test_driver_after_commit import committed_record, rig_with
 
 
 @pytest.mark.parametrize(
@@ -71,7 +74,7 @@ async def test_the_driver_refuses_a_marker_below_the_floor_before_staging() -> N
         await rig.driver.close()
 
 
-async def test_the_floor_is_the_running_version_then_the_committed_one() -> None:
+async def test_the_floor_is_the_running_version_and_a_commit_alone_does_not_raise_it() -> None:
     rig = make_rig()
     await rig.driver.resume_after_restart()
     try:
@@ -82,6 +85,23 @@ async def test_the_floor_is_the_running_version_then_the_committed_one() -> None
         reply = await rig.driver.on_stop(U1, "c1")
         assert reply is not None and reply.ok
         await until(rig.driver.wait_handover())
+        assert rig.store.state.version_floor == OLD, "on probation until its watch passes"
+    finally:
+        await rig.driver.close()
+
+
+async def test_the_new_main_raises_the_floor_only_once_its_watch_passed() -> None:
+    rig = rig_with(LocalState(finished=(U1,), in_flight=committed_record()), running=NEW)
+    try:
+        await rig.driver.resume_after_restart()
+        await until(rig.sink.wait_for_phase(P.COMMITTED))
+        assert rig.store.state.version_floor is None, "a main in its window is not the floor"
+        await until(rig.clock.wait_for_pending())
+        rig.clock.advance(TIMEOUTS.watch_s)
+        await asyncio.sleep(0)
+        rig.clock.advance(WATCH_SETTLE_S)
+        await until(rig.sink.wait_for_phase(P.SUCCEEDED))
+        await until(rig.driver.flush_status())
         assert rig.store.state.version_floor == NEW
     finally:
         await rig.driver.close()

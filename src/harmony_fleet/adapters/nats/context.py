@@ -71,9 +71,15 @@ class Context:
 
     @classmethod
     def find(cls) -> Context | None:
-        """``$FLEET_CONTEXT`` (which must exist), else the default context if there is one."""
+        """``$FLEET_CONTEXT`` (which must exist), else the default context if there is one (a
+        home this process cannot enter, as the sandboxed agent's unit, has none)."""
         named = os.environ.get(ENV)
         if named:
             return cls.load(Path(named))
         path = default_path()
-        return cls.load(path) if path.exists() else None
+        try:
+            present = path.exists()
+        except OSError as exc:  # a home the process may not enter (a unit's ProtectHome=)
+            log.debug("no fleet context: %s", exc)
+            return None
+        return cls.load(path) if present else None

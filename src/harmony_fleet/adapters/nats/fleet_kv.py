@@ -41,11 +41,15 @@ from nats.js.api import (
 
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.kv import Entry, TypedKV, Undecodable, open_bucket
+from harmony_fleet.adapters.nats.stores import ObjectStoreDef, RawBucketDef
 from harmony_fleet.contracts import (
     BUCKET_RELEASES,
+    DEVICE_PROGRESS,
     DEVICE_RECORD,
     MAX_MESSAGE_BYTES,
     RELEASE,
+    ROLLOUT,
+    ROLLOUT_STATUS,
     UPGRADE_MARKER,
     UPGRADE_STATUS,
     Codec,
@@ -63,6 +67,11 @@ from harmony_fleet.contracts.logs import (
     LOG_LINE_MAX_BYTES,
     SOURCE_UNIT_PREFIX,
     STORED_UNITS,
+)
+from harmony_fleet.contracts.rollout import (
+    BUCKET_ROLLOUT_PROGRESS,
+    BUCKET_ROLLOUT_STATUS,
+    BUCKET_ROLLOUTS,
 )
 from harmony_fleet.core.upgrade.requests import Follow, Outcome, Until, rollback_marker
 from harmony_fleet.errors import Conflict
@@ -117,7 +126,35 @@ IDENTITIES = BucketDef(
     "harmony-fleet: devices issued credentials, revoked or not (fleet credentials)",
     history=1,
 )
-BUCKETS: tuple[BucketDef[Any], ...] = (DEVICES, MARKERS, STATUSES, RELEASES, IDENTITIES)
+# Rollouts (docs/rollouts.md): open them with ``FleetKV.open(ROLLOUTS)`` and so on.
+ROLLOUTS = BucketDef(BUCKET_ROLLOUTS, ROLLOUT, "harmony-fleet: rollouts (fleet rollout)")
+ROLLOUT_STATUSES = BucketDef(BUCKET_ROLLOUT_STATUS, ROLLOUT_STATUS, "harmony-fleet: rollout phases")
+ROLLOUT_PROGRESS = BucketDef(
+    BUCKET_ROLLOUT_PROGRESS, DEVICE_PROGRESS, "harmony-fleet: rollout devices", history=1
+)
+BUCKETS: tuple[BucketDef[Any], ...] = (
+    DEVICES,
+    MARKERS,
+    STATUSES,
+    RELEASES,
+    IDENTITIES,
+    ROLLOUTS,
+    ROLLOUT_STATUSES,
+    ROLLOUT_PROGRESS,
+)
+
+
+#: The signed release repository's metadata (docs/releases.md): key = the TUF file name as
+#: ngclient asks for it (``1.root.json``, ``timestamp.json``, ``3.snapshot.json``, ...).
+TUF_METADATA = RawBucketDef(
+    "fleet_tuf", "harmony-fleet: signed release metadata (TUF; fleet release publish)"
+)
+#: The agent artifacts the metadata signs, named ``<sha256>.<target path>``.
+ARTIFACTS = ObjectStoreDef(
+    "fleet_artifacts", "harmony-fleet: agent artifacts (TUF targets; fleet release publish)"
+)
+RAW_BUCKETS: tuple[RawBucketDef, ...] = (TUF_METADATA,)
+OBJECT_STORES: tuple[ObjectStoreDef, ...] = (ARTIFACTS,)
 
 #: The log stream's name (docs/logs.md).
 LOG_STREAM = "FLEET_LOGS"

@@ -4,12 +4,18 @@
 role        may
 ==========  =================================================================================
 admin       everything in the fleet account (the ``fleet`` CLI on the server's machine)
-operator    everything but deleting or purging streams and writing the identities bucket (it
-            creates buckets, sends commands, reads who was issued credentials)
+operator    everything but deleting or purging streams, writing the identities bucket and
+            writing artifacts (it creates buckets, sends commands, reads who was issued
+            credentials, re-signs the release timestamp and snapshot)
 viewer      read: heartbeats, KV and the log stream (direct gets, consumers), no writes, no
             commands
 device      itself only (:func:`device_permissions`)
 ==========  =================================================================================
+
+The rollout buckets (``fleet_rollouts``, ``fleet_rollout_status``, ``fleet_rollout_progress``:
+docs/rollouts.md) follow from these rules with nothing added: admin and operator write them, a
+viewer reads them, a device has no subject of them at all (its allow-lists name only its own
+keys of the upgrade buckets), so it can neither start, halt nor read a rollout.
 
 A device ``D`` may publish its heartbeat, its log lines (``fleet.D.logs.agent`` and
 ``fleet.D.logs.unit.<name>``, nothing else: the log stream's per-device quota) and its own
@@ -36,16 +42,19 @@ from __future__ import annotations
 
 import logging
 
-from harmony_fleet.adapters.nats.fleet_kv import IDENTITIES, LOG_STREAM, MARKERS, STATUSES
+from harmony_fleet.adapters.nats.fleet_kv import (
+    ARTIFACTS,
+    IDENTITIES,
+    LOG_STREAM,
+    MARKERS,
+    STATUSES,
+    TUF_METADATA,
+)
 from harmony_fleet.adapters.nats.jwt import ALL, Permissions
 from harmony_fleet.contracts import subjects
 from harmony_fleet.contracts.logs import ALL_LOGS, SOURCE_AGENT, SOURCE_UNIT_PREFIX, log_subject
 
 log = logging.getLogger(__name__)
-
-#: The signed release repository's bucket and object store (``adapters.tuf.fetcher``).
-_TUF_METADATA = "fleet_tuf"
-_TUF_ARTIFACTS = "fleet_artifacts"
 
 ROLES = ("admin", "operator", "device", "viewer")
 
@@ -66,9 +75,9 @@ def _key_subject(bucket: str, device: str) -> str:
 #: (that form names no subject in the request subject). The stream is in the subject: nothing
 #: else can be read through them.
 RELEASE_READS = (
-    f"$JS.API.DIRECT.GET.{_stream(_TUF_METADATA)}.>",
-    f"$JS.API.DIRECT.GET.OBJ_{_TUF_ARTIFACTS}",
-    f"$JS.API.DIRECT.GET.OBJ_{_TUF_ARTIFACTS}.>",
+    f"$JS.API.DIRECT.GET.{_stream(TUF_METADATA.name)}.>",
+    f"$JS.API.DIRECT.GET.{ARTIFACTS.stream}",
+    f"$JS.API.DIRECT.GET.{ARTIFACTS.stream}.>",
 )
 
 
@@ -123,6 +132,9 @@ OPERATOR = Permissions(
         # Who is a device is decided where credentials are issued, not by the operator.
         f"$KV.{IDENTITIES.name}.>",
         f"$JS.API.STREAM.MSG.DELETE.{_stream(IDENTITIES.name)}",
+        # The operator re-signs timestamp and snapshot (fleet_tuf) but never writes an
+        # artifact: only the release manager (admin) publishes what devices run.
+        f"$O.{ARTIFACTS.name}.>",
     )
 )
 

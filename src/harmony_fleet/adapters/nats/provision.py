@@ -23,15 +23,19 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import StreamInfo
 from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
 
 from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
 from harmony_fleet.adapters.nats.errors import wrap_nats_error
 from harmony_fleet.adapters.nats.fleet_kv import (
     BUCKETS,
     LOG_STREAM,
+    OBJECT_STORES,
+    RAW_BUCKETS,
     BucketDef,
     LogStreamLimits,
 )
+from harmony_fleet.adapters.nats.stores import ObjectStoreDef, RawBucketDef
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,9 @@ async def _raise_replicas(js: JetStreamContext, stream: str, replicas: int) -> N
     await js.update_stream(info.config)
 
 
-async def ensure_bucket(js: JetStreamContext, bucket: BucketDef[Any], *, replicas: int) -> KeyValue:
+async def ensure_bucket(
+    js: JetStreamContext, bucket: BucketDef[Any] | RawBucketDef, *, replicas: int
+) -> KeyValue:
     """``bucket``, created with ``replicas`` if it does not exist yet."""
     try:
         kv = await js.key_value(bucket.name)
@@ -67,6 +73,36 @@ async def ensure_bucket(js: JetStreamContext, bucket: BucketDef[Any], *, replica
         return await js.create_key_value(bucket.config(replicas))
     except (nats.errors.Error, TimeoutError) as exc:
         raise wrap_nats_error(exc, f"create bucket {bucket.name}", write=True) from exc
+
+
+async def ensure_object_store(
+    js: JetStreamContext, store: ObjectStoreDef, *, replicas: int
+) -> ObjectStore:
+    """``store``, created with ``replicas`` if it does not exist yet (its stream allows
+    direct gets: devices read artifacts without a consumer)."""
+    try:
+        found = await js.object_store(store.name)
+    except nats.js.errors.BucketNotFoundError:
+        pass
+    except (nats.errors.Error, TimeoutError) as exc:
+        raise wrap_nats_error(exc, f"open object store {store.name}") from exc
+    else:
+        try:
+            await _raise_replicas(js, store.stream, replicas)
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise wrap_nats_error(exc, f"raise replicas of {store.name}", write=True) from exc
+        return found
+    try:
+        return await js.create_object_store(store.name, store.config(replicas))
+    except nats.js.errors.BadRequestError as exc:
+        if exc.err_code != _ERR_STREAM_EXISTS:
+            raise wrap_nats_error(exc, f"create object store {store.name}", write=True) from exc
+    except (nats.errors.Error, TimeoutError) as exc:
+        raise wrap_nats_error(exc, f"create object store {store.name}", write=True) from exc
+    try:  # someone else created it between our look-up and our create
+        return await js.object_store(store.name)
+    except (nats.errors.Error, TimeoutError) as exc:
+        raise wrap_nats_error(exc, f"open object store {store.name}") from exc
 
 
 async def ensure_log_stream(
@@ -103,10 +139,14 @@ async def provision(
     replicas: int = 1,
     log_limits: LogStreamLimits | None = None,
 ) -> None:
-    """Every bucket of the fleet and the log stream, with ``replicas`` (idempotent)."""
+    """Every bucket and object store of the fleet, and the log stream, with ``replicas``
+    (idempotent)."""
     js = nc if isinstance(nc, JetStreamContext) else nc.jetstream()
-    for bucket in BUCKETS:
+    buckets: tuple[BucketDef[Any] | RawBucketDef, ...] = (*BUCKETS, *RAW_BUCKETS)
+    for bucket in buckets:
         await ensure_bucket(js, bucket, replicas=replicas)
+    for store in OBJECT_STORES:
+        await ensure_object_store(js, store, replicas=replicas)
     await ensure_log_stream(js, log_limits, replicas=replicas)
     log.info("fleet buckets and log stream ready", extra={"replicas": replicas})
 

@@ -232,6 +232,7 @@ class EmbeddedNats:
                         provision_blocking(self.client_options(), replicas=self.kv_replicas)
                         if not self.insecure:  # what was issued or revoked while it was down
                             self._writer().sync(self.auth)
+                            self._close_writer()  # opened again by the first issue, if any
                     except Exception:
                         self.stop()
                         raise

@@ -8,6 +8,8 @@ What an install leaves on the device (a clean install)::
     <state_dir>/                              the agent's state (upgrade record, skip list)
     /etc/systemd/system/<service>.service     Restart=always, logs in the journal
     /etc/harmony-fleet/<service>.env          0600, only when there is a secret (NATS password)
+    /etc/harmony-fleet/<service>/             0700: the install's own copies of the NATS
+                                              credential files (nats.creds, ca.pem, ...), 0600
 
 The unit itself is :mod:`.unit_file`'s (a pure function of :class:`InstallSpec`): after an
 upgrade commits and the old agent exits, ``Restart=always`` starts the new version, and the
@@ -16,21 +18,28 @@ touched by an upgrade, so the judge of a new version is never that version's cod
 newer artifact by hand updates it.
 
 Every step compares before it writes, so a second identical install changes nothing and says so.
+Secret files (the env file, the credential copies) are written by
+:func:`~harmony_fleet.adapters.nats.files.write_secret`: 0600 from their first byte
+(``O_CREAT|O_EXCL`` on a temporary name, then renamed), never chmod-ed after the write; the
+unit names the copies, so the files the person gave can be deleted after the install.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from harmony_fleet.adapters.device.fs import fsync_dir, sha256_of, write_atomic
 from harmony_fleet.adapters.device.layout import AgentLayout
 from harmony_fleet.adapters.http import HTTPS_ONLY, ArtifactAccess, download
+from harmony_fleet.adapters.nats.files import write_secret
 from harmony_fleet.adapters.process.bounded import run_bounded
 from harmony_fleet.adapters.systemd.systemctl import Systemd, SystemdUnavailable
 from harmony_fleet.adapters.systemd.unit_file import (
@@ -166,8 +175,10 @@ class Installer:
         if not spec.state_dir.is_dir():
             spec.state_dir.mkdir(parents=True, mode=0o700)
             self._changed(f"created {spec.state_dir}")
+        creds_changed = await asyncio.to_thread(self._install_credentials)
         env_changed = self._write_if_changed(spec.env_path, render_env(spec), mode=0o600)
         unit_changed = self._write_if_changed(spec.unit_path, render_unit(spec), mode=0o644)
+        env_changed = env_changed or creds_changed
         if unit_changed or env_changed:
             await self.systemd.daemon_reload()
         enabled = await self.systemd.systemctl("is-enabled", "--", spec.unit_name, check=False)
@@ -205,21 +216,58 @@ class Installer:
         self._changed(f"launcher (post-commit watch hooks) -> version {v}: {dest}")
         return True
 
+    def _install_credentials(self) -> bool:
+        """Copy the NATS credential files into :attr:`InstallSpec.credentials_dir` (0700, files
+        0600 from their first byte); drop copies no longer asked for. Whether anything changed.
+        """
+        spec = self.spec
+        folder = spec.credentials_dir
+        wanted = {spec.credential_path(flag): src for flag, src in spec.nats_files.items()}
+        changed = False
+        if wanted:
+            _private_dir(folder)
+        for dest, src in wanted.items():
+            try:
+                data = src.read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {src}: {exc.strerror or exc}") from exc
+            if _same_secret(dest, data):
+                continue
+            write_secret(dest, data)
+            changed = True
+            self._changed(f"copied {src} to {dest} (0600)")
+        if folder.is_dir():
+            for leftover in sorted(folder.iterdir()):
+                if leftover not in wanted and not leftover.is_dir():
+                    leftover.unlink()
+                    changed = True
+                    self._changed(f"removed {leftover}")
+            if not wanted:
+                folder.rmdir()
+                self._changed(f"removed {folder}")
+        return changed
+
     def _write_if_changed(self, path: Path, text: str | None, *, mode: int) -> bool:
+        """``path`` holds ``text`` (None: no file); a 0600 file is a secret (write_secret)."""
         if text is None:
             if path.exists():
                 path.unlink()
                 self._changed(f"removed {path}")
                 return True
             return False
-        try:
-            if path.read_text() == text and (path.stat().st_mode & 0o777) == mode:
+        data = text.encode()
+        if mode == 0o600:
+            if _same_secret(path, data):
                 return False
-        except FileNotFoundError:
-            pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, text.encode())
-        os.chmod(path, mode)
+            write_secret(path, data)
+        else:
+            try:
+                if path.read_bytes() == data and (path.stat().st_mode & 0o777) == mode:
+                    return False
+            except FileNotFoundError:
+                pass
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, data, mode=mode)
         self._changed(f"wrote {path}")
         return True
 
@@ -244,6 +292,9 @@ class Installer:
                 path.unlink()
                 removed = True
                 self._changed(f"removed {path}")
+        if spec.credentials_dir.is_dir():
+            shutil.rmtree(spec.credentials_dir)
+            self._changed(f"removed {spec.credentials_dir}")
         if removed:
             await sd.daemon_reload()
         if purge:
@@ -277,6 +328,32 @@ def _check_purgeable(folder: Path, *, is_prefix: bool) -> None:
                 f"refusing to delete {resolved}: it holds more than versions/ and current",
                 code="unsafe_purge",
             )
+
+
+def _private_dir(folder: Path) -> None:
+    """``folder`` exists, is a real directory owned by us and is 0700."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise Refused(f"{folder} is not a directory of ours: remove it first", code="unsafe_dir")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(folder, 0o700)
+
+
+def _same_secret(path: Path, data: bytes) -> bool:
+    """``path`` is a regular file of ours, 0600, holding exactly ``data``."""
+    try:
+        info = path.lstat()
+        return (
+            stat.S_ISREG(info.st_mode)
+            and stat.S_IMODE(info.st_mode) == 0o600
+            and info.st_uid == os.geteuid()
+            and path.read_bytes() == data
+        )
+    except FileNotFoundError:
+        return False
 
 
 def _fresh_dir(path: Path) -> None:

@@ -14,6 +14,8 @@ with ``systemd-run``, so:
   read (``ExecMainCode``/``ExecMainStatus``) before the unit is removed. Stopping is therefore
   "signal the main process, read how it ended, then ``stop`` + ``reset-failed``", which leaves no
   unit behind;
+* it runs in the sandbox of the main unit (:mod:`.sandbox`, the same settings the unit file
+  has): an upgrade never widens what the agent may do;
 * transient units live under ``/run``: a reboot removes a candidate with everything else, and
   the main unit boots whatever ``current`` points at (the old version unless the commit
   happened).
@@ -36,6 +38,7 @@ from collections.abc import Mapping
 from harmony_fleet.adapters.device.launch import LaunchSpec
 from harmony_fleet.adapters.device.layout import AgentLayout
 from harmony_fleet.adapters.process.bounded import LOG_LINES, NOTE, SelfTestChild
+from harmony_fleet.adapters.systemd.sandbox import sandbox
 from harmony_fleet.adapters.systemd.systemctl import Systemd
 from harmony_fleet.adapters.systemd.units import (
     DEFAULT_SERVICE,
@@ -108,6 +111,7 @@ class SystemdRunner(SelfTestChild):
                 "Restart": "no",
                 "TimeoutStopSec": f"{self.stop_timeout_s:g}s",
                 "SyslogIdentifier": f"{self.service}-candidate",
+                **dict(sandbox(self.layout.prefix.absolute(), self.launch.state_dir.absolute())),
             },
             pass_env=passed_env(environ),
         )

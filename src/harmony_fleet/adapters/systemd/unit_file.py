@@ -14,6 +14,12 @@ hooks that run ``<prefix>/launcher/agent agent watch-hook ...`` (``adapters.syst
 ``FLEET_POST_COMMIT_WATCH=systemd`` tells the agent that this unit keeps the watch. The unit
 file carries the install's parameters in a comment line, so ``uninstall`` (and a later install)
 can find the prefix and state directory without being told again.
+
+**No secret in the unit** (it is world-readable): a password goes to the env file (0600), and the
+NATS credential files (``--nats-creds``, the CA, a client key) are copied by the install into
+:attr:`InstallSpec.credentials_dir` (0700, files 0600); the unit names the copies, never the
+files the person installing gave. **The sandbox** (:mod:`.sandbox`) is written into the unit's
+``[Service]`` section; the candidate units get the same settings from the runner.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 
 from harmony_fleet.adapters.device.launch import LaunchSpec
 from harmony_fleet.adapters.device.notes import WATCHED_BY_ENV
+from harmony_fleet.adapters.systemd.sandbox import sandbox
 from harmony_fleet.adapters.systemd.units import exec_line, service_name, unit_of, unit_value
 from harmony_fleet.contracts.ids import DeviceId
 from harmony_fleet.core.upgrade.watch import first_touch_bound, stale_after
@@ -37,6 +44,13 @@ ENV_DIR = Path("/etc/harmony-fleet")
 DEFAULT_PREFIX = Path("/opt/harmony-fleet")
 _META = "# harmony-fleet-install: "
 LAUNCHER_DIR = "launcher"
+#: The NATS flags that name a file, and the name of the install's own copy of each.
+CREDENTIAL_FILES = {
+    "--nats-creds": "nats.creds",
+    "--nats-tls-ca": "ca.pem",
+    "--nats-tls-cert": "client-cert.pem",
+    "--nats-tls-key": "client-key.pem",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,7 +62,10 @@ class InstallSpec:
     state_dir: Path
     service: str = "harmony-fleet-agent"
     nats_args: tuple[str, ...] = ()
-    """``--nats URL`` (repeated), user, creds, CA: never the password (see ``secrets``)."""
+    """``--nats URL`` (repeated), ``--nats-user``, ``--insecure``: no file, never the password."""
+    nats_files: Mapping[str, Path] = field(default_factory=dict)
+    """The files the person installing gave, by flag (:data:`CREDENTIAL_FILES`): each is copied
+    into :attr:`credentials_dir`, and the unit's command line names the copy."""
     secrets: Mapping[str, str] = field(default_factory=dict)
     """Environment for the env file (``FLEET_NATS_PASSWORD``): kept off every command line."""
     heartbeat_interval_s: float = 5.0
@@ -69,6 +86,9 @@ class InstallSpec:
         for path in (self.prefix, self.state_dir, Path(self.python)):
             if not path.is_absolute():
                 raise ConfigError(f"{path} must be an absolute path")
+        for flag in self.nats_files:
+            if flag not in CREDENTIAL_FILES:
+                raise ConfigError(f"{flag} is not a NATS credential file flag")
 
     @property
     def unit_name(self) -> str:
@@ -82,12 +102,26 @@ class InstallSpec:
     def env_path(self) -> Path:
         return self.env_dir / f"{service_name(self.service)}.env"
 
+    @property
+    def credentials_dir(self) -> Path:
+        """The install's own copies of the NATS credential files (root only: 0700)."""
+        return self.env_dir / service_name(self.service)
+
+    def credential_path(self, flag: str) -> Path:
+        """Where the copy of the file given with ``flag`` lives."""
+        return self.credentials_dir / CREDENTIAL_FILES[flag]
+
     def launch(self) -> LaunchSpec:
+        files = [
+            (flag, str(self.credential_path(flag)))
+            for flag in CREDENTIAL_FILES
+            if flag in self.nats_files
+        ]
         return LaunchSpec(
             python=self.python,
             device_id=self.device_id,
             state_dir=self.state_dir,
-            nats_args=self.nats_args,
+            nats_args=(*self.nats_args, *(word for pair in files for word in pair)),
             extra_args=(
                 "--heartbeat-interval",
                 f"{self.heartbeat_interval_s:g}",
@@ -170,6 +204,8 @@ def render_unit(spec: InstallSpec) -> str:
         "StandardOutput=journal",
         "StandardError=journal",
         f"SyslogIdentifier={service_name(spec.service)}",
+        "# The sandbox (the candidate units get the same): docs/install.md#the-sandbox",
+        *(f"{key}={value}" for key, value in sandbox(spec.prefix, spec.state_dir)),
         "",
         "[Install]",
         "WantedBy=multi-user.target",

@@ -49,8 +49,7 @@ from harmony_fleet.core.upgrade.records import (
     with_installed,
 )
 from harmony_fleet.core.upgrade.snapshot import Snapshot
-from harmony_fleet.core.upgrade.states import ErrorCode, TimerKind, UpgradeState
-from harmony_fleet.core.upgrade.trust import floor_refusal
+from harmony_fleet.core.upgrade.states import TimerKind, UpgradeState
 from harmony_fleet.logging_setup import FieldsAdapter
 
 log = logging.getLogger(__name__)
@@ -62,6 +61,9 @@ REVERT_ATTEMPTS = 3
 REVERT_PAUSE_S = 1.0
 #: Versions kept on disk after a successful upgrade (the running and the previous one).
 KEEP_VERSIONS = 2
+#: States of the last upgrade in which the running main may still be rolled back by its launcher:
+#: its version does not raise the floor until it passes the watch (``fx.RaiseFloor``).
+WATCHED = frozenset({UpgradeState.COMMITTING, UpgradeState.COMMITTED, UpgradeState.WATCHING})
 #: States in which a candidate's heartbeat can change something (not ``CANDIDATE_STATES``:
 #: those are the states in which a candidate process may exist).
 _HEARTBEAT_STATES = frozenset(
@@ -134,8 +136,11 @@ class UpgradeDriver:
         sha = await work.own_hash(self._files, self._local, self.running_version)
         if sha is not None:
             self._save(with_installed(self._local, self.running_version, sha))
-        self._save(with_floor(self._local, self.running_version))  # the main runs it: committed
         record = self._local.in_flight
+        if record is None or record.state not in WATCHED:  # it runs as main, past any watch
+            floored = with_floor(self._local, self.running_version)
+            if floored is not self._local:
+                self._save(floored)
         await self._dispatch(
             ev.AgentRestarted(
                 record=record,
@@ -279,10 +284,7 @@ class UpgradeDriver:
                 except Exception as exc:
                     self.log.error("stopping the candidate failed", extra={"error": str(exc)})
             case fx.SwapCurrent():
-                done = await work.arm_and_swap(self._files, effect)
-                if isinstance(done, ev.CommitDone):
-                    self._save(with_floor(self._local, effect.version))
-                return done
+                return await work.arm_and_swap(self._files, effect)
             case fx.Revert():
                 return await self._revert(effect)
             case fx.CleanupStaging(version=version):
@@ -348,13 +350,9 @@ class UpgradeDriver:
 
     async def _run_stage(self, marker: UpgradeMarker) -> None:
         uid = marker.upgrade_id
-        target = marker.target_version
-        on_disk = await work.on_disk(self._files, target)
-        refusal = floor_refusal(target, self._local.version_floor, on_disk=on_disk)
-        if refusal is not None:
-            self.log.warning("upgrade refused", extra={"reason": refusal, "upgrade_id": uid})
-            failed = ev.StagingFailed(upgrade_id=uid, code=ErrorCode.UNTRUSTED, detail=refusal)
-            await self._dispatch(failed)
+        refused = await work.below_floor(self._files, marker, self._local.version_floor)
+        if refused is not None:  # a downgrade: refused before anything is fetched
+            await self._dispatch(refused)
             return
         await self._dispatch(
             await work.stage(self._files, marker, lambda p: self._on_progress(uid, p))

@@ -28,6 +28,7 @@ from harmony_fleet.core.upgrade.device import (
 )
 from harmony_fleet.core.upgrade.records import InFlight, LocalState, without_installed
 from harmony_fleet.core.upgrade.states import ErrorCode
+from harmony_fleet.core.upgrade.trust import floor_refusal
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,22 @@ async def stage(files: DeviceFiles, marker: UpgradeMarker, progress: ProgressCal
     return ev.StagingDone(upgrade_id=uid)
 
 
-async def on_disk(files: DeviceFiles, target: Version) -> bool:
-    """Is ``target`` installed on this device (kept on disk)?"""
+async def below_floor(
+    files: DeviceFiles, marker: UpgradeMarker, floor: Version | None
+) -> ev.Event | None:
+    """StagingFailed (``untrusted``) if the target is below the version floor and not kept on
+    disk (``core.upgrade.trust``); None when the upgrade may go on."""
+    target = marker.target_version
     try:
-        return await files.artifact_sha256(target) is not None
+        on_disk = await files.artifact_sha256(target) is not None
     except Exception as exc:
         log.warning("installed artifact unreadable", extra={"error": str(exc)})
-        return False
+        on_disk = False
+    refusal = floor_refusal(target, floor, on_disk=on_disk)
+    if refusal is None:
+        return None
+    log.warning("upgrade refused", extra={"reason": refusal, "upgrade_id": marker.upgrade_id})
+    return ev.StagingFailed(upgrade_id=marker.upgrade_id, code=ErrorCode.UNTRUSTED, detail=refusal)
 
 
 async def self_test(

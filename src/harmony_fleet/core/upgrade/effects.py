@@ -173,6 +173,14 @@ class CollectGarbage:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RaiseFloor:
+    """``version`` passed its watch: the device's version floor rises to it (never falls;
+    ``core.upgrade.trust``). A version rolled back inside its window does not raise it."""
+
+    version: Version
+
+
+@dataclass(frozen=True, kw_only=True)
 class RememberFailedVersion:
     """Put ``version`` on this device's skip list."""
 
@@ -245,6 +253,7 @@ Effect = (
     | RecordInstalled
     | RecordPrevious
     | CollectGarbage
+    | RaiseFloor
     | RememberFailedVersion
     | RecordFinished
     | PersistInFlight

@@ -232,6 +232,7 @@ def succeed(snap: Snapshot) -> Result:
     if previous != target:
         out.append(fx.RecordPrevious(version=previous))
     out += [
+        fx.RaiseFloor(version=target),
         fx.RecordFinished(upgrade_id=uid),
         done.status(),
         fx.CollectGarbage(

@@ -94,8 +94,8 @@ def with_installed(state: LocalState, version: Version, sha256: str) -> LocalSta
 
 
 def with_floor(state: LocalState, committed: Version) -> LocalState:
-    """The state once ``committed`` has been committed (or runs as the main): the version floor
-    rises to it, never falls (``core.upgrade.trust``)."""
+    """The state once ``committed`` passed its watch (or runs as the main outside one): the
+    version floor rises to it, never falls (``core.upgrade.trust``)."""
     floor = raised_floor(state.version_floor, committed)
     if floor == state.version_floor:
         return state
@@ -123,6 +123,8 @@ def remembered(state: LocalState, effect: fx.Effect) -> LocalState | None:
             return with_installed(state, version, sha)
         case fx.RecordPrevious(version=version):
             return with_previous(state, version)
+        case fx.RaiseFloor(version=version):
+            return with_floor(state, version)
         case fx.RememberFailedVersion(version=version):
             return with_failed(state, version)
         case fx.RecordFinished(upgrade_id=uid):

@@ -5,10 +5,12 @@ downloads, how many bytes and which SHA-256 they must have, come from the signed
 version is looked up as the target :func:`target_path`, and its :class:`SignedRelease` replaces
 the marker's URL, size and hash, which are hints at most (``ReleaseTrust`` is the seam).
 
-The version floor: the highest version this device has committed (kept in its local state
-file). A target below it is a downgrade, refused (:func:`floor_refusal`) unless it is a version
-the device kept on disk: the post-commit watch's rollback and ``fleet rollback`` stay local and
-allowed; a downgrade to anything else would need a target signed for it and is refused too.
+The version floor: the highest version that passed its post-commit watch on this device
+(``fx.RaiseFloor`` at Succeeded), or ran as its main outside a watch window (kept in its local
+state file). A version rolled back inside its window does not raise it: the device must stay
+free to go to the version after the one it left. A target below the floor is a downgrade,
+refused (:func:`floor_refusal`) even when it is signed, unless it is a version the device kept
+on disk: the post-commit watch's rollback and ``fleet rollback`` stay local and allowed.
 Versions are ordered by :func:`version_key` (numbers as numbers, ``1.10.0 > 1.9.0``).
 """
 
@@ -82,8 +84,8 @@ def floor_refusal(target: str, floor: str | None, *, on_disk: bool) -> str | Non
     if floor is None or on_disk or version_key(target) >= version_key(floor):
         return None
     return (
-        f"downgrade below floor: {target} is older than {floor}, the highest version this "
-        "device committed, and is not kept on disk"
+        f"downgrade below floor: {target} is older than {floor}, the highest version that "
+        "succeeded on this device, and is not kept on disk"
     )
 
 

@@ -137,7 +137,8 @@ def device_schema() -> dict[str, Any]:
                 "type": "object",
                 "properties": {
                     "agentVersion": _version_field(
-                        "Desired agent version; must be published with `fleet release publish`."
+                        "Desired agent version; must be published with "
+                        "`fleet release catalogue publish`."
                     ),
                     "force": {
                         "type": "boolean",

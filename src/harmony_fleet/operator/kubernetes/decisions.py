@@ -206,7 +206,8 @@ def marker_for(
             reason=SpecReason.UNKNOWN_RELEASE,
             message=(
                 f"no release {desired.version} in the catalogue; publish it with "
-                f"`fleet release publish --version {desired.version} --url URL --sha256 HEX`"
+                "`fleet release catalogue publish "
+                f"--version {desired.version} --url URL --sha256 HEX`"
             ),
             retry=True,
         )
