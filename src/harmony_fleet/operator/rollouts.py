@@ -1,0 +1,160 @@
+"""One pass of a rollout: read what NATS knows, ask the engine, perform its plan.
+
+:func:`drive_once` is the operator's side of the pure engine (``core.rollout``, docs/rollouts.md):
+it reads the rollout, its status and its progress records, the registry, every upgrade status
+and marker, and the release being rolled out; calls :func:`~harmony_fleet.core.rollout.plan`;
+then writes, in this order, the changed progress records, the markers (through
+:func:`~harmony_fleet.adapters.nats.fleet_kv.write_marker`, compare-and-set), and the status.
+Everything it needs is in KV, so a pass after an operator restart, or a pass repeated after a
+crash between two writes, carries on where the last one stopped (the engine re-emits a marker a
+record names but the device does not hold, with the same upgrade id).
+
+It reads whole buckets (``snapshot``) on every pass: right for tests and small fleets, not for
+10,000 devices, where the operator's in-memory registry and coordinator must feed the views
+instead (docs/rollouts.md, "What is not built").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+from harmony_fleet.adapters.nats.fleet_kv import (
+    ROLLOUT_PROGRESS,
+    ROLLOUT_STATUSES,
+    ROLLOUTS,
+    FleetKV,
+    write_marker,
+)
+from harmony_fleet.adapters.nats.kv import Entry, Undecodable
+from harmony_fleet.contracts import (
+    DeviceId,
+    DeviceProgress,
+    Release,
+    RolloutStatus,
+    UpgradeMarker,
+    UpgradeStatus,
+    release_key,
+)
+from harmony_fleet.contracts.rollout import progress_key
+from harmony_fleet.contracts.upgrade import ArtifactSource
+from harmony_fleet.core.rollout import DeviceView, Plan, Start, UpgradeView, plan
+from harmony_fleet.errors import Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: ``requested_by`` of the markers a rollout writes.
+REQUESTED_BY_PREFIX = "rollout/"
+
+
+def _values(entries: Iterable[Entry[T] | Undecodable]) -> list[T]:
+    """The decodable values (an undecodable one is left out, as the registry does)."""
+    return [e.value for e in entries if isinstance(e, Entry)]
+
+
+async def drive_once(kv: FleetKV, name: str, *, now: float) -> Plan:
+    """One pass of rollout ``name`` at time ``now``; the plan it performed."""
+    spec_entry = await (await kv.open(ROLLOUTS)).get(name)
+    if spec_entry is None:
+        raise NotFound(f"no rollout {name!r}; create it with `fleet rollout create`")
+    rollout = spec_entry.value
+    statuses_kv = await kv.open(ROLLOUT_STATUSES)
+    status_entry = await statuses_kv.get(name)
+    status = status_entry.value if status_entry is not None else RolloutStatus(name=name)
+
+    progress_kv = await kv.open(ROLLOUT_PROGRESS)
+    progress: dict[DeviceId, DeviceProgress] = {}
+    for record in _values(await progress_kv.snapshot()):
+        if record.rollout == name:
+            progress[DeviceId(record.device_id)] = record
+
+    release_entry = await (await kv.releases()).get(release_key(rollout.version))
+    release = release_entry.value if release_entry is not None else None
+    devices = await _views(kv)
+    result = plan(
+        rollout,
+        status,
+        devices,
+        progress,
+        now=now,
+        artifact_size=release.size if release is not None else None,
+    )
+    for record in result.writes:
+        await progress_kv.put(progress_key(name, record.device_id), record)
+    for start in result.starts:
+        await _write_marker(kv, start, release, name=name, now=now)
+    if result.status != status:
+        await statuses_kv.put(name, result.status)
+    return result
+
+
+async def _views(kv: FleetKV) -> list[DeviceView]:
+    records = _values(await (await kv.devices()).snapshot())
+    statuses: Mapping[str, UpgradeStatus] = {
+        s.device_id: s for s in _values(await (await kv.statuses()).snapshot())
+    }
+    markers: Mapping[str, UpgradeMarker] = {
+        m.device_id: m for m in _values(await (await kv.markers()).snapshot())
+    }
+    views = []
+    for record in records:
+        device = record.device_id
+        status = statuses.get(device)
+        marker = markers.get(device)
+        views.append(
+            DeviceView(
+                device_id=DeviceId(device),
+                online=record.online,
+                agent_version=record.current_version,
+                labels=dict(record.labels),
+                upgrade=UpgradeView.of(status) if status is not None else None,
+                marker_upgrade_id=marker.upgrade_id if marker is not None else None,
+            )
+        )
+    return views
+
+
+async def _write_marker(
+    kv: FleetKV, start: Start, release: Release | None, *, name: str, now: float
+) -> None:
+    """The marker for one start; a missing release or a lost race is logged, not raised: the
+    engine asks again on the next pass, and a marker another requester wrote turns into a
+    Superseded status the engine counts as skipped."""
+    if start.undo:
+        if start.sha256 is None:
+            return
+        marker = UpgradeMarker(
+            upgrade_id=start.upgrade_id,
+            device_id=start.device_id,
+            target_version=start.target_version,
+            artifact_url="",
+            sha256=start.sha256,
+            requested_at=now,
+            requested_by=f"{REQUESTED_BY_PREFIX}{name}/undo",
+            source=ArtifactSource.INSTALLED,
+        )
+    elif release is None:
+        log.warning(
+            "rollout %s: no release %s in the catalogue; nothing started",
+            name,
+            start.target_version,
+        )
+        return
+    else:
+        marker = UpgradeMarker(
+            upgrade_id=start.upgrade_id,
+            device_id=start.device_id,
+            target_version=start.target_version,
+            artifact_url=release.artifact_url,
+            sha256=release.sha256,
+            size=release.size,
+            requested_at=now,
+            requested_by=f"{REQUESTED_BY_PREFIX}{name}",
+        )
+    try:
+        await write_marker(kv, marker)
+    except Conflict:
+        log.warning("rollout %s: marker for %s lost a race", name, start.device_id)
