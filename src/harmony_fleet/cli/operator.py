@@ -86,6 +86,23 @@ if TYPE_CHECKING:  # the real import is lazy: see _kubernetes()
     help="kubeconfig file (with --kubernetes); default: in-cluster, then $KUBECONFIG.",
 )
 @click.option(
+    "--tuf-root",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    envvar="FLEET_TUF_ROOT",
+    show_envvar=True,
+    help="The release repository's root.json (with --kubernetes): spec.agentVersion is looked "
+    "up in the signed metadata instead of the unsigned catalogue.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/var/lib/harmony-fleet/operator"),
+    show_default=True,
+    envvar="FLEET_OPERATOR_STATE_DIR",
+    help="Where the operator keeps the signed metadata it has followed (with --tuf-root).",
+)
+@click.option(
     "--tuf-online-keys",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,
@@ -111,6 +128,8 @@ def operator_cmd(
     kubernetes: bool,
     namespace: str,
     kubeconfig: str | None,
+    tuf_root: Path | None,
+    state_dir: Path,
     tuf_online_keys: Path | None,
     tuf_refresh_every: float,
     log_json: bool,
@@ -126,14 +145,18 @@ def operator_cmd(
         presence=PresencePolicy(missed=missed, refresh_s=refresh),
         admit=Admit(admit) if admit else None,
     )
-    k8s = _kubernetes(namespace, kubeconfig) if kubernetes else None
+    if tuf_root is not None and not kubernetes:
+        raise click.UsageError("--tuf-root is for --kubernetes (devices pin their own root)")
+    k8s = _kubernetes(namespace, kubeconfig, tuf_root, state_dir) if kubernetes else None
     extensions: list[Extension] = [k8s] if k8s is not None else []
     if tuf_online_keys is not None:
         extensions.append(ReleaseRefresh(tuf_online_keys, every_s=tuf_refresh_every))
     raise SystemExit(asyncio.run(_run(config, extensions, k8s)))
 
 
-def _kubernetes(namespace: str, kubeconfig: str | None) -> KubernetesExtension:
+def _kubernetes(
+    namespace: str, kubeconfig: str | None, tuf_root: Path | None, state_dir: Path
+) -> KubernetesExtension:
     """The Kubernetes extension, imported here so that the embedded mode never loads kopf."""
     try:
         from harmony_fleet.operator.kubernetes.extension import (  # noqa: PLC0415
@@ -145,7 +168,11 @@ def _kubernetes(namespace: str, kubeconfig: str | None) -> KubernetesExtension:
             f"--kubernetes needs the [kubernetes] extra (pip install 'harmony-fleet[kubernetes]'): "
             f"{exc}"
         ) from exc
-    return KubernetesExtension(KubernetesOptions(namespace=namespace, kubeconfig=kubeconfig))
+    return KubernetesExtension(
+        KubernetesOptions(
+            namespace=namespace, kubeconfig=kubeconfig, trust_root=tuf_root, state_dir=state_dir
+        )
+    )
 
 
 async def _run(

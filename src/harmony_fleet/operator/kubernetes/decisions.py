@@ -196,16 +196,21 @@ def marker_for(
     desired: Desired,
     release: Release | None,
     *,
+    signed: bool = False,
     upgrade_id: UpgradeId,
     now: float,
     source: str,
 ) -> UpgradeMarker | SpecProblem:
-    """The marker for ``desired`` from its catalogue entry; a problem if there is none."""
+    """The marker for ``desired`` from its release (``signed``: from the signed metadata, else
+    the unsigned catalogue); a problem if there is none."""
     if release is None or release.version != desired.version:
         return SpecProblem(
             reason=SpecReason.UNKNOWN_RELEASE,
             message=(
-                f"no release {desired.version} in the catalogue; publish it with "
+                f"no signed release {desired.version}; publish it with "
+                f"`fleet release publish ARTIFACT --version {desired.version}`"
+                if signed
+                else f"no release {desired.version} in the catalogue; publish it with "
                 "`fleet release catalogue publish "
                 f"--version {desired.version} --url URL --sha256 HEX`"
             ),

@@ -24,6 +24,7 @@ import logging
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import kopf
@@ -37,6 +38,7 @@ from harmony_fleet.operator.kubernetes.handlers import (
     settings,
 )
 from harmony_fleet.operator.kubernetes.reflector import Reflector
+from harmony_fleet.operator.kubernetes.signed import SignedReleases
 from harmony_fleet.operator.runtime import Operator
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,11 @@ class KubernetesOptions:
     """How often the namespace is listed again (notices deletions and hand edits of status)."""
     release_retry_s: float = 10.0
     """How soon a spec naming an unpublished release is tried again."""
+    trust_root: Path | None = None
+    """The release repository's root (``--tuf-root``): versions are looked up in the signed
+    metadata (:mod:`.signed`); None: the unsigned ``fleet_releases`` catalogue."""
+    state_dir: Path = Path("/var/lib/harmony-fleet/operator")
+    """Where the signed metadata followed so far is kept (with ``trust_root``)."""
 
 
 class KubernetesExtension:
@@ -108,6 +115,11 @@ class KubernetesExtension:
                 on_verdict=self.reflector.set_verdict,
                 on_gone=self.reflector.forget,
                 retry_s=opts.release_retry_s,
+                releases=(
+                    SignedReleases(nc, opts.trust_root, opts.state_dir)
+                    if opts.trust_root is not None
+                    else None
+                ),
             )
             kopf_registry = build_registry(
                 self.handling,

@@ -73,6 +73,9 @@ class SpecHandling:
     on_verdict: VerdictSink
     on_gone: GoneSink
     retry_s: float = 10.0
+    releases: Callable[[str], Awaitable[Release | None]] | None = None
+    """The signed release metadata (:class:`~.signed.SignedReleases`); None: the unsigned
+    ``fleet_releases`` catalogue."""
     markers_written: int = 0
     _kv: FleetKV | None = field(default=None, repr=False)
 
@@ -126,10 +129,15 @@ class SpecHandling:
         if decided.action is Action.NOTHING:
             self._say(name, True, SpecReason.ACCEPTED, decided.why)
             return decided.why
-        release: Release | None = await self._get(RELEASES, release_key(desired.version))
+        release: Release | None
+        if self.releases is not None:
+            release = await self.releases(desired.version)
+        else:
+            release = await self._get(RELEASES, release_key(desired.version))
         made = marker_for(
             desired,
             release,
+            signed=self.releases is not None,
             upgrade_id=new_upgrade_id(),
             now=time.time(),
             source=f"{self.namespace}/{name}",

@@ -1,0 +1,66 @@
+"""The Kubernetes mode with ``--tuf-root``: ``spec.agentVersion`` is looked up in the signed
+release repository (verified by ngclient from the pinned root, over the real server), never in
+the unsigned catalogue: an unsigned version is an ``UnknownRelease`` verdict even when the
+catalogue lists it, a signed one becomes a marker with the signed SHA-256 and length."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import kopf
+import pytest
+
+from harmony_fleet.adapters.nats.connection import NatsClient
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV
+from harmony_fleet.cli.release_catalogue import publish as catalogue_publish
+from harmony_fleet.contracts import Release
+from harmony_fleet.operator.kubernetes.decisions import Trigger
+from harmony_fleet.operator.kubernetes.handlers import SpecHandling
+from harmony_fleet.operator.kubernetes.signed import SignedReleases
+from harmony_fleet.operator.kubernetes.statuses import SpecVerdict
+from harmony_fleet.operator.registry import Registry
+from harmony_fleet.testing.releases import LocalReleases
+
+
+async def test_versions_resolve_through_signed_metadata_only(
+    nc: NatsClient, tmp_path: Path
+) -> None:
+    releases = LocalReleases.init(tmp_path / "repo")
+    artifact = tmp_path / "agent.pyz"
+    artifact.write_bytes(b"agent 2.0.0 bytes")
+    signed = await releases.publish(nc, artifact, "2.0.0")
+    await catalogue_publish(  # an unsigned catalogue entry the operator must not trust
+        nc,
+        Release(
+            version="3.0.0",
+            artifact_url="http://evil/agent.pyz",
+            sha256="f" * 64,
+            published_at=time.time(),
+        ),
+    )
+    verdicts: dict[str, SpecVerdict] = {}
+    handling = SpecHandling(
+        nc=nc,
+        registry=Registry(),
+        namespace="ns",
+        on_verdict=verdicts.__setitem__,
+        on_gone=lambda _name: None,
+        releases=SignedReleases(nc, releases.trust_root, tmp_path / "operator"),
+    )
+
+    with pytest.raises(kopf.TemporaryError, match=r"fleet release publish ARTIFACT --version 3"):
+        await handling.reconcile("edge-1", {"agentVersion": "3.0.0"}, Trigger.CHANGE)
+    assert verdicts["edge-1"].reason.value == "UnknownRelease"
+    assert await (await FleetKV(nc).markers()).get("edge-1") is None
+
+    await handling.reconcile("edge-1", {"agentVersion": "2.0.0"}, Trigger.CHANGE)
+    entry = await (await FleetKV(nc).markers()).get("edge-1")
+    assert entry is not None
+    marker = entry.value
+    assert (marker.target_version, marker.sha256, marker.size) == (
+        "2.0.0",
+        signed.sha256,
+        len(b"agent 2.0.0 bytes"),
+    )
+    assert marker.artifact_url == ""  # the device fetches the verified target itself
