@@ -1,8 +1,10 @@
 """Benchmark: how fast the operator ingests heartbeats, against a bare nats-py subscriber.
 
-Run: ``.venv/bin/python bench/heartbeats.py [--messages 300000] [--devices 20000]``
+Run: ``.venv/bin/python bench/heartbeats.py [--messages 300000] [--devices 20000]
+[--connect-devices 2000] [--parts ceiling,operator,tls,fleet,connect]`` (smaller numbers for a
+quick look on a shared machine; the targets are for the defaults).
 
-Three parts, each against a fresh embedded nats-server, each side in its own process:
+Five parts, each against a fresh embedded nats-server, each side in its own process:
 
 1. **ceiling**: a bare nats-py subscriber on ``fleet.*.heartbeat`` that only counts, while a
    publisher process sends ``--messages`` pre-encoded heartbeats as fast as it can;
@@ -11,16 +13,28 @@ Three parts, each against a fresh embedded nats-server, each side in its own pro
 3. **fleet**: ``--devices`` simulated agents (one process) beating every ``--interval`` seconds
    for ``--rounds`` rounds against the operator; then the registry in KV is read back and every
    device must be shown online.
+4. **tls**: the operator part again against the secure default server (TLS, JWT auth: what
+   ``fleet server`` runs). The operator holds an operator credential and admits only issued
+   devices (every blast device is issued an identity first, outside the measured window); the
+   publisher holds the admin's. ``tls_ratio`` is its ingest over the plain operator part's, in
+   this same process (target >= 0.8).
+5. **connect**: ``--connect-devices`` devices, each issued ITS OWN device credential through
+   the server's setup (``EmbeddedNats.issue_many``: the issue time is reported), connect at
+   once over TLS (``--sim-procs`` processes, each connection retrying as an agent does) and
+   heartbeat; ``connect_2000_online_s`` is the time from the start of the connections until the
+   operator's registry in KV shows every one of them online (target <= 60 s).
 
-The final line is one JSON object: rates, their ratio (target >= 0.5), the operator's peak RSS,
-and the fleet check.
+The final line is one JSON object: rates, their ratios (targets: ratio >= 0.5, tls_ratio >=
+0.8), the operator's peak RSS, the fleet check and the connect measurement.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -29,6 +43,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -59,9 +74,14 @@ def payloads(devices: int) -> list[tuple[str, bytes]]:
     return out
 
 
+def options(url: str, creds: str | None = None, ca: str | None = None) -> NatsOptions:
+    """How a role reaches the server: open, or with its credential and the fleet CA."""
+    return NatsOptions(servers=(url,), creds_file=creds, tls_ca_file=ca)
+
+
 # -- roles (each runs in its own process) ------------------------------------------------------
-async def role_bare(url: str, expect: int, idle_s: float) -> dict[str, float]:
-    nc = await connect(NatsOptions(servers=(url,)))
+async def role_bare(opts: NatsOptions, expect: int, idle_s: float) -> dict[str, float]:
+    nc = await connect(opts)
     count = 0
     first = last = 0.0
     done = asyncio.Event()
@@ -88,13 +108,11 @@ async def role_bare(url: str, expect: int, idle_s: float) -> dict[str, float]:
     return {"received": count, "seconds": last - first, "peak_rss_mib": peak_rss_mib()}
 
 
-async def role_operator(url: str, expect: int, idle_s: float) -> dict[str, float]:
+async def role_operator(opts: NatsOptions, expect: int, idle_s: float) -> dict[str, float]:
     from harmony_fleet.core.presence import PresencePolicy
     from harmony_fleet.operator.runtime import Operator, OperatorConfig
 
-    op = Operator(
-        OperatorConfig(nats=NatsOptions(servers=(url,)), presence=PresencePolicy(refresh_s=60.0))
-    )
+    op = Operator(OperatorConfig(nats=opts, presence=PresencePolicy(refresh_s=60.0)))
     task = asyncio.ensure_future(op.run())
     await op.ready.wait()
     first = last = 0.0
@@ -134,13 +152,11 @@ async def role_operator(url: str, expect: int, idle_s: float) -> dict[str, float
     }
 
 
-async def role_operator_forever(url: str) -> None:
+async def role_operator_forever(opts: NatsOptions) -> None:
     from harmony_fleet.core.presence import PresencePolicy
     from harmony_fleet.operator.runtime import Operator, OperatorConfig
 
-    op = Operator(
-        OperatorConfig(nats=NatsOptions(servers=(url,)), presence=PresencePolicy(refresh_s=60.0))
-    )
+    op = Operator(OperatorConfig(nats=opts, presence=PresencePolicy(refresh_s=60.0)))
     task = asyncio.ensure_future(op.run())
     await op.ready.wait()
     print("READY", flush=True)
@@ -170,8 +186,8 @@ async def _wait_done(done: asyncio.Event, progress: object, idle_s: float) -> No
             last_count = now
 
 
-async def role_publish(url: str, messages: int, devices: int) -> dict[str, float]:
-    nc = await connect(NatsOptions(servers=(url,)))
+async def role_publish(opts: NatsOptions, messages: int, devices: int) -> dict[str, float]:
+    nc = await connect(opts)
     batch = payloads(devices)
     start = time.perf_counter()
     for i in range(messages):
@@ -183,9 +199,11 @@ async def role_publish(url: str, messages: int, devices: int) -> dict[str, float
     return {"sent": messages, "seconds": seconds}
 
 
-async def role_fleet(url: str, devices: int, interval: float, rounds: int) -> dict[str, float]:
+async def role_fleet(
+    opts: NatsOptions, devices: int, interval: float, rounds: int
+) -> dict[str, float]:
     """Simulated agents: every device beats once per interval, spread evenly over it."""
-    nc = await connect(NatsOptions(servers=(url,)))
+    nc = await connect(opts)
     batch = payloads(devices)
     start = time.perf_counter()
     late = 0.0
@@ -205,6 +223,86 @@ async def role_fleet(url: str, devices: int, interval: float, rounds: int) -> di
     return {"sent": devices * rounds, "max_lateness_s": late}
 
 
+async def role_connect(
+    url: str, ca: str, creds_dir: str, names: list[str], interval: float
+) -> None:
+    """Devices each with its own credential: connect all at once over TLS (retrying as an agent
+    does), beat once connected and every ``interval`` until stdin closes.
+
+    Every client of this process shares its CPU, so a TLS handshake waits behind the others'
+    here as it would not on a device of its own: the connect timeout is 30 s (the agent's is
+    2 s), so that the simulator's own queue is not counted as refused connections."""
+    from harmony_fleet.adapters.nats.connection import connect_forever
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    quiet = logging.getLogger("bench.connect")
+    quiet.setLevel(logging.ERROR)
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    connected: list[float] = []
+    clients = []
+
+    async def device(name: str) -> None:
+        opts = NatsOptions(
+            servers=(url,),
+            name=name,
+            creds_file=str(Path(creds_dir) / f"{name}.creds"),
+            tls_ca_file=ca,
+            inbox_prefix=subjects.inbox_prefix(name),
+            connect_timeout_s=30.0,
+        )
+        nc = await connect_forever(opts, log=quiet, stop=stop)
+        if nc is None:
+            return
+        clients.append(nc)
+        connected.append(time.perf_counter() - started)
+        instance = uuid.uuid4().hex
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            beat = Heartbeat(
+                device_id=name,
+                instance_id=instance,
+                agent_version="1.0.0",
+                role=Role.MAIN,
+                seq=seq,
+                sent_at=time.time(),
+                uptime_s=time.perf_counter() - started,
+                interval_s=interval,
+            )
+            await nc.publish(subjects.heartbeat(name), encode(beat))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    async def progress() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 5.0)
+            print(f"  connect: {len(connected)}/{len(names)} connected", file=sys.stderr)
+
+    tasks = [asyncio.ensure_future(device(n)) for n in names]
+    reporter = asyncio.ensure_future(progress())
+    print("READY", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*(nc.close() for nc in clients), return_exceptions=True)
+    await reporter
+    done = sorted(connected)
+    print(
+        json.dumps(
+            {
+                "connected": len(done),
+                "all_connected_s": round(done[-1], 2) if done else None,
+                "median_connect_s": round(done[len(done) // 2], 2) if done else None,
+                "peak_rss_mib": round(peak_rss_mib(), 1),
+            }
+        ),
+        flush=True,
+    )
+
+
 # -- driver ----------------------------------------------------------------------------------
 def spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
@@ -219,20 +317,60 @@ def wait_ready(proc: subprocess.Popen[str]) -> None:
         raise SystemExit(f"benchmark child failed to start: {line!r}")
 
 
-def result_of(proc: subprocess.Popen[str], stdin: str = "") -> dict[str, float]:
+def result_of(proc: subprocess.Popen[str], stdin: str = "") -> dict[str, Any]:
     out, _ = proc.communicate(stdin, timeout=600)
-    return json.loads(out.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
 
 
-def consume_run(role: str, messages: int, devices: int, tmp: Path) -> dict[str, float]:
-    with EmbeddedNats(store_dir=tmp / f"nats-{role}", insecure=True) as server:
-        consumer = spawn("--role", role, "--url", server.url, "--messages", str(messages))
+class Server:
+    """One fresh embedded nats-server for a part: open (``secure=False``), or the secure
+    default (TLS + JWT) with an operator credential issued for the operator role."""
+
+    def __init__(self, tmp: Path, name: str, *, secure: bool) -> None:
+        self.nats = EmbeddedNats(store_dir=tmp / f"nats-{name}", insecure=not secure)
+        self.secure = secure
+        self.tmp = tmp
+
+    def __enter__(self) -> Server:
+        self.nats.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.nats.stop()
+
+    def args(self, role: str) -> list[str]:
+        """``--url`` and, when secure, ``--creds``/``--ca``: the operator's own credential for
+        the operator roles, the admin's for the publishers (they speak for many devices)."""
+        out = ["--url", self.nats.url]
+        if self.secure:
+            if role.startswith("operator"):
+                creds = self.nats.issue("operator", "bench-operator", self.tmp / "operator.creds")
+            else:
+                creds = self.nats.admin_creds
+            out += ["--creds", str(creds), "--ca", str(self.nats.auth.ca_file)]
+        return out
+
+    @property
+    def admin(self) -> NatsOptions:
+        return self.nats.client_options()
+
+
+def consume_run(
+    role: str, messages: int, devices: int, tmp: Path, *, secure: bool = False
+) -> dict[str, Any]:
+    name = f"{role}-tls" if secure else role
+    with Server(tmp, name, secure=secure) as server:
+        if secure:  # the operator admits issued devices only: issue every blast device
+            started = time.perf_counter()
+            server.nats.issue_many("device", [f"dev-{i:06d}" for i in range(devices)])
+            issued_s = time.perf_counter() - started
+        consumer = spawn("--role", role, *server.args(role), "--messages", str(messages))
         wait_ready(consumer)
         pub = spawn(
             "--role",
             "publish",
-            "--url",
-            server.url,
+            *server.args("publish"),
             "--messages",
             str(messages),
             "--devices",
@@ -241,18 +379,19 @@ def consume_run(role: str, messages: int, devices: int, tmp: Path) -> dict[str, 
         pub_result = result_of(pub)
         result = result_of(consumer)
         result["publish_seconds"] = pub_result["seconds"]
+        if secure:
+            result["issue_identities_s"] = round(issued_s, 2)
         return result
 
 
 def fleet_run(devices: int, interval: float, rounds: int, tmp: Path) -> dict[str, object]:
-    with EmbeddedNats(store_dir=tmp / "nats-fleet", insecure=True) as server:
-        op = spawn("--role", "operator-forever", "--url", server.url)
+    with Server(tmp, "fleet", secure=False) as server:
+        op = spawn("--role", "operator-forever", *server.args("operator-forever"))
         wait_ready(op)
         sim = spawn(
             "--role",
             "fleet",
-            "--url",
-            server.url,
+            *server.args("fleet"),
             "--devices",
             str(devices),
             "--interval",
@@ -262,7 +401,7 @@ def fleet_run(devices: int, interval: float, rounds: int, tmp: Path) -> dict[str
         )
         sim_result = result_of(sim)
         op_result = result_of(op, "stop\n")
-        online, total = asyncio.run(_count_online(server.url))
+        online, total = asyncio.run(_count_online(server.admin))
         return {
             "devices": devices,
             "interval_s": interval,
@@ -275,76 +414,210 @@ def fleet_run(devices: int, interval: float, rounds: int, tmp: Path) -> dict[str
         }
 
 
-async def _count_online(url: str) -> tuple[int, int]:
+def connect_run(devices: int, procs: int, limit_s: float, tmp: Path) -> dict[str, object]:
+    """Issue every device its own credential, connect them all at once over TLS, and time
+    until the operator's registry (in KV) shows all of them online."""
+    with Server(tmp, "connect", secure=True) as server:
+        op = spawn("--role", "operator-forever", *server.args("operator-forever"))
+        wait_ready(op)
+        names = [f"conn-{i:05d}" for i in range(devices)]
+        started = time.perf_counter()
+        issued = server.nats.issue_many("device", names)
+        issue_s = time.perf_counter() - started
+        creds_dir = tmp / "device-creds"
+        creds_dir.mkdir(mode=0o700)
+        for name, creds in zip(names, issued, strict=True):
+            fd = os.open(creds_dir / f"{name}.creds", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(creds)
+        sims = []
+        started = time.perf_counter()
+        for k in range(procs):
+            sims.append(
+                spawn(
+                    "--role",
+                    "connect",
+                    "--url",
+                    server.nats.url,
+                    "--ca",
+                    str(server.nats.auth.ca_file),
+                    "--creds-dir",
+                    str(creds_dir),
+                    "--names",
+                    str(_names_file(tmp, k, names[k::procs])),
+                )
+            )
+        for sim in sims:
+            wait_ready(sim)
+        online_s, online = asyncio.run(_wait_online(server.admin, devices, started, limit_s))
+        sim_results = [result_of(sim, "stop\n") for sim in sims]
+        op_result = result_of(op, "stop\n")
+        return {
+            "devices": devices,
+            "sim_procs": procs,
+            "issue_s": round(issue_s, 2),
+            "online": online,
+            "online_s": None if online_s is None else round(online_s, 2),
+            "connected": sum(r["connected"] for r in sim_results),
+            "all_connected_s": max((r["all_connected_s"] or 0.0) for r in sim_results),
+            "sim_peak_rss_mib": max(r["peak_rss_mib"] for r in sim_results),
+            "operator_devices": op_result["devices"],
+            "operator_peak_rss_mib": round(op_result["peak_rss_mib"], 1),
+        }
+
+
+def _names_file(tmp: Path, k: int, names: list[str]) -> Path:
+    path = tmp / f"names-{k}.txt"
+    path.write_text("\n".join(names))
+    return path
+
+
+async def _wait_online(
+    opts: NatsOptions, expect: int, started: float, limit_s: float
+) -> tuple[float | None, int]:
+    """Seconds from ``started`` until ``expect`` devices are online in KV (None: not within
+    ``limit_s``), and how many were online at the end."""
+    online = 0
+    while time.perf_counter() - started < limit_s:
+        online, _ = await _count_online(opts, prefix="conn-")
+        if online >= expect:
+            return time.perf_counter() - started, online
+        await asyncio.sleep(0.5)  # polling the registry: the measured condition itself
+    return None, online
+
+
+async def _count_online(opts: NatsOptions, prefix: str = "") -> tuple[int, int]:
     from harmony_fleet.adapters.nats.fleet_kv import FleetKV
     from harmony_fleet.adapters.nats.kv import Entry
 
-    nc = await connect(NatsOptions(servers=(url,)))
-    kv = await FleetKV(nc).devices()
-    items = await kv.snapshot(timeout_s=120)
-    await nc.close()
-    online = sum(1 for e in items if isinstance(e, Entry) and e.value.online)
-    return online, len(items)
+    nc = await connect(opts)
+    try:
+        kv = await FleetKV(nc).devices()
+        items = await kv.snapshot(timeout_s=120)
+    finally:
+        await nc.close()
+    mine = [e for e in items if isinstance(e, Entry) and e.key.startswith(prefix)]
+    return sum(1 for e in mine if e.value.online), len(mine)
+
+
+PARTS = ("ceiling", "operator", "tls", "fleet", "connect")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--role", default="driver")
     ap.add_argument("--url")
+    ap.add_argument("--creds")
+    ap.add_argument("--ca")
+    ap.add_argument("--creds-dir")
+    ap.add_argument("--names", help="a file of device names, one a line (role connect)")
     ap.add_argument("--messages", type=int, default=300_000)
     ap.add_argument("--devices", type=int, default=20_000)
     ap.add_argument("--interval", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--idle", type=float, default=5.0)
+    ap.add_argument("--connect-devices", type=int, default=2000)
+    ap.add_argument("--sim-procs", type=int, default=2)
+    ap.add_argument("--connect-limit", type=float, default=120.0)
+    ap.add_argument("--parts", default=",".join(PARTS), help="which parts to run")
     a = ap.parse_args()
+    opts = options(a.url, a.creds, a.ca) if a.url else NatsOptions()
     if a.role == "bare":
-        print(json.dumps(asyncio.run(role_bare(a.url, a.messages, a.idle))))
+        print(json.dumps(asyncio.run(role_bare(opts, a.messages, a.idle))))
         return
     if a.role == "operator":
-        print(json.dumps(asyncio.run(role_operator(a.url, a.messages, a.idle))))
+        print(json.dumps(asyncio.run(role_operator(opts, a.messages, a.idle))))
         return
     if a.role == "operator-forever":
-        asyncio.run(role_operator_forever(a.url))
+        asyncio.run(role_operator_forever(opts))
         return
     if a.role == "publish":
-        print(json.dumps(asyncio.run(role_publish(a.url, a.messages, a.devices))))
+        print(json.dumps(asyncio.run(role_publish(opts, a.messages, a.devices))))
         return
     if a.role == "fleet":
-        print(json.dumps(asyncio.run(role_fleet(a.url, a.devices, a.interval, a.rounds))))
+        print(json.dumps(asyncio.run(role_fleet(opts, a.devices, a.interval, a.rounds))))
         return
+    if a.role == "connect":
+        names = Path(a.names).read_text().split()
+        asyncio.run(role_connect(a.url, a.ca, a.creds_dir, names, a.interval))
+        return
+    parts = set(a.parts.split(","))
+    unknown = parts - set(PARTS)
+    if unknown:
+        raise SystemExit(f"--parts: unknown {sorted(unknown)}; choose from {PARTS}")
+    if "tls" in parts:
+        parts.add("operator")  # tls_ratio is against the plain operator run of this process
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-hb-") as tmp_s:
         tmp = Path(tmp_s)
-        print(f"ceiling: bare subscriber, {a.messages} messages", file=sys.stderr)
-        bare = consume_run("bare", a.messages, a.devices, tmp)
-        print(f"  {bare}", file=sys.stderr)
-        print("operator: same blast", file=sys.stderr)
-        oper = consume_run("operator", a.messages, a.devices, tmp)
-        print(f"  {oper}", file=sys.stderr)
-        print(f"fleet: {a.devices} devices every {a.interval} s x {a.rounds}", file=sys.stderr)
-        fleet = fleet_run(a.devices, a.interval, a.rounds, tmp)
-        print(f"  {fleet}", file=sys.stderr)
-    bare_rate = bare["received"] / max(bare["seconds"], 1e-9)
-    op_rate = oper["received"] / max(oper["seconds"], 1e-9)
-    ratio = op_rate / bare_rate
-    summary = {
+        for part in PARTS:
+            if part not in parts:
+                continue
+            print(f"{part}: ...", file=sys.stderr)
+            if part == "ceiling":
+                results[part] = consume_run("bare", a.messages, a.devices, tmp)
+            elif part == "operator":
+                results[part] = consume_run("operator", a.messages, a.devices, tmp)
+            elif part == "tls":
+                results[part] = consume_run("operator", a.messages, a.devices, tmp, secure=True)
+            elif part == "fleet":
+                results[part] = fleet_run(a.devices, a.interval, a.rounds, tmp)
+            else:
+                results[part] = connect_run(a.connect_devices, a.sim_procs, a.connect_limit, tmp)
+            print(f"  {results[part]}", file=sys.stderr)
+    print(msgspec.json.encode(summarize(a, results)).decode())
+
+
+def _rate(run: dict[str, Any] | None) -> float | None:
+    if run is None:
+        return None
+    return float(run["received"]) / max(float(run["seconds"]), 1e-9)
+
+
+def summarize(a: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    bare_rate = _rate(results.get("ceiling"))
+    op_rate = _rate(results.get("operator"))
+    tls_rate = _rate(results.get("tls"))
+    ratio = op_rate / bare_rate if op_rate and bare_rate else None
+    tls_ratio = tls_rate / op_rate if tls_rate and op_rate else None
+    fleet = results.get("fleet")
+    conn = results.get("connect")
+    rss = [
+        float(r["peak_rss_mib"])
+        for r in (results.get("operator"), results.get("tls"))
+        if r is not None
+    ] + ([float(fleet["operator_peak_rss_mib"])] if fleet else [])
+    targets: dict[str, bool] = {}
+    if ratio is not None:
+        targets["ratio_at_least_0_5"] = ratio >= 0.5
+    if tls_ratio is not None:
+        targets["tls_ratio_at_least_0_8"] = tls_ratio >= 0.8
+    if fleet is not None:
+        targets["all_devices_online"] = fleet["online"] == a.devices
+    if conn is not None:
+        targets["connect_all_online_within_60_s"] = (
+            conn["online_s"] is not None and conn["online_s"] <= 60.0
+        )
+    return {
         "benchmark": "heartbeats",
         "messages": a.messages,
-        "bare_subscriber_hb_per_s": round(bare_rate),
-        "operator_hb_per_s": round(op_rate),
-        "ratio": round(ratio, 3),
-        "bare_received": bare["received"],
-        "operator_received": oper["received"],
-        "operator_peak_rss_mib": round(
-            max(oper["peak_rss_mib"], float(fleet["operator_peak_rss_mib"])), 1
-        ),
+        "devices": a.devices,
+        "parts": sorted(results),
+        "bare_subscriber_hb_per_s": None if bare_rate is None else round(bare_rate),
+        "operator_hb_per_s": None if op_rate is None else round(op_rate),
+        "ratio": None if ratio is None else round(ratio, 3),
+        "operator_tls_jwt_hb_per_s": None if tls_rate is None else round(tls_rate),
+        "tls_ratio": None if tls_ratio is None else round(tls_ratio, 3),
+        "bare_received": (results.get("ceiling") or {}).get("received"),
+        "operator_received": (results.get("operator") or {}).get("received"),
+        "operator_tls_received": (results.get("tls") or {}).get("received"),
+        "operator_peak_rss_mib": round(max(rss), 1) if rss else None,
         "fleet": fleet,
-        "targets_met": {
-            "ratio_at_least_0_5": ratio >= 0.5,
-            "all_devices_online": fleet["online"] == a.devices,
-        },
+        "connect": conn,
+        f"connect_{a.connect_devices}_online_s": None if conn is None else conn["online_s"],
+        "targets_met": targets,
         "cpus": os.cpu_count(),
     }
-    print(msgspec.json.encode(summary).decode())
 
 
 if __name__ == "__main__":

@@ -116,6 +116,17 @@ class IdentityWriter:
         """Write one identity (blocks until the server has it)."""
         self.run(self._put(entry))
 
+    async def _put_many(self, entries: list[Issued]) -> None:
+        fleet = await self._fleet()
+        await asyncio.gather(*(put_identity(fleet, entry) for entry in entries))
+
+    def put_many(self, entries: list[Issued], *, timeout_s: float = 120.0) -> None:
+        """Write many identities at once (concurrent puts on the one connection)."""
+        if self._loop is None:
+            self.run(asyncio.sleep(0))  # starts the thread
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._put_many(entries), self._loop).result(timeout_s)
+
     def sync(self, store: AuthStore) -> int:
         """:func:`sync_identities` over this writer's connection."""
         return self.run(self._sync(store))

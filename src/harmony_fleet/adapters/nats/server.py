@@ -115,6 +115,16 @@ class EmbeddedNats:
             self._writer().put(entry)
         return out
 
+    def issue_many(self, role: str, names: list[str]) -> list[str]:
+        """Credentials (``.creds`` text, in order) for many names at once: one write of
+        ``issued.json`` and, for devices, the identities written over one connection. Where
+        they go is the caller's business (:meth:`issue` writes one file, fsynced: for thousands,
+        that write is most of the cost)."""
+        issued = self.auth.issue_many(role, names)
+        if role == "device" and self._running():
+            self._writer().put_many([entry for _, entry in issued])
+        return [creds for creds, _ in issued]
+
     def revoke(self, name: str) -> None:
         """Revoke every key of ``name`` (``fleet credentials revoke``): recorded, pushed to the
         running server (it closes the holder's connections) and, for a device, written into the
