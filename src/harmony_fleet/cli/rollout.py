@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 import click
 import msgspec
 from rich.console import Console
+from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from harmony_fleet.adapters.nats.connection import NatsClient, connect
@@ -28,10 +30,24 @@ from harmony_fleet.adapters.nats.fleet_kv import (
     FleetKV,
 )
 from harmony_fleet.adapters.nats.kv import Entry
+from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli._common import bad_flag, build_nats_options, nats_options, print_json
 from harmony_fleet.cli.request import who
-from harmony_fleet.contracts import DeviceProgress, Rollout, RolloutStatus, Share, version
-from harmony_fleet.contracts.rollout import MAX_DURATION_S, rollout_name
+from harmony_fleet.contracts import (
+    DeviceProgress,
+    DeviceState,
+    Rollout,
+    RolloutPhase,
+    RolloutStatus,
+    Share,
+    version,
+)
+from harmony_fleet.contracts.rollout import (
+    FAILURE_STATES,
+    FINAL_STATES,
+    MAX_DURATION_S,
+    rollout_name,
+)
 from harmony_fleet.core.rollout import parse_window
 from harmony_fleet.errors import Conflict, InvalidMessage, NotFound, Refused
 
@@ -250,16 +266,32 @@ def list_cmd(as_json: bool, **nats_kwargs: Any) -> None:
 @rollout_group.command("status")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--watch", is_flag=True, help="Follow it: waves and counts until it ends.")
+@click.option("--every", type=click.FloatRange(0.1, 60), default=1.0, hidden=True)
 @nats_options
-def status_cmd(name: str, as_json: bool, **nats_kwargs: Any) -> None:
-    """Rollout NAME: phase, counts, why it halted, and every device not simply succeeded."""
-    rows = _run(nats_kwargs, lambda kv: _load(kv, rollout_name(name)))
-    if not rows:
-        raise NotFound(f"no rollout {name!r}")
-    row = rows[0]
+def status_cmd(name: str, as_json: bool, watch: bool, every: float, **nats_kwargs: Any) -> None:
+    """Rollout NAME: phase, counts, why it halted, and every device not simply succeeded.
+
+    With --watch: a progress bar per wave until the rollout is done, halted, aborted or undone,
+    then the same summary; exit 0 when it ended Done or Undone, 1 when Halted or Aborted.
+    """
+    name = rollout_name(name)
+    if watch:
+        row = _run(nats_kwargs, lambda kv: watch_rollout(kv, name, every_s=every))
+    else:
+        rows = _run(nats_kwargs, lambda kv: _load(kv, name))
+        if not rows:
+            raise NotFound(f"no rollout {name!r}")
+        row = rows[0]
     if as_json:
         print_json(msgspec.to_builtins(row))
-        return
+    else:
+        _summary(row)
+    if watch and row["status"].phase in (RolloutPhase.HALTED, RolloutPhase.ABORTED):
+        raise SystemExit(exit_codes.FAILED)
+
+
+def _summary(row: dict[str, Any]) -> None:
     spec, status = row["rollout"], row["status"]
     click.echo(f"rollout {spec.name}: {spec.version}, {status.phase.value}, wave {status.wave}")
     click.echo(f"devices: {_counts(status)}")
@@ -271,6 +303,46 @@ def status_cmd(name: str, as_json: bool, **nats_kwargs: Any) -> None:
         if d.reason or d.undo is not None:
             undo = f" (undo {d.undo.value} {d.undo_reason})" if d.undo is not None else ""
             click.echo(f"  {d.device_id}: {d.state.value} {d.reason}{undo}".rstrip())
+
+
+_ENDS = (RolloutPhase.DONE, RolloutPhase.HALTED, RolloutPhase.ABORTED, RolloutPhase.UNDONE)
+
+
+def _waves(row: dict[str, Any]) -> Table:
+    """One progress bar per wave (0: the canaries), and the counts per device state."""
+    table = Table(box=None, header_style="bold")
+    for col in ("WAVE", "PROGRESS", "DONE", "FAILED", "IN PROGRESS"):
+        table.add_column(col)
+    waves: dict[int, list[DeviceProgress]] = {}
+    for d in row["devices"]:
+        if d.wave is not None:
+            waves.setdefault(d.wave, []).append(d)
+    for wave, members in sorted(waves.items()):
+        final = sum(1 for d in members if d.state in FINAL_STATES)
+        failed = sum(1 for d in members if d.state in FAILURE_STATES)
+        busy = sum(1 for d in members if d.state is DeviceState.IN_PROGRESS)
+        bar = ProgressBar(total=len(members), completed=final, width=30)
+        label = "canary" if wave == 0 else str(wave)
+        table.add_row(label, bar, f"{final}/{len(members)}", str(failed), str(busy))
+    status = row["status"]
+    table.caption = f"{row['rollout'].name}: {status.phase.value}; devices: {_counts(status)}"
+    return table
+
+
+async def watch_rollout(kv: FleetKV, name: str, *, every_s: float) -> dict[str, Any]:
+    """Show the rollout's waves live until it ends; its last state."""
+    rows = await _load(kv, name)
+    if not rows:
+        raise NotFound(f"no rollout {name!r}")
+    row = rows[0]
+    console = Console(stderr=True)
+    with Live(_waves(row), console=console, auto_refresh=False) as live:
+        while row["status"].phase not in _ENDS:
+            await asyncio.sleep(every_s)  # a display refresh, not a wait for a condition
+            rows = await _load(kv, name)
+            row = rows[0] if rows else row
+            live.update(_waves(row), refresh=True)
+    return row
 
 
 for _verb, _changes in (

@@ -115,6 +115,9 @@ def test_status_shows_why_a_rollout_halted(nats_server: EmbeddedNats) -> None:
     assert shown.exit_code == 0
     assert "Halted" in shown.output and "canary: 1 of 2 devices failed" in shown.output
     assert f"{bad}: rolled_back post_commit" in shown.output
+    watched = fleet("rollout", "status", "spring", "--watch")
+    assert watched.exit_code == exit_codes.FAILED  # it ended halted
+    assert f"{bad}: rolled_back post_commit" in watched.output
     as_json = json.loads(fleet("rollout", "status", "spring", "--json").output)
     # the devices with a record (the rest are pending): the two canaries
     assert {d["device_id"]: d["state"] for d in as_json["devices"]} == {
