@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harmony_fleet.contracts import (
     AgentUpgradePhase,
     Role,
@@ -19,8 +21,10 @@ DEV = "edge-e2e"
 QUICK = UpgradeTimeouts(self_test_s=30, cutover_s=8, hold_s=30, watch_s=1)
 
 
-async def started(fleet: LocalFleet, version: str = "1.0.0") -> None:
-    await fleet.add_device(DEV, version)
+async def started(
+    fleet: LocalFleet, version: str = "1.0.0", *, trust_root: Path | None = None
+) -> None:
+    await fleet.add_device(DEV, version, trust_root=trust_root)
 
     def main_beats() -> bool:
         beats = fleet.monitor.devices.get(DEV)

@@ -26,8 +26,11 @@ def test_the_demo_upgrades_and_rolls_back_with_tls_and_device_credentials(tmp_pa
     assert summary["ok"] is True
     assert summary["security"] == {"tls": True, "auth": "jwt", "device_credentials": 2}
     assert "NATS at tls://" in proc.stderr
-    assert summary["signed_releases"] == ["1.0.0", "2.0.0", "3.0.0", "4.0.0"]
+    assert summary["signed_releases"] == ["1.0.0", "2.0.0", "2.5.0", "3.0.0", "4.0.0"]
     for device in summary["devices"].values():
         assert device["upgrade"]["outcome"] == "Succeeded"
+        tampered = device["tampered_upgrade"]
+        assert (tampered["outcome"], tampered["error_code"]) == ("Failed", "untrusted")
+        assert tampered["error_detail"].startswith("hash mismatch"), tampered
         assert device["broken_upgrade"]["outcome"] == "RolledBack"
         assert device["post_commit_upgrade"]["error_code"] == "post_commit"

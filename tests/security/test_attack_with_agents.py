@@ -4,7 +4,8 @@ operator and every agent hold their own credentials, as `fleet credentials issue
 edge-a forges B's candidate heartbeat (the operator's commit gate), sends B an ``upgrade_stop``
 (the commit itself) and writes a "Succeeded" status for B: each is refused by the server. It
 also writes that status under its own key, which it may: the operator drops and counts it. B
-upgrades end to end exactly as without the attacker (ADR-022's invariants)."""
+upgrades end to end exactly as without the attacker (ADR-022's invariants), on signed releases
+(``testing.releases``): its reads of the repository are no violation either."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from harmony_fleet.contracts import (
     subjects,
 )
 from harmony_fleet.testing.localfleet import LocalFleet
+from harmony_fleet.testing.releases import signed_releases
 from tests.e2e.conftest import INTERVAL
 from tests.e2e.support import DEV, QUICK, P, invariants, reaches, started
 from tests.security.support import Attacker, attacker
@@ -103,7 +105,9 @@ async def _attack(a: Attacker, upgrade_id: str, instance: str, stop: asyncio.Eve
 
 async def test_b_upgrades_end_to_end_while_a_attacks_it(fleet: LocalFleet, tmp_path: Path) -> None:
     assert fleet.server is not None
-    await started(fleet)
+    # on signed releases: B reads the repository by direct gets, which its credentials allow
+    releases = await signed_releases(fleet, "1.0.0", "2.0.0")
+    await started(fleet, trust_root=releases.trust_root)
     a_creds = fleet.server.issue("device", "edge-a", tmp_path / "edge-a.creds")
     a = await attacker(fleet.server, a_creds, inbox_prefix=subjects.inbox_prefix("edge-a"))
     stop = asyncio.Event()

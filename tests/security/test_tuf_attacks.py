@@ -1,14 +1,16 @@
 """The attacks The Update Framework names, against a real agent process on signed releases.
 
-A real repository (python-tuf's Metadata API: ``tests/security/tuf_repo.py``) is published into
-the real server (TLS + JWT) as ``fleet server`` serves it: metadata in the ``fleet_tuf`` bucket,
-artifacts in the ``fleet_artifacts`` object store. The device (LocalFleet: a supervised agent
-artifact holding its own device credentials) pins the repository's first root.json
-(``--trust-root``). Each attack is one upgrade request: the device refuses it before anything
-is installed, keeps running its version, and its status says why (error code ``untrusted``, the
-detail starting with the attack class). Then the honest path: a signed upgrade after a root
-rotation the device follows, and a downgrade below its version floor refused; and a freeze seen
-from a device whose clock (libfaketime) is past the metadata's expiry.
+Metadata lives in the real server's (TLS + JWT) ``fleet_tuf`` bucket, artifacts in its
+``fleet_artifacts`` object store; the device (LocalFleet: a supervised agent artifact holding
+its own device credentials) pins the repository's first root.json (``--trust-root``). The
+attacks need metadata the release tooling never signs (expired, wrongly signed, older, mixed):
+they are signed with python-tuf's Metadata API (``testing.signed_repo``). The honest path, the
+rotations and the freeze seen from a device whose clock (libfaketime) is past the expiry use a
+repository made and published by ``fleet release``'s own modules (``testing.releases``).
+
+Each attack is one upgrade request: the device refuses it before anything is installed, keeps
+running its version, and its status says why (error code ``untrusted``, the detail starting with
+the attack class).
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from typing import Any
 
 import pytest
 
+from harmony_fleet.adapters.tuf.published import current_names, push_metadata
+from harmony_fleet.adapters.tuf.store import DirStore
 from harmony_fleet.artifacts import build_artifact
 from harmony_fleet.artifacts.manifest import ArtifactManifest
 from harmony_fleet.contracts import ErrorCode, Role
 from harmony_fleet.core.upgrade.trust import target_path
 from harmony_fleet.testing.localfleet import LocalFleet
+from harmony_fleet.testing.releases import LocalReleases, signed_releases
 from harmony_fleet.testing.signed_repo import Repo, open_stores, publish
 from tests.e2e.conftest import INTERVAL
 from tests.e2e.support import DEV, QUICK, P, invariants, reaches
@@ -70,20 +75,14 @@ class Published:
         return f"{target.hashes['sha256']}.{target.path}"
 
 
-async def _serve(
-    fleet: LocalFleet,
-    repo: Repo,
-    built: Built,
-    tmp_path: Path,
-    command_prefix: tuple[str, ...] = (),
-) -> Published:
+async def _serve(fleet: LocalFleet, repo: Repo, built: Built, tmp_path: Path) -> Published:
     assert fleet.nc is not None
     kv, obj = await open_stores(fleet.nc.jetstream())
     published = Published(repo, kv, obj, built)
     await published.put({"1.root.json": repo.root_json()})
     root = tmp_path / "root.json"
     root.write_bytes(repo.root_json())
-    await fleet.add_device(DEV, "1.0.0", trust_root=root, command_prefix=command_prefix)
+    await fleet.add_device(DEV, "1.0.0", trust_root=root)
 
     def main_beats() -> bool:
         beats = fleet.monitor.devices.get(DEV)
@@ -163,19 +162,37 @@ async def test_every_attack_is_refused_and_the_device_keeps_its_version(
     await _refused(fleet, "2.0.0", "bad signature", running="1.0.0")
 
 
+async def _started_on_tooling(
+    fleet: LocalFleet, command_prefix: tuple[str, ...] = ()
+) -> LocalReleases:
+    """A repository made and published by the release tooling (``testing.releases``: what
+    ``fleet release init`` and ``publish`` do), the device pinning its root."""
+    releases = await signed_releases(fleet, *VERSIONS)
+    await fleet.add_device(
+        DEV, "1.0.0", trust_root=releases.trust_root, command_prefix=command_prefix
+    )
+
+    def main_beats() -> bool:
+        beats = fleet.monitor.devices.get(DEV)
+        last = beats.last if beats else None
+        return bool(last and last.agent_version == "1.0.0" and last.role is Role.MAIN)
+
+    await eventually(main_beats, timeout=60, what=f"{DEV} heartbeating as main on 1.0.0")
+    return releases
+
+
 async def test_a_signed_upgrade_after_a_root_rotation_then_no_downgrade_below_the_floor(
-    fleet: LocalFleet, built: Built, tmp_path: Path
+    fleet: LocalFleet,
 ) -> None:
-    repo = Repo()
-    pub = await _serve(fleet, repo, built, tmp_path)
-    repo.add("1.5.0", pub.bytes["1.5.0"])
-    repo.add("2.0.0", pub.bytes["2.0.0"])
-    await pub.put(repo.release(), repo.artifacts)
-    # the root key is rotated (new root signed by the old and the new key), then releases are
-    # signed under the new root: the device follows the chain from the root it pinned
-    await pub.put(repo.rotate("root"))
-    await pub.put(repo.rotate("targets"))
-    await pub.put(repo.release())
+    releases = await _started_on_tooling(fleet)
+    # ``fleet release rotate-key root``, then ``rotate-key targets``: new roots signed by the
+    # old and the new root keys; the device follows the chain from the root it pinned
+    repo = releases.repository()
+    repo.rotate("root")
+    repo.rotate("targets")
+    assert fleet.nc is not None
+    assert isinstance(repo.store, DirStore)
+    await push_metadata(fleet.nc, repo.store, current_names(repo.store))
 
     marker = await fleet.request_upgrade(DEV, "2.0.0", timeouts=QUICK)
     status = await reaches(fleet, marker, P.SUCCEEDED, P.FAILED, P.ROLLED_BACK)
@@ -184,7 +201,7 @@ async def test_a_signed_upgrade_after_a_root_rotation_then_no_downgrade_below_th
     followed = fleet.devices[DEV].launch.state_dir / "tuf" / "metadata" / "root_history"
     assert (followed / "3.root.json").is_file(), "the device followed the root chain"
 
-    # 1.5.0 is signed, but below the floor (2.0.0 committed) and not kept on disk
+    # 1.5.0 is signed, but below the floor (2.0.0 passed its watch) and not kept on disk
     await _refused(fleet, "1.5.0", "downgrade below floor", running="2.0.0")
 
     # the version kept on disk stays a local rollback, allowed
@@ -196,12 +213,10 @@ async def test_a_signed_upgrade_after_a_root_rotation_then_no_downgrade_below_th
 
 @pytest.mark.skipif(shutil.which("faketime") is None, reason="needs libfaketime's faketime")
 async def test_a_device_whose_clock_runs_past_the_expiry_refuses_frozen_metadata(
-    fleet: LocalFleet, built: Built, tmp_path: Path
+    fleet: LocalFleet,
 ) -> None:
-    """Freeze seen from the device: metadata valid on the server's clock, expired on the
-    device's (two days ahead under libfaketime; the timestamp lives one day)."""
-    repo = Repo()
-    pub = await _serve(fleet, repo, built, tmp_path, command_prefix=("faketime", "-f", "+2d"))
-    repo.add("2.0.0", pub.bytes["2.0.0"])
-    await pub.put(repo.release(), repo.artifacts)
+    """Freeze seen from the device: metadata the release tooling signed, valid on the server's
+    clock, expired on the device's (two days ahead under libfaketime; the timestamp lives one
+    day)."""
+    await _started_on_tooling(fleet, command_prefix=("faketime", "-f", "+2d"))
     await _refused(fleet, "2.0.0", "expired metadata", running="1.0.0")

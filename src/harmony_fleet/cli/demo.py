@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -44,6 +44,7 @@ from harmony_fleet.cli.demo_output import (
     V2,
     V3,
     V4,
+    V_TAMPERED,
     Row,
     largest_gaps,
     print_heading,
@@ -54,6 +55,9 @@ from harmony_fleet.cli.demo_output import (
 from harmony_fleet.contracts import AgentUpgradePhase, UpgradeStatus, UpgradeTimeouts
 from harmony_fleet.core.upgrade.requests import describe
 from harmony_fleet.testing.localfleet import LocalFleet
+
+if TYPE_CHECKING:  # python-tuf is imported when the demo runs (see run_demo)
+    from harmony_fleet.testing.releases import LocalReleases
 
 Phase = AgentUpgradePhase
 #: v4 crashes this long into each run as the main instance (three runs fit in the window).
@@ -89,6 +93,7 @@ class Tracked:
             "upgrade_id": self.upgrade_id,
             "outcome": s.phase.value if s else "Unknown",
             "error_code": s.error_code if s else "",
+            "error_detail": s.error_detail if s else "",
             "time_to_commit_s": self.seen.get(
                 Phase.COMMITTED.value, self.seen.get(Phase.SUCCEEDED.value)
             ),
@@ -194,6 +199,7 @@ async def run_demo(
         for version, faults in (
             (V1, ()),
             (V2, ()),
+            (V_TAMPERED, ()),
             (V3, ("no-heartbeat",)),
             (V4, (f"crash-as-main-after={V4_CRASH_AFTER_S}",)),
         ):
@@ -201,7 +207,7 @@ async def run_demo(
         # python-tuf is imported when the demo runs, not when the CLI loads (the artifact)
         from harmony_fleet.testing.releases import signed_releases  # noqa: PLC0415
 
-        releases = await signed_releases(fleet, V1, V2, V3, V4)
+        releases = await signed_releases(fleet, V1, V2, V_TAMPERED, V3, V4)
         console.print(
             f"signed releases: {V1}..{V4} published through a TUF repository "
             f"({releases.folder}); every device pins its root"
@@ -221,6 +227,10 @@ async def run_demo(
             UpgradeTimeouts(self_test_s=60, cutover_s=60, hold_s=120, watch_s=DEMO_WATCH_S),
             console,
             180,
+        )
+        await _tamper(fleet, releases, V_TAMPERED)
+        tampered, _ = await _upgrade_all(
+            fleet, V_TAMPERED, UpgradeTimeouts(self_test_s=60, cutover_s=5, hold_s=30), console, 120
         )
         bad, bad_rows = await _upgrade_all(
             fleet,
@@ -248,6 +258,7 @@ async def run_demo(
     per_device = {
         n: {
             "upgrade": {**good[n].summary(), "max_heartbeat_gap_s": shown[V2].get(n)},
+            "tampered_upgrade": tampered[n].summary(),
             "broken_upgrade": {**bad[n].summary(), "max_heartbeat_gap_s": shown[V3].get(n)},
             "post_commit_upgrade": {
                 **after[n].post_commit_summary(),
@@ -261,6 +272,9 @@ async def run_demo(
     ok = all(
         good[n].status is not None
         and good[n].status.phase is Phase.SUCCEEDED  # type: ignore[union-attr]
+        and tampered[n].status is not None
+        and tampered[n].status.phase is Phase.FAILED  # type: ignore[union-attr]
+        and tampered[n].status.error_code == "untrusted"  # type: ignore[union-attr]
         and bad[n].status is not None
         and bad[n].status.phase is Phase.ROLLED_BACK  # type: ignore[union-attr]
         and after[n].status is not None
@@ -284,6 +298,19 @@ async def run_demo(
         "signed_releases": [r.version for r in releases.repository().releases()],
         "devices": per_device,
     }
+
+
+async def _tamper(fleet: LocalFleet, releases: LocalReleases, version: str) -> None:
+    """Replace ``version``'s signed artifact in the object store with other bytes of the same
+    length (what a compromised store or mirror would serve)."""
+    from harmony_fleet.adapters.nats.fleet_kv import ARTIFACTS  # noqa: PLC0415
+
+    assert fleet.nc is not None
+    release = next(r for r in releases.repository().releases() if r.version == version)
+    original = (fleet.artifact_dir / fleet.artifacts[version].file).read_bytes()
+    forged = original[:-1] + bytes([original[-1] ^ 0xFF])
+    store = await fleet.nc.jetstream().object_store(ARTIFACTS.name)
+    await store.put(release.object_name, forged)
 
 
 def _security(fleet: LocalFleet) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from rich.table import Table
 log = logging.getLogger(__name__)
 
 V1, V2, V3, V4 = "1.0.0", "2.0.0", "3.0.0", "4.0.0"
+#: Signed, then its bytes in the object store replaced: refused by every device.
+V_TAMPERED = "2.5.0"
 #: The upgrades whose heartbeat gaps the summary's "largest gap" covers.
 GAP_UPGRADES = (V2, V3)
 #: The post-commit watch window of the demo's upgrades: short, so that Succeeded comes soon.
@@ -26,6 +28,10 @@ HEADINGS = {
     V2: (
         f"[bold]upgrade to {V2}[/]: committed once the operator saw {V2} heartbeat,",
         f"Succeeded once it ran {DEMO_WATCH_S:g} s without trouble",
+    ),
+    V_TAMPERED: (
+        f"[bold]upgrade to {V_TAMPERED}[/]: signed, then its artifact replaced in the store;",
+        "refused before anything is installed (hash mismatch)",
     ),
     V3: (f"[bold]upgrade to {V3}[/]: broken (passes its self-test, never heartbeats)",),
     V4: (

@@ -24,6 +24,7 @@ from harmony_fleet.cli._common import (
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.operator.admission import Admit
 from harmony_fleet.operator.release_refresh import ReleaseRefresh
+from harmony_fleet.operator.rollouts import RolloutLoop
 from harmony_fleet.operator.runtime import Extension, Operator, OperatorConfig
 
 if TYPE_CHECKING:  # the real import is lazy: see _kubernetes()
@@ -149,6 +150,7 @@ def operator_cmd(
         raise click.UsageError("--tuf-root is for --kubernetes (devices pin their own root)")
     k8s = _kubernetes(namespace, kubeconfig, tuf_root, state_dir) if kubernetes else None
     extensions: list[Extension] = [k8s] if k8s is not None else []
+    extensions.append(RolloutLoop())
     if tuf_online_keys is not None:
         extensions.append(ReleaseRefresh(tuf_online_keys, every_s=tuf_refresh_every))
     raise SystemExit(asyncio.run(_run(config, extensions, k8s)))

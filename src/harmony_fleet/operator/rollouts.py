@@ -12,13 +12,21 @@ record names but the device does not hold, with the same upgrade id).
 It reads whole buckets (``snapshot``) on every pass: right for tests and small fleets, not for
 10,000 devices, where the operator's in-memory registry and coordinator must feed the views
 instead (docs/rollouts.md, "What is not built").
+
+:class:`RolloutLoop` is the operator extension that runs a pass of every rollout not undone
+every ``every_s`` (``fleet operator`` always runs it: with no rollout a pass lists one empty
+bucket). Passes are coalesced by construction: whatever changed in between is read at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping
-from typing import TypeVar
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from harmony_fleet.adapters.nats.fleet_kv import (
     ROLLOUT_PROGRESS,
@@ -37,10 +45,14 @@ from harmony_fleet.contracts import (
     UpgradeStatus,
     release_key,
 )
-from harmony_fleet.contracts.rollout import progress_key
+from harmony_fleet.contracts.rollout import RolloutPhase, progress_key
 from harmony_fleet.contracts.upgrade import ArtifactSource
 from harmony_fleet.core.rollout import DeviceView, Plan, Start, UpgradeView, plan
-from harmony_fleet.errors import Conflict, NotFound
+from harmony_fleet.errors import Conflict, FleetError, NotFound
+
+if TYPE_CHECKING:
+    from harmony_fleet.adapters.nats.connection import NatsClient
+    from harmony_fleet.operator.runtime import Operator
 
 log = logging.getLogger(__name__)
 
@@ -158,3 +170,39 @@ async def _write_marker(
         await write_marker(kv, marker)
     except Conflict:
         log.warning("rollout %s: marker for %s lost a race", name, start.device_id)
+
+
+async def drive_all(kv: FleetKV, *, now: float) -> dict[str, Plan]:
+    """One pass of every rollout not undone (a failing one is logged, the others go on)."""
+    statuses = await kv.open(ROLLOUT_STATUSES)
+    plans: dict[str, Plan] = {}
+    for name in sorted(await (await kv.open(ROLLOUTS)).keys()):
+        try:
+            status = await statuses.get(name)
+            if status is not None and status.value.phase is RolloutPhase.UNDONE:
+                continue
+            plans[name] = await drive_once(kv, name, now=now)
+        except FleetError as exc:
+            log.warning("rollout %s: pass failed: %s", name, exc)
+    return plans
+
+
+@dataclass
+class RolloutLoop:
+    """An operator extension: :meth:`__call__` runs passes until the operator stops."""
+
+    every_s: float = 1.0
+    clock: Callable[[], float] = time.time
+    __name__ = "rollouts"
+
+    async def run(self, kv: FleetKV, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await drive_all(kv, now=self.clock())
+            except FleetError as exc:  # NATS away: say so, try again later
+                log.warning("rollout pass failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.every_s)
+
+    async def __call__(self, operator: Operator, nc: NatsClient) -> None:
+        await self.run(FleetKV(nc), operator.stop)

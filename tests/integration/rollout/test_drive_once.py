@@ -7,12 +7,20 @@ simulator come with the operator wiring (docs/rollouts.md).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import msgspec
+from tests.helpers import eventually
 
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.nats.fleet_kv import ROLLOUT_PROGRESS, ROLLOUTS, FleetKV
+from harmony_fleet.adapters.nats.fleet_kv import (
+    ROLLOUT_PROGRESS,
+    ROLLOUT_STATUSES,
+    ROLLOUTS,
+    FleetKV,
+)
 from harmony_fleet.contracts import (
     AgentUpgradePhase,
     DeviceRecord,
@@ -27,7 +35,7 @@ from harmony_fleet.contracts import (
 )
 from harmony_fleet.contracts.rollout import progress_key
 from harmony_fleet.contracts.upgrade import ArtifactSource
-from harmony_fleet.operator.rollouts import drive_once
+from harmony_fleet.operator.rollouts import RolloutLoop, drive_once
 
 OLD, NEW = "1.0.0", "2.0.0"
 SHA_NEW, SHA_OLD = "bb" * 32, "aa" * 32
@@ -161,3 +169,37 @@ async def test_a_failing_canary_halts_and_no_other_device_gets_a_marker(nc: Nats
     for _ in range(3):
         assert (await drive_once(kv, "spring", now=now + 2)).starts == ()
     assert set(await _marked(kv)) == {bad, good}
+
+
+async def _devices_obey(kv: FleetKV, stop: asyncio.Event) -> None:
+    """The devices: each reports Succeeded once its marker came (polled, as a device follows)."""
+    while not stop.is_set():
+        for device in await _marked(kv):
+            if await (await kv.statuses()).get(device) is None:
+                await _device_reports(kv, device, AgentUpgradePhase.SUCCEEDED, time.time())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.05)
+
+
+async def test_the_loop_drives_every_rollout_until_it_stops(nc: NatsClient) -> None:
+    kv = FleetKV(nc)
+    await _setup(kv, time.time())
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.ensure_future(RolloutLoop(every_s=0.05).run(kv, stop)),
+        asyncio.ensure_future(_devices_obey(kv, stop)),
+    ]
+    statuses = await kv.open(ROLLOUT_STATUSES)
+
+    async def done() -> bool:
+        status = await statuses.get("spring")
+        return status is not None and status.value.phase is RolloutPhase.DONE
+
+    try:
+        await eventually(done, timeout=20, what="the rollout done")
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    for device in DEVICES:
+        record = await (await kv.devices()).get(device)
+        assert record is not None and record.value.current_version == NEW

@@ -12,6 +12,7 @@ from harmony_fleet.cli.demo_output import (
     V2,
     V3,
     V4,
+    V_TAMPERED,
     Row,
     largest_gaps,
     print_heading,
@@ -35,7 +36,8 @@ def rows(target: str, *gaps: float) -> list[Row]:
 
 def test_each_heading_is_on_lines_of_its_own_and_never_wraps_in_80_columns() -> None:
     con, out = console(80)
-    for version, gaps in ((V2, (0.5, 1.234)), (V3, (0.4, 0.9)), (V4, (3.5, 0.2))):
+    rounds = ((V2, (0.5, 1.234)), (V_TAMPERED, (0.3, 0.2)), (V3, (0.4, 0.9)), (V4, (3.5, 0.2)))
+    for version, gaps in rounds:
         print_heading(con, version)
         con.print(upgrade_table(rows(version, *gaps)))
     lines = out.getvalue().splitlines()
