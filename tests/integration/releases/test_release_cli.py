@@ -179,3 +179,36 @@ def _forge_timestamp(
 
     asyncio.run(publish())
     updater(fetcher, tmp_path / "fresh", root).refresh()
+
+
+def test_publish_without_the_targets_keys_is_one_line_naming_the_flag(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    init(repo)
+    held = tmp_path / "held-elsewhere.keys.json"
+    (repo / "keys" / "targets.keys.json").rename(held)
+    args = ["release", "publish", str(artifact(tmp_path, "2.0.0")), "--version", "2.0.0"]
+    missing = CliRunner().invoke(cli, [*args, "--repo", str(repo)])
+    assert missing.exit_code == exit_codes.USAGE
+    assert missing.output.count("\n") == 1 and "--keys" in missing.output
+    given = fleet(*args, "--repo", str(repo), "--keys", str(held))
+    assert given.exit_code == 0, given.output
+
+
+def test_a_root_rotation_by_the_cli_is_followed_by_a_client_pinned_to_the_old_root(
+    nats_server: EmbeddedNats, fetcher: NatsFetcher, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    root = init(repo, "--root-keys", "2", "--root-threshold", "2")
+    old = set(read_key_file(repo / "keys" / "root.keys.json").signers["root"])
+    rotated = fleet("release", "rotate-key", "root", "--repo", str(repo))
+    assert rotated.exit_code == 0, rotated.output
+    assert not old & set(read_key_file(repo / "keys" / "root.keys.json").signers["root"])
+    assert fleet("release", "publish", str(artifact(tmp_path, "2.0.0")), "--version", "2.0.0",
+                 "--repo", str(repo)).exit_code == 0  # fmt: skip
+    client = updater(fetcher, tmp_path / "device", root)
+    client.refresh()
+    assert client.get_targetinfo(target_path("2.0.0")) is not None
+    trusted = json.loads((tmp_path / "device" / "metadata" / "root.json").read_text())
+    assert trusted["signed"]["version"] == 2  # the client now trusts the new root
