@@ -75,7 +75,7 @@ async def _setup(kv: FleetKV, now: float, **spec: object) -> None:
         "max_in_flight": Share(count=3),
     }
     fields.update(spec)
-    await (await kv.open(ROLLOUTS)).put("spring", Rollout(**fields))  # type: ignore[arg-type]
+    await (await kv.open(ROLLOUTS)).put(str(fields["name"]), Rollout(**fields))  # type: ignore[arg-type]
 
 
 async def _device_reports(kv: FleetKV, device: str, phase: AgentUpgradePhase, now: float) -> None:
