@@ -40,6 +40,7 @@ from harmony_fleet.contracts import (
     RolloutPhase,
     RolloutStatus,
     Share,
+    UpgradeTimeouts,
     version,
 )
 from harmony_fleet.contracts.rollout import (
@@ -109,6 +110,12 @@ def rollout_group() -> None:
 @click.option("--halt-failure-rate", default="10%", show_default=True, help="Halt above this.")
 @click.option("--window", multiple=True, help="'Mon-Fri 02:00-05:00 Europe/Paris' (repeatable).")
 @click.option("--deadline", default=None, help="Skip devices not started after this (7d).")
+@click.option(
+    "--watch-window",
+    default="10m",
+    show_default=True,
+    help="Each device's post-commit watch: it counts as succeeded only after it.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @nats_options
 def create_cmd(
@@ -123,6 +130,7 @@ def create_cmd(
     halt_failure_rate: str,
     window: tuple[str, ...],
     deadline: str | None,
+    watch_window: str,
     as_json: bool,
     **nats_kwargs: Any,
 ) -> None:
@@ -153,6 +161,7 @@ def create_cmd(
         "halt_failure_rate": rate.percent,
         "windows": windows,
         "deadline": now + duration("--deadline", deadline) if deadline else None,
+        "timeouts": UpgradeTimeouts(watch_s=duration("--watch-window", watch_window)),
         "created_by": who(),
         "created_at": now,
     }

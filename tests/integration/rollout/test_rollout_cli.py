@@ -68,11 +68,12 @@ CREATE = [
 
 
 def test_create_list_status_and_levers(nats_server: EmbeddedNats) -> None:
-    done = fleet(*CREATE, "--deadline", "7d", "--halt-failure-rate", "5%")
+    done = fleet(*CREATE, "--deadline", "7d", "--halt-failure-rate", "5%", "--watch-window", "2m")
     assert done.exit_code == 0, done.output
     value = with_kv(nats_server, _spec)
     assert (value.version, value.selector, value.canary.count) == ("2.0.0", {"arch": "arm64"}, 2)
     assert value.halt_failure_rate == 5.0 and value.soak_s == 0.0
+    assert value.timeouts.watch_s == 120.0
     assert value.deadline is not None and value.deadline > time.time() + 6 * 86400
     assert [w.days for w in value.windows] == [[0, 1, 2, 3, 4, 5, 6]]
 
@@ -141,6 +142,7 @@ def test_status_shows_why_a_rollout_halted(nats_server: EmbeddedNats) -> None:
         ("--window", "Mon 25:00-26:00"),
         ("--selector", "arch"),
         ("--halt-failure-rate", "3"),
+        ("--watch-window", "soon"),
         ("--version", "../x"),
     ],
 )
