@@ -56,6 +56,21 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_s() -> float:
+    """CPU seconds (user + system) this process used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return round(usage.ru_utime + usage.ru_stime, 2)
+
+
+def cpu_s_of(pid: int | None) -> float | None:
+    """CPU seconds another process (the nats-server) used so far, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+
+
 def payloads(devices: int) -> list[tuple[str, bytes]]:
     out = []
     for i in range(devices):
@@ -167,6 +182,7 @@ async def role_operator_forever(opts: NatsOptions) -> None:
         "writes": op.writes,
         "devices": len(op.registry.devices),
         "peak_rss_mib": peak_rss_mib(),
+        "cpu_s": cpu_s(),
     }
     op.stop.set()
     await task
@@ -297,6 +313,7 @@ async def role_connect(
                 "all_connected_s": round(done[-1], 2) if done else None,
                 "median_connect_s": round(done[len(done) // 2], 2) if done else None,
                 "peak_rss_mib": round(peak_rss_mib(), 1),
+                "cpu_s": cpu_s(),
             }
         ),
         flush=True,
@@ -449,7 +466,9 @@ def connect_run(devices: int, procs: int, limit_s: float, tmp: Path) -> dict[str
             )
         for sim in sims:
             wait_ready(sim)
+        server_cpu_before = cpu_s_of(server.nats.pid)
         online_s, online = asyncio.run(_wait_online(server.admin, devices, started, limit_s))
+        server_cpu = cpu_s_of(server.nats.pid)
         sim_results = [result_of(sim, "stop\n") for sim in sims]
         op_result = result_of(op, "stop\n")
         return {
@@ -463,6 +482,15 @@ def connect_run(devices: int, procs: int, limit_s: float, tmp: Path) -> dict[str
             "sim_peak_rss_mib": max(r["peak_rss_mib"] for r in sim_results),
             "operator_devices": op_result["devices"],
             "operator_peak_rss_mib": round(op_result["peak_rss_mib"], 1),
+            # CPU seconds spent by each side (the simulators' include their heartbeats until
+            # stopped; the server's is from the start of the connections until all were online)
+            "cpu_s": {
+                "simulators": round(sum(r["cpu_s"] for r in sim_results), 1),
+                "nats_server_until_online": None
+                if server_cpu is None or server_cpu_before is None
+                else round(server_cpu - server_cpu_before, 1),
+                "operator": op_result["cpu_s"],
+            },
         }
 
 

@@ -87,7 +87,7 @@ def make_releases(config: AgentConfig) -> LazyReleases | None:
         if not config.allow_unsigned_releases:
             log.warning("no trust root pinned: upgrades that download are refused")
         return None
-    return LazyReleases(config.state_dir, mirror=config.release_mirror)
+    return LazyReleases(config.state_dir, mirror=config.release_mirror, access=config.artifacts)
 
 
 def is_watched(executor: str, environ: Mapping[str, str] | None = None) -> bool:

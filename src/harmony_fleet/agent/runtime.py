@@ -24,6 +24,7 @@ from harmony_fleet.adapters.nats.connection import NatsClient, barrier, connect_
 from harmony_fleet.adapters.systemd.notify import WatchdogNotifier
 from harmony_fleet.agent.commands import CommandHandler, StopHandler
 from harmony_fleet.agent.config import AgentConfig
+from harmony_fleet.agent.facts import device_facts
 from harmony_fleet.agent.faults import Faults, parse_faults
 from harmony_fleet.contracts import (
     Heartbeat,
@@ -64,6 +65,8 @@ class Agent:
     ) -> None:
         self.config = config
         self.version = version
+        self.labels = {**device_facts(config.executor), **config.labels}
+        """The heartbeat's labels: this device's facts (:mod:`.facts`), then ``--label``."""
         self.faults = faults if faults is not None else parse_faults(BUILD_FAULTS)
         self.instance_id = instance_id or new_instance_id()
         self.started = time.monotonic()
@@ -119,7 +122,7 @@ class Agent:
             uptime_s=round(time.monotonic() - self.started, 3),
             interval_s=self.config.heartbeat_interval_s,
             upgrade_id=self.config.upgrade_id,
-            labels=self.config.labels,
+            labels=self.labels,
         )
 
     def next_interval(self) -> float:

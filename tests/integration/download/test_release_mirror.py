@@ -16,11 +16,12 @@ from pytest_httpserver import HTTPServer
 
 from harmony_fleet.adapters.device import AgentLayout
 from harmony_fleet.adapters.device.files import AgentFiles
+from harmony_fleet.adapters.http.urls import ArtifactAccess
 from harmony_fleet.adapters.tuf.client import TrustedReleases
 from harmony_fleet.adapters.tuf.pin import pin_root
 from harmony_fleet.contracts import UpgradeMarker
 from harmony_fleet.contracts.ids import Version
-from harmony_fleet.errors import Untrusted
+from harmony_fleet.errors import DownloadRejected, Untrusted
 from harmony_fleet.testing.signed_repo import Repo
 
 OLD, NEW = "1.0.0", "2.0.0"
@@ -85,3 +86,11 @@ async def test_a_mirror_serves_the_signed_target_and_nothing_else(
     with pytest.raises(Untrusted, match=f"^{reason}"):
         await files.stage(_marker(), lambda _p: None)
     assert not files.layout.has_version(Version(NEW))
+
+
+def test_a_plain_http_mirror_off_this_machine_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DownloadRejected, match="allow-http-artifacts"):
+        TrustedReleases(tmp_path, mirror="http://mirror.example/releases")
+    TrustedReleases(
+        tmp_path, mirror="http://mirror.example/r", access=ArtifactAccess(allow_http=True)
+    )

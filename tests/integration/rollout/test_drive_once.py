@@ -21,6 +21,7 @@ from harmony_fleet.adapters.nats.fleet_kv import (
     ROLLOUTS,
     FleetKV,
 )
+from harmony_fleet.adapters.nats.kv import TypedKV
 from harmony_fleet.contracts import (
     AgentUpgradePhase,
     DeviceRecord,
@@ -28,6 +29,7 @@ from harmony_fleet.contracts import (
     Release,
     Rollout,
     RolloutPhase,
+    RolloutStatus,
     Share,
     UpgradeStatus,
     new_instance_id,
@@ -75,7 +77,7 @@ async def _setup(kv: FleetKV, now: float, **spec: object) -> None:
         "max_in_flight": Share(count=3),
     }
     fields.update(spec)
-    await (await kv.open(ROLLOUTS)).put("spring", Rollout(**fields))  # type: ignore[arg-type]
+    await (await kv.open(ROLLOUTS)).put(str(fields["name"]), Rollout(**fields))  # type: ignore[arg-type]
 
 
 async def _device_reports(kv: FleetKV, device: str, phase: AgentUpgradePhase, now: float) -> None:
@@ -203,3 +205,43 @@ async def test_the_loop_drives_every_rollout_until_it_stops(nc: NatsClient) -> N
     for device in DEVICES:
         record = await (await kv.devices()).get(device)
         assert record is not None and record.value.current_version == NEW
+
+
+async def test_a_new_loop_after_a_stop_goes_on_without_writing_any_marker_twice(
+    nc: NatsClient,
+) -> None:
+    """The operator killed mid-rollout and started again: its state is all in KV."""
+    kv = FleetKV(nc)
+    await _setup(kv, time.time())
+    written: dict[str, list[str]] = {}
+
+    async def count(msg: object) -> None:
+        key = msg.subject.rsplit(".", 1)[-1]  # type: ignore[attr-defined]
+        written.setdefault(key, []).append(msg.data.decode())  # type: ignore[attr-defined]
+
+    sub = await nc.subscribe("$KV.fleet_upgrade_marker.>", cb=count)
+    statuses = await kv.open(ROLLOUT_STATUSES)
+    stop = asyncio.Event()
+    first = asyncio.ensure_future(RolloutLoop(every_s=0.05).run(kv, stop))
+    await eventually(lambda: len(written) >= 2, what="the canaries' markers")
+    stop.set()
+    await asyncio.wait_for(first, 10)  # the first operator is gone, canaries still upgrading
+
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.ensure_future(RolloutLoop(every_s=0.05).run(kv, stop)),
+        asyncio.ensure_future(_devices_obey(kv, stop)),
+    ]
+    try:
+        await eventually(lambda: _is_done(statuses), timeout=20, what="the rollout done")
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        await sub.unsubscribe()
+    assert sorted(written) == sorted(DEVICES)
+    assert all(len(values) == 1 for values in written.values()), written
+
+
+async def _is_done(statuses: TypedKV[RolloutStatus]) -> bool:
+    status = await statuses.get("spring")
+    return status is not None and status.value.phase is RolloutPhase.DONE

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from harmony_fleet.adapters.device.layout import AgentLayout
 from harmony_fleet.adapters.http.urls import (
     ArtifactAccess,
     RedactURLs,
@@ -17,6 +18,9 @@ from harmony_fleet.adapters.http.urls import (
     redact_url,
 )
 from harmony_fleet.adapters.systemd.unit_file import InstallSpec
+from harmony_fleet.agent.build import make_files
+from harmony_fleet.agent.config import AgentConfig
+from harmony_fleet.cli.artifact_flags import artifact_access, artifact_argv
 from harmony_fleet.contracts import device_id
 from harmony_fleet.errors import DownloadRejected
 
@@ -140,3 +144,20 @@ def test_the_artifact_flags_reach_the_installed_unit_and_its_candidates(tmp_path
     argv = spec.main_argv()
     assert "--allow-http-artifacts" in argv
     assert argv[argv.index("--artifact-ca") + 1] == "/etc/fleet/artifact-ca.pem"
+
+
+def test_the_agent_flags_are_handed_on_with_the_ca_path_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``fleet agent run`` appends to a candidate's command line, and what its files use."""
+    (tmp_path / "ca.pem").write_text("")
+    monkeypatch.chdir(tmp_path)
+    argv = artifact_argv(True, Path("ca.pem"))
+    assert argv == ("--allow-http-artifacts", "--artifact-ca", str(tmp_path / "ca.pem"))
+    assert artifact_argv(False, None) == ()
+    access = artifact_access(True, Path("ca.pem"))
+    config = AgentConfig(
+        device_id=device_id("edge-1"), state_dir=tmp_path / "state", artifacts=access
+    )
+    files = make_files(config, AgentLayout(tmp_path / "opt"))
+    assert files.access == ArtifactAccess(allow_http=True, ca_file=str(tmp_path / "ca.pem"))

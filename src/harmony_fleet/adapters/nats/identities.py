@@ -116,12 +116,18 @@ class IdentityWriter:
         """Write one identity (blocks until the server has it)."""
         self.run(self._put(entry))
 
-    async def _put_many(self, entries: list[Issued]) -> None:
-        fleet = await self._fleet()
-        await asyncio.gather(*(put_identity(fleet, entry) for entry in entries))
+    async def _put_many(self, entries: list[Issued], batch: int = 256) -> None:
+        kv = await (await self._fleet()).identities()  # opened once, not once per put
+        for start in range(0, len(entries), batch):
+            await asyncio.gather(
+                *(
+                    kv.put(subjects.kv_key(entry.name), identity_of(entry))
+                    for entry in entries[start : start + batch]
+                )
+            )
 
     def put_many(self, entries: list[Issued], *, timeout_s: float = 120.0) -> None:
-        """Write many identities at once (concurrent puts on the one connection)."""
+        """Write many identities (puts in concurrent batches on the one connection)."""
         if self._loop is None:
             self.run(asyncio.sleep(0))  # starts the thread
         assert self._loop is not None

@@ -10,9 +10,10 @@ the metadata or a root chain it has not signed visible. Where the repository liv
 * NATS (the default, ``fleet server``): :class:`~.fetcher.NatsFetcher`, metadata and targets by
   direct gets; the target's bytes come through ngclient (``download_target``: never more than
   the signed length, then the signed hashes);
-* an HTTPS mirror (``--release-mirror URL``): metadata under ``URL/metadata/`` through ngclient's
-  own fetcher, targets under ``URL/targets/``, downloaded by the caller with the resumable
-  downloader (``adapters.http``) and the signed length and SHA-256.
+* an HTTPS mirror (``--release-mirror URL``): metadata under ``URL/metadata/`` through
+  :class:`~.mirror.MirrorFetcher` (the artifacts' transport rules and CA), targets under
+  ``URL/targets/``, downloaded by the caller with the resumable downloader (``adapters.http``)
+  and the signed length and SHA-256.
 
 Errors: python-tuf's are wrapped here into :class:`~harmony_fleet.errors.Untrusted` naming the
 attack class (:func:`~.errors.untrusted`).
@@ -29,9 +30,10 @@ from typing import Any
 from tuf.api.metadata import TargetFile
 from tuf.ngclient import FetcherInterface, Updater
 
-from harmony_fleet.adapters.http.policy import check_url
+from harmony_fleet.adapters.http.urls import HTTPS_ONLY, ArtifactAccess, check_artifact_url
 from harmony_fleet.adapters.tuf.errors import untrusted
 from harmony_fleet.adapters.tuf.fetcher import METADATA_URL, TARGETS_URL, NatsFetcher
+from harmony_fleet.adapters.tuf.mirror import MirrorFetcher
 from harmony_fleet.adapters.tuf.pin import METADATA_DIR, TUF_DIR, pinned_root
 from harmony_fleet.core.upgrade.trust import SignedRelease, target_path
 from harmony_fleet.errors import Untrusted
@@ -46,12 +48,15 @@ class TrustedReleases:
     URL used instead of NATS. :attr:`last_refresh_s` is what the last lookup took.
     """
 
-    def __init__(self, state_dir: Path, *, mirror: str | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, *, mirror: str | None = None, access: ArtifactAccess = HTTPS_ONLY
+    ) -> None:
         self.root = pinned_root(state_dir)
         self.metadata_dir = state_dir / TUF_DIR / METADATA_DIR
         self.targets_dir = state_dir / TUF_DIR / "targets"
         if mirror:
-            check_url(mirror)  # the artifacts' transport rules apply to the mirror too
+            check_artifact_url(mirror, access)  # the artifacts' transport rules, for the mirror
+        self.access = access
         self.mirror = mirror.rstrip("/") if mirror else None
         self.nc: Any = None
         self.last_refresh_s = 0.0
@@ -65,7 +70,8 @@ class TrustedReleases:
         self.metadata_dir.mkdir(parents=True, exist_ok=True)
         fetcher: FetcherInterface | None
         if self.mirror is not None:
-            fetcher, meta_url, targets_url = None, f"{self.mirror}/metadata/", None
+            fetcher = MirrorFetcher(self.access)
+            meta_url, targets_url = f"{self.mirror}/metadata/", None
         else:
             if self.nc is None:
                 raise Untrusted("untrusted metadata", "not connected to NATS yet")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harmony_fleet.adapters.http.urls import HTTPS_ONLY, ArtifactAccess
 from harmony_fleet.agent.runtime import Agent, Extension
 from harmony_fleet.core.upgrade.trust import SignedRelease
 
@@ -25,9 +26,12 @@ log = logging.getLogger(__name__)
 class LazyReleases:
     """Signed releases for the device whose state dir is ``state_dir`` (see the module)."""
 
-    def __init__(self, state_dir: Path, *, mirror: str | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, *, mirror: str | None = None, access: ArtifactAccess = HTTPS_ONLY
+    ) -> None:
         self.state_dir = state_dir
         self.mirror = mirror
+        self.access = access
         self.nc: Any = None
         self._impl: TrustedReleases | None = None
 
@@ -36,7 +40,7 @@ class LazyReleases:
         if self._impl is None:
             from harmony_fleet.adapters.tuf.client import TrustedReleases  # noqa: PLC0415
 
-            self._impl = TrustedReleases(self.state_dir, mirror=self.mirror)
+            self._impl = TrustedReleases(self.state_dir, mirror=self.mirror, access=self.access)
         self._impl.nc = self.nc
         return self._impl
 
