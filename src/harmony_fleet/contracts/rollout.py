@@ -43,6 +43,7 @@ from harmony_fleet.contracts.ids import (
     VersionField,
     whole,
 )
+from harmony_fleet.contracts.upgrade import UpgradeTimeouts
 from harmony_fleet.errors import InvalidMessage
 
 ROLLOUT_SCHEMA_VERSION = 1
@@ -171,6 +172,9 @@ class Rollout(msgspec.Struct, frozen=True, kw_only=True):
     """A device starts only inside one of these (none: any time)."""
     deadline: NonNegFloat | None = None
     """Unix time after which devices not yet started are skipped."""
+    timeouts: UpgradeTimeouts = UpgradeTimeouts()
+    """The bounds of each device's upgrade, its post-commit watch window included (a device
+    counts as Succeeded only once its window passed)."""
     created_by: ShortText = ""
     created_at: NonNegFloat
     paused: bool = False

@@ -46,7 +46,7 @@ from harmony_fleet.contracts import (
     release_key,
 )
 from harmony_fleet.contracts.rollout import RolloutPhase, progress_key
-from harmony_fleet.contracts.upgrade import ArtifactSource
+from harmony_fleet.contracts.upgrade import ArtifactSource, UpgradeTimeouts
 from harmony_fleet.core.rollout import DeviceView, Plan, Start, UpgradeView, plan
 from harmony_fleet.errors import Conflict, FleetError, NotFound
 
@@ -97,7 +97,7 @@ async def drive_once(kv: FleetKV, name: str, *, now: float) -> Plan:
     for record in result.writes:
         await progress_kv.put(progress_key(name, record.device_id), record)
     for start in result.starts:
-        await _write_marker(kv, start, release, name=name, now=now)
+        await _write_marker(kv, start, release, name=name, now=now, timeouts=rollout.timeouts)
     if result.status != status:
         await statuses_kv.put(name, result.status)
     return result
@@ -130,7 +130,13 @@ async def _views(kv: FleetKV) -> list[DeviceView]:
 
 
 async def _write_marker(
-    kv: FleetKV, start: Start, release: Release | None, *, name: str, now: float
+    kv: FleetKV,
+    start: Start,
+    release: Release | None,
+    *,
+    name: str,
+    now: float,
+    timeouts: UpgradeTimeouts,
 ) -> None:
     """The marker for one start; a missing release or a lost race is logged, not raised: the
     engine asks again on the next pass, and a marker another requester wrote turns into a
@@ -147,6 +153,7 @@ async def _write_marker(
             requested_at=now,
             requested_by=f"{REQUESTED_BY_PREFIX}{name}/undo",
             source=ArtifactSource.INSTALLED,
+            timeouts=timeouts,
         )
     elif release is None:
         log.warning(
@@ -165,6 +172,7 @@ async def _write_marker(
             size=release.size,
             requested_at=now,
             requested_by=f"{REQUESTED_BY_PREFIX}{name}",
+            timeouts=timeouts,
         )
     try:
         await write_marker(kv, marker)
