@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
 from typing import Any
 
 import aiohttp
@@ -77,30 +74,8 @@ async def create_device(cluster: Cluster, name: str, spec: dict[str, Any]) -> No
 
 
 async def publish(fleet: KubeFleet, version: str) -> None:
-    """``fleet release catalogue publish`` for an artifact the fleet serves (the real CLI, in a
-    thread so that the emulator, which runs on this loop, keeps answering the operator)."""
+    """``fleet release publish`` of a built artifact into the fleet's signed repository (the
+    same code, in this process: the emulator, on this loop, keeps answering the operator)."""
+    assert fleet.nc is not None
     manifest = fleet.artifacts[version]
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "harmony_fleet",
-            "release",
-            "catalogue",
-            "publish",
-            *fleet.cli_nats_args(),
-            "--version",
-            version,
-            "--url",
-            fleet.url_of(manifest),
-            "--sha256",
-            manifest.sha256,
-            "--size",
-            str(manifest.size),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
+    await fleet.releases.publish(fleet.nc, fleet.artifact_dir / manifest.file, version)

@@ -38,7 +38,7 @@ ORDER = [
 
 
 async def started(fleet: KubeFleet, name: str = DEV, version: str = "1.0.0") -> None:
-    await fleet.add_device(name, version)
+    await fleet.add_device(name, version, trust_root=fleet.releases.trust_root)
 
     def beats() -> bool:
         seen = fleet.monitor.devices.get(name)
@@ -113,6 +113,7 @@ async def test_a_device_on_nats_appears_as_a_resource_and_goes_offline(fleet: Ku
 async def test_status_follows_an_upgrade_through_its_phases(fleet: KubeFleet) -> None:
     """An upgrade asked for outside Kubernetes (``fleet upgrade``) is reflected all the same."""
     await started(fleet)
+    await publish(fleet, "2.0.0")  # signed releases: the device installs only a signed target
     marker = await fleet.request_upgrade(DEV, "2.0.0")
     kube = fleet.kube
 
@@ -214,7 +215,7 @@ async def test_an_invalid_spec_gives_a_condition_not_a_crash(fleet: KubeFleet) -
     unknown = condition(kube.device(DEV), "SpecValid")
     assert (
         unknown is not None
-        and "fleet release catalogue publish --version 9.9.9" in unknown["message"]
+        and "fleet release publish ARTIFACT --version 9.9.9" in unknown["message"]
     )
     invalid = condition(kube.device("typo-dev"), "SpecValid")
     assert invalid is not None and "'2..0 beta' is not a valid version" in invalid["message"]

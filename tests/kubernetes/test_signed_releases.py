@@ -27,6 +27,8 @@ async def test_versions_resolve_through_signed_metadata_only(
     nc: NatsClient, tmp_path: Path
 ) -> None:
     releases = LocalReleases.init(tmp_path / "repo")
+    nothing_yet = SignedReleases(nc, releases.trust_root, tmp_path / "early")
+    assert await nothing_yet("2.0.0") is None  # nothing published: unknown, not an error
     artifact = tmp_path / "agent.pyz"
     artifact.write_bytes(b"agent 2.0.0 bytes")
     signed = await releases.publish(nc, artifact, "2.0.0")

@@ -212,3 +212,8 @@ async def refresh_published(nc: NatsClient, keys: KeyRing, *, force: bool = Fals
     done = published.refresh(force=force)
     await push_metadata(nc, published.store, published.store.written)
     return done
+
+
+async def is_published(nc: NatsClient) -> bool:
+    """Whether a repository was ever published (the bucket holds a timestamp)."""
+    return await _get(await _bucket(nc), "timestamp.json") is not None

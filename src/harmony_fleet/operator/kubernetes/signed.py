@@ -47,6 +47,10 @@ class SignedReleases:
         return self._client
 
     async def __call__(self, version: str) -> Release | None:
+        from harmony_fleet.adapters.tuf.published import is_published  # noqa: PLC0415
+
+        if not await is_published(self.nc):
+            return None  # nothing signed yet: every version is unknown (publish it)
         try:
             signed = await self._trusted().verify(version)
         except Untrusted as exc:
