@@ -41,7 +41,7 @@ from nats.js.api import (
 
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.kv import Entry, TypedKV, Undecodable, open_bucket
-from harmony_fleet.adapters.nats.stores import ObjectStoreDef, RawBucketDef
+from harmony_fleet.adapters.nats.stores import ObjectStoreDef, RawBucketDef, kv_config
 from harmony_fleet.contracts import (
     BUCKET_RELEASES,
     DEVICE_PROGRESS,
@@ -93,15 +93,7 @@ class BucketDef(Generic[T]):
     """Larger values are refused by the server (a writer must trim first: see the status)."""
 
     def config(self, replicas: int) -> KeyValueConfig:
-        return KeyValueConfig(
-            bucket=self.name,
-            description=self.description,
-            history=self.history,
-            replicas=replicas,
-            storage=StorageType.FILE,
-            max_value_size=self.max_value_size,
-            direct=True,  # allow_direct: any replica answers a get, not only the leader
-        )
+        return kv_config(self.name, self.description, self.history, self.max_value_size, replicas)
 
 
 DEVICES = BucketDef(

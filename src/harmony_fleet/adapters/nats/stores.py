@@ -13,6 +13,23 @@ from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType
 log = logging.getLogger(__name__)
 
 
+def kv_config(
+    name: str, description: str, history: int, max_value_size: int, replicas: int
+) -> KeyValueConfig:
+    """The configuration of every KV bucket of the fleet: file storage, and ``allow_direct``
+    (any replica answers a get, and devices read by direct get since they may not create
+    consumers)."""
+    return KeyValueConfig(
+        bucket=name,
+        description=description,
+        history=history,
+        replicas=replicas,
+        storage=StorageType.FILE,
+        max_value_size=max_value_size,
+        direct=True,
+    )
+
+
 @dataclass(frozen=True)
 class RawBucketDef:
     """A KV bucket whose values are bytes the fleet does not decode itself (TUF metadata,
@@ -24,15 +41,8 @@ class RawBucketDef:
     max_value_size: int = 1024 * 1024
 
     def config(self, replicas: int) -> KeyValueConfig:
-        return KeyValueConfig(
-            bucket=self.name,
-            description=self.description,
-            history=self.history,
-            replicas=replicas,
-            storage=StorageType.FILE,
-            max_value_size=self.max_value_size,
-            direct=True,  # devices read it by direct get only (no consumer)
-        )
+        # devices read it by direct get only (no consumer)
+        return kv_config(self.name, self.description, self.history, self.max_value_size, replicas)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ a person reads is the table the engine runs.
 from __future__ import annotations
 
 from harmony_fleet.contracts.rollout import RolloutPhase
+from harmony_fleet.core.diagram import fenced, state_diagram
 from harmony_fleet.core.rollout.phases import TABLE, TERMINAL, Trigger
 
 BEGIN = "<!-- BEGIN GENERATED ROLLOUT DIAGRAM -->"
@@ -27,18 +28,16 @@ def edges() -> list[tuple[RolloutPhase, RolloutPhase, list[str]]]:
 
 def mermaid() -> str:
     """The Mermaid ``stateDiagram-v2`` source of the rollout phases."""
-    lines = ["stateDiagram-v2", f"    [*] --> {RolloutPhase.CANARY.value}"]
-    for source, target, names in edges():
-        lines.append(f"    {source.value} --> {target.value}: {', '.join(names)}")
-    for phase in RolloutPhase:
-        if phase in TERMINAL:
-            lines.append(f"    {phase.value} --> [*]")
-    return "\n".join(lines) + "\n"
+    return state_diagram(
+        RolloutPhase.CANARY.value,
+        ((s.value, t.value, names) for s, t, names in edges()),
+        (phase.value for phase in RolloutPhase if phase in TERMINAL),
+    )
 
 
 def markdown_block() -> str:
     """The fenced block placed between :data:`BEGIN` and :data:`END` in docs/rollouts.md."""
-    return f"{BEGIN}\n```mermaid\n{mermaid()}```\n{END}"
+    return fenced(BEGIN, END, mermaid())
 
 
 def main() -> None:

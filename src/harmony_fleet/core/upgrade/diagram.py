@@ -10,6 +10,7 @@ arrow per case, labelled with its condition.
 
 from __future__ import annotations
 
+from harmony_fleet.core.diagram import fenced, state_diagram
 from harmony_fleet.core.upgrade.events import EVENT_TYPES
 from harmony_fleet.core.upgrade.machine import TABLE
 from harmony_fleet.core.upgrade.states import PHASE_OF, TERMINAL_STATES, UpgradeState
@@ -47,21 +48,17 @@ def edges() -> list[tuple[UpgradeState, UpgradeState, list[str]]]:
 
 def mermaid() -> str:
     """The Mermaid ``stateDiagram-v2`` source of the machine."""
-    lines = ["stateDiagram-v2", f"    [*] --> {_node(UpgradeState.IDLE)}"]
-    for source, target, names in edges():
-        lines.append(f"    {_node(source)} --> {_node(target)}: {', '.join(names)}")
-    for state in UpgradeState:
-        if state in TERMINAL_STATES:
-            lines.append(f"    {_node(state)} --> [*]")
-    for state in UpgradeState:
-        phase = PHASE_OF[state].value
-        lines.append(f"    note right of {_node(state)}: phase {phase}")
-    return "\n".join(lines) + "\n"
+    return state_diagram(
+        _node(UpgradeState.IDLE),
+        ((_node(s), _node(t), names) for s, t, names in edges()),
+        (_node(state) for state in UpgradeState if state in TERMINAL_STATES),
+        ((_node(state), f"phase {PHASE_OF[state].value}") for state in UpgradeState),
+    )
 
 
 def markdown_block() -> str:
     """The fenced block placed between :data:`BEGIN` and :data:`END` in the ADR."""
-    return f"{BEGIN}\n```mermaid\n{mermaid()}```\n{END}"
+    return fenced(BEGIN, END, mermaid())
 
 
 def main() -> None:
