@@ -15,37 +15,26 @@ from pathlib import Path
 import pytest
 
 from harmony_fleet.adapters.nats.fleet_kv import write_marker
-from harmony_fleet.artifacts import build_artifact
-from harmony_fleet.artifacts.manifest import ArtifactManifest
 from harmony_fleet.contracts import UpgradeMarker, new_upgrade_id
 from harmony_fleet.contracts.logs import device_logs
 from harmony_fleet.testing.localfleet import LocalFleet
 from tests.e2e.conftest import INTERVAL
 from tests.e2e.support import DEV, QUICK, P, reaches, started
 from tests.helpers import eventually
+from tests.security.support import Built, build_versions, local_fleet
 
 SECRET = "S3CR3T-T0KEN-0f9a"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ArtifactManifest]]:
-    out = tmp_path_factory.mktemp("artifacts")
-    return out, {v: build_artifact(v, out) for v in ("1.0.0", "2.0.0")}
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return build_versions(tmp_path_factory, ("1.0.0", "2.0.0"))
 
 
 @pytest.fixture
-async def fleet(
-    tmp_path: Path, built: tuple[Path, dict[str, ArtifactManifest]]
-) -> AsyncIterator[LocalFleet]:
-    out, manifests = built
-    f = LocalFleet(tmp_path / "fleet", interval_s=INTERVAL)
-    await f.start()
-    for manifest in manifests.values():
-        f.adopt(manifest, out)
-    try:
+async def fleet(tmp_path: Path, built: Built) -> AsyncIterator[LocalFleet]:
+    async with local_fleet(tmp_path / "fleet", built, INTERVAL) as f:
         yield f
-    finally:
-        await f.stop()
 
 
 async def _ask(fleet: LocalFleet, url: str) -> UpgradeMarker:

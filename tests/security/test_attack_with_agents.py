@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from harmony_fleet.artifacts import build_artifact
-from harmony_fleet.artifacts.manifest import ArtifactManifest
 from harmony_fleet.contracts import (
     AgentUpgradePhase,
     Command,
@@ -34,28 +32,18 @@ from harmony_fleet.testing.localfleet import LocalFleet
 from harmony_fleet.testing.releases import signed_releases
 from tests.e2e.conftest import INTERVAL
 from tests.e2e.support import DEV, QUICK, P, invariants, reaches, started
-from tests.security.support import Attacker, attacker
+from tests.security.support import Attacker, Built, attacker, build_versions, local_fleet
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ArtifactManifest]]:
-    out = tmp_path_factory.mktemp("artifacts")
-    return out, {v: build_artifact(v, out) for v in ("1.0.0", "2.0.0")}
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return build_versions(tmp_path_factory, ("1.0.0", "2.0.0"))
 
 
 @pytest.fixture
-async def fleet(
-    tmp_path: Path, built: tuple[Path, dict[str, ArtifactManifest]]
-) -> AsyncIterator[LocalFleet]:
-    out, manifests = built
-    f = LocalFleet(tmp_path / "fleet", interval_s=INTERVAL)
-    await f.start()
-    for manifest in manifests.values():
-        f.adopt(manifest, out)
-    try:
+async def fleet(tmp_path: Path, built: Built) -> AsyncIterator[LocalFleet]:
+    async with local_fleet(tmp_path / "fleet", built, INTERVAL) as f:
         yield f
-    finally:
-        await f.stop()
 
 
 async def _attack(a: Attacker, upgrade_id: str, instance: str, stop: asyncio.Event) -> int:

@@ -25,8 +25,6 @@ import pytest
 
 from harmony_fleet.adapters.tuf.published import current_names, push_metadata
 from harmony_fleet.adapters.tuf.store import DirStore
-from harmony_fleet.artifacts import build_artifact
-from harmony_fleet.artifacts.manifest import ArtifactManifest
 from harmony_fleet.contracts import ErrorCode, Role
 from harmony_fleet.core.upgrade.trust import target_path
 from harmony_fleet.testing.localfleet import LocalFleet
@@ -35,28 +33,20 @@ from harmony_fleet.testing.signed_repo import Repo, open_stores, publish
 from tests.e2e.conftest import INTERVAL
 from tests.e2e.support import DEV, QUICK, P, invariants, reaches
 from tests.helpers import eventually
+from tests.security.support import Built, build_versions, local_fleet
 
 VERSIONS = ("1.0.0", "1.5.0", "2.0.0")
-Built = tuple[Path, dict[str, ArtifactManifest]]
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    out = tmp_path_factory.mktemp("artifacts")
-    return out, {v: build_artifact(v, out) for v in VERSIONS}
+    return build_versions(tmp_path_factory, VERSIONS)
 
 
 @pytest.fixture
 async def fleet(tmp_path: Path, built: Built) -> AsyncIterator[LocalFleet]:
-    out, manifests = built
-    f = LocalFleet(tmp_path / "fleet", interval_s=INTERVAL)
-    await f.start()
-    for manifest in manifests.values():
-        f.adopt(manifest, out)
-    try:
+    async with local_fleet(tmp_path / "fleet", built, INTERVAL) as f:
         yield f
-    finally:
-        await f.stop()
 
 
 class Published:
