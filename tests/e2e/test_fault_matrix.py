@@ -1,5 +1,6 @@
 """The upgrade fault matrix with real processes: operator, supervised agents from real
-artifacts, real NATS, a real HTTP artifact server, real symlinks (issue 5, item 6).
+artifacts, real NATS, real symlinks, on signed releases (every device pins the repository's
+root; artifacts come from the ``fleet_artifacts`` object store, checked against signed metadata).
 
 Every test ends with the invariants of ADR-022: exactly one agent process left for the device,
 ``current`` on the previous or a committed version, a terminal status that tells the truth, and,
@@ -12,13 +13,13 @@ import asyncio
 import os
 import signal
 
+import pytest
+
 from harmony_fleet.adapters.nats.commands import CommandsClient
-from harmony_fleet.contracts import (
-    ReplyCode,
-    UpgradeMarker,
-    UpgradeTimeouts,
-)
+from harmony_fleet.adapters.nats.fleet_kv import ARTIFACTS
+from harmony_fleet.contracts import ErrorCode, ReplyCode, UpgradeTimeouts
 from harmony_fleet.testing.localfleet import LocalFleet
+from harmony_fleet.testing.releases import SignedLocalFleet
 from tests.e2e.support import DEV, QUICK, P, invariants, no_lost_heartbeat, reaches, started
 from tests.helpers import eventually
 
@@ -33,43 +34,46 @@ async def test_happy_path(fleet: LocalFleet) -> None:
     assert fleet.devices[DEV].layout.has_version("1.0.0"), "the previous version stays on disk"
 
 
-async def test_sha256_mismatch_fails_and_changes_nothing(fleet: LocalFleet) -> None:
-    await started(fleet)
-    marker = await fleet.request_upgrade(DEV, "2.0.0", timeouts=QUICK)
-    bad = UpgradeMarker(
-        **{
-            **{f: getattr(marker, f) for f in marker.__struct_fields__},
-            "upgrade_id": marker.upgrade_id + "x",
-            "sha256": "0" * 64,
-        }
-    )
-    from harmony_fleet.adapters.nats.fleet_kv import write_marker
+def _forged(original: bytes, how: str) -> bytes:
+    if how == "replaced":  # same length, one byte flipped
+        return original[:-1] + bytes([original[-1] ^ 0xFF])
+    if how == "truncated":
+        return original[: len(original) // 2]
+    return b""
 
+
+@pytest.mark.parametrize("how", ["replaced", "truncated", "zero-byte"])
+async def test_artifact_with_other_bytes_in_the_store_fails_and_changes_nothing(
+    fleet: SignedLocalFleet, how: str
+) -> None:
+    """The marker's URL and hash are hints; what is fetched is checked against the signed
+    target's length and sha256 (what a compromised store or mirror would serve is refused)."""
+    await started(fleet)
+    release = await fleet.publish("2.0.0")
+    original = (fleet.artifact_dir / fleet.artifacts["2.0.0"].file).read_bytes()
     assert fleet.nc is not None
-    await write_marker(fleet.nc, bad)
-    status = await reaches(fleet, bad, P.FAILED)
-    assert status.error_code == "integrity"
-    await invariants(fleet, bad, current="1.0.0", phase=P.FAILED)
+    store = await fleet.nc.jetstream().object_store(ARTIFACTS.name)
+    await store.put(release.object_name, _forged(original, how))
+    marker = await fleet.request_upgrade(DEV, "2.0.0", timeouts=QUICK)
+    status = await reaches(fleet, marker, P.FAILED)
+    assert status.error_code == ErrorCode.UNTRUSTED.value, status
+    assert status.error_detail.startswith("hash mismatch"), status.error_detail
+    await invariants(fleet, marker, current="1.0.0", phase=P.FAILED)
     assert not fleet.devices[DEV].layout.has_version("2.0.0")
 
 
-async def test_artifact_404_fails(fleet: LocalFleet) -> None:
+async def test_artifact_missing_from_the_store_fails(fleet: SignedLocalFleet) -> None:
     await started(fleet)
-    marker = await fleet.request_upgrade(DEV, "2.0.0", timeouts=QUICK)
-    from harmony_fleet.adapters.nats.fleet_kv import write_marker
-
-    missing = UpgradeMarker(
-        **{
-            **{f: getattr(marker, f) for f in marker.__struct_fields__},
-            "upgrade_id": marker.upgrade_id + "y",
-            "artifact_url": marker.artifact_url + ".missing",
-        }
-    )
+    release = await fleet.publish("2.0.0")
     assert fleet.nc is not None
-    await write_marker(fleet.nc, missing)
-    status = await reaches(fleet, missing, P.FAILED)
-    assert status.error_code == "download_rejected", status
-    await invariants(fleet, missing, current="1.0.0", phase=P.FAILED)
+    store = await fleet.nc.jetstream().object_store(ARTIFACTS.name)
+    await store.delete(release.object_name)
+    marker = await fleet.request_upgrade(DEV, "2.0.0", timeouts=QUICK)
+    status = await reaches(fleet, marker, P.FAILED)
+    assert status.error_code == ErrorCode.UNTRUSTED.value, status
+    assert "missing from the repository" in status.error_detail, status.error_detail
+    await invariants(fleet, marker, current="1.0.0", phase=P.FAILED)
+    assert not fleet.devices[DEV].layout.has_version("2.0.0")
 
 
 async def test_self_test_failure(fleet: LocalFleet) -> None:

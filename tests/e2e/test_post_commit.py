@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from harmony_fleet.contracts import AgentUpgradePhase, UpgradeMarker, UpgradeTimeouts
 from harmony_fleet.testing.localfleet import LocalFleet
+from harmony_fleet.testing.releases import SignedLocalFleet
 from tests.e2e.support import DEV, QUICK, P, invariants, reaches, started
 from tests.helpers import eventually, run_fleet
 
@@ -106,7 +107,7 @@ async def test_a_new_main_that_stops_heartbeating_is_rolled_back_then_refused_un
 
 
 async def test_fleet_rollback_returns_to_the_kept_version_with_the_commit_discipline(
-    fleet: LocalFleet,
+    fleet: SignedLocalFleet,
 ) -> None:
     await started(fleet)
     nats = tuple(fleet.cli_nats_args())
@@ -126,7 +127,9 @@ async def test_fleet_rollback_returns_to_the_kept_version_with_the_commit_discip
     assert done.previous_version == "1.0.0"
     assert done.previous_sha256 == fleet.artifacts["1.0.0"].sha256
     await invariants(fleet, upgrade, current="2.0.0", phase=P.SUCCEEDED)
-    # Nothing may be downloaded: take the artifact off the server.
+    # Nothing may be downloaded: 1.0.0 is no signed target (so not in the object store either),
+    # and its file is taken off the artifact folder.
+    assert "1.0.0" not in [r.version for r in fleet.releases.repository().releases()]
     (fleet.artifact_dir / fleet.artifacts["1.0.0"].file).unlink()
 
     code, out, err = await fleet_cli(

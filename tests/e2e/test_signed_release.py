@@ -6,14 +6,13 @@ a version the repository does not sign is refused."""
 from __future__ import annotations
 
 from harmony_fleet.contracts import ErrorCode, Role
-from harmony_fleet.testing.localfleet import LocalFleet
-from harmony_fleet.testing.releases import signed_releases
+from harmony_fleet.testing.releases import SignedLocalFleet, signed_releases
 from tests.e2e.support import DEV, QUICK, P, invariants, reaches
 from tests.helpers import eventually
 
 
 async def test_a_device_upgrades_to_a_release_published_by_the_release_tooling(
-    fleet: LocalFleet,
+    fleet: SignedLocalFleet,
 ) -> None:
     releases = await signed_releases(fleet, "1.0.0", "2.0.0")
     await fleet.add_device(DEV, "1.0.0", trust_root=releases.trust_root)
@@ -25,7 +24,8 @@ async def test_a_device_upgrades_to_a_release_published_by_the_release_tooling(
 
     await eventually(lambda: main_on("1.0.0"), timeout=60, what=f"{DEV} main on 1.0.0")
 
-    unsigned = await fleet.request_upgrade(DEV, "2.1.0", timeouts=QUICK)  # built, never signed
+    # built, never signed
+    unsigned = await fleet.request_upgrade(DEV, "2.1.0", timeouts=QUICK, publish=False)
     status = await reaches(fleet, unsigned, P.FAILED, P.SUCCEEDED, P.ROLLED_BACK, timeout=60)
     assert status.phase is P.FAILED and status.error_code == ErrorCode.UNTRUSTED.value
     assert status.error_detail.startswith("unsigned target"), status.error_detail

@@ -9,6 +9,8 @@ makes and publishes one (the same modules: ``adapters.tuf.repository``, ``.publi
 
 Every test and the demo can run on signed releases this way; a test that must sign what the
 real tool never would (expired, wrongly signed) uses :mod:`harmony_fleet.testing.signed_repo`.
+:class:`SignedLocalFleet` does it for every device and upgrade of a fleet (the end-to-end tests'
+fleet): its devices pin the root, and a version asked for is published the first time.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.tuf.keys import KeyRing, key_folder_files, write_key_folder
@@ -31,9 +32,8 @@ from harmony_fleet.adapters.tuf.published import (
 )
 from harmony_fleet.adapters.tuf.repository import Release, Repository, RoleSpec
 from harmony_fleet.adapters.tuf.store import DirStore
-
-if TYPE_CHECKING:
-    from harmony_fleet.testing.localfleet import LocalFleet
+from harmony_fleet.contracts import UpgradeMarker, UpgradeTimeouts
+from harmony_fleet.testing.localfleet import LocalDevice, LocalFleet
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +91,60 @@ async def signed_releases(
         manifest = fleet.artifacts[version]
         await releases.publish(fleet.nc, fleet.artifact_dir / manifest.file, version)
     return releases
+
+
+class SignedLocalFleet(LocalFleet):
+    """A :class:`LocalFleet` on signed releases, as a real fleet runs.
+
+    Its repository (``workdir/release``, made at :meth:`start`) is the one
+    :func:`signed_releases` uses. Every device pins its root unless given another
+    ``trust_root``; :meth:`request_upgrade` publishes the version through the release tooling
+    the first time it is asked for (publishing every built artifact up front costs each test
+    an upload per version it never uses), unless ``publish=False``: a version the repository
+    never signed. The marker's URL and hash stay what :class:`LocalFleet` writes: hints only.
+    """
+
+    @property
+    def releases(self) -> LocalReleases:
+        return LocalReleases.init(self.workdir / "release")
+
+    async def start(self) -> None:
+        await super().start()
+        await asyncio.to_thread(LocalReleases.init, self.workdir / "release")
+
+    async def publish(self, version: str) -> Release:
+        """``version``'s signed release, published now if it is not yet (it must be built)."""
+        assert self.nc is not None, "start the fleet first"
+        releases = self.releases
+        for release in releases.repository().releases():
+            if release.version == version:
+                return release
+        artifact = self.artifact_dir / self.artifacts[version].file
+        return await releases.publish(self.nc, artifact, version)
+
+    async def add_device(
+        self,
+        name: str,
+        version: str,
+        *,
+        start: bool = True,
+        command_prefix: tuple[str, ...] = (),
+        trust_root: Path | None = None,
+    ) -> LocalDevice:
+        root = trust_root or self.releases.trust_root
+        return await super().add_device(
+            name, version, start=start, command_prefix=command_prefix, trust_root=root
+        )
+
+    async def request_upgrade(
+        self,
+        device: str,
+        version: str,
+        *,
+        timeouts: UpgradeTimeouts | None = None,
+        force: bool = False,
+        publish: bool = True,
+    ) -> UpgradeMarker:
+        if publish:
+            await self.publish(version)
+        return await super().request_upgrade(device, version, timeouts=timeouts, force=force)
