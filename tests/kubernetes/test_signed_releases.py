@@ -17,9 +17,9 @@ from harmony_fleet.cli.release_catalogue import publish as catalogue_publish
 from harmony_fleet.contracts import Release
 from harmony_fleet.operator.kubernetes.decisions import Trigger
 from harmony_fleet.operator.kubernetes.handlers import SpecHandling
-from harmony_fleet.operator.kubernetes.signed import SignedReleases
 from harmony_fleet.operator.kubernetes.statuses import SpecVerdict
 from harmony_fleet.operator.registry import Registry
+from harmony_fleet.operator.releases import SignedReleases
 from harmony_fleet.testing.releases import LocalReleases
 
 

@@ -16,7 +16,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from harmony_fleet.adapters.nats.connection import NatsOptions
+from harmony_fleet.adapters.nats.connection import NatsOptions, inbox_prefix_of_creds
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.artifacts import build_artifact
 from harmony_fleet.artifacts.manifest import ArtifactManifest
@@ -58,9 +58,14 @@ def tls_options(server: EmbeddedNats, creds: Path | None) -> NatsOptions:
 
 
 async def attacker(
-    server: EmbeddedNats, creds: Path, *, inbox_prefix: str = "_INBOX", reconnect: bool = False
+    server: EmbeddedNats,
+    creds: Path,
+    *,
+    inbox_prefix: str | None = None,
+    reconnect: bool = False,
 ) -> Attacker:
-    """A client holding ``creds`` (reconnecting only when asked)."""
+    """A client holding ``creds`` (reconnecting only when asked); its inbox prefix is the one
+    ``creds`` allows (as ``fleet`` commands do) unless ``inbox_prefix`` says otherwise."""
     box: list[Attacker] = []
 
     async def on_error(exc: Exception) -> None:
@@ -74,7 +79,7 @@ async def attacker(
         servers=[server.url],
         user_credentials=str(creds),
         tls=tls_options(server, creds).tls_context(),
-        inbox_prefix=inbox_prefix,
+        inbox_prefix=inbox_prefix or inbox_prefix_of_creds(str(creds)) or "_INBOX",
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         allow_reconnect=reconnect,

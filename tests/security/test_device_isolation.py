@@ -235,7 +235,9 @@ async def test_the_viewer_reads_but_writes_and_commands_nothing(
     nats_server: EmbeddedNats, creds: dict[str, Path], nc: NatsClient
 ) -> None:
     await write_marker(nc, _marker("edge-b"))
-    viewer = await attacker(nats_server, creds["viewer"])
+    viewer = await attacker(
+        nats_server, creds["viewer"], inbox_prefix=subjects.viewer_inbox_prefix("viewer")
+    )
     try:
         seen = await (await FleetKV(viewer.nc).markers()).read("edge-b")
         assert seen is not None, "the control: a viewer reads"

@@ -102,7 +102,8 @@ async def test_a_device_cannot_read_them_through_a_consumer_nor_purge_them(
             (f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": 1}),
         ):
             await device_a.nc.publish(subject, json.dumps(body).encode())
-            await device_a.refused(subject)
+            violation = await device_a.refused(subject)
+            assert "publish" in violation.lower(), violation
 
 
 async def test_the_operator_writes_metadata_but_never_an_artifact(

@@ -83,14 +83,16 @@ async def _serve(fleet: LocalFleet, repo: Repo, built: Built, tmp_path: Path) ->
     return published
 
 
-async def _refused(fleet: LocalFleet, version: str, reason: str, *, running: str) -> None:
+async def _refused(fleet: LocalFleet, version: str, *, running: str) -> str:
+    """Ask for ``version``; check it ended Failed (``untrusted``) with the device still on
+    ``running`` and nothing new installed; return the status detail (it names the attack)."""
     marker = await fleet.request_upgrade(DEV, version, timeouts=QUICK)
     status = await reaches(fleet, marker, P.FAILED, P.SUCCEEDED, P.ROLLED_BACK, timeout=60)
     assert status.phase is P.FAILED, (status.phase, status.error_detail)
     assert status.error_code == ErrorCode.UNTRUSTED.value, (status.error_code, status.error_detail)
-    assert status.error_detail.startswith(reason), (reason, status.error_detail)
     await invariants(fleet, marker, current=running, phase=P.FAILED)
     assert not fleet.devices[DEV].layout.has_version(version) or version == running
+    return status.error_detail
 
 
 async def test_every_attack_is_refused_and_the_device_keeps_its_version(
@@ -103,53 +105,62 @@ async def test_every_attack_is_refused_and_the_device_keeps_its_version(
     # arbitrary installation: the marker names a version no signed targets list
     repo.add("1.5.0", pub.bytes["1.5.0"])
     await pub.put(repo.release(), repo.artifacts)
-    await _refused(fleet, "2.0.0", "unsigned target", running="1.0.0")
+    detail = await _refused(fleet, "2.0.0", running="1.0.0")
+    assert detail.startswith("unsigned target"), detail
 
     # too few signatures: 1 of the 2-of-3 targets keys
     repo.add("2.0.0", pub.bytes["2.0.0"])
     await pub.put(repo.release(targets_signers=targets_keys[:1]), repo.artifacts)
-    await _refused(fleet, "2.0.0", "bad signature", running="1.0.0")
+    detail = await _refused(fleet, "2.0.0", running="1.0.0")
+    assert detail.startswith("bad signature"), detail
 
     # wrong signature: two keys the root does not name
     strangers = Repo().keys["root"] + Repo().keys["root"]
     stale = repo.release(targets_signers=strangers)  # its timestamp is the device's from now
     await pub.put(stale)
-    await _refused(fleet, "2.0.0", "bad signature", running="1.0.0")
+    detail = await _refused(fleet, "2.0.0", running="1.0.0")
+    assert detail.startswith("bad signature"), detail
 
     # freeze: a timestamp that has expired (signed by the right key)
     expired = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     await pub.put(repo.release(timestamp_expires=expired))
-    await _refused(fleet, "2.0.0", "expired metadata", running="1.0.0")
+    detail = await _refused(fleet, "2.0.0", running="1.0.0")
+    assert detail.startswith("expired metadata"), detail
 
     # mix-and-match: the snapshot names targets vN, the file served as vN is an older targets
     old_targets = repo.encoded(repo.targets)  # signed by strangers: any older one will do
     name = f"{repo.targets.signed.version + 1}.targets.json"
     await pub.put({**repo.release(), name: old_targets})
-    await _refused(fleet, "2.0.0", "mix-and-match", running="1.0.0")
+    detail = await _refused(fleet, "2.0.0", running="1.0.0")
+    assert detail.startswith("mix-and-match"), detail
 
     # metadata rollback: the device has seen the last timestamp (the mix-and-match one was
     # valid); an older one, validly signed, is served again
     await pub.put({"timestamp.json": stale["timestamp.json"]})
-    await _refused(fleet, "2.0.0", "metadata rollback", running="1.0.0")
+    detail = await _refused(fleet, "2.0.0", running="1.0.0")
+    assert detail.startswith("metadata rollback"), detail
 
     # endless data: the artifact served is longer than the signed length
     await pub.put(repo.release())
     artifact = pub.object_of("2.0.0")
     await pub.put({}, {artifact: pub.bytes["2.0.0"] + b"\0" * 4_000_000})
-    await _refused(fleet, "2.0.0", "length exceeded", running="1.0.0")
+    detail = await _refused(fleet, "2.0.0", running="1.0.0")
+    assert detail.startswith("length exceeded"), detail
 
     # malicious mirror: the right length, other bytes
     evil = bytearray(pub.bytes["2.0.0"])
     evil[100] ^= 0xFF
     await pub.put({}, {artifact: bytes(evil)})
-    await _refused(fleet, "2.0.0", "hash mismatch", running="1.0.0")
+    detail = await _refused(fleet, "2.0.0", running="1.0.0")
+    assert detail.startswith("hash mismatch"), detail
 
     # online key compromise: the timestamp key is rotated (a new root); metadata signed with the
     # old key is refused from then on
     old_timestamp_keys = repo.keys["timestamp"]
     await pub.put(repo.rotate("timestamp"))
     await pub.put(repo.release(timestamp_signers=old_timestamp_keys))
-    await _refused(fleet, "2.0.0", "bad signature", running="1.0.0")
+    detail = await _refused(fleet, "2.0.0", running="1.0.0")
+    assert detail.startswith("bad signature"), detail
 
 
 async def _started_on_tooling(
@@ -192,7 +203,8 @@ async def test_a_signed_upgrade_after_a_root_rotation_then_no_downgrade_below_th
     assert (followed / "3.root.json").is_file(), "the device followed the root chain"
 
     # 1.5.0 is signed, but below the floor (2.0.0 passed its watch) and not kept on disk
-    await _refused(fleet, "1.5.0", "downgrade below floor", running="2.0.0")
+    detail = await _refused(fleet, "1.5.0", running="2.0.0")
+    assert detail.startswith("downgrade below floor"), detail
 
     # the version kept on disk stays a local rollback, allowed
     back = await fleet.request_rollback(DEV, timeouts=QUICK)
@@ -209,4 +221,5 @@ async def test_a_device_whose_clock_runs_past_the_expiry_refuses_frozen_metadata
     clock, expired on the device's (two days ahead under libfaketime; the timestamp lives one
     day)."""
     await _started_on_tooling(fleet, command_prefix=("faketime", "-f", "+2d"))
-    await _refused(fleet, "2.0.0", "expired metadata", running="1.0.0")
+    detail = await _refused(fleet, "2.0.0", running="1.0.0")
+    assert detail.startswith("expired metadata"), detail

@@ -14,6 +14,7 @@ credential, the test's own client and ``fleet rollback`` the admin's.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import http.server
 import os
@@ -31,6 +32,7 @@ import pytest
 from harmony_fleet.adapters.nats.connection import NatsClient, connect
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.artifacts import ArtifactManifest, build_artifact
+from harmony_fleet.testing.releases import LocalReleases
 from tests.systemd.nspawn import CACHE, Machine, build_rootfs, remove_tree
 from tests.systemd.support import ARTIFACTS_IN_CONTAINER, FleetNats, Served
 
@@ -156,8 +158,37 @@ def machine(
 
 
 @pytest.fixture(scope="session")
-def fleet_nats(host_nats: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory) -> FleetNats:
-    """The host's NATS with the credentials of this side: the admin's, and an operator's."""
+def releases(
+    systemd_tier: dict[str, float],
+    host_nats: EmbeddedNats,
+    artifacts: Built,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> LocalReleases:
+    """A signed release repository (as ``fleet release init`` makes it) with every built
+    version published into the host's NATS, as a release manager would: devices pin its root
+    and fetch what they install from the ``fleet_artifacts`` object store, verified."""
+    repo = LocalReleases.init(tmp_path_factory.mktemp("release") / "repo")
+
+    async def publish() -> None:
+        nc = await connect(host_nats.client_options().with_name("release-manager"))
+        try:
+            for v, manifest in artifacts.manifests.items():
+                await repo.publish(nc, artifacts.folder / manifest.file, v)
+        finally:
+            await nc.close()
+
+    started = time.monotonic()
+    asyncio.run(publish())
+    systemd_tier["publish_s"] = time.monotonic() - started
+    return repo
+
+
+@pytest.fixture(scope="session")
+def fleet_nats(
+    host_nats: EmbeddedNats, releases: LocalReleases, tmp_path_factory: pytest.TempPathFactory
+) -> FleetNats:
+    """The host's NATS with the credentials of this side: the admin's, and an operator's; and
+    the release repository's root, which every installed device pins."""
     creds = host_nats.issue(
         "operator", "operator", tmp_path_factory.mktemp("operator") / "operator.creds"
     )
@@ -167,6 +198,7 @@ def fleet_nats(host_nats: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory
         ca=host_nats.auth.ca_file,
         admin_creds=host_nats.admin_creds,
         operator_creds=creds,
+        trust_root=releases.trust_root,
     )
 
 

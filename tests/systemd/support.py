@@ -67,6 +67,8 @@ class FleetNats:
     ca: Path
     admin_creds: Path
     operator_creds: Path
+    trust_root: Path
+    """The signed release repository's first root.json (``fleet agent install --trust-root``)."""
 
     def cli_args(self) -> list[str]:
         """Flags for a ``fleet`` command run on the host as the admin."""
@@ -111,16 +113,18 @@ def fleet(box: Machine, *args: str, check: bool = True) -> subprocess.CompletedP
 
 def install(box: Machine, device: str, nats: FleetNats, served: Served, v: str) -> str:
     """``fleet agent install`` from the HTTP server (URL + SHA-256) with the device's own
-    credentials; its output."""
+    credentials, pinning the release repository's root (every later upgrade is verified against
+    signed metadata, its bytes fetched from the ``fleet_artifacts`` object store); its output."""
     m = served.manifests[v]
     creds, ca = nats.device_creds(box, device)
+    (box.rootfs / "root" / "root.json").write_bytes(nats.trust_root.read_bytes())
     done = fleet(
         box,
         *["agent", "install", "--device-id", device, "--nats", nats.url],
         *["--nats-creds", creds, "--nats-tls-ca", ca],
         *["--artifact-url", served.url(v), "--sha256", m.sha256],
         *["--heartbeat-interval", str(INTERVAL), "--python", DEVICE_PYTHON],
-        "--allow-unsigned-releases",  # not on signed releases yet
+        *["--trust-root", "/root/root.json"],  # upgrades: signed releases only
     )
     return done.stdout
 

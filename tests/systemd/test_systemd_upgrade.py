@@ -80,6 +80,11 @@ async def test_upgrade_succeeds_and_the_main_unit_runs_the_new_version(
     ), "the new main is a new process, not the candidate promoted"
     assert current(machine) == f"versions/{NEW}"
     assert sorted(versions(machine)) == [OLD, NEW], "the previous version stays for a rollback"
+    # Signed releases: the device verified 2.0.0 against the metadata it followed from its
+    # pinned root (kept in its state dir), not against the marker's hash.
+    tuf = f"/var/lib/harmony-fleet/{device}/tuf"
+    for name in ("root.json", "metadata/timestamp.json", "metadata/targets.json"):
+        assert machine.sh(f"test -s {tuf}/{name}", check=False).returncode == 0, name
     await eventually(lambda: not candidate_units(machine), what="no candidate unit left")
     procs = agent_processes(machine, device)
     assert len(procs) == 1 and "/current/agent agent run" in procs[0], procs

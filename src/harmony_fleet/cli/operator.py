@@ -92,8 +92,9 @@ if TYPE_CHECKING:  # the real import is lazy: see _kubernetes()
     default=None,
     envvar="FLEET_TUF_ROOT",
     show_envvar=True,
-    help="The release repository's root.json (with --kubernetes): spec.agentVersion is looked "
-    "up in the signed metadata instead of the unsigned catalogue.",
+    help="The release repository's root.json: the version a rollout or a Device's "
+    "spec.agentVersion names is looked up in the signed metadata instead of the unsigned "
+    "catalogue.",
 )
 @click.option(
     "--state-dir",
@@ -146,11 +147,9 @@ def operator_cmd(
         presence=PresencePolicy(missed=missed, refresh_s=refresh),
         admit=Admit(admit) if admit else None,
     )
-    if tuf_root is not None and not kubernetes:
-        raise click.UsageError("--tuf-root is for --kubernetes (devices pin their own root)")
     k8s = _kubernetes(namespace, kubeconfig, tuf_root, state_dir) if kubernetes else None
     extensions: list[Extension] = [k8s] if k8s is not None else []
-    extensions.append(RolloutLoop())
+    extensions.append(RolloutLoop(trust_root=tuf_root, state_dir=state_dir))
     if tuf_online_keys is not None:
         extensions.append(ReleaseRefresh(tuf_online_keys, every_s=tuf_refresh_every))
     raise SystemExit(asyncio.run(_run(config, extensions, k8s)))

@@ -13,7 +13,9 @@ version by itself. ``--until committed`` returns at the commit instead.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -41,14 +43,45 @@ from harmony_fleet.core.upgrade.requests import Until, describe
 from harmony_fleet.errors import NotFound
 
 
+async def signed_marker(nc: NatsClient, marker: UpgradeMarker, root: Path) -> UpgradeMarker:
+    """``marker`` with the SHA-256 and length of its version as the signed release metadata
+    says (verified from ``root`` by the operator's lookup; python-tuf loaded only here)."""
+    from harmony_fleet.operator.releases import SignedReleases  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="fleet-tuf-") as state:
+        release = await SignedReleases(nc, root, Path(state))(marker.target_version)
+    if release is None:
+        raise NotFound(
+            f"{marker.target_version} is not a signed release: "
+            f"fleet release publish ARTIFACT --version {marker.target_version}"
+        )
+    return msgspec.structs.replace(
+        marker,
+        artifact_url=marker.artifact_url or release.artifact_url,
+        sha256=release.sha256,
+        size=release.size,
+    )
+
+
 @click.command("upgrade")
 @click.argument("device")
 @click.option("--version", "target", required=True, help="Target agent version.")
 @click.option(
-    "--url", required=True, help="Artifact URL: https (plain http only for the device itself)."
+    "--url",
+    default=None,
+    help="Artifact URL: https (plain http only for the device itself). With --tuf-root: a hint.",
 )
-@click.option("--sha256", "sha", required=True, help="SHA-256 of the artifact (64 hex).")
+@click.option("--sha256", "sha", default=None, help="SHA-256 of the artifact (64 hex).")
 @click.option("--size", type=click.IntRange(1), default=None, help="Artifact size in bytes.")
+@click.option(
+    "--tuf-root",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    envvar="FLEET_TUF_ROOT",
+    show_envvar=True,
+    help="The release repository's root.json: take the SHA-256 and size of --version from the "
+    "signed release metadata (then --url and --sha256 are not needed).",
+)
 @click.option("--force", is_flag=True, help="Install even if this version failed here before.")
 @allow_http_option
 @protocol_options
@@ -56,9 +89,10 @@ from harmony_fleet.errors import NotFound
 def upgrade_cmd(
     device: str,
     target: str,
-    url: str,
-    sha: str,
+    url: str | None,
+    sha: str | None,
     size: int | None,
+    tuf_root: Path | None,
     force: bool,
     allow_http_artifacts: bool,
     self_test_timeout: float,
@@ -71,14 +105,18 @@ def upgrade_cmd(
     as_json: bool,
     **nats_kwargs: Any,
 ) -> None:
-    """Ask DEVICE's agent to upgrade itself to --version from --url."""
-    check_url_flag("--url", url, allow_http_artifacts)
+    """Ask DEVICE's agent to upgrade itself to --version (a signed release with --tuf-root, or
+    the artifact at --url with --sha256)."""
+    if tuf_root is None and (url is None or sha is None):
+        raise click.UsageError("give --url and --sha256, or --tuf-root to use signed releases")
+    if url is not None:
+        check_url_flag("--url", url, allow_http_artifacts)
     marker = UpgradeMarker(
         upgrade_id=new_upgrade_id(),
         device_id=device_id(device),
         target_version=version(target),
-        artifact_url=url,
-        sha256=sha256_hex(sha),
+        artifact_url=url or "",
+        sha256=sha256_hex(sha) if sha is not None else "0" * 64,
         size=size,
         requested_at=time.time(),
         requested_by=who(),
@@ -89,8 +127,10 @@ def upgrade_cmd(
     )
     options = build_nats_options(**nats_kwargs)
 
-    async def made(_nc: NatsClient) -> UpgradeMarker:
-        return marker
+    async def made(nc: NatsClient) -> UpgradeMarker:
+        if tuf_root is None:
+            return marker
+        return await signed_marker(nc, marker, tuf_root)
 
     code = request(options, made, "upgrade", wait_s=wait_s, until=Until(until), as_json=as_json)
     raise SystemExit(code)

@@ -58,3 +58,13 @@ def inbox_prefix(device: DeviceId | str) -> str:
     replies meant for another (a shared ``_INBOX.>`` would show it everyone's).
     """
     return f"_INBOX.{device}"
+
+
+def viewer_inbox_prefix(name: str) -> str:
+    """The reply-subject prefix of a viewer's connections: ``_INBOX._view.<name>``.
+
+    ``_view`` can never be a device id (no underscore in a DNS label), so no device's inbox
+    (``_INBOX.<device>.>``) covers a viewer's, and a viewer, allowed only below its own prefix,
+    sees neither a device's replies (its direct-get answers) nor another client's.
+    """
+    return f"_INBOX._view.{name}"

@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from harmony_fleet.adapters.nats.fleet_kv import (
@@ -43,12 +44,12 @@ from harmony_fleet.contracts import (
     RolloutStatus,
     UpgradeMarker,
     UpgradeStatus,
-    release_key,
 )
 from harmony_fleet.contracts.rollout import RolloutPhase, progress_key
 from harmony_fleet.contracts.upgrade import ArtifactSource, UpgradeTimeouts
 from harmony_fleet.core.rollout import DeviceView, Plan, Start, UpgradeView, plan
 from harmony_fleet.errors import Conflict, FleetError, NotFound
+from harmony_fleet.operator.releases import CatalogueReleases, ReleaseLookup, release_lookup
 
 if TYPE_CHECKING:
     from harmony_fleet.adapters.nats.connection import NatsClient
@@ -67,8 +68,12 @@ def _values(entries: Iterable[Entry[T] | Undecodable]) -> list[T]:
     return [e.value for e in entries if isinstance(e, Entry)]
 
 
-async def drive_once(kv: FleetKV, name: str, *, now: float) -> Plan:
-    """One pass of rollout ``name`` at time ``now``; the plan it performed."""
+async def drive_once(
+    kv: FleetKV, name: str, *, now: float, releases: ReleaseLookup | None = None
+) -> Plan:
+    """One pass of rollout ``name`` at time ``now``; the plan it performed. ``releases`` turns
+    the rollout's version into an artifact (signed metadata, :mod:`~harmony_fleet.operator.
+    releases`); left out, the unsigned catalogue."""
     spec_entry = await (await kv.open(ROLLOUTS)).get(name)
     if spec_entry is None:
         raise NotFound(f"no rollout {name!r}; create it with `fleet rollout create`")
@@ -83,8 +88,7 @@ async def drive_once(kv: FleetKV, name: str, *, now: float) -> Plan:
         if record.rollout == name:
             progress[DeviceId(record.device_id)] = record
 
-    release_entry = await (await kv.releases()).get(release_key(rollout.version))
-    release = release_entry.value if release_entry is not None else None
+    release = await (releases or CatalogueReleases(kv))(rollout.version)
     devices = await _views(kv)
     result = plan(
         rollout,
@@ -157,7 +161,7 @@ async def _write_marker(
         )
     elif release is None:
         log.warning(
-            "rollout %s: no release %s in the catalogue; nothing started",
+            "rollout %s: no release %s (fleet release publish); nothing started",
             name,
             start.target_version,
         )
@@ -180,7 +184,9 @@ async def _write_marker(
         log.warning("rollout %s: marker for %s lost a race", name, start.device_id)
 
 
-async def drive_all(kv: FleetKV, *, now: float) -> dict[str, Plan]:
+async def drive_all(
+    kv: FleetKV, *, now: float, releases: ReleaseLookup | None = None
+) -> dict[str, Plan]:
     """One pass of every rollout not undone (a failing one is logged, the others go on)."""
     statuses = await kv.open(ROLLOUT_STATUSES)
     plans: dict[str, Plan] = {}
@@ -189,7 +195,7 @@ async def drive_all(kv: FleetKV, *, now: float) -> dict[str, Plan]:
             status = await statuses.get(name)
             if status is not None and status.value.phase is RolloutPhase.UNDONE:
                 continue
-            plans[name] = await drive_once(kv, name, now=now)
+            plans[name] = await drive_once(kv, name, now=now, releases=releases)
         except FleetError as exc:
             log.warning("rollout %s: pass failed: %s", name, exc)
     return plans
@@ -201,16 +207,24 @@ class RolloutLoop:
 
     every_s: float = 1.0
     clock: Callable[[], float] = time.time
+    trust_root: Path | None = None
+    """The release repository's root (``fleet operator --tuf-root``): versions are resolved
+    through signed metadata; None: through the unsigned catalogue."""
+    state_dir: Path = Path(".")
+    """Where the signed metadata followed is kept (``<state_dir>/rollouts``)."""
     __name__ = "rollouts"
 
-    async def run(self, kv: FleetKV, stop: asyncio.Event) -> None:
+    async def run(
+        self, kv: FleetKV, stop: asyncio.Event, releases: ReleaseLookup | None = None
+    ) -> None:
         while not stop.is_set():
             try:
-                await drive_all(kv, now=self.clock())
+                await drive_all(kv, now=self.clock(), releases=releases)
             except FleetError as exc:  # NATS away: say so, try again later
                 log.warning("rollout pass failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.every_s)
 
     async def __call__(self, operator: Operator, nc: NatsClient) -> None:
-        await self.run(FleetKV(nc), operator.stop)
+        releases = release_lookup(nc, self.trust_root, self.state_dir / "rollouts")
+        await self.run(FleetKV(nc), operator.stop, releases)

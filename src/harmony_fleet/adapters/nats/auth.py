@@ -222,12 +222,15 @@ class AuthStore:
         quadratic)."""
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
-        if role == "device":
+        if role in ("device", "viewer"):
+            # A device's name is its id; a viewer's is a token of its inbox prefix: both a
+            # DNS label, so neither can carry a subject's dots or wildcards.
+            flag = "--device" if role == "device" else "--name"
             for name in names:
                 try:
                     check_device_id(name)
                 except InvalidMessage as exc:
-                    raise ConfigError(f"--device: {exc}") from exc
+                    raise ConfigError(f"{flag}: {exc}") from exc
         issued = self.issued()
         fleet = self._seed("fleet")
         out: list[tuple[str, Issued]] = []

@@ -8,7 +8,9 @@ appears.
 
 Credentials: user/password, a token, a ``.creds`` file (a device's own, issued by ``fleet
 credentials issue``) and TLS are fields of :class:`NatsOptions` and passed straight through.
-``inbox_prefix`` gives a device's replies a prefix of their own (its credentials allow no other).
+``inbox_prefix`` gives a device's (or a viewer's) replies a prefix of their own (its credentials
+allow no other); left out, it is read from the ``.creds`` file's own subscribe permissions
+(:func:`inbox_prefix_of_creds`), so ``fleet`` commands run with a viewer's credentials just work.
 A server that refuses the credentials, or a certificate the CA does not vouch for, is a
 :class:`~harmony_fleet.errors.ConfigError` naming the file to fix, not an unreachable server.
 """
@@ -16,7 +18,9 @@ A server that refuses the credentials, or a certificate the CA does not vouch fo
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 import random
 import ssl
@@ -80,6 +84,26 @@ class NatsOptions:
         return ctx
 
 
+def inbox_prefix_of_creds(path: str) -> str | None:
+    """The inbox prefix a ``.creds`` file's user may subscribe below (``_INBOX.<x>`` for an
+    allowed ``_INBOX.<x>.>``), or None when it is not restricted to one.
+
+    Only the JWT's claims are read (not verified: the server does that, and a wrong prefix only
+    makes our own requests fail); no crypto is imported for it.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f]
+        token = lines[lines.index("-----BEGIN NATS USER JWT-----") + 1]
+        body = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        allowed = claims["nats"]["sub"]["allow"]
+    except (OSError, ValueError, IndexError, KeyError, TypeError):
+        return None  # unreadable or unrestricted: connect() says what is wrong with the file
+    inboxes = [s[: -len(".>")] for s in allowed if s.startswith("_INBOX.") and s.endswith(".>")]
+    return inboxes[0] if len(inboxes) == 1 else None
+
+
 Callback = Callable[[], Awaitable[None]]
 ErrorCallback = Callable[[Exception], Awaitable[None]]
 
@@ -128,7 +152,8 @@ async def connect(
         token=options.token,
         user_credentials=options.creds_file,
         tls=options.tls_context(),
-        inbox_prefix=options.inbox_prefix,
+        inbox_prefix=options.inbox_prefix
+        or (inbox_prefix_of_creds(options.creds_file) if options.creds_file else None),
         **options.extra,
     )
     refusals: list[Exception] = []

@@ -8,7 +8,7 @@ operator    everything but deleting or purging streams, writing the identities b
             writing artifacts (it creates buckets, sends commands, reads who was issued
             credentials, re-signs the release timestamp and snapshot)
 viewer      read: heartbeats, KV and the log stream (direct gets, consumers), no writes, no
-            commands
+            commands; replies below its own inbox prefix (:func:`viewer_permissions`)
 device      itself only (:func:`device_permissions`)
 ==========  =================================================================================
 
@@ -108,22 +108,32 @@ def device_permissions(device: str) -> Permissions:
     )
 
 
-VIEWER = Permissions(
-    pub_allow=(
-        "$JS.API.INFO",
-        "$JS.API.STREAM.INFO.>",
-        "$JS.API.STREAM.NAMES",
-        "$JS.API.STREAM.LIST",
-        "$JS.API.CONSUMER.CREATE.>",
-        "$JS.API.CONSUMER.INFO.>",
-        "$JS.API.CONSUMER.MSG.NEXT.>",
-        "$JS.API.DIRECT.GET.>",
-        "$JS.API.STREAM.MSG.GET.>",
-        "$JS.FC.>",
-        "$JS.ACK.>",
-    ),
-    sub_allow=(subjects.ALL_HEARTBEATS, ALL_LOGS, "_INBOX.>"),
-)
+def viewer_permissions(name: str) -> Permissions:
+    """A viewer reads (heartbeats, logs, KV by direct get or consumer) and writes nothing; its
+    replies arrive below its own inbox prefix only
+    (:func:`~harmony_fleet.contracts.subjects.viewer_inbox_prefix`): subscribing to ``_INBOX.>``
+    would show it every client's replies and let it race an answer into a device's request."""
+    return Permissions(
+        pub_allow=(
+            "$JS.API.INFO",
+            "$JS.API.STREAM.INFO.>",
+            "$JS.API.STREAM.NAMES",
+            "$JS.API.STREAM.LIST",
+            "$JS.API.CONSUMER.CREATE.>",
+            "$JS.API.CONSUMER.INFO.>",
+            "$JS.API.CONSUMER.MSG.NEXT.>",
+            "$JS.API.DIRECT.GET.>",
+            "$JS.API.STREAM.MSG.GET.>",
+            "$JS.FC.>",
+            "$JS.ACK.>",
+        ),
+        sub_allow=(
+            subjects.ALL_HEARTBEATS,
+            ALL_LOGS,
+            f"{subjects.viewer_inbox_prefix(name)}.>",
+        ),
+    )
+
 
 OPERATOR = Permissions(
     pub_deny=(
@@ -144,7 +154,7 @@ def permissions_for(role: str, name: str) -> Permissions:
     if role == "device":
         return device_permissions(name)
     if role == "viewer":
-        return VIEWER
+        return viewer_permissions(name)
     if role == "operator":
         return OPERATOR
     return ALL

@@ -38,7 +38,7 @@ from harmony_fleet.operator.kubernetes.handlers import (
     settings,
 )
 from harmony_fleet.operator.kubernetes.reflector import Reflector
-from harmony_fleet.operator.kubernetes.signed import SignedReleases
+from harmony_fleet.operator.releases import SignedReleases
 from harmony_fleet.operator.runtime import Operator
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ class KubernetesOptions:
     """How soon a spec naming an unpublished release is tried again."""
     trust_root: Path | None = None
     """The release repository's root (``--tuf-root``): versions are looked up in the signed
-    metadata (:mod:`.signed`); None: the unsigned ``fleet_releases`` catalogue."""
+    metadata (:mod:`harmony_fleet.operator.releases`); None: the unsigned ``fleet_releases``
+    catalogue."""
     state_dir: Path = Path("/var/lib/harmony-fleet/operator")
     """Where the signed metadata followed so far is kept (with ``trust_root``)."""
 

@@ -74,8 +74,8 @@ class SpecHandling:
     on_gone: GoneSink
     retry_s: float = 10.0
     releases: Callable[[str], Awaitable[Release | None]] | None = None
-    """The signed release metadata (:class:`~.signed.SignedReleases`); None: the unsigned
-    ``fleet_releases`` catalogue."""
+    """The signed release metadata (:class:`~harmony_fleet.operator.releases.SignedReleases`);
+    None: the unsigned ``fleet_releases`` catalogue."""
     markers_written: int = 0
     _kv: FleetKV | None = field(default=None, repr=False)
 
