@@ -10,6 +10,7 @@ import signal
 import sys
 import urllib.parse
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -247,6 +248,19 @@ def keep_versions_option(*, envvar: str | None = None) -> Callable[[F], F]:
         show_envvar=envvar is not None,
         help="Versions kept on disk after a successful upgrade (the running and the previous "
         "one always among them).",
+    )
+
+
+def tuf_root_option(help_text: str) -> Callable[[F], F]:
+    """``--tuf-root FILE`` (``FLEET_TUF_ROOT``): the release repository's root.json that a
+    command verifies signed release metadata from (docs/releases.md)."""
+    return click.option(
+        "--tuf-root",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        envvar="FLEET_TUF_ROOT",
+        show_envvar=True,
+        help=help_text,
     )
 
 

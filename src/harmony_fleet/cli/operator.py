@@ -20,6 +20,7 @@ from harmony_fleet.cli._common import (
     log_options,
     nats_options,
     setup_logging,
+    tuf_root_option,
 )
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.operator.admission import Admit
@@ -86,15 +87,10 @@ if TYPE_CHECKING:  # the real import is lazy: see _kubernetes()
     default=None,
     help="kubeconfig file (with --kubernetes); default: in-cluster, then $KUBECONFIG.",
 )
-@click.option(
-    "--tuf-root",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    envvar="FLEET_TUF_ROOT",
-    show_envvar=True,
-    help="The release repository's root.json: the version a rollout or a Device's "
+@tuf_root_option(
+    "The release repository's root.json: the version a rollout or a Device's "
     "spec.agentVersion names is looked up in the signed metadata instead of the unsigned "
-    "catalogue.",
+    "catalogue."
 )
 @click.option(
     "--state-dir",

@@ -27,7 +27,12 @@ from harmony_fleet.adapters.nats.connection import NatsClient, connect
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.adapters.nats.kv import Entry, Undecodable
 from harmony_fleet.cli import exit_codes
-from harmony_fleet.cli._common import build_nats_options, nats_options, print_json
+from harmony_fleet.cli._common import (
+    build_nats_options,
+    nats_options,
+    print_json,
+    tuf_root_option,
+)
 from harmony_fleet.cli.artifact_flags import allow_http_option, check_url_flag
 from harmony_fleet.cli.request import protocol_options, request, timeouts_of, who
 from harmony_fleet.contracts import (
@@ -73,14 +78,9 @@ async def signed_marker(nc: NatsClient, marker: UpgradeMarker, root: Path) -> Up
 )
 @click.option("--sha256", "sha", default=None, help="SHA-256 of the artifact (64 hex).")
 @click.option("--size", type=click.IntRange(1), default=None, help="Artifact size in bytes.")
-@click.option(
-    "--tuf-root",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    envvar="FLEET_TUF_ROOT",
-    show_envvar=True,
-    help="The release repository's root.json: take the SHA-256 and size of --version from the "
-    "signed release metadata (then --url and --sha256 are not needed).",
+@tuf_root_option(
+    "The release repository's root.json: take the SHA-256 and size of --version from the "
+    "signed release metadata (then --url and --sha256 are not needed)."
 )
 @click.option("--force", is_flag=True, help="Install even if this version failed here before.")
 @allow_http_option
