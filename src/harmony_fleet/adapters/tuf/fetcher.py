@@ -25,11 +25,14 @@ import nats.js.errors
 from tuf.api.exceptions import DownloadError, DownloadHTTPError
 from tuf.ngclient import FetcherInterface
 
+from harmony_fleet.adapters.nats.fleet_kv import ARTIFACTS, TUF_METADATA
+
 log = logging.getLogger(__name__)
 
-#: The KV bucket holding the signed metadata, and the object store holding the targets.
-METADATA_BUCKET = "fleet_tuf"
-ARTIFACTS_BUCKET = "fleet_artifacts"
+#: The KV bucket holding the signed metadata, and the object store holding the targets (each
+#: defined once, in :mod:`~harmony_fleet.adapters.nats.fleet_kv`).
+METADATA_BUCKET = TUF_METADATA.name
+ARTIFACTS_BUCKET = ARTIFACTS.name
 METADATA_URL = f"nats://{METADATA_BUCKET}/"
 TARGETS_URL = f"nats://{ARTIFACTS_BUCKET}/"
 #: Deadline of one direct get.
