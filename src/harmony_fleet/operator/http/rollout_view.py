@@ -38,6 +38,10 @@ def rollout_json(
     for p in progress:
         totals[p.state.value] += 1
         waves[p.wave if p.wave is not None else -1][p.state.value] += 1
+    if status is not None and status.counts:
+        # The engine's own counts cover every device the rollout selected (a device with no
+        # progress record yet is pending).
+        totals = Counter({state.value: n for state, n in status.counts.items()})
     done = sum(v for k, v in totals.items() if k not in {"pending", "in_progress"})
     return {
         "name": spec.name,
@@ -50,7 +54,7 @@ def rollout_json(
         "wave": status.wave if status else 0,
         "halt_reason": status.halt_reason if status else "",
         "updated_at": status.updated_at if status else 0.0,
-        "devices": len(progress),
+        "devices": sum(totals.values()),
         "done": done,
         "counts": dict(totals),
         "waves": [
