@@ -91,4 +91,5 @@ class SignedReleases:
             size=signed.length,
             published_at=time.time(),
             published_by="signed release metadata",
+            skip=list(signed.skip),
         )

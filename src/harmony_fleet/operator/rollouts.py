@@ -97,6 +97,7 @@ async def drive_once(
         progress,
         now=now,
         artifact_size=release.size if release is not None else None,
+        skip=release.skip if release is not None else (),
     )
     for record in result.writes:
         await progress_kv.put(progress_key(name, record.device_id), record)
