@@ -19,7 +19,6 @@ from harmony_fleet.contracts import (
     LOCAL_STATE,
     LOG_LINE,
     MAX_MESSAGE_BYTES,
-    RELEASE,
     REPLY,
     UPGRADE_MARKER,
     UPGRADE_STATUS,
@@ -33,7 +32,6 @@ from harmony_fleet.contracts import (
     InstanceSeen,
     LocalState,
     Progress,
-    Release,
     Reply,
     ReplyCode,
     Role,
@@ -145,17 +143,6 @@ SAMPLES: dict[str, tuple[Codec[object], object]] = {
             upgrade=UpgradeSummary(
                 upgrade_id="u-1", phase=AgentUpgradePhase.STAGING, target_version="1.3.0"
             ),
-        ),
-    ),
-    "release": (
-        RELEASE,
-        Release(
-            version="1.3.0",
-            artifact_url="https://artifacts.local/agent-1.3.0.pyz",
-            sha256=SHA,
-            size=1024,
-            published_at=1700000000.0,
-            published_by="ci",
         ),
     ),
     "log_line": (LOG_LINE, LOG_SAMPLE),
