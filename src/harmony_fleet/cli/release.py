@@ -24,10 +24,10 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from harmony_fleet.adapters.nats.connection import NatsClient, connect
-from harmony_fleet.cli import exit_codes, release_catalogue
+from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli._common import bad_flag, build_nats_options, nats_options, print_json
 from harmony_fleet.contracts import version as check_version
-from harmony_fleet.contracts.releases import skip_entry
+from harmony_fleet.contracts.rollout import skip_entry
 from harmony_fleet.errors import ConfigError, FleetError, NotFound
 
 if TYPE_CHECKING:
@@ -337,5 +337,4 @@ def refresh_cmd(force: bool, repo: Path, key_files: tuple[Path, ...], **nats_kwa
 
 
 def register(group: click.Group) -> None:
-    release_catalogue.register(release_group)
     group.add_command(release_group)

@@ -118,8 +118,16 @@ class SignedLocalFleet(LocalFleet):
         return LocalReleases.init(self.workdir / "release")
 
     async def start(self) -> None:
-        await super().start()
         await asyncio.to_thread(LocalReleases.init, self.workdir / "release")
+        await super().start()
+
+    def operator_args(self) -> list[str]:
+        """The operator process resolves versions (rollouts) through the signed metadata."""
+        return [
+            *super().operator_args(),
+            *("--tuf-root", str(self.releases.trust_root)),
+            *("--state-dir", str(self.workdir / "operator-state")),
+        ]
 
     async def publish(self, version: str) -> Release:
         """``version``'s signed release, published now if it is not yet (it must be built)."""

@@ -19,7 +19,6 @@ from harmony_fleet.contracts import (
     LOCAL_STATE,
     LOG_LINE,
     MAX_MESSAGE_BYTES,
-    RELEASE,
     REPLY,
     UPGRADE_MARKER,
     UPGRADE_STATUS,
@@ -33,7 +32,6 @@ from harmony_fleet.contracts import (
     InstanceSeen,
     LocalState,
     Progress,
-    Release,
     Reply,
     ReplyCode,
     Role,
@@ -48,7 +46,7 @@ from harmony_fleet.contracts import (
 )
 from harmony_fleet.contracts import ids as idmod
 from harmony_fleet.contracts.identity import DEVICE_IDENTITY, DeviceIdentity
-from harmony_fleet.contracts.releases import skip_entry, skip_list
+from harmony_fleet.contracts.rollout import skip_entry, skip_list
 from harmony_fleet.contracts.schema import WIRE_TYPES, export_schemas
 from harmony_fleet.errors import InvalidMessage
 
@@ -148,18 +146,6 @@ SAMPLES: dict[str, tuple[Codec[object], object]] = {
             ),
         ),
     ),
-    "release": (
-        RELEASE,
-        Release(
-            version="1.3.0",
-            artifact_url="https://artifacts.local/agent-1.3.0.pyz",
-            sha256=SHA,
-            size=1024,
-            published_at=1700000000.0,
-            published_by="ci",
-            skip=["edge-07", "hardware_model=rpi3"],
-        ),
-    ),
     "log_line": (LOG_LINE, LOG_SAMPLE),
     "device_identity": (
         DEVICE_IDENTITY,
@@ -209,11 +195,6 @@ def test_golden_fixture_encodes_and_decodes(name: str) -> None:
     golden = (GOLDEN / f"{name}.json").read_bytes().strip()
     assert json.loads(encode(value)) == json.loads(golden), "encoding drifted from the fixture"
     assert codec.decode(golden) == value, "the fixture no longer decodes to the value"
-
-
-def test_a_release_published_before_skip_lists_still_decodes() -> None:
-    older = (GOLDEN / "older" / "release_without_skip.json").read_bytes()
-    assert RELEASE.decode(older).skip == []
 
 
 @pytest.mark.parametrize(

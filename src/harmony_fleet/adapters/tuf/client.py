@@ -35,7 +35,7 @@ from harmony_fleet.adapters.tuf.errors import untrusted
 from harmony_fleet.adapters.tuf.fetcher import METADATA_URL, TARGETS_URL, NatsFetcher
 from harmony_fleet.adapters.tuf.mirror import MirrorFetcher
 from harmony_fleet.adapters.tuf.pin import METADATA_DIR, TUF_DIR, pinned_root
-from harmony_fleet.contracts.releases import skip_list
+from harmony_fleet.contracts.rollout import skip_list
 from harmony_fleet.core.upgrade.trust import SignedRelease, target_path
 from harmony_fleet.errors import Untrusted
 

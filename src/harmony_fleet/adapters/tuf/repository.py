@@ -40,7 +40,7 @@ from tuf.api.metadata import (
 
 from harmony_fleet.adapters.tuf.keys import ROLES, KeyRing, new_signer
 from harmony_fleet.adapters.tuf.store import MetadataStore
-from harmony_fleet.contracts.releases import skip_entry, skip_list
+from harmony_fleet.contracts.rollout import skip_entry, skip_list
 from harmony_fleet.errors import ConfigError, NotFound, Refused
 
 log = logging.getLogger(__name__)
