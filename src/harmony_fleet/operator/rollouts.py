@@ -40,7 +40,6 @@ from harmony_fleet.adapters.nats.kv import Entry, Undecodable
 from harmony_fleet.contracts import (
     DeviceId,
     DeviceProgress,
-    Release,
     RolloutStatus,
     UpgradeMarker,
     UpgradeStatus,
@@ -48,8 +47,9 @@ from harmony_fleet.contracts import (
 from harmony_fleet.contracts.rollout import RolloutPhase, progress_key
 from harmony_fleet.contracts.upgrade import ArtifactSource, UpgradeTimeouts
 from harmony_fleet.core.rollout import DeviceView, Plan, Start, UpgradeView, plan
+from harmony_fleet.core.upgrade.trust import SignedRelease
 from harmony_fleet.errors import Conflict, FleetError, NotFound
-from harmony_fleet.operator.releases import CatalogueReleases, ReleaseLookup, release_lookup
+from harmony_fleet.operator.releases import ReleaseLookup, release_lookup
 
 if TYPE_CHECKING:
     from harmony_fleet.adapters.nats.connection import NatsClient
@@ -68,12 +68,10 @@ def _values(entries: Iterable[Entry[T] | Undecodable]) -> list[T]:
     return [e.value for e in entries if isinstance(e, Entry)]
 
 
-async def drive_once(
-    kv: FleetKV, name: str, *, now: float, releases: ReleaseLookup | None = None
-) -> Plan:
+async def drive_once(kv: FleetKV, name: str, *, now: float, releases: ReleaseLookup) -> Plan:
     """One pass of rollout ``name`` at time ``now``; the plan it performed. ``releases`` turns
     the rollout's version into an artifact (signed metadata, :mod:`~harmony_fleet.operator.
-    releases`); left out, the unsigned catalogue."""
+    releases`)."""
     spec_entry = await (await kv.open(ROLLOUTS)).get(name)
     if spec_entry is None:
         raise NotFound(f"no rollout {name!r}; create it with `fleet rollout create`")
@@ -88,7 +86,7 @@ async def drive_once(
         if record.rollout == name:
             progress[DeviceId(record.device_id)] = record
 
-    release = await (releases or CatalogueReleases(kv))(rollout.version)
+    release = await releases(rollout.version)
     devices = await _views(kv)
     result = plan(
         rollout,
@@ -96,7 +94,8 @@ async def drive_once(
         devices,
         progress,
         now=now,
-        artifact_size=release.size if release is not None else None,
+        artifact_size=release.length if release is not None else None,
+        skip=release.skip if release is not None else (),
     )
     for record in result.writes:
         await progress_kv.put(progress_key(name, record.device_id), record)
@@ -136,7 +135,7 @@ async def _views(kv: FleetKV) -> list[DeviceView]:
 async def _write_marker(
     kv: FleetKV,
     start: Start,
-    release: Release | None,
+    release: SignedRelease | None,
     *,
     name: str,
     now: float,
@@ -171,9 +170,9 @@ async def _write_marker(
             upgrade_id=start.upgrade_id,
             device_id=start.device_id,
             target_version=start.target_version,
-            artifact_url=release.artifact_url,
+            artifact_url=release.url,
             sha256=release.sha256,
-            size=release.size,
+            size=release.length,
             requested_at=now,
             requested_by=f"{REQUESTED_BY_PREFIX}{name}",
             timeouts=timeouts,
@@ -184,9 +183,7 @@ async def _write_marker(
         log.warning("rollout %s: marker for %s lost a race", name, start.device_id)
 
 
-async def drive_all(
-    kv: FleetKV, *, now: float, releases: ReleaseLookup | None = None
-) -> dict[str, Plan]:
+async def drive_all(kv: FleetKV, *, now: float, releases: ReleaseLookup) -> dict[str, Plan]:
     """One pass of every rollout not undone (a failing one is logged, the others go on)."""
     statuses = await kv.open(ROLLOUT_STATUSES)
     plans: dict[str, Plan] = {}
@@ -209,14 +206,12 @@ class RolloutLoop:
     clock: Callable[[], float] = time.time
     trust_root: Path | None = None
     """The release repository's root (``fleet operator --tuf-root``): versions are resolved
-    through signed metadata; None: through the unsigned catalogue."""
+    through signed metadata; None: none is (each pass logs that the flag is missing)."""
     state_dir: Path = Path(".")
     """Where the signed metadata followed is kept (``<state_dir>/rollouts``)."""
     __name__ = "rollouts"
 
-    async def run(
-        self, kv: FleetKV, stop: asyncio.Event, releases: ReleaseLookup | None = None
-    ) -> None:
+    async def run(self, kv: FleetKV, stop: asyncio.Event, releases: ReleaseLookup) -> None:
         while not stop.is_set():
             try:
                 await drive_all(kv, now=self.clock(), releases=releases)
