@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_fleet.adapters.nats.fleet_kv import ROLLOUTS, FleetKV
-from harmony_fleet.contracts import ErrorCode, Release, Rollout, Share, UpgradeTimeouts, release_key
+from harmony_fleet.contracts import ErrorCode, Rollout, Share, UpgradeTimeouts
 from harmony_fleet.testing.localfleet import LOCAL_TIMEOUTS
 from tests.browser.conftest import DashboardFleet
 from tests.dashboard_support import samples
@@ -174,18 +174,7 @@ async def test_a_rollout_shows_its_progress_per_wave(
     await page.wait_for_selector("#rollouts")
     assert fleet.nc is not None
     kv = FleetKV(fleet.nc)
-    await fleet.publish("2.0.0")
-    manifest = fleet.artifacts["2.0.0"]
-    await (await kv.releases()).put(
-        release_key("2.0.0"),
-        Release(
-            version="2.0.0",
-            artifact_url=fleet.url_of(manifest),
-            sha256=manifest.sha256,
-            size=manifest.size,
-            published_at=time.time(),
-        ),
-    )
+    await fleet.publish("2.0.0")  # signed: the operator and the devices pin the root
     await (await kv.open(ROLLOUTS)).put(
         "r1",
         Rollout(
