@@ -58,7 +58,7 @@ from harmony_fleet.contracts import (
 from harmony_fleet.contracts import version as version_of
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.core.upgrade.watch import RollbackNote
-from harmony_fleet.operator.runtime import Operator, OperatorConfig
+from harmony_fleet.operator.runtime import Extension, Operator, OperatorConfig
 from harmony_fleet.testing.launcher import LauncherProcess
 
 #: The watch window of upgrades requested through :meth:`LocalFleet.request_upgrade` by default.
@@ -140,6 +140,7 @@ class LocalFleet:
     interval_s: float = 1.0
     operator_process: bool = False
     """Run the operator as a real ``fleet operator`` process (tests kill it) or in this one."""
+    operator_extensions: list[Extension] = field(default_factory=list)  # in this process only
     server: EmbeddedNats | None = None
     http: ArtifactServer | None = None
     operator: Operator | None = None
@@ -229,7 +230,8 @@ class LocalFleet:
                 nats=self.operator_nats(),
                 flush_interval_s=0.2,
                 presence=PresencePolicy(refresh_s=max(5 * self.interval_s, 1.0)),
-            )
+            ),
+            extensions=self.operator_extensions,
         )
         self._operator_task = asyncio.ensure_future(self.operator.run())
         await asyncio.wait_for(self.operator.ready.wait(), 30)
