@@ -57,7 +57,13 @@ def parse_listen(value: str) -> tuple[str, int]:
     help="No authentication, no TLS: anyone who reaches the port controls every device. "
     "For experiments only.",
 )
-def server_cmd(listen: str, store_dir: Path | None, insecure: bool) -> None:
+@click.option(
+    "--dev",
+    is_flag=True,
+    help="A dev/test server: it may issue sim credentials (fleet sim, docs/sim.md). Without it "
+    "(the default, what production runs) `fleet credentials issue --role sim` is refused.",
+)
+def server_cmd(listen: str, store_dir: Path | None, insecure: bool, dev: bool) -> None:
     """Run NATS with JetStream in the foreground (the embedded default), with TLS and
     authentication required unless --insecure."""
     host, port = parse_listen(listen)
@@ -68,6 +74,7 @@ def server_cmd(listen: str, store_dir: Path | None, insecure: bool) -> None:
         port=port,
         insecure=insecure,
         context_file=None if insecure else where,
+        dev=dev,
     )
 
     def forward(signum: int, _frame: object) -> None:
@@ -89,7 +96,7 @@ def server_cmd(listen: str, store_dir: Path | None, insecure: bool) -> None:
         "INSECURE (open to anyone)"
         if insecure
         else f"TLS and credentials required; admin context {where}"
-    )
+    ) + ("; dev server: sim credentials may be issued" if dev else "")
     click.echo(
         f"fleet server: NATS with JetStream at {url}, store {server.store_dir}; {security}; "
         "the fleet's buckets and log stream are ready",

@@ -16,7 +16,7 @@ question "when did *we* last hear from it" is what presence needs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 
 from harmony_fleet.contracts import (
@@ -130,7 +130,7 @@ class Registry:
     """All devices the operator knows, in memory, with the coalescing rules applied."""
 
     def __init__(
-        self, policy: PresencePolicy | None = None, *, admitted: set[str] | None = None
+        self, policy: PresencePolicy | None = None, *, admitted: Container[str] | None = None
     ) -> None:
         self.policy = policy or PresencePolicy()
         self.devices: dict[str, DeviceState] = {}

@@ -77,7 +77,7 @@ class Operator:
         self.config = config
         self.admission = Admission() if config.admission is Admit.ISSUED else None
         self.registry = Registry(
-            config.presence, admitted=self.admission.live if self.admission else None
+            config.presence, admitted=self.admission
         )
         self.coordinator = Coordinator(self.registry)
         self.stop = asyncio.Event()

@@ -37,7 +37,7 @@ from harmony_fleet.adapters.nats.auth import AuthStore, push_account
 from harmony_fleet.adapters.nats.connection import NatsOptions
 from harmony_fleet.adapters.nats.context import Context
 from harmony_fleet.adapters.nats.files import write_public, write_secret
-from harmony_fleet.adapters.nats.identities import IdentityWriter
+from harmony_fleet.adapters.nats.identities import IDENTITY_ROLES, IdentityWriter
 from harmony_fleet.adapters.nats.provision import provision_blocking
 from harmony_fleet.errors import ConfigError, Unavailable
 
@@ -72,6 +72,9 @@ class EmbeddedNats:
     """Run without authentication and TLS (experiments only: anyone who reaches it owns it)."""
     context_file: Path | None = None
     """Where to write the admin's context at start (``fleet server``); None: nowhere."""
+    dev: bool = False
+    """A dev/test server (``fleet server --dev``): it issues ``sim`` credentials (docs/sim.md);
+    every start records the choice in the store, so a later start without it stops issuing."""
     _proc: subprocess.Popen[bytes] | None = None
     _port: int | None = None
     _identities: IdentityWriter | None = None
@@ -111,7 +114,7 @@ class EmbeddedNats:
         """
         creds, entry = self.auth.issue_entry(role, name)
         write_secret(out, creds)
-        if role == "device" and self._running():
+        if role in IDENTITY_ROLES and self._running():
             self._writer().put(entry)
         return out
 
@@ -121,7 +124,7 @@ class EmbeddedNats:
         they go is the caller's business (:meth:`issue` writes one file, fsynced: for thousands,
         that write is most of the cost)."""
         issued = self.auth.issue_many(role, names)
-        if role == "device" and self._running():
+        if role in IDENTITY_ROLES and self._running():
             self._writer().put_many([entry for _, entry in issued])
         return [creds for creds, _ in issued]
 
@@ -135,7 +138,7 @@ class EmbeddedNats:
         writer = self._writer()
         writer.run(push_account(self.auth, (self.url,)))
         entry = self.auth.issued()[name]
-        if entry.role == "device":
+        if entry.role in IDENTITY_ROLES:
             writer.put(entry)
 
     def _running(self) -> bool:
@@ -150,6 +153,7 @@ class EmbeddedNats:
         store = self.auth
         if store.ensure(hosts=(self.host,)):
             write_secret(self.admin_creds, store.issue("admin", "admin"))
+        store.set_dev(self.dev)
         config = self.store_dir / "nats.conf"
         write_public(config, store.server_config())
         return config
