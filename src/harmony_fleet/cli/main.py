@@ -51,6 +51,7 @@ def _register() -> None:
         rollout,
         schema,
         server,
+        sim,
         upgrade,
     )
 
@@ -69,6 +70,7 @@ def _register() -> None:
         artifact,
         schema,
         demo,
+        sim,
     ):
         module.register(cli)
 

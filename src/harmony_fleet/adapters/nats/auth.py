@@ -296,8 +296,7 @@ class AuthStore:
             if (role == "sim") != name.startswith(SIM_DEVICE_PREFIX):
                 why = "must start with" if role == "sim" else "may not start with"
                 raise ConfigError(
-                    f"{flag}: {name!r} {why} {SIM_DEVICE_PREFIX!r} (reserved for simulated "
-                    "devices)"
+                    f"{flag}: {name!r} {why} {SIM_DEVICE_PREFIX!r} (reserved for simulated devices)"
                 )
         if role == "device":
             live_sims = sorted(e.name for e in issued.values() if e.role == "sim" and not e.revoked)
