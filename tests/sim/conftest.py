@@ -117,7 +117,7 @@ async def plane(dev_server: EmbeddedNats, admin: NatsClient) -> AsyncIterator[Pl
             flush_interval_s=0.1,
             presence=PresencePolicy(refresh_s=1.0),
         ),
-        extensions=[RolloutLoop(every_s=0.2)],
+        extensions=[RolloutLoop(min_gap_s=0.2)],
     )
     task = asyncio.ensure_future(operator.run())
     try:
