@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Phases in which a pass has nothing to do (Done: until an undo is asked for).
+IDLE_PHASES = frozenset({RolloutPhase.DONE, RolloutPhase.UNDONE})
+
 #: ``requested_by`` of the markers a rollout writes.
 REQUESTED_BY_PREFIX = "rollout/"
 
@@ -161,14 +164,19 @@ async def drive_all(
     releases: ReleaseLookup | None = None,
     fleet: FleetSource | None = None,
 ) -> dict[str, Plan]:
-    """One pass of every rollout not undone (a failing one is logged, the others go on)."""
+    """One pass of every rollout not done or undone (a failing one is logged, the others go
+    on); a done rollout is planned again once its undo is asked for."""
     statuses = await kv.open(ROLLOUT_STATUSES)
     plans: dict[str, Plan] = {}
     for name in sorted(await (await kv.open(ROLLOUTS)).keys()):
         try:
             status = await statuses.get(name)
-            if status is not None and status.value.phase is RolloutPhase.UNDONE:
-                continue
+            if status is not None and status.value.phase in IDLE_PHASES:
+                spec = await (await kv.open(ROLLOUTS)).get(name)
+                if status.value.phase is RolloutPhase.UNDONE or (
+                    spec is not None and not spec.value.undo_requested
+                ):
+                    continue  # nothing left to plan until someone asks for an undo
             plans[name] = await drive_once(kv, name, now=now, releases=releases, fleet=fleet)
         except FleetError as exc:
             log.warning("rollout %s: pass failed: %s", name, exc)

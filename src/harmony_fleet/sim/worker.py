@@ -40,9 +40,9 @@ from harmony_fleet.contracts import (
     UpgradeStopArgs,
     Verb,
     decode_args,
+    encode,
     subjects,
 )
-from harmony_fleet.contracts._codec import encode
 from harmony_fleet.contracts.ids import Version
 from harmony_fleet.errors import FleetError, InvalidMessage
 from harmony_fleet.sim.config import Fault, SimConfig, profiles
