@@ -50,15 +50,13 @@ from harmony_fleet.adapters.nats.kv import Entry
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.contracts import (
     DeviceState,
-    Release,
     Rollout,
     RolloutPhase,
     RolloutStatus,
     Share,
-    release_key,
 )
-from harmony_fleet.contracts.ids import Version
 from harmony_fleet.contracts.upgrade import UpgradeTimeouts
+from harmony_fleet.testing.releases import LocalReleases
 
 OLD, NEW = "1.0.0", "2.0.0"
 TARGET_RATIO = 1.3
@@ -86,6 +84,7 @@ class Stack:
         self.devices = devices
         self.sim_args = sim_args
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.releases = LocalReleases.init(self.tmp / "release-repo")
 
     def __enter__(self) -> Stack:
         url = self.nats.start()
@@ -93,7 +92,17 @@ class Stack:
         op = self.nats.issue("operator", "bench-operator", self.tmp / "operator.creds")
         sim = self.nats.issue("sim", "sim-bench", self.tmp / "sim.creds")
         common = ["--nats", url, "--nats-tls-ca", ca]
-        self.operator = self._spawn("operator", "operator", *common, "--nats-creds", str(op))
+        self.operator = self._spawn(
+            "operator",
+            "operator",
+            *common,
+            "--nats-creds",
+            str(op),
+            "--tuf-root",
+            str(self.releases.trust_root),
+            "--state-dir",
+            str(self.tmp / "operator"),
+        )
         self._spawn(
             "sim",
             "sim",
@@ -140,17 +149,12 @@ async def wait_online(kv: FleetKV, devices: int, limit_s: float = 300.0) -> floa
     raise SystemExit(f"the registry never showed {devices} devices online")
 
 
-async def publish_release(kv: FleetKV) -> None:
-    await (await kv.releases()).put(
-        release_key(NEW),
-        Release(
-            version=Version(NEW),
-            artifact_url="https://artifacts.example/2.0.0.pyz",
-            sha256="cd" * 32,
-            size=20 * 1024 * 1024,
-            published_at=time.time(),
-        ),
-    )
+async def publish_release(nc: NatsClient, releases: LocalReleases, tmp: Path) -> None:
+    """Sign and publish ``NEW`` (what ``fleet release publish`` does): the operator resolves it
+    through the signed metadata (``--tuf-root``); the simulated devices download nothing."""
+    artifact = tmp / "agent-2.0.0.pyz"
+    artifact.write_bytes(b"a simulated agent 2.0.0\n" * 1000)
+    await releases.publish(nc, artifact, NEW)
 
 
 async def create(kv: FleetKV, name: str, watch_s: float, **fields: Any) -> None:
@@ -196,7 +200,7 @@ async def waves_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         try:
             kv = FleetKV(nc)
             online_s = await wait_online(kv, args.devices)
-            await publish_release(kv)
+            await publish_release(nc, stack.releases, stack.tmp)
             # The baseline: a rollout of one canary and a long soak, aborted (and its spec
             # deleted) once that device succeeded, before any wave; the fleet rollout then
             # counts that device already at the version.
@@ -266,7 +270,7 @@ async def halt_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         try:
             kv = FleetKV(nc)
             await wait_online(kv, args.devices)
-            await publish_release(kv)
+            await publish_release(nc, stack.releases, stack.tmp)
             started = time.monotonic()
             await create(kv, "bad", 1.0, canary=Share(count=canaries))
             status = await wait_phase(kv, "bad", {RolloutPhase.HALTED, RolloutPhase.DONE}, 300)

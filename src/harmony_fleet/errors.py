@@ -107,7 +107,8 @@ class Untrusted(DownloadRejected):
     ``reason`` names the attack class the check stopped, one of :data:`UNTRUSTED_REASONS`
     (``unsigned target``, ``bad signature``, ``expired metadata``, ``metadata rollback``,
     ``mix-and-match``, ``length exceeded``, ``hash mismatch``, ``downgrade below floor``,
-    ``below min_version``, ``no trust root``, ``untrusted metadata``); the message starts with it.
+    ``below min_version``, ``no trust root``, ``untrusted metadata``, ``artifact missing``: a
+    signed target whose bytes the artifact store does not hold); the message starts with it.
     """
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -129,6 +130,7 @@ UNTRUSTED_REASONS = (
     "below min_version",
     "no trust root",
     "untrusted metadata",
+    "artifact missing",
 )
 
 

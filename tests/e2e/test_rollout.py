@@ -11,7 +11,7 @@ import time
 import pytest
 
 from harmony_fleet.adapters.nats.fleet_kv import ROLLOUT_STATUSES, ROLLOUTS, FleetKV
-from harmony_fleet.contracts import Release, Rollout, RolloutPhase, Share, release_key
+from harmony_fleet.contracts import Rollout, RolloutPhase, Share
 from harmony_fleet.testing.localfleet import LOCAL_TIMEOUTS
 from harmony_fleet.testing.releases import SignedLocalFleet
 from tests.helpers import eventually
@@ -32,18 +32,7 @@ async def _start(fleet: SignedLocalFleet, target: str) -> FleetKV:
         return all(r is not None and r.online for r in records)
 
     await eventually(all_online, timeout=60, what="every device online")
-    await fleet.publish(target)  # signed: the devices pin the fleet's root
-    manifest = fleet.artifacts[target]
-    await (await kv.releases()).put(
-        release_key(target),
-        Release(
-            version=target,
-            artifact_url=fleet.url_of(manifest),
-            sha256=manifest.sha256,
-            size=manifest.size,
-            published_at=time.time(),
-        ),
-    )
+    await fleet.publish(target)  # signed: the operator and the devices pin the fleet's root
     await (await kv.open(ROLLOUTS)).put(
         "r1",
         Rollout(

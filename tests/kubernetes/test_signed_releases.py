@@ -1,11 +1,10 @@
 """The Kubernetes mode with ``--tuf-root``: ``spec.agentVersion`` is looked up in the signed
-release repository (verified by ngclient from the pinned root, over the real server), never in
-the unsigned catalogue: an unsigned version is an ``UnknownRelease`` verdict even when the
-catalogue lists it, a signed one becomes a marker with the signed SHA-256 and length."""
+release repository (verified by ngclient from the pinned root, over the real server): a version
+nobody signed is an ``UnknownRelease`` verdict, a signed one becomes a marker with the signed
+SHA-256 and length. Without a root the Kubernetes mode does not start (the flag is named)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import kopf
@@ -13,8 +12,6 @@ import pytest
 
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV
-from harmony_fleet.cli.release_catalogue import publish as catalogue_publish
-from harmony_fleet.contracts import Release
 from harmony_fleet.operator.kubernetes.decisions import Trigger
 from harmony_fleet.operator.kubernetes.handlers import SpecHandling
 from harmony_fleet.operator.kubernetes.statuses import SpecVerdict
@@ -32,15 +29,6 @@ async def test_versions_resolve_through_signed_metadata_only(
     artifact = tmp_path / "agent.pyz"
     artifact.write_bytes(b"agent 2.0.0 bytes")
     signed = await releases.publish(nc, artifact, "2.0.0")
-    await catalogue_publish(  # an unsigned catalogue entry the operator must not trust
-        nc,
-        Release(
-            version="3.0.0",
-            artifact_url="http://evil/agent.pyz",
-            sha256="f" * 64,
-            published_at=time.time(),
-        ),
-    )
     verdicts: dict[str, SpecVerdict] = {}
     handling = SpecHandling(
         nc=nc,

@@ -59,6 +59,22 @@ async def test_a_device_reads_and_verifies_a_signed_target_by_direct_gets(
         await client.verify("9.9.9")
 
 
+async def test_a_signed_target_missing_from_the_artifact_store_is_artifact_missing(
+    device_a: Attacker, repo: tuple[Repo, object, object], tmp_path: Path
+) -> None:
+    """Its metadata verifies; its bytes are gone: the reason says so (not a metadata fault)."""
+    signed, _kv, obj = repo
+    client = _client(device_a, signed, tmp_path / "state")
+    release = await client.verify("2.0.0")
+    await obj.delete(f"{release.sha256}.{release.path}")  # type: ignore[attr-defined]
+    dest = tmp_path / "agent"
+    with pytest.raises(Untrusted) as refused:
+        await client.fetch(release, dest)
+    assert refused.value.reason == "artifact missing", refused.value
+    assert "not in the artifact store" in str(refused.value)
+    assert not dest.exists()
+
+
 async def test_a_device_cannot_write_the_repository(
     device_a: Attacker, repo: tuple[Repo, object, object]
 ) -> None:

@@ -11,20 +11,30 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
 from harmony_fleet.adapters.nats.fleet_kv import ROLLOUT_STATUSES, ROLLOUTS, FleetKV
 from harmony_fleet.adapters.nats.server import EmbeddedNats
-from harmony_fleet.contracts import Release, Rollout, RolloutStatus, Share, release_key
+from harmony_fleet.contracts import Rollout, RolloutStatus, Share
 from harmony_fleet.contracts.upgrade import UpgradeTimeouts
 from harmony_fleet.core.presence import PresencePolicy
+from harmony_fleet.core.upgrade.trust import SignedRelease, target_path
 from harmony_fleet.operator.rollouts import RolloutLoop
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
 from harmony_fleet.sim.config import SimConfig
 from harmony_fleet.sim.worker import SimWorker
 
 OLD, NEW = "1.0.0", "2.0.0"
+
+
+async def signed(version: str) -> SignedRelease | None:
+    """The release lookup: ``NEW`` is signed (the signed path itself is tested with a real
+    repository in tests/integration/rollout/test_signed_rollout.py and bench/rollout.py)."""
+    if version != NEW:
+        return None
+    return SignedRelease(path=target_path(NEW), version=NEW, length=1000, sha256="cd" * 32)
 
 
 @pytest.fixture
@@ -64,18 +74,6 @@ class Plane:
     operator: Operator
     kv: FleetKV
 
-    async def release(self, version: str = NEW) -> None:
-        await (await self.kv.releases()).put(
-            release_key(version),
-            Release(
-                version=version,
-                artifact_url=f"https://artifacts.example/{version}.pyz",
-                sha256="cd" * 32,
-                size=1000,
-                published_at=time.time(),
-            ),
-        )
-
     async def create(self, name: str, **fields: object) -> Rollout:
         spec: dict[str, object] = {
             "name": name,
@@ -104,7 +102,6 @@ class Plane:
 
 
 def msgspec_replace(rollout: Rollout, **fields: object) -> Rollout:
-    import msgspec
 
     return msgspec.structs.replace(rollout, **fields)
 
@@ -117,7 +114,7 @@ async def plane(dev_server: EmbeddedNats, admin: NatsClient) -> AsyncIterator[Pl
             flush_interval_s=0.1,
             presence=PresencePolicy(refresh_s=1.0),
         ),
-        extensions=[RolloutLoop(min_gap_s=0.2)],
+        extensions=[RolloutLoop(min_gap_s=0.2, releases=signed)],
     )
     task = asyncio.ensure_future(operator.run())
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harmony_fleet.adapters.nats.connection import NatsOptions
-from harmony_fleet.contracts import RolloutPhase
+from harmony_fleet.contracts import RolloutPhase, Share
 from harmony_fleet.sim.config import SimConfig
 from tests.helpers import eventually
 from tests.sim.conftest import NEW, Plane, simulating
@@ -15,10 +15,9 @@ async def test_canaries_then_waves_to_done(plane: Plane, sim_options: NatsOption
         await eventually(
             lambda: len(plane.operator.registry.devices) == 200, timeout=20, what="registry"
         )
-        await plane.release()
         await plane.create(
             "spring",
-            max_in_flight=__import__("harmony_fleet.contracts", fromlist=["Share"]).Share(count=50),
+            max_in_flight=Share(count=50),
         )
 
         async def done() -> bool:

@@ -24,7 +24,7 @@ from harmony_fleet.adapters.nats.connection import NatsClient, barrier, connect_
 from harmony_fleet.adapters.systemd.notify import WatchdogNotifier
 from harmony_fleet.agent.commands import CommandHandler, StopHandler
 from harmony_fleet.agent.config import AgentConfig
-from harmony_fleet.agent.facts import device_facts
+from harmony_fleet.agent.facts import FreeDisk, device_facts
 from harmony_fleet.agent.faults import Faults, parse_faults
 from harmony_fleet.contracts import (
     Heartbeat,
@@ -35,6 +35,7 @@ from harmony_fleet.contracts import (
     new_instance_id,
     subjects,
 )
+from harmony_fleet.contracts.rollout import LABEL_FREE_DISK
 from harmony_fleet.logging_setup import FieldsAdapter
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,11 @@ class Agent:
         self.version = version
         self.labels = {**device_facts(config.executor), **config.labels}
         """The heartbeat's labels: this device's facts (:mod:`.facts`), then ``--label``."""
+        self.free_disk: FreeDisk | None = None
+        """Free disk of the install prefix, coarse (:class:`~.facts.FreeDisk`), refreshed in
+        every heartbeat; None when the agent cannot upgrade itself or ``--label`` sets it."""
+        if config.install_prefix is not None and LABEL_FREE_DISK not in config.labels:
+            self.free_disk = FreeDisk.of(config.install_prefix)
         self.faults = faults if faults is not None else parse_faults(BUILD_FAULTS)
         self.instance_id = instance_id or new_instance_id()
         self.started = time.monotonic()
@@ -112,6 +118,10 @@ class Agent:
     def heartbeat(self) -> Heartbeat:
         """The next heartbeat (advances the sequence number)."""
         self.seq += 1
+        if self.free_disk is not None:
+            free = self.free_disk.value()
+            if free is not None and self.labels.get(LABEL_FREE_DISK) != free:
+                self.labels = {**self.labels, LABEL_FREE_DISK: free}
         return Heartbeat(
             device_id=self.config.device_id,
             instance_id=self.instance_id,

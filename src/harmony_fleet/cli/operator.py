@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from harmony_fleet.cli._common import (
+    bad_flag,
     build_nats_options,
     install_stop_signals,
     log_options,
@@ -89,8 +90,8 @@ if TYPE_CHECKING:  # the real import is lazy: see _kubernetes()
 )
 @tuf_root_option(
     "The release repository's root.json: the version a rollout or a Device's "
-    "spec.agentVersion names is looked up in the signed metadata instead of the unsigned "
-    "catalogue."
+    "spec.agentVersion names is looked up in the signed metadata (required with --kubernetes; "
+    "without it no rollout starts a device)."
 )
 @click.option(
     "--state-dir",
@@ -143,7 +144,15 @@ def operator_cmd(
         presence=PresencePolicy(missed=missed, refresh_s=refresh),
         admit=Admit(admit) if admit else None,
     )
-    k8s = _kubernetes(namespace, kubeconfig, tuf_root, state_dir) if kubernetes else None
+    k8s = None
+    if kubernetes:
+        if tuf_root is None:
+            raise bad_flag(
+                "--tuf-root",
+                "--kubernetes resolves spec.agentVersion through the signed release metadata: "
+                "give the release repository's root.json (docs/kubernetes.md)",
+            )
+        k8s = _kubernetes(namespace, kubeconfig, tuf_root, state_dir)
     extensions: list[Extension] = [k8s] if k8s is not None else []
     extensions.append(RolloutLoop(trust_root=tuf_root, state_dir=state_dir))
     if tuf_online_keys is not None:
@@ -152,7 +161,7 @@ def operator_cmd(
 
 
 def _kubernetes(
-    namespace: str, kubeconfig: str | None, tuf_root: Path | None, state_dir: Path
+    namespace: str, kubeconfig: str | None, tuf_root: Path, state_dir: Path
 ) -> KubernetesExtension:
     """The Kubernetes extension, imported here so that the embedded mode never loads kopf."""
     try:

@@ -62,9 +62,9 @@ async def signed_marker(nc: NatsClient, marker: UpgradeMarker, root: Path) -> Up
         )
     return msgspec.structs.replace(
         marker,
-        artifact_url=marker.artifact_url or release.artifact_url,
+        artifact_url=marker.artifact_url or release.url,
         sha256=release.sha256,
-        size=release.size,
+        size=release.length,
     )
 
 

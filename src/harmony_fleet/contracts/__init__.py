@@ -42,7 +42,6 @@ from harmony_fleet.contracts.local_state import (
 )
 from harmony_fleet.contracts.logs import LOG_LINE_MAX_BYTES, LogLevel, LogLine
 from harmony_fleet.contracts.registry import DeviceRecord, InstanceSeen, UpgradeSummary
-from harmony_fleet.contracts.releases import BUCKET_RELEASES, Release, release_key
 from harmony_fleet.contracts.rollout import (
     BUCKET_ROLLOUT_PROGRESS,
     BUCKET_ROLLOUT_STATUS,
@@ -73,14 +72,12 @@ UPGRADE_MARKER = Codec(UpgradeMarker)
 UPGRADE_STATUS = Codec(UpgradeStatus)
 DEVICE_RECORD = Codec(DeviceRecord)
 LOG_LINE = Codec(LogLine, max_bytes=LOG_LINE_MAX_BYTES)
-RELEASE = Codec(Release)
 LOCAL_STATE = Codec(LocalState, max_bytes=LOCAL_STATE_MAX_BYTES)
 ROLLOUT = Codec(Rollout)
 ROLLOUT_STATUS = Codec(RolloutStatus)
 DEVICE_PROGRESS = Codec(DeviceProgress)
 
 __all__ = [
-    "BUCKET_RELEASES",
     "BUCKET_ROLLOUTS",
     "BUCKET_ROLLOUT_PROGRESS",
     "BUCKET_ROLLOUT_STATUS",
@@ -94,7 +91,6 @@ __all__ = [
     "LOG_LINE_MAX_BYTES",
     "MAX_MESSAGE_BYTES",
     "RAW_COMMAND",
-    "RELEASE",
     "REPLY",
     "ROLLOUT",
     "ROLLOUT_STATUS",
@@ -120,7 +116,6 @@ __all__ = [
     "PingArgs",
     "Progress",
     "RawCommand",
-    "Release",
     "Reply",
     "ReplyCode",
     "Role",
@@ -144,7 +139,6 @@ __all__ = [
     "new_command",
     "new_instance_id",
     "new_upgrade_id",
-    "release_key",
     "sha256_hex",
     "subjects",
     "upgrade_id",

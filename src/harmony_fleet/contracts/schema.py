@@ -20,7 +20,6 @@ from harmony_fleet.contracts.identity import DeviceIdentity
 from harmony_fleet.contracts.local_state import LocalState
 from harmony_fleet.contracts.logs import LogLine
 from harmony_fleet.contracts.registry import DeviceRecord
-from harmony_fleet.contracts.releases import Release
 from harmony_fleet.contracts.rollout import DeviceProgress, Rollout, RolloutStatus
 from harmony_fleet.contracts.upgrade import UpgradeMarker, UpgradeStatus
 
@@ -33,7 +32,6 @@ WIRE_TYPES: dict[str, type[Any]] = {
     "upgrade_marker": UpgradeMarker,
     "upgrade_status": UpgradeStatus,
     "device_record": DeviceRecord,
-    "release": Release,
     "device_identity": DeviceIdentity,
     "log_line": LogLine,
     "local_state": LocalState,

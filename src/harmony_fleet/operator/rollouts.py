@@ -39,15 +39,15 @@ from harmony_fleet.adapters.nats.fleet_kv import (
     write_marker,
 )
 from harmony_fleet.contracts import (
-    Release,
     RolloutStatus,
     UpgradeMarker,
 )
 from harmony_fleet.contracts.rollout import RolloutPhase, progress_key
 from harmony_fleet.contracts.upgrade import ArtifactSource, UpgradeTimeouts
 from harmony_fleet.core.rollout import Plan, Start, plan
+from harmony_fleet.core.upgrade.trust import SignedRelease
 from harmony_fleet.errors import Conflict, FleetError, NotFound
-from harmony_fleet.operator.releases import CatalogueReleases, ReleaseLookup, release_lookup
+from harmony_fleet.operator.releases import ReleaseLookup, release_lookup
 from harmony_fleet.operator.rollout_views import BucketFleet, FleetMemory, FleetSource
 
 if TYPE_CHECKING:
@@ -68,12 +68,12 @@ async def drive_once(
     name: str,
     *,
     now: float,
-    releases: ReleaseLookup | None = None,
+    releases: ReleaseLookup,
     fleet: FleetSource | None = None,
 ) -> Plan:
     """One pass of rollout ``name`` at time ``now``; the plan it performed. ``releases`` turns
     the rollout's version into an artifact (signed metadata, :mod:`~harmony_fleet.operator.
-    releases`); left out, the unsigned catalogue. ``fleet``: where the devices and the progress
+    releases`). ``fleet``: where the devices and the progress
     records come from (left out: the buckets, read whole)."""
     fleet = fleet or BucketFleet(kv)
     spec_entry = await (await kv.open(ROLLOUTS)).get(name)
@@ -86,7 +86,7 @@ async def drive_once(
 
     progress_kv = await kv.open(ROLLOUT_PROGRESS)
     progress = await fleet.progress(name)
-    release = await (releases or CatalogueReleases(kv))(rollout.version)
+    release = await releases(rollout.version)
     devices = await fleet.views()
     result = plan(
         rollout,
@@ -94,7 +94,8 @@ async def drive_once(
         devices,
         progress,
         now=now,
-        artifact_size=release.size if release is not None else None,
+        artifact_size=release.length if release is not None else None,
+        skip=release.skip if release is not None else (),
     )
     for record in result.writes:
         await progress_kv.put(progress_key(name, record.device_id), record)
@@ -109,7 +110,7 @@ async def drive_once(
 async def _write_marker(
     kv: FleetKV,
     start: Start,
-    release: Release | None,
+    release: SignedRelease | None,
     *,
     name: str,
     now: float,
@@ -144,9 +145,9 @@ async def _write_marker(
             upgrade_id=start.upgrade_id,
             device_id=start.device_id,
             target_version=start.target_version,
-            artifact_url=release.artifact_url,
+            artifact_url=release.url,
             sha256=release.sha256,
-            size=release.size,
+            size=release.length,
             requested_at=now,
             requested_by=f"{REQUESTED_BY_PREFIX}{name}",
             timeouts=timeouts,
@@ -161,7 +162,7 @@ async def drive_all(
     kv: FleetKV,
     *,
     now: float,
-    releases: ReleaseLookup | None = None,
+    releases: ReleaseLookup,
     fleet: FleetSource | None = None,
 ) -> dict[str, Plan]:
     """One pass of every rollout not done or undone (a failing one is logged, the others go
@@ -196,9 +197,11 @@ class RolloutLoop:
     clock: Callable[[], float] = time.time
     trust_root: Path | None = None
     """The release repository's root (``fleet operator --tuf-root``): versions are resolved
-    through signed metadata; None: through the unsigned catalogue."""
+    through signed metadata; None: none is (each pass logs that the flag is missing)."""
     state_dir: Path = Path(".")
     """Where the signed metadata followed is kept (``<state_dir>/rollouts``)."""
+    releases: ReleaseLookup | None = None
+    """A lookup given as it is (tests, the simulator's benchmarks); None: from ``trust_root``."""
     passes: int = 0
     __name__ = "rollouts"
 
@@ -206,7 +209,7 @@ class RolloutLoop:
         self,
         kv: FleetKV,
         stop: asyncio.Event,
-        releases: ReleaseLookup | None = None,
+        releases: ReleaseLookup,
         memory: FleetMemory | None = None,
     ) -> None:
         watch = asyncio.ensure_future(self._watch_specs(kv, memory)) if memory else None
@@ -230,7 +233,7 @@ class RolloutLoop:
                     await watch
 
     async def _pass(
-        self, kv: FleetKV, releases: ReleaseLookup | None, memory: FleetMemory | None
+        self, kv: FleetKV, releases: ReleaseLookup, memory: FleetMemory | None
     ) -> float | None:
         try:
             plans = await drive_all(kv, now=self.clock(), releases=releases, fleet=memory)
@@ -259,7 +262,7 @@ class RolloutLoop:
             except FleetError as exc:
                 log.warning("rollouts: upgrade buckets not read yet: %s", exc)
                 await _wait(operator.stop, 1.0)
-        releases = release_lookup(nc, self.trust_root, self.state_dir / "rollouts")
+        releases = self.releases or release_lookup(nc, self.trust_root, self.state_dir / "rollouts")
         await self.run(kv, operator.stop, releases, memory)
 
 

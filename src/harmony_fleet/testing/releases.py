@@ -16,6 +16,7 @@ fleet): its devices pin the root, and a version asked for is published the first
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,13 +69,21 @@ class LocalReleases:
         *,
         min_version: str = "",
         channel: str = "stable",
+        skip: tuple[str, ...] = (),
     ) -> Release:
-        """What ``fleet release publish ARTIFACT --version VERSION`` does."""
+        """What ``fleet release publish ARTIFACT --version VERSION [--skip ...]`` does."""
         repo = self.repository()
         assert isinstance(repo.store, DirStore)
         adopt_newer(repo.store, await load_published(nc))
         release, _ = await asyncio.to_thread(
-            repo.add_target, artifact, version=version, min_version=min_version, channel=channel
+            functools.partial(
+                repo.add_target,
+                artifact,
+                version=version,
+                min_version=min_version,
+                channel=channel,
+                skip=skip,
+            )
         )
         await put_artifact(nc, artifact, release.object_name)
         await push_metadata(nc, repo.store, current_names(repo.store))
@@ -109,8 +118,16 @@ class SignedLocalFleet(LocalFleet):
         return LocalReleases.init(self.workdir / "release")
 
     async def start(self) -> None:
-        await super().start()
         await asyncio.to_thread(LocalReleases.init, self.workdir / "release")
+        await super().start()
+
+    def operator_args(self) -> list[str]:
+        """The operator process resolves versions (rollouts) through the signed metadata."""
+        return [
+            *super().operator_args(),
+            *("--tuf-root", str(self.releases.trust_root)),
+            *("--state-dir", str(self.workdir / "operator-state")),
+        ]
 
     async def publish(self, version: str) -> Release:
         """``version``'s signed release, published now if it is not yet (it must be built)."""

@@ -110,7 +110,11 @@ async def test_the_server_bootstrap_provisions_every_fleet_bucket_with_direct_ge
     nc: NatsClient,
 ) -> None:
     js = nc.jetstream()
-    for name in (subjects.BUCKET_DEVICES, subjects.BUCKET_UPGRADE_MARKER, "fleet_releases"):
+    for name in (
+        subjects.BUCKET_DEVICES,
+        subjects.BUCKET_UPGRADE_MARKER,
+        subjects.BUCKET_UPGRADE_STATUS,
+    ):
         info = await js.stream_info(f"KV_{name}")
         assert info.config.allow_direct
         assert info.config.max_msg_size == MAX_MESSAGE_BYTES

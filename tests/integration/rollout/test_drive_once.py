@@ -26,17 +26,16 @@ from harmony_fleet.contracts import (
     AgentUpgradePhase,
     DeviceRecord,
     DeviceState,
-    Release,
     Rollout,
     RolloutPhase,
     RolloutStatus,
     Share,
     UpgradeStatus,
     new_instance_id,
-    release_key,
 )
 from harmony_fleet.contracts.rollout import progress_key
 from harmony_fleet.contracts.upgrade import ArtifactSource
+from harmony_fleet.core.upgrade.trust import SignedRelease, target_path
 from harmony_fleet.operator.rollouts import RolloutLoop, drive_once
 
 OLD, NEW = "1.0.0", "2.0.0"
@@ -44,17 +43,15 @@ SHA_NEW, SHA_OLD = "bb" * 32, "aa" * 32
 DEVICES = [f"edge-{i:02d}" for i in range(8)]
 
 
+async def signed(version: str) -> SignedRelease | None:
+    """The driver's release lookup (the signed metadata; test_signed_rollout.py runs the real
+    one): NEW is signed, nothing else is."""
+    if version != NEW:
+        return None
+    return SignedRelease(path=target_path(NEW), version=NEW, length=10, sha256=SHA_NEW)
+
+
 async def _setup(kv: FleetKV, now: float, **spec: object) -> None:
-    await (await kv.releases()).put(
-        release_key(NEW),
-        Release(
-            version=NEW,
-            artifact_url="https://a.example/2.pyz",
-            sha256=SHA_NEW,
-            size=10,
-            published_at=now,
-        ),
-    )
     for i, device in enumerate(DEVICES):
         await (await kv.devices()).put(
             device,
@@ -123,12 +120,14 @@ async def test_canaries_then_waves_then_done_then_undo(nc: NatsClient) -> None:
     kv = FleetKV(nc)
     now = time.time()
     await _setup(kv, now)
-    first = await drive_once(kv, "spring", now=now)
+    first = await drive_once(kv, "spring", now=now, releases=signed)
     canaries = sorted(s.device_id for s in first.starts)
     assert len(canaries) == 2 and await _marked(kv) == {
         s.device_id: s.upgrade_id for s in first.starts
     }
-    again = await drive_once(kv, "spring", now=now + 1)  # a replay starts nothing new
+    again = await drive_once(
+        kv, "spring", now=now + 1, releases=signed
+    )  # a replay starts nothing new
     assert again.starts == () and set(await _marked(kv)) == set(canaries)
 
     for _ in range(10):
@@ -136,7 +135,7 @@ async def test_canaries_then_waves_then_done_then_undo(nc: NatsClient) -> None:
             status = await (await kv.statuses()).get(device)
             if status is None:
                 await _device_reports(kv, device, AgentUpgradePhase.SUCCEEDED, now)
-        result = await drive_once(kv, "spring", now=now + 2)
+        result = await drive_once(kv, "spring", now=now + 2, releases=signed)
         if result.finished:
             break
     assert result.status.phase is RolloutPhase.DONE
@@ -149,7 +148,7 @@ async def test_canaries_then_waves_then_done_then_undo(nc: NatsClient) -> None:
     await (await kv.open(ROLLOUTS)).put(
         "spring", msgspec.structs.replace(spec.value, undo_requested=True)
     )
-    undo = await drive_once(kv, "spring", now=now + 3)
+    undo = await drive_once(kv, "spring", now=now + 3, releases=signed)
     assert len(undo.starts) == 3 and all(s.undo for s in undo.starts)
     marker = await (await kv.markers()).get(undo.starts[0].device_id)
     assert marker is not None
@@ -161,15 +160,15 @@ async def test_a_failing_canary_halts_and_no_other_device_gets_a_marker(nc: Nats
     kv = FleetKV(nc)
     now = time.time()
     await _setup(kv, now)
-    first = await drive_once(kv, "spring", now=now)
+    first = await drive_once(kv, "spring", now=now, releases=signed)
     bad, good = sorted(s.device_id for s in first.starts)
     await _device_reports(kv, bad, AgentUpgradePhase.ROLLED_BACK, now)
     await _device_reports(kv, good, AgentUpgradePhase.SUCCEEDED, now)
-    result = await drive_once(kv, "spring", now=now + 1)
+    result = await drive_once(kv, "spring", now=now + 1, releases=signed)
     assert result.status.phase is RolloutPhase.HALTED
     assert [d.device_id for d in result.status.halted_devices] == [bad]
     for _ in range(3):
-        assert (await drive_once(kv, "spring", now=now + 2)).starts == ()
+        assert (await drive_once(kv, "spring", now=now + 2, releases=signed)).starts == ()
     assert set(await _marked(kv)) == {bad, good}
 
 
@@ -188,7 +187,7 @@ async def test_the_loop_drives_every_rollout_until_it_stops(nc: NatsClient) -> N
     await _setup(kv, time.time())
     stop = asyncio.Event()
     tasks = [
-        asyncio.ensure_future(RolloutLoop(every_s=0.05).run(kv, stop)),
+        asyncio.ensure_future(RolloutLoop(every_s=0.05).run(kv, stop, signed)),
         asyncio.ensure_future(_devices_obey(kv, stop)),
     ]
     statuses = await kv.open(ROLLOUT_STATUSES)
@@ -222,14 +221,14 @@ async def test_a_new_loop_after_a_stop_goes_on_without_writing_any_marker_twice(
     sub = await nc.subscribe("$KV.fleet_upgrade_marker.>", cb=count)
     statuses = await kv.open(ROLLOUT_STATUSES)
     stop = asyncio.Event()
-    first = asyncio.ensure_future(RolloutLoop(every_s=0.05).run(kv, stop))
+    first = asyncio.ensure_future(RolloutLoop(every_s=0.05).run(kv, stop, signed))
     await eventually(lambda: len(written) >= 2, what="the canaries' markers")
     stop.set()
     await asyncio.wait_for(first, 10)  # the first operator is gone, canaries still upgrading
 
     stop = asyncio.Event()
     tasks = [
-        asyncio.ensure_future(RolloutLoop(every_s=0.05).run(kv, stop)),
+        asyncio.ensure_future(RolloutLoop(every_s=0.05).run(kv, stop, signed)),
         asyncio.ensure_future(_devices_obey(kv, stop)),
     ]
     try:

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import pytest
 from click.testing import CliRunner, Result
-from tests.integration.rollout.test_drive_once import DEVICES, _device_reports, _setup
+from tests.integration.rollout.test_drive_once import DEVICES, _device_reports, _setup, signed
 
 from harmony_fleet.adapters.nats.connection import connect
 from harmony_fleet.adapters.nats.fleet_kv import ROLLOUTS, FleetKV
@@ -100,15 +100,19 @@ def test_create_list_status_and_levers(nats_server: EmbeddedNats) -> None:
 
 def test_status_shows_why_a_rollout_halted(nats_server: EmbeddedNats) -> None:
     now = time.time()
-    with_kv(nats_server, lambda kv: _setup(kv, now, name="other"))  # devices, release
+    with_kv(nats_server, lambda kv: _setup(kv, now, name="other"))  # devices
     assert fleet(*CREATE[:-2]).exit_code == 0  # every device
 
     async def canaries_report(kv: FleetKV) -> tuple[str, str, RolloutPhase]:
-        first = await drive_once(kv, "spring", now=now)
+        first = await drive_once(kv, "spring", now=now, releases=signed)
         bad, good = sorted(s.device_id for s in first.starts)
         await _device_reports(kv, bad, AgentUpgradePhase.ROLLED_BACK, now)
         await _device_reports(kv, good, AgentUpgradePhase.SUCCEEDED, now)
-        return bad, good, (await drive_once(kv, "spring", now=now + 1)).status.phase
+        return (
+            bad,
+            good,
+            (await drive_once(kv, "spring", now=now + 1, releases=signed)).status.phase,
+        )
 
     bad, good, phase = with_kv(nats_server, canaries_report)
     assert phase is RolloutPhase.HALTED

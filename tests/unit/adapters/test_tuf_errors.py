@@ -28,6 +28,7 @@ from harmony_fleet.errors import UNTRUSTED_REASONS, DownloadInterrupted, Untrust
         (tuf_errors.LengthOrHashMismatchError("hash"), "metadata refresh", "mix-and-match"),
         (tuf_errors.DownloadLengthMismatchError("too long"), "target x", "length exceeded"),
         (tuf_errors.RepositoryError("odd"), "x", "untrusted metadata"),
+        (tuf_errors.DownloadHTTPError("gone", 404), "target x", "artifact missing"),
     ],
 )
 def test_each_refusal_names_its_attack(exc: Exception, what: str, reason: str) -> None:

@@ -19,7 +19,6 @@ from harmony_fleet.contracts import (
     LOCAL_STATE,
     LOG_LINE,
     MAX_MESSAGE_BYTES,
-    RELEASE,
     REPLY,
     UPGRADE_MARKER,
     UPGRADE_STATUS,
@@ -33,7 +32,6 @@ from harmony_fleet.contracts import (
     InstanceSeen,
     LocalState,
     Progress,
-    Release,
     Reply,
     ReplyCode,
     Role,
@@ -48,6 +46,7 @@ from harmony_fleet.contracts import (
 )
 from harmony_fleet.contracts import ids as idmod
 from harmony_fleet.contracts.identity import DEVICE_IDENTITY, DeviceIdentity
+from harmony_fleet.contracts.rollout import skip_entry, skip_list
 from harmony_fleet.contracts.schema import WIRE_TYPES, export_schemas
 from harmony_fleet.errors import InvalidMessage
 
@@ -147,17 +146,6 @@ SAMPLES: dict[str, tuple[Codec[object], object]] = {
             ),
         ),
     ),
-    "release": (
-        RELEASE,
-        Release(
-            version="1.3.0",
-            artifact_url="https://artifacts.local/agent-1.3.0.pyz",
-            sha256=SHA,
-            size=1024,
-            published_at=1700000000.0,
-            published_by="ci",
-        ),
-    ),
     "log_line": (LOG_LINE, LOG_SAMPLE),
     "device_identity": (
         DEVICE_IDENTITY,
@@ -207,6 +195,30 @@ def test_golden_fixture_encodes_and_decodes(name: str) -> None:
     golden = (GOLDEN / f"{name}.json").read_bytes().strip()
     assert json.loads(encode(value)) == json.loads(golden), "encoding drifted from the fixture"
     assert codec.decode(golden) == value, "the fixture no longer decodes to the value"
+
+
+@pytest.mark.parametrize(
+    ("entry", "valid"),
+    [
+        ("edge-07", True),
+        ("hardware_model=rpi3", True),
+        ("os_release=debian-11", True),
+        ("arch=", True),
+        ("Edge-07", False),
+        ("=rpi3", False),
+        ("edge-07\n", False),
+        ("", False),
+        ("k=" + "v" * 257, False),
+    ],
+)
+def test_a_skip_entry_is_a_device_id_or_a_label_and_value(entry: str, valid: bool) -> None:
+    if valid:
+        assert skip_entry(entry) == entry
+    else:
+        with pytest.raises(InvalidMessage, match="skip"):
+            skip_entry(entry)
+    assert skip_list([entry, 7, None]) == ((entry,) if valid else ())
+    assert skip_list("edge-07") == ()
 
 
 def test_a_command_from_a_sender_older_than_ttl_still_decodes() -> None:

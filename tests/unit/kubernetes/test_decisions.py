@@ -13,7 +13,7 @@ from harmony_fleet.contracts import (
     UpgradeStatus,
     UpgradeTimeouts,
 )
-from harmony_fleet.contracts.releases import Release
+from harmony_fleet.core.upgrade.trust import SignedRelease, target_path
 from harmony_fleet.operator.kubernetes.decisions import (
     Action,
     Desired,
@@ -190,13 +190,13 @@ def test_a_restart_after_a_failure_says_how_to_ask_again() -> None:
     assert "change spec.agentVersion" in got.why and "Failed" in got.why
 
 
-def release(version: str = "2.0.0") -> Release:
-    return Release(
+def release(version: str = "2.0.0") -> SignedRelease:
+    return SignedRelease(
+        path=target_path(version),
         version=version,
-        artifact_url="http://art/agent-2.0.0.pyz",
+        url="http://art/agent-2.0.0.pyz",
         sha256="b" * 64,
-        size=123,
-        published_at=T0,
+        length=123,
     )
 
 
@@ -204,7 +204,7 @@ def test_an_unknown_release_is_a_problem_worth_retrying() -> None:
     got = marker_for(WANT, None, upgrade_id=UpgradeId("unew"), now=T0, source="ns/edge-1")
     assert isinstance(got, SpecProblem)
     assert got.reason is SpecReason.UNKNOWN_RELEASE and got.retry
-    assert "fleet release catalogue publish --version 2.0.0" in got.message
+    assert "fleet release publish ARTIFACT --version 2.0.0" in got.message
     wrong = marker_for(
         WANT, release("2.0.1"), upgrade_id=UpgradeId("unew"), now=T0, source="ns/edge-1"
     )

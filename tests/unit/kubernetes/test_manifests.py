@@ -46,6 +46,25 @@ def test_the_deployment_runs_one_operator_in_kubernetes_mode() -> None:
     assert {"FLEET_KUBERNETES_NAMESPACE", "FLEET_NATS_URL"} <= env
 
 
+def test_the_operator_gets_the_release_root_from_a_config_map_and_a_writable_state_dir() -> None:
+    """Without --tuf-root the Kubernetes mode does not start: the root.json is mounted from the
+    ConfigMap the release manager creates, and the state dir (followed metadata) is writable
+    under a read-only root filesystem."""
+    [deployment] = docs("deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    root = Path(args[args.index("--tuf-root") + 1])
+    state = args[args.index("--state-dir") + 1]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    root_volume = volumes[mounts[str(root.parent)]]
+    assert root_volume["configMap"]["name"] == "fleet-release-root"
+    assert {"key": "root.json", "path": root.name} in root_volume["configMap"]["items"]
+    assert "emptyDir" in volumes[mounts[state]]
+    assert container["securityContext"]["readOnlyRootFilesystem"]
+
+
 def test_kustomization_lists_every_manifest() -> None:
     [kustomization] = docs("kustomization.yaml")
     assert set(kustomization["resources"]) == {
@@ -62,5 +81,12 @@ def test_the_operator_flags_used_by_the_manifests_exist() -> None:
     from harmony_fleet.cli.main import cli
 
     out = CliRunner().invoke(cli, ["operator", "--help"]).output
-    for flag in ("--kubernetes", "--namespace", "--kubeconfig", "FLEET_KUBERNETES_NAMESPACE"):
+    for flag in (
+        "--kubernetes",
+        "--namespace",
+        "--kubeconfig",
+        "FLEET_KUBERNETES_NAMESPACE",
+        "--tuf-root",
+        "--state-dir",
+    ):
         assert flag in out

@@ -43,18 +43,15 @@ from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.kv import Entry, TypedKV, Undecodable, open_bucket
 from harmony_fleet.adapters.nats.stores import ObjectStoreDef, RawBucketDef, kv_config
 from harmony_fleet.contracts import (
-    BUCKET_RELEASES,
     DEVICE_PROGRESS,
     DEVICE_RECORD,
     MAX_MESSAGE_BYTES,
-    RELEASE,
     ROLLOUT,
     ROLLOUT_STATUS,
     UPGRADE_MARKER,
     UPGRADE_STATUS,
     Codec,
     DeviceRecord,
-    Release,
     UpgradeMarker,
     UpgradeStatus,
     UpgradeTimeouts,
@@ -109,9 +106,6 @@ STATUSES = BucketDef(
     UPGRADE_STATUS,
     "harmony-fleet: how each device's latest upgrade is going (its agent)",
 )
-RELEASES = BucketDef(
-    BUCKET_RELEASES, RELEASE, "harmony-fleet: the release catalogue (fleet release publish)"
-)
 IDENTITIES = BucketDef(
     BUCKET_IDENTITIES,
     DEVICE_IDENTITY,
@@ -128,7 +122,6 @@ BUCKETS: tuple[BucketDef[Any], ...] = (
     DEVICES,
     MARKERS,
     STATUSES,
-    RELEASES,
     IDENTITIES,
     ROLLOUTS,
     ROLLOUT_STATUSES,
@@ -259,9 +252,6 @@ class FleetKV:
 
     async def statuses(self) -> TypedKV[UpgradeStatus]:
         return await self.open(STATUSES)
-
-    async def releases(self) -> TypedKV[Release]:
-        return await self.open(RELEASES)
 
     async def identities(self) -> TypedKV[DeviceIdentity]:
         return await self.open(IDENTITIES)

@@ -36,6 +36,9 @@ def untrusted(exc: Exception, what: str) -> FleetError:
             return Untrusted("length exceeded", text)
         case tuf_errors.RepositoryError():
             return Untrusted("untrusted metadata", text)
+        case tuf_errors.DownloadHTTPError() if exc.status_code in {403, 404} and "target" in what:
+            # signed, but its bytes are not where the metadata says: the store is out of step
+            return Untrusted("artifact missing", f"{text} (not in the artifact store)")
         case tuf_errors.DownloadHTTPError() if exc.status_code in {403, 404}:
             return Untrusted("untrusted metadata", f"{text} (missing from the repository)")
         case tuf_errors.DownloadError():

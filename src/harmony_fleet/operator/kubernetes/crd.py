@@ -137,8 +137,8 @@ def device_schema() -> dict[str, Any]:
                 "type": "object",
                 "properties": {
                     "agentVersion": _version_field(
-                        "Desired agent version; must be published with "
-                        "`fleet release catalogue publish`."
+                        "Desired agent version; must be a signed release "
+                        "(`fleet release publish ARTIFACT --version V`)."
                     ),
                     "force": {
                         "type": "boolean",

@@ -6,8 +6,9 @@ Three steps, each a function the kopf handler calls in turn:
 2. :func:`plan`: given the marker and status already in NATS KV and the version the device runs,
    is a new marker needed? This is where restarts and duplicate handler calls are made safe:
    a marker for the same target that is still in flight is never rewritten;
-3. :func:`marker_for`: the release catalogue entry for the target turns the plan into a marker
-   (an unknown release is a problem that may go away once someone publishes it).
+3. :func:`marker_for`: the target's signed release (looked up in the signed release metadata,
+   :mod:`harmony_fleet.operator.releases`) turns the plan into a marker (an unknown release is
+   a problem that may go away once someone publishes it).
 
 The trigger matters once: a *change* of the spec to a target whose last upgrade failed or rolled
 back is a person asking again (a new marker); a *resume* after an operator restart is not, so a
@@ -34,7 +35,7 @@ from harmony_fleet.contracts import (
     device_id,
     version,
 )
-from harmony_fleet.contracts.releases import Release
+from harmony_fleet.core.upgrade.trust import SignedRelease
 from harmony_fleet.errors import InvalidMessage
 from harmony_fleet.operator.kubernetes.resources import REQUESTED_BY_PREFIX, SpecReason
 
@@ -194,25 +195,19 @@ def plan(
 
 def marker_for(
     desired: Desired,
-    release: Release | None,
+    release: SignedRelease | None,
     *,
-    signed: bool = False,
     upgrade_id: UpgradeId,
     now: float,
     source: str,
 ) -> UpgradeMarker | SpecProblem:
-    """The marker for ``desired`` from its release (``signed``: from the signed metadata, else
-    the unsigned catalogue); a problem if there is none."""
+    """The marker for ``desired`` from its signed release; a problem if there is none."""
     if release is None or release.version != desired.version:
         return SpecProblem(
             reason=SpecReason.UNKNOWN_RELEASE,
             message=(
                 f"no signed release {desired.version}; publish it with "
                 f"`fleet release publish ARTIFACT --version {desired.version}`"
-                if signed
-                else f"no release {desired.version} in the catalogue; publish it with "
-                "`fleet release catalogue publish "
-                f"--version {desired.version} --url URL --sha256 HEX`"
             ),
             retry=True,
         )
@@ -220,9 +215,9 @@ def marker_for(
         upgrade_id=upgrade_id,
         device_id=desired.device,
         target_version=desired.version,
-        artifact_url=release.artifact_url,
+        artifact_url=release.url,
         sha256=release.sha256,
-        size=release.size,
+        size=release.length,
         requested_at=now,
         requested_by=f"{REQUESTED_BY_PREFIX}{source}",
         force=desired.force,

@@ -68,12 +68,11 @@ class KubernetesOptions:
     """How often the namespace is listed again (notices deletions and hand edits of status)."""
     release_retry_s: float = 10.0
     """How soon a spec naming an unpublished release is tried again."""
-    trust_root: Path | None = None
+    trust_root: Path
     """The release repository's root (``--tuf-root``): versions are looked up in the signed
-    metadata (:mod:`harmony_fleet.operator.releases`); None: the unsigned ``fleet_releases``
-    catalogue."""
+    metadata (:mod:`harmony_fleet.operator.releases`)."""
     state_dir: Path = Path("/var/lib/harmony-fleet/operator")
-    """Where the signed metadata followed so far is kept (with ``trust_root``)."""
+    """Where the signed metadata followed so far is kept."""
 
 
 class KubernetesExtension:
@@ -116,11 +115,7 @@ class KubernetesExtension:
                 on_verdict=self.reflector.set_verdict,
                 on_gone=self.reflector.forget,
                 retry_s=opts.release_retry_s,
-                releases=(
-                    SignedReleases(nc, opts.trust_root, opts.state_dir)
-                    if opts.trust_root is not None
-                    else None
-                ),
+                releases=SignedReleases(nc, opts.trust_root, opts.state_dir),
             )
             kopf_registry = build_registry(
                 self.handling,

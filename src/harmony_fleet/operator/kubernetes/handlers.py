@@ -1,7 +1,7 @@
 """kopf handlers: a created or changed ``Device.spec`` becomes an upgrade marker in NATS KV.
 
 The handlers only gather inputs (the spec, the marker and status in KV, the version the registry
-saw, the release in the catalogue), ask the pure :mod:`.decisions`, and perform the one effect:
+saw, the target's signed release), ask the pure :mod:`.decisions`, and perform the one effect:
 writing the marker through ``adapters.nats.fleet_kv.write_marker``, the one function that
 writes markers (compare-and-set), as ``fleet upgrade`` does. What they conclude about the spec is
 handed to the reflector as a :class:`~.statuses.SpecVerdict`; the reflector is the only writer
@@ -25,18 +25,15 @@ import kopf
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.fleet_kv import (
     MARKERS,
-    RELEASES,
     STATUSES,
     BucketDef,
     FleetKV,
     write_marker,
 )
 from harmony_fleet.contracts import (
-    Release,
     UpgradeMarker,
     UpgradeStatus,
     new_upgrade_id,
-    release_key,
     subjects,
 )
 from harmony_fleet.errors import FleetError, InvalidMessage, PermanentError
@@ -54,6 +51,7 @@ from harmony_fleet.operator.kubernetes.decisions import (
 from harmony_fleet.operator.kubernetes.resources import SpecReason
 from harmony_fleet.operator.kubernetes.statuses import SpecVerdict
 from harmony_fleet.operator.registry import Registry
+from harmony_fleet.operator.releases import ReleaseLookup
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +70,9 @@ class SpecHandling:
     namespace: str
     on_verdict: VerdictSink
     on_gone: GoneSink
+    releases: ReleaseLookup
+    """The signed release metadata (:class:`~harmony_fleet.operator.releases.SignedReleases`)."""
     retry_s: float = 10.0
-    releases: Callable[[str], Awaitable[Release | None]] | None = None
-    """The signed release metadata (:class:`~harmony_fleet.operator.releases.SignedReleases`);
-    None: the unsigned ``fleet_releases`` catalogue."""
     markers_written: int = 0
     _kv: FleetKV | None = field(default=None, repr=False)
 
@@ -129,15 +126,10 @@ class SpecHandling:
         if decided.action is Action.NOTHING:
             self._say(name, True, SpecReason.ACCEPTED, decided.why)
             return decided.why
-        release: Release | None
-        if self.releases is not None:
-            release = await self.releases(desired.version)
-        else:
-            release = await self._get(RELEASES, release_key(desired.version))
+        release = await self.releases(desired.version)
         made = marker_for(
             desired,
             release,
-            signed=self.releases is not None,
             upgrade_id=new_upgrade_id(),
             now=time.time(),
             source=f"{self.namespace}/{name}",
