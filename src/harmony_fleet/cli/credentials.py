@@ -7,6 +7,8 @@ lives; ``--store-dir`` as for ``fleet server``). Roles and what each may do: doc
   bundle it needs (``FILE`` with ``-ca.pem`` instead of ``.creds``); ``fleet agent install
   --nats-creds FILE --nats-tls-ca CA`` uses them. ``issue --role operator|viewer [--name N]``
   for the others.
+* ``http-token --out FILE [--add]``: a token for the operator's HTTP side (``fleet operator
+  --http-token-file FILE``): the dashboard, ``/metrics`` and the JSON API.
 * ``list [--json]``: every name credentials were issued to, its role, and whether revoked.
 * ``revoke --device ID`` (or ``--name N``): recorded in the store, then pushed to the running
   server, which closes the holder's connections at once and refuses them from then on (also
@@ -36,6 +38,7 @@ from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli._common import bad_flag, print_json
 from harmony_fleet.cli.server import default_store_dir
 from harmony_fleet.errors import ConfigError, FleetError, Unavailable
+from harmony_fleet.operator.http.tokens import new_token
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +223,32 @@ def revoke_cmd(
         )
         raise SystemExit(exit_codes.UNAVAILABLE)
     click.echo(f"fleet credentials: {holder} revoked; the server closed its connections", err=True)
+
+
+@credentials.command("http-token")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The token file (0600) to give `fleet operator --http-token-file`.",
+)
+@click.option("--add", is_flag=True, help="Add a token to an existing file (one per viewer).")
+def http_token_cmd(out: Path, add: bool) -> None:
+    """Write a new token for the operator's HTTP side (the dashboard, /metrics, the API).
+
+    Needs no server: the operator reads the file. A person opens the dashboard with
+    ``/?token=TOKEN`` once; Prometheus sends ``Authorization: Bearer TOKEN``
+    (docs/dashboard.md). The token is not printed: it is in the file.
+    """
+    if out.exists() and not add:
+        raise bad_flag("--out", f"{out} exists: remove it, or give --add to add a token to it")
+    if add and not out.exists():
+        raise bad_flag("--out", f"{out} does not exist (--add adds to an existing file)")
+    before = out.read_text() if add else "# harmony-fleet dashboard tokens, one a line\n"
+    if before and not before.endswith("\n"):
+        before += "\n"
+    write_secret(out, before + new_token() + "\n")
+    click.echo(f"{out}: a new token (0600); fleet operator --http-token-file {out}")
 
 
 def register(group: click.Group) -> None:

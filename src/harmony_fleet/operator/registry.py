@@ -46,6 +46,8 @@ log = logging.getLogger("harmony_fleet.operator.registry")
 #: Something that wants every accepted heartbeat with the operator's receive time
 #: (the upgrade coordinator).
 HeartbeatListener = Callable[[Heartbeat, float], None]
+#: Something that wants every change of a device's upgrade summary (the dashboard's timeline).
+UpgradeListener = Callable[[str, UpgradeSummary | None], None]
 
 _PREFIX = f"{subjects.PREFIX}."
 _PREFIX_LEN = len(_PREFIX)
@@ -145,6 +147,7 @@ class Registry:
         sent to a heartbeat subject, docs/security.md)."""
         self._listeners: list[HeartbeatListener] = []
         self._on_change: list[Callable[[str], None]] = []
+        self._upgrade_listeners: list[UpgradeListener] = []
 
     def add_listener(self, listener: HeartbeatListener) -> None:
         """Called with every accepted heartbeat and the operator's receive time."""
@@ -158,6 +161,11 @@ class Registry:
     def _changed(self, device: str) -> None:
         for listener in self._on_change:
             listener(device)
+
+    def add_upgrade_listener(self, listener: UpgradeListener) -> None:
+        """Called with the device and its new summary whenever :meth:`set_upgrade` changes it
+        (not on the heartbeat path)."""
+        self._upgrade_listeners.append(listener)
 
     def load(self, record: DeviceRecord, *, now: float) -> None:
         self.devices[record.device_id] = DeviceState.from_record(record, now=now)
@@ -267,6 +275,8 @@ class Registry:
         if state is not None and state.upgrade != summary:
             state.upgrade = summary
             state.dirty = True
+            for listener in self._upgrade_listeners:
+                listener(device, summary)
 
     def sweep(self, now: float) -> list[DeviceId]:
         """Mark devices offline whose heartbeats stopped; return the ids that changed."""
