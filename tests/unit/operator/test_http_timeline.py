@@ -117,3 +117,10 @@ def test_bearer_tokens_are_read_from_the_authorization_header(
 def test_a_token_file_holds_one_token_a_line_with_comments() -> None:
     long = "x" * 30
     assert parse_tokens(f"# viewers\n\n{long}\n{long}y\n", source="f") == {long, long + "y"}
+
+
+def test_many_changes_of_one_kind_in_one_scan_make_one_event() -> None:
+    t = Timeline(Clock())
+    t.scan({}, Counter())
+    t.scan({f"edge-{i}": state(f"edge-{i}") for i in range(500)}, Counter())
+    assert [(e.kind, e.device_id, e.text) for e in t.events] == [("device", "", "500 devices: new")]
