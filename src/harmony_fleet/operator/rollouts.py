@@ -214,6 +214,7 @@ class RolloutLoop:
     async def run(self, kv: FleetKV, stop: asyncio.Event, releases: ReleaseLookup) -> None:
         while not stop.is_set():
             try:
+                await kv.verify_fence()  # a deposed operator drives no rollout (ADR-023)
                 await drive_all(kv, now=self.clock(), releases=releases)
             except FleetError as exc:  # NATS away: say so, try again later
                 log.warning("rollout pass failed: %s", exc)
@@ -222,4 +223,4 @@ class RolloutLoop:
 
     async def __call__(self, operator: Operator, nc: NatsClient) -> None:
         releases = release_lookup(nc, self.trust_root, self.state_dir / "rollouts")
-        await self.run(FleetKV(nc), operator.stop, releases)
+        await self.run(FleetKV(nc, fence=operator.lease), operator.stop, releases)

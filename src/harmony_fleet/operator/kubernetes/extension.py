@@ -31,6 +31,7 @@ import kopf
 from kubernetes_asyncio import client
 
 from harmony_fleet.adapters.nats.connection import NatsClient
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.operator.kubernetes.api import DeviceApi, load_configuration
 from harmony_fleet.operator.kubernetes.handlers import (
     SpecHandling,
@@ -116,6 +117,7 @@ class KubernetesExtension:
                 on_gone=self.reflector.forget,
                 retry_s=opts.release_retry_s,
                 releases=SignedReleases(nc, opts.trust_root, opts.state_dir),
+                _kv=FleetKV(nc, fence=operator.lease),  # markers fenced by the lease (ADR-023)
             )
             kopf_registry = build_registry(
                 self.handling,
