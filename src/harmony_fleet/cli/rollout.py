@@ -44,6 +44,7 @@ from harmony_fleet.contracts import (
     version,
 )
 from harmony_fleet.contracts.rollout import (
+    CREATED_BY_KUBERNETES,
     FAILURE_STATES,
     FINAL_STATES,
     MAX_DURATION_S,
@@ -196,6 +197,14 @@ def _lever(verb: str, **changes: bool) -> click.Command:
                 entry = await specs.get(rollout_name(name))
                 if entry is None:
                     raise NotFound(f"no rollout {name!r}")
+                source = entry.value.created_by
+                if source.startswith(CREATED_BY_KUBERNETES):
+                    raise Refused(
+                        f"rollout {name} is driven by the Rollout resource "
+                        f"{source.removeprefix(CREATED_BY_KUBERNETES)}: change its spec "
+                        "(paused, undo) or delete it (abort) with kubectl",
+                        code="rollout_from_kubernetes",
+                    )
                 try:
                     new = msgspec.structs.replace(entry.value, **changes)
                     await specs.update(name, new, last=entry.revision)

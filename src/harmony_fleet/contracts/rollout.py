@@ -57,6 +57,10 @@ BUCKET_ROLLOUT_PROGRESS = "fleet_rollout_progress"
 ROLLOUT_NAME_PATTERN = DEVICE_ID_PATTERN
 RolloutNameField = Annotated[str, msgspec.Meta(pattern=ROLLOUT_NAME_PATTERN, max_length=63)]
 
+#: ``Rollout.created_by`` of a rollout a Kubernetes ``Rollout`` resource created, followed by
+#: ``<namespace>/<name>``: its levers are that resource's spec (``fleet rollout pause`` refuses).
+CREATED_BY_KUBERNETES = "kubernetes:"
+
 #: The most devices one rollout may address (bounds every count below).
 MAX_DEVICES = 1_000_000
 #: The longest a rollout may wait on anything (soak, spread): 30 days, in seconds.

@@ -92,9 +92,7 @@ class Operator:
     ) -> None:
         self.config = config
         self.admission = Admission() if config.admission is Admit.ISSUED else None
-        self.registry = Registry(
-            config.presence, admitted=self.admission.live if self.admission else None
-        )
+        self.registry = Registry(config.presence, admitted=self.admission)
         self.lease = LeaseKeeper(config.name or default_name(), config.lease_ttl_s)
         self.coordinator = Coordinator(self.registry, fence=self.lease)
         self.stop = asyncio.Event()

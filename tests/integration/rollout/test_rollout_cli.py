@@ -157,3 +157,23 @@ def test_bad_input_is_one_line_naming_the_flag(
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == exit_codes.USAGE, result.output
     assert result.output.count("\n") == 1
+
+
+def test_the_levers_of_a_rollout_from_kubernetes_are_its_resources(
+    nats_server: EmbeddedNats,
+) -> None:
+    """A rollout a ``Rollout`` resource created follows that resource's spec: the commands
+    refuse (their change would be undone within a second), naming the resource."""
+    from_k8s = Rollout(
+        name="spring", version="2.0.0", created_at=time.time(), created_by="kubernetes:ops/spring"
+    )
+
+    async def put(kv: FleetKV) -> None:
+        await (await kv.open(ROLLOUTS)).create("spring", from_k8s)
+
+    with_kv(nats_server, put)
+    for verb in ("pause", "abort", "undo"):
+        refused = fleet("rollout", verb, "spring")
+        assert refused.exit_code == exit_codes.REFUSED, refused.output
+        assert "ops/spring" in refused.output and "kubectl" in refused.output
+    assert with_kv(nats_server, _spec) == from_k8s

@@ -31,6 +31,9 @@ def test_rbac_is_namespaced_and_covers_exactly_what_the_operator_does() -> None:
     # kopf: list/watch/get/patch (annotations); reflector: list/create + status patch.
     assert grants[f"{r.GROUP}/{r.PLURAL}"] == {"get", "list", "watch", "create", "patch"}
     assert grants[f"{r.GROUP}/{r.PLURAL}/status"] == {"get", "patch"}
+    # rollout mirror: list the resources, patch only their status (people own the spec)
+    assert grants[f"{r.GROUP}/{r.ROLLOUT_PLURAL}"] == {"get", "list"}
+    assert grants[f"{r.GROUP}/{r.ROLLOUT_PLURAL}/status"] == {"get", "patch"}
     assert grants["/events"] == {"create"}
 
 
@@ -70,6 +73,7 @@ def test_kustomization_lists_every_manifest() -> None:
     assert set(kustomization["resources"]) == {
         "namespace.yaml",
         "crd-device.yaml",
+        "crd-rollout.yaml",
         "rbac.yaml",
         "deployment.yaml",
     }
