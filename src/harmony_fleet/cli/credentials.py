@@ -33,7 +33,7 @@ from harmony_fleet.adapters.nats.auth import AuthStore, Issued, push_account
 from harmony_fleet.adapters.nats.connection import connect
 from harmony_fleet.adapters.nats.context import Context
 from harmony_fleet.adapters.nats.files import write_public, write_secret
-from harmony_fleet.adapters.nats.identities import put_identity
+from harmony_fleet.adapters.nats.identities import IDENTITY_ROLES, put_identity
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli._common import bad_flag, print_json
 from harmony_fleet.cli.server import default_store_dir
@@ -100,7 +100,13 @@ async def _put_identity(store: AuthStore, servers: tuple[str, ...], entry: Issue
 
 @credentials.command("issue")
 @click.option("--device", "device", metavar="ID", help="A device's own credentials.")
-@click.option("--role", type=click.Choice(["operator", "viewer", "admin"]), default=None)
+@click.option(
+    "--role",
+    type=click.Choice(["operator", "viewer", "admin", "sim"]),
+    default=None,
+    help="sim: the device simulator's (fleet sim), issued only by `fleet server --dev`; its "
+    "--name starts with sim-.",
+)
 @click.option("--name", default=None, help="Who holds them (--role). [default: the role]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @nats_option
@@ -117,7 +123,7 @@ def issue_cmd(
     if (device is None) == (role is None):
         raise bad_flag("--device/--role", "give exactly one of them")
     store = _store(store_dir)
-    holder = device or name or str(role)
+    holder = device or name or ("sim-sim" if role == "sim" else str(role))
     out = out or Path(f"{holder}.creds")
     if out.exists():
         raise bad_flag("--out", f"{out} exists: remove it or choose another file")
@@ -125,11 +131,11 @@ def issue_cmd(
     creds, entry = store.issue_entry("device" if device else str(role), holder)
     write_secret(out, creds)
     write_public(ca, store.ca_file.read_bytes())
-    if device:
+    if entry.role in IDENTITY_ROLES:
         why = _write_identity(store, _servers(nats_urls), entry)
         if why is not None:
             click.echo(
-                f"fleet credentials: {device}: {why}; the operator admits it once the server "
+                f"fleet credentials: {holder}: {why}; the operator admits it once the server "
                 "has its identity (written at the server's next start)",
                 err=True,
             )
@@ -209,7 +215,7 @@ def revoke_cmd(
     except FleetError:
         raise
     entry = store.issued()[holder]
-    if entry.role == "device" and _write_identity(store, servers, entry) is not None:
+    if entry.role in IDENTITY_ROLES and _write_identity(store, servers, entry) is not None:
         click.echo(
             f"fleet credentials: {holder} revoked, but its identity was not written: the "
             "operator drops it at the server's next start",

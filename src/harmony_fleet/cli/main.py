@@ -26,6 +26,7 @@ def _register() -> None:
         rollout,
         schema,
         server,
+        sim,
         upgrade,
     )
 
@@ -45,6 +46,7 @@ def _register() -> None:
         artifact,
         schema,
         demo,
+        sim,
     ):
         module.register(cli)
 

@@ -71,6 +71,12 @@ def parse_listen(value: str) -> tuple[str, int]:
     help="No authentication, no TLS: anyone who reaches the port controls every device. "
     "For experiments only.",
 )
+@click.option(
+    "--dev",
+    is_flag=True,
+    help="A dev/test server: it may issue sim credentials (fleet sim, docs/sim.md). Without it "
+    "(the default, what production runs) `fleet credentials issue --role sim` is refused.",
+)
 @click.option("--cluster-name", default=None, help="Run as one node of this NATS cluster.")
 @click.option("--server-name", default=None, help="This node's unique name in the cluster.")
 @click.option(
@@ -119,6 +125,7 @@ def server_cmd(
     auth_dir: Path | None,
     replicas: int | None,
     dev_cluster: int | None,
+    dev: bool,
 ) -> None:
     """Run NATS with JetStream in the foreground (the embedded default), with TLS and
     authentication required unless --insecure; one node of a cluster with --cluster-name, a
@@ -139,6 +146,7 @@ def server_cmd(
         port=port,
         insecure=insecure,
         context_file=None if insecure else where,
+        dev=dev,
         cluster=cluster,
         provision=cluster is None,
         kv_replicas=replicas or (3 if cluster else 1),
@@ -174,7 +182,7 @@ def server_cmd(
         "INSECURE (open to anyone)"
         if insecure
         else f"TLS and credentials required; admin context {where}"
-    )
+    ) + ("; dev server: sim credentials may be issued" if dev else "")
     ready = (
         f"node {cluster.server_name} of cluster {cluster.name}, routes on "
         f"{cluster.host}:{server.cluster_port}; the fleet's buckets follow once the cluster "

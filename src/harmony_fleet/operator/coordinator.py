@@ -85,7 +85,31 @@ class Coordinator:
         self.statuses: TypedKV[UpgradeStatus] | None = None
         self._wake = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
+        self._marker_listeners: list[Callable[[UpgradeMarker, float], None]] = []
+        self._status_listeners: list[Callable[[UpgradeStatus, float], None]] = []
         registry.add_listener(self.on_heartbeat)
+
+    def add_listeners(
+        self,
+        *,
+        on_marker: Callable[[UpgradeMarker, float], None],
+        on_status: Callable[[UpgradeStatus, float], None],
+    ) -> None:
+        """Called with every marker and status the coordinator takes from its buckets (its
+        watches and resyncs: the latest value of every key, admitted devices only), after it
+        handled them: the rollouts' view of the fleet without reading the buckets again."""
+        self._marker_listeners.append(on_marker)
+        self._status_listeners.append(on_status)
+
+    def _took_marker(self, marker: UpgradeMarker, now: float) -> None:
+        self.on_marker(marker, now)
+        for listener in self._marker_listeners:
+            listener(marker, now)
+
+    def _took_status(self, status: UpgradeStatus, now: float) -> None:
+        self.on_status(status, now)
+        for listener in self._status_listeners:
+            listener(status, now)
 
     # -- inputs -----------------------------------------------------------------------------
     def on_heartbeat(self, hb: Heartbeat, now: float) -> None:
@@ -251,12 +275,12 @@ class Coordinator:
             if isinstance(item, Undecodable):
                 log.warning("marker skipped", extra={"key": item.key, "field": item.error.field})
             elif self._keyed(self.markers.name, item.key, item.value):
-                self.on_marker(item.value, now)
+                self._took_marker(item.value, now)
         for sitem in await self.statuses.snapshot():
             if not isinstance(sitem, Undecodable) and self._keyed(
                 self.statuses.name, sitem.key, sitem.value
             ):
-                self.on_status(sitem.value, now)
+                self._took_status(sitem.value, now)
 
     def _keyed(self, bucket: str, key: str, value: UpgradeMarker | UpgradeStatus) -> bool:
         """True when ``value`` names the device of its key and that device is admitted (a live
@@ -295,8 +319,8 @@ class Coordinator:
         assert self.markers is not None and self.statuses is not None
         client = CommandsClient(nc)
         tasks = [
-            asyncio.ensure_future(self._watch(self.markers, self.on_marker)),
-            asyncio.ensure_future(self._watch(self.statuses, self.on_status)),
+            asyncio.ensure_future(self._watch(self.markers, self._took_marker)),
+            asyncio.ensure_future(self._watch(self.statuses, self._took_status)),
         ]
         last_resync = time.monotonic()
         try:

@@ -76,9 +76,7 @@ class Operator:
     ) -> None:
         self.config = config
         self.admission = Admission() if config.admission is Admit.ISSUED else None
-        self.registry = Registry(
-            config.presence, admitted=self.admission.live if self.admission else None
-        )
+        self.registry = Registry(config.presence, admitted=self.admission)
         self.coordinator = Coordinator(self.registry)
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()

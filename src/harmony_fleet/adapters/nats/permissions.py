@@ -10,6 +10,8 @@ operator    everything but deleting or purging streams, writing the identities b
 viewer      read: heartbeats, KV and the log stream (direct gets, consumers), no writes, no
             commands; replies below its own inbox prefix (:func:`viewer_permissions`)
 device      itself only (:func:`device_permissions`)
+sim         what a device may do, for every device id but the real devices issued so far
+            (:func:`sim_permissions`); issued only by a dev/test server (``fleet server --dev``)
 ==========  =================================================================================
 
 The rollout buckets (``fleet_rollouts``, ``fleet_rollout_status``, ``fleet_rollout_progress``:
@@ -41,6 +43,7 @@ to. JetStream delivers as the account, past the user's permissions.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from harmony_fleet.adapters.nats.fleet_kv import (
     ARTIFACTS,
@@ -56,7 +59,7 @@ from harmony_fleet.contracts.logs import ALL_LOGS, SOURCE_AGENT, SOURCE_UNIT_PRE
 
 log = logging.getLogger(__name__)
 
-ROLES = ("admin", "operator", "device", "viewer")
+ROLES = ("admin", "operator", "device", "viewer", "sim")
 
 #: Commands go to ``fleet.<device>.cmd``: only the operator and the admin send them.
 ALL_COMMANDS = f"{subjects.PREFIX}.*.cmd"
@@ -108,6 +111,59 @@ def device_permissions(device: str) -> Permissions:
     )
 
 
+def _device_subjects(device: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What :func:`device_permissions` lets ``device`` publish and subscribe to under its own
+    name (the subjects a ``sim`` credential is denied for a real device)."""
+    marker = _key_subject(MARKERS.name, device)
+    pub = (
+        subjects.heartbeat(device),
+        log_subject(device, SOURCE_AGENT),
+        log_subject(device, f"{SOURCE_UNIT_PREFIX}*"),
+        _key_subject(STATUSES.name, device),
+        f"$JS.API.DIRECT.GET.{_stream(MARKERS.name)}.{marker}",
+    )
+    return pub, (subjects.command(device), subjects.heartbeat(device), marker)
+
+
+def sim_permissions(name: str, real_devices: Iterable[str] = ()) -> Permissions:
+    """A simulator (``fleet sim``): a device's rights for many device ids on one connection.
+
+    NATS wildcards are whole tokens, so "every id that starts with ``sim-``" cannot be written;
+    the credential gets a device's subjects with ``*`` for the device, minus every real device
+    issued when it was made (``real_devices``, denied both ways), and nothing of an operator or
+    an admin: no marker, no registry, no bucket, no command. A server that holds live ``sim``
+    credentials refuses to issue a new real device (:meth:`~harmony_fleet.adapters.nats.auth.
+    AuthStore.issue_many`), so no real device is ever outside a live sim credential's deny
+    list; the operator admits only ``sim-`` ids from it (:mod:`~harmony_fleet.operator.
+    admission`).
+    """
+    any_device = "*"
+    pub, sub = _device_subjects(any_device)
+    pub_deny: list[str] = [ALL_COMMANDS]
+    sub_deny: list[str] = []
+    for device in sorted(set(real_devices)):
+        their_pub, their_sub = _device_subjects(device)
+        pub_deny.extend(their_pub)
+        sub_deny.extend(their_sub)
+    inbox = subjects.sim_inbox_prefix(name)
+    markers = _stream(MARKERS.name)
+    return Permissions(
+        pub_allow=(
+            *pub,
+            "$JS.API.INFO",
+            f"$JS.API.STREAM.INFO.{markers}",
+            f"$JS.API.STREAM.INFO.{_stream(STATUSES.name)}",
+            f"$JS.API.STREAM.INFO.{LOG_STREAM}",
+            *RELEASE_READS,
+            f"{inbox}.>",
+        ),
+        pub_deny=tuple(pub_deny),
+        sub_allow=(*sub, f"{inbox}.>"),
+        sub_deny=tuple(sub_deny),
+        responses=True,
+    )
+
+
 def viewer_permissions(name: str) -> Permissions:
     """A viewer reads (heartbeats, logs, KV by direct get or consumer) and writes nothing; its
     replies arrive below its own inbox prefix only
@@ -149,8 +205,11 @@ OPERATOR = Permissions(
 )
 
 
-def permissions_for(role: str, name: str) -> Permissions:
-    """The permissions of ``role`` (``name`` is the device id for a device)."""
+def permissions_for(role: str, name: str, *, real_devices: Iterable[str] = ()) -> Permissions:
+    """The permissions of ``role`` (``name`` is the device id for a device; ``real_devices``
+    are the devices a ``sim`` credential must not act for)."""
+    if role == "sim":
+        return sim_permissions(name, real_devices)
     if role == "device":
         return device_permissions(name)
     if role == "viewer":

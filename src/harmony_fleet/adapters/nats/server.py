@@ -40,7 +40,7 @@ from harmony_fleet.adapters.nats.cluster import ClusterSpec, cluster_config
 from harmony_fleet.adapters.nats.connection import NatsOptions
 from harmony_fleet.adapters.nats.context import Context
 from harmony_fleet.adapters.nats.files import write_public, write_secret
-from harmony_fleet.adapters.nats.identities import IdentityWriter
+from harmony_fleet.adapters.nats.identities import IDENTITY_ROLES, IdentityWriter
 from harmony_fleet.adapters.nats.provision import provision_blocking
 from harmony_fleet.errors import ConfigError, Unavailable
 
@@ -75,6 +75,9 @@ class EmbeddedNats:
     """Run without authentication and TLS (experiments only: anyone who reaches it owns it)."""
     context_file: Path | None = None
     """Where to write the admin's context at start (``fleet server``); None: nowhere."""
+    dev: bool = False
+    """A dev/test server (``fleet server --dev``): it issues ``sim`` credentials (docs/sim.md);
+    every start records the choice in the store, so a later start without it stops issuing."""
     auth_dir: Path | None = None
     """The auth setup (keys, CA, resolver); None: ``<store>/auth``. The nodes of one cluster
     share one (:mod:`~harmony_fleet.adapters.nats.cluster`)."""
@@ -120,7 +123,7 @@ class EmbeddedNats:
         """
         creds, entry = self.auth.issue_entry(role, name)
         write_secret(out, creds)
-        if role == "device" and self._running():
+        if role in IDENTITY_ROLES and self._running():
             self._writer().put(entry)
         return out
 
@@ -130,7 +133,7 @@ class EmbeddedNats:
         they go is the caller's business (:meth:`issue` writes one file, fsynced: for thousands,
         that write is most of the cost)."""
         issued = self.auth.issue_many(role, names)
-        if role == "device" and self._running():
+        if role in IDENTITY_ROLES and self._running():
             self._writer().put_many([entry for _, entry in issued])
         return [creds for creds, _ in issued]
 
@@ -144,7 +147,7 @@ class EmbeddedNats:
         writer = self._writer()
         writer.run(push_account(self.auth, (self.url,)))
         entry = self.auth.issued()[name]
-        if entry.role == "device":
+        if entry.role in IDENTITY_ROLES:
             writer.put(entry)
 
     def _running(self) -> bool:
@@ -159,6 +162,7 @@ class EmbeddedNats:
         store = self.auth
         if store.ensure(hosts=(self.host,)):
             write_secret(self.admin_creds, store.issue("admin", "admin"))
+        store.set_dev(self.dev)
         config = self.store_dir / "nats.conf"
         text = store.server_config()
         if self.cluster is not None:
