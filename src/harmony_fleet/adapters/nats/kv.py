@@ -41,8 +41,12 @@ T = TypeVar("T")
 #: How long a broken watch waits before it watches again.
 REWATCH_S = 1.0
 
-#: How often :meth:`TypedKV.follow` reads its key even when nothing woke it.
-FOLLOW_POLL_S = 5.0
+#: How often :meth:`TypedKV.follow` looks whether the connection was re-established (a local
+#: counter: no traffic), and reads its key at once if it was.
+FOLLOW_RECONNECT_CHECK_S = 5.0
+
+#: How often :meth:`TypedKV.follow` reads its key even when nothing woke it (a safety net).
+FOLLOW_POLL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -221,21 +225,29 @@ class TypedKV(Generic[T]):
         """Every new value of the one key ``key``, with no consumer: what a device may do.
 
         Reads the key by a direct get at once, whenever a write crosses the key's subject (a
-        plain subscription to ``$KV.<bucket>.<key>``), and every ``poll_s`` (a write made while
-        the connection was down). Yields a value when its revision is new; deletes and
-        undecodable values are skipped (logged). Creating a consumer would need a permission
-        that cannot be scoped to one device (docs/security.md).
+        plain subscription to ``$KV.<bucket>.<key>``), within ``FOLLOW_RECONNECT_CHECK_S`` of a
+        reconnect (a write made while the connection was down), and every ``poll_s``. An idle
+        device's follow costs no traffic between them: it is part of every agent's idle CPU.
+        Yields a value when its revision is new; deletes and undecodable values are skipped
+        (logged). Creating a consumer would need a permission that cannot be scoped to one
+        device (docs/security.md).
         """
         woken = asyncio.Event()
 
         async def wake(_msg: Any) -> None:
             woken.set()
 
+        def reconnects() -> int:
+            return int(nc.stats["reconnects"])
+
         sub = await nc.subscribe(f"$KV.{self.name}.{key}", cb=wake)
         last: int | None = None
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 woken.clear()
+                seen = reconnects()
+                read_by = loop.time() + poll_s
                 try:
                     found = await self.read(key)
                 except Exception as exc:
@@ -246,8 +258,10 @@ class TypedKV(Generic[T]):
                 elif found is not None and found.revision != last:
                     last = found.revision
                     yield found
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), poll_s)
+                while not woken.is_set() and reconnects() == seen and loop.time() < read_by:
+                    wait = min(FOLLOW_RECONNECT_CHECK_S, read_by - loop.time())
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(woken.wait(), max(0.0, wait))
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
