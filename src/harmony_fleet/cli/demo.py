@@ -55,7 +55,6 @@ from harmony_fleet.cli.demo_output import (
 from harmony_fleet.cli.demo_ui import DemoDashboard, ui_options
 from harmony_fleet.contracts import AgentUpgradePhase, UpgradeStatus, UpgradeTimeouts
 from harmony_fleet.core.upgrade.requests import describe
-from harmony_fleet.operator.runtime import Extension
 from harmony_fleet.testing.localfleet import LocalFleet
 
 if TYPE_CHECKING:  # python-tuf is imported when the demo runs (see run_demo)
@@ -192,8 +191,7 @@ def _stats(values: list[float | None]) -> dict[str, float | None]:
 async def run_demo(
     workdir: Path, devices: int, interval: float, console: Console, ui: DemoDashboard | None = None
 ) -> dict[str, Any]:
-    extensions: list[Extension] = [ui.server] if ui is not None else []
-    async with LocalFleet(workdir, interval_s=interval, operator_extensions=extensions) as fleet:
+    async with LocalFleet(workdir, interval_s=interval) as fleet:
         console.print(f"[bold]harmony-fleet demo[/] in {workdir}: NATS at {fleet.url}")
         if ui is not None:
             url = await ui.open(fleet.operator)

@@ -1,9 +1,10 @@
 """``fleet demo --ui``: the operator's dashboard (docs/dashboard.md), served during the demo.
 
-The demo's operator runs in the demo's process, so the dashboard is an extension of it
-(:class:`~harmony_fleet.operator.http.server.HttpServer`) on loopback, with a fresh token in
-the demo's folder; the demo prints the URL that carries it (``/?token=...``: the page keeps it
-in a cookie and drops it from the address bar). Needs the ``[dashboard]`` extra.
+The demo's operator runs in the demo's process, so the dashboard runs as one of its tasks
+(:class:`~harmony_fleet.operator.http.server.HttpServer`, an operator extension) on loopback,
+with a fresh token in the demo's folder; the demo prints the URL that carries it
+(``/?token=...``: the page keeps it in a cookie and drops it from the address bar). Needs the
+``[dashboard]`` extra.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ class DemoDashboard:
         self.server: HttpServer = HttpServer(HttpOptions(port=port, token_file=tokens))
 
     async def open(self, operator: Operator | None) -> str:
-        """Listen (the operator runs it as an extension too; starting twice is harmless)."""
-        assert operator is not None
+        """Listen, and run the server's loop as one of the (running) operator's tasks: it
+        stops with the operator. Returns the URL to open, token included."""
+        assert operator is not None and operator.nc is not None
         url = await self.server.start(operator)
+        operator.spawn(self.server(operator, operator.nc), "http")
         return f"{url}/?token={self.token}"

@@ -58,12 +58,14 @@ from harmony_fleet.contracts import (
 from harmony_fleet.contracts import version as version_of
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.core.upgrade.watch import RollbackNote
-from harmony_fleet.operator.runtime import Extension, Operator, OperatorConfig
+from harmony_fleet.operator.runtime import Operator, OperatorConfig
 from harmony_fleet.testing.launcher import LauncherProcess
 
 #: The watch window of upgrades requested through :meth:`LocalFleet.request_upgrade` by default.
 LOCAL_WATCH_S = 5.0
 LOCAL_TIMEOUTS = UpgradeTimeouts(self_test_s=30, cutover_s=30, hold_s=60, watch_s=LOCAL_WATCH_S)
+#: The local operator's lease name (ADR-023): restarted, it takes its lease back at once.
+LOCAL_OPERATOR = "local-operator"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -140,7 +142,6 @@ class LocalFleet:
     interval_s: float = 1.0
     operator_process: bool = False
     """Run the operator as a real ``fleet operator`` process (tests kill it) or in this one."""
-    operator_extensions: list[Extension] = field(default_factory=list)  # in this process only
     server: EmbeddedNats | None = None
     http: ArtifactServer | None = None
     operator: Operator | None = None
@@ -199,7 +200,8 @@ class LocalFleet:
         """The ``fleet operator`` flags of the operator process (override to add some)."""
         assert self.server is not None
         creds = ["--nats-creds", str(self.operator_creds)]
-        return ["--nats", self.url, *creds, *self.ca_args(), "--log-json", "--refresh", "5"]
+        args = ["--nats", self.url, *creds, *self.ca_args(), "--log-json", "--refresh", "5"]
+        return [*args, "--name", LOCAL_OPERATOR]
 
     def cli_nats_args(self) -> list[str]:
         """The NATS flags for a ``fleet`` command run against this fleet (as its admin)."""
@@ -230,8 +232,8 @@ class LocalFleet:
                 nats=self.operator_nats(),
                 flush_interval_s=0.2,
                 presence=PresencePolicy(refresh_s=max(5 * self.interval_s, 1.0)),
-            ),
-            extensions=self.operator_extensions,
+                name=LOCAL_OPERATOR,
+            )
         )
         self._operator_task = asyncio.ensure_future(self.operator.run())
         await asyncio.wait_for(self.operator.ready.wait(), 30)
