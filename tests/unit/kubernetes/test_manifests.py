@@ -37,10 +37,10 @@ def test_rbac_is_namespaced_and_covers_exactly_what_the_operator_does() -> None:
     assert grants["/events"] == {"create"}
 
 
-def test_the_deployment_runs_one_operator_in_kubernetes_mode() -> None:
+def test_the_deployment_runs_two_operators_in_kubernetes_mode_one_active_by_the_lease() -> None:
     [deployment] = docs("deployment.yaml")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "fleet-operator"
     [container] = pod["containers"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -99,10 +99,20 @@ async def open_bucket(js: JetStreamContext, name: str) -> KeyValue:
 class TypedKV(Generic[T]):
     """One bucket whose values all decode with one :class:`Codec`."""
 
-    def __init__(self, kv: KeyValue, codec: Codec[T], *, name: str) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        codec: Codec[T],
+        *,
+        name: str,
+        before_write: Callable[[], None] | None = None,
+    ) -> None:
         self.kv = kv
         self.codec = codec
         self.name = name
+        self.before_write = before_write
+        """Called before every write and delete; raising refuses it (the operator's fence,
+        ADR-023)."""
 
     def _decode(self, key: str, data: bytes, revision: int) -> Entry[T] | Undecodable:
         try:
@@ -142,6 +152,8 @@ class TypedKV(Generic[T]):
         return await self._write("update", key, value, last=last)
 
     async def _write(self, op: str, key: str, value: T, *, last: int | None = None) -> int:
+        if self.before_write is not None:
+            self.before_write()
         data = encode(value)
         try:
             if op == "create":
@@ -153,6 +165,8 @@ class TypedKV(Generic[T]):
             raise wrap_nats_error(exc, f"{op} {self.name}/{key}", write=True) from exc
 
     async def delete(self, key: str) -> None:
+        if self.before_write is not None:
+            self.before_write()
         try:
             await self.kv.delete(key)
         except (nats.errors.Error, TimeoutError) as exc:
