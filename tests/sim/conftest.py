@@ -148,7 +148,7 @@ class Plane:
         for key in await kv.keys():
             entry = await kv.get(key)
             if entry is not None:
-                found[key] = entry.value.target_version
+                found[key] = str(entry.value.target_version)
         return found
 
     async def registered(self, count: int, *, online: int | None = None) -> None:
