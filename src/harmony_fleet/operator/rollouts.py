@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -92,14 +93,21 @@ async def drive_once(
     progress = await fleet.progress(name)
     release = await releases(rollout.version)
     devices = await fleet.views()
-    result = plan(
-        rollout,
-        status,
-        devices,
-        progress,
-        now=now,
-        artifact_size=release.length if release is not None else None,
-        skip=release.skip if release is not None else (),
+    # A plan of 10,000 devices is a few tenths of a second of CPU (more on a busy machine): on
+    # a thread, so the operator's event loop goes on reading its socket meanwhile (heartbeats,
+    # watches); a server whose writes to us stall for seconds closes the connection. The
+    # inputs are the pass's own (the views and records were built for it).
+    result = await asyncio.to_thread(
+        functools.partial(
+            plan,
+            rollout,
+            status,
+            devices,
+            progress,
+            now=now,
+            artifact_size=release.length if release is not None else None,
+            skip=release.skip if release is not None else (),
+        )
     )
     sem = asyncio.Semaphore(WRITE_CONCURRENCY)
 
