@@ -4,7 +4,8 @@ Run: ``.venv/bin/python bench/agent_footprint.py [--idle 60] [--interval 5] [--w
 (``--idle 5`` is the quick mode). It needs the package registries pip is configured with (or its
 wheel cache): it builds its own environments.
 
-Four processes run side by side against one embedded NATS (TLS, a device's credentials each):
+Four processes run side by side against one embedded NATS (TLS, a device's credentials each),
+started one after the other (each once the previous one has sent its first heartbeat):
 
 * ``floor``: ``bench/floor_agent.py``, a bare nats-py script that connects and publishes the same
   heartbeat every interval, in a venv holding exactly the distributions the agent's artifact
@@ -66,14 +67,19 @@ def log(message: str) -> None:
 
 # -- environments ---------------------------------------------------------------------------------
 def venv(path: Path, requirements: list[str], *, refresh: tuple[str, ...] = ()) -> Path:
-    """A venv at ``path`` with ``requirements`` installed (made once); its python.
+    """A venv at ``path`` with exactly ``requirements`` installed (made again when they change);
+    its python.
 
     ``refresh`` is reinstalled every time, without its dependencies (the package under test, so
     that a kept ``--workdir`` measures the current sources)."""
     python = path / "bin" / "python"
-    if not python.exists():
+    wanted = "\n".join(requirements)
+    recorded = path / "bench-requirements.txt"
+    if not recorded.is_file() or recorded.read_text() != wanted:
+        shutil.rmtree(path, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
         pip(python, "install", *requirements)
+        recorded.write_text(wanted)
     elif refresh:
         pip(python, "install", "--no-deps", "--force-reinstall", *refresh)
     return python
@@ -202,14 +208,13 @@ async def measure(
     await nc.subscribe("fleet.*.heartbeat", cb=on_beat)
     await nc.flush()
     try:
-        for p in processes:
+        for p in processes:  # one at a time: a device starts one agent, not four at once
             p.start(workdir, env)
-        deadline = time.monotonic() + 60
-        while any(p.first_beat_at is None for p in processes):
-            dead = [p.name for p in processes if not p.alive()]
-            if dead or time.monotonic() > deadline:
-                raise SystemExit(f"no first heartbeat from {dead or 'some'}: see {workdir}/*.log")
-            await asyncio.sleep(0.005)
+            deadline = time.monotonic() + 60
+            while p.first_beat_at is None:
+                if not p.alive() or time.monotonic() > deadline:
+                    raise SystemExit(f"no first heartbeat from {p.name}: see {workdir}/*.log")
+                await asyncio.sleep(0.002)
         log("every process heartbeats; idling")
         await asyncio.sleep(1.0)
         for p in processes:
@@ -310,6 +315,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
             return ("--nats", server.url, "--nats-creds", str(creds), "--nats-tls-ca", ca)
 
         env = child_env({"XDG_CONFIG_HOME": str(workdir / "config")})
+        # A device writes bytecode beside an artifact's extracted sources on their first import;
+        # without it every start compiles the agent again (seconds, not a tenth of one).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
 
         def launch(name: str, python: str, state: str) -> LaunchSpec:
             return LaunchSpec(

@@ -179,6 +179,7 @@ async def test_refusals_and_a_deleted_resource_aborting_its_rollout(
     assert await stored(kv) == aborted, "aborted once, not again"
 
 
+@pytest.mark.e2e
 async def test_the_operator_process_runs_a_rollout_resource_with_real_agents(
     fleet: KubeFleet,
 ) -> None:

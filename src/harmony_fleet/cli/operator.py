@@ -66,6 +66,22 @@ log = logging.getLogger(__name__)
     "cluster); existing ones with fewer are raised, never lowered.",
 )
 @click.option(
+    "--lease-ttl",
+    type=click.FloatRange(0.5, 3600),
+    default=10.0,
+    show_default=True,
+    envvar="FLEET_OPERATOR_LEASE_TTL",
+    show_envvar=True,
+    help="Seconds of the operator lease: several operators may run, one is active and a "
+    "standby takes over within twice this after the active one dies (docs/operations.md).",
+)
+@click.option(
+    "--name",
+    default="",
+    envvar="FLEET_OPERATOR_NAME",
+    help="This operator's name in the lease. [default: host, pid and a random suffix]",
+)
+@click.option(
     "--admit",
     type=click.Choice([a.value for a in Admit]),
     default=None,
@@ -150,6 +166,8 @@ def operator_cmd(
     missed: int,
     refresh: float,
     kv_replicas: int,
+    lease_ttl: float,
+    name: str,
     admit: str | None,
     kubernetes: bool,
     namespace: str,
@@ -164,7 +182,8 @@ def operator_cmd(
     log_level: str,
     **nats_kwargs: Any,
 ) -> None:
-    """Ingest heartbeats, keep the device registry, coordinate upgrades."""
+    """Ingest heartbeats, keep the device registry, coordinate upgrades (the active one of
+    several, through the operator lease; exit 75 when it loses the lease)."""
     setup_logging(log_json, log_level)
     nats = build_nats_options(**nats_kwargs)
     config = OperatorConfig(
@@ -172,6 +191,8 @@ def operator_cmd(
         kv_replicas=kv_replicas,
         presence=PresencePolicy(missed=missed, refresh_s=refresh),
         admit=Admit(admit) if admit else None,
+        lease_ttl_s=lease_ttl,
+        name=name,
     )
     k8s = None
     if kubernetes:

@@ -30,6 +30,7 @@ from typing import TypeVar
 
 from harmony_fleet.adapters.nats.commands import CommandsClient
 from harmony_fleet.adapters.nats.connection import NatsClient
+from harmony_fleet.adapters.nats.fence import Fence
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.adapters.nats.kv import TypedKV, Undecodable
 from harmony_fleet.contracts import (
@@ -71,8 +72,18 @@ class _Tracked:
 class Coordinator:
     """Runs inside the operator; one instance per operator process."""
 
-    def __init__(self, registry: Registry, *, tick_s: float = 0.1, resync_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        tick_s: float = 0.1,
+        resync_s: float = 10.0,
+        fence: Fence | None = None,
+    ) -> None:
         self.registry = registry
+        self.fence = fence
+        """The operator lease (ADR-023): no stop is sent unless it verifies, and each carries
+        its epoch."""
         self.tick_s = tick_s
         self.resync_s = resync_s
         self.tracked: dict[str, _Tracked] = {}
@@ -244,7 +255,15 @@ class Coordinator:
             # Only the old agent armed for this upgrade may answer for the device (its candidate
             # listens on the same subject).
             old = tracked.view.old_instance_id
-            reply = await client.upgrade_stop(device, uid, timeout_s=3.0, only_from=old)
+            if self.fence is not None:
+                await self.fence.verify()  # a deposed operator sends no stop
+            reply = await client.upgrade_stop(
+                device,
+                uid,
+                timeout_s=3.0,
+                only_from=old,
+                lease_epoch=self.fence.epoch if self.fence is not None else 0,
+            )
         except FleetError as exc:
             log.warning(
                 "upgrade_stop not delivered",

@@ -266,6 +266,7 @@ class RolloutLoop:
         self, kv: FleetKV, releases: ReleaseLookup, memory: FleetMemory | None
     ) -> float | None:
         try:
+            await kv.verify_fence()  # a deposed operator drives no rollout (ADR-023)
             plans = await drive_all(kv, now=self.clock(), releases=releases, fleet=memory)
         except FleetError as exc:  # NATS away: say so, try again later
             log.warning("rollout pass failed: %s", exc)
@@ -283,7 +284,7 @@ class RolloutLoop:
             memory.changed.set()
 
     async def __call__(self, operator: Operator, nc: NatsClient) -> None:
-        kv = FleetKV(nc)
+        kv = FleetKV(nc, fence=operator.lease)  # every write fenced by the lease (ADR-023)
         memory = FleetMemory(kv, operator.registry, operator.coordinator)
         while not operator.stop.is_set():
             try:

@@ -64,6 +64,8 @@ from harmony_fleet.testing.launcher import LauncherProcess
 #: The watch window of upgrades requested through :meth:`LocalFleet.request_upgrade` by default.
 LOCAL_WATCH_S = 5.0
 LOCAL_TIMEOUTS = UpgradeTimeouts(self_test_s=30, cutover_s=30, hold_s=60, watch_s=LOCAL_WATCH_S)
+#: The local operator's lease name (ADR-023): restarted, it takes its lease back at once.
+LOCAL_OPERATOR = "local-operator"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -198,7 +200,8 @@ class LocalFleet:
         """The ``fleet operator`` flags of the operator process (override to add some)."""
         assert self.server is not None
         creds = ["--nats-creds", str(self.operator_creds)]
-        return ["--nats", self.url, *creds, *self.ca_args(), "--log-json", "--refresh", "5"]
+        args = ["--nats", self.url, *creds, *self.ca_args(), "--log-json", "--refresh", "5"]
+        return [*args, "--name", LOCAL_OPERATOR]
 
     def cli_nats_args(self) -> list[str]:
         """The NATS flags for a ``fleet`` command run against this fleet (as its admin)."""
@@ -229,6 +232,7 @@ class LocalFleet:
                 nats=self.operator_nats(),
                 flush_interval_s=0.2,
                 presence=PresencePolicy(refresh_s=max(5 * self.interval_s, 1.0)),
+                name=LOCAL_OPERATOR,
             )
         )
         self._operator_task = asyncio.ensure_future(self.operator.run())

@@ -46,6 +46,7 @@ from harmony_fleet.contracts import (
 )
 from harmony_fleet.contracts import ids as idmod
 from harmony_fleet.contracts.identity import DEVICE_IDENTITY, DeviceIdentity
+from harmony_fleet.contracts.lease import OPERATOR_LEASE, OperatorLease
 from harmony_fleet.contracts.rollout import skip_entry, skip_list
 from harmony_fleet.contracts.schema import WIRE_TYPES, export_schemas
 from harmony_fleet.errors import InvalidMessage
@@ -103,6 +104,7 @@ SAMPLES: dict[str, tuple[Codec[object], object]] = {
             size=1024,
             requested_at=1700000000.0,
             requested_by="alice",
+            lease_epoch=3,
         ),
     ),
     "upgrade_status": (
@@ -123,9 +125,14 @@ SAMPLES: dict[str, tuple[Codec[object], object]] = {
             updated_at=1700000010.0,
         ),
     ),
+    "operator_lease": (
+        OPERATOR_LEASE,
+        OperatorLease(holder="ops-a-4242-1a2b3c", epoch=7, ttl_s=10.0, renewed_at=1700000000.5),
+    ),
     "device_record": (
         DEVICE_RECORD,
         DeviceRecord(
+            lease_epoch=3,
             device_id="edge-01",
             current_version="1.2.3",
             online=True,
@@ -226,6 +233,13 @@ def test_a_command_from_a_sender_older_than_ttl_still_decodes() -> None:
     command = COMMAND.decode(older)
     assert command.ttl_s is None
     assert command == msgspec.structs.replace(SAMPLES["command"][1], ttl_s=None)
+
+
+@pytest.mark.parametrize("name", ["device_record", "upgrade_marker"])
+def test_a_value_written_before_the_operator_lease_decodes_with_epoch_0(name: str) -> None:
+    codec, value = SAMPLES[name]
+    older = (GOLDEN / "older" / f"{name}_without_lease_epoch.json").read_bytes()
+    assert codec.decode(older) == msgspec.structs.replace(value, lease_epoch=0)  # type: ignore[type-var]
 
 
 def test_every_wire_type_has_a_golden_fixture() -> None:

@@ -32,6 +32,12 @@ publish to any ``cmd`` subject. It reads the signed release repository, the same
 device and public to it: the ``fleet_tuf`` metadata bucket and the ``fleet_artifacts`` object
 store, by direct gets only (:data:`RELEASE_READS`), and writes neither.
 
+The operator lease (``fleet_lease``, ADR-023) is written by operators (and the admin) only: a
+device or a viewer that could write it would depose the active operator, or hold the lease with
+no operator behind it and stop every upgrade. Both are denied its key subjects explicitly
+(:data:`LEASE_WRITES`), beside their allow-lists that name no KV write of it anyway; a viewer
+reads it (``fleet doctor``-style monitoring), a device cannot.
+
 Why no consumer at all, not even one whose filter is in the subject
 (``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>``, which the server does check against the
 body): the request body also names the consumer's *deliver subject*, which no permission can
@@ -48,6 +54,7 @@ from collections.abc import Iterable
 from harmony_fleet.adapters.nats.fleet_kv import (
     ARTIFACTS,
     IDENTITIES,
+    LEASE,
     LOG_STREAM,
     MARKERS,
     STATUSES,
@@ -84,6 +91,14 @@ RELEASE_READS = (
 )
 
 
+#: Writing, deleting or purging the operator lease: operators and the admin only.
+LEASE_WRITES = (
+    f"$KV.{LEASE.name}.>",
+    f"$JS.API.STREAM.MSG.DELETE.{_stream(LEASE.name)}",
+    f"$JS.API.STREAM.PURGE.{_stream(LEASE.name)}",
+)
+
+
 def device_permissions(device: str) -> Permissions:
     """Device ``device`` touches only itself (the module docstring lists what that means)."""
     marker = _key_subject(MARKERS.name, device)
@@ -105,7 +120,7 @@ def device_permissions(device: str) -> Permissions:
             *RELEASE_READS,
             f"{inbox}.>",
         ),
-        pub_deny=(ALL_COMMANDS,),
+        pub_deny=(ALL_COMMANDS, *LEASE_WRITES),
         sub_allow=(subjects.command(device), subjects.heartbeat(device), marker, f"{inbox}.>"),
         responses=True,
     )
@@ -183,6 +198,7 @@ def viewer_permissions(name: str) -> Permissions:
             "$JS.FC.>",
             "$JS.ACK.>",
         ),
+        pub_deny=LEASE_WRITES,
         sub_allow=(
             subjects.ALL_HEARTBEATS,
             ALL_LOGS,

@@ -124,6 +124,7 @@ class KubernetesExtension:
                 on_gone=self.reflector.forget,
                 retry_s=opts.release_retry_s,
                 releases=SignedReleases(nc, opts.trust_root, opts.state_dir),
+                _kv=FleetKV(nc, fence=operator.lease),  # markers fenced by the lease (ADR-023)
             )
             kopf_registry = build_registry(
                 self.handling,
@@ -143,7 +144,9 @@ class KubernetesExtension:
                 )
 
             self.rollouts = RolloutMirror(
-                RolloutApi(api_client, opts.namespace), FleetKV(nc), interval_s=opts.rollout_s
+                RolloutApi(api_client, opts.namespace),
+                FleetKV(nc, fence=operator.lease),  # writes fenced by the lease (ADR-023)
+                interval_s=opts.rollout_s,
             )
             tasks = [
                 asyncio.ensure_future(asyncio.to_thread(run_kopf)),
