@@ -178,6 +178,9 @@ async def plane(dev_server: EmbeddedNats, admin: NatsClient) -> AsyncIterator[Pl
             nats=dev_server.client_options(reconnect_wait_s=0.2),
             flush_interval_s=0.1,
             presence=PresencePolicy(refresh_s=1.0),
+            # The operator shares this event loop with the simulator and the test: a generous
+            # lease (test-only) keeps a loaded machine's late renewal from deposing it.
+            lease_ttl_s=60.0,
         ),
         extensions=[loop],
     )
