@@ -22,7 +22,7 @@ from harmony_fleet._version import BUILD_FAULTS, __version__
 from harmony_fleet.adapters.device.notes import mark_alive
 from harmony_fleet.adapters.nats.connection import NatsClient, barrier, connect_forever
 from harmony_fleet.adapters.systemd.notify import WatchdogNotifier
-from harmony_fleet.agent.commands import CommandHandler, StopHandler
+from harmony_fleet.agent.commands import CommandHandler, LeaseReader, StopHandler
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.facts import FreeDisk, device_facts
 from harmony_fleet.agent.faults import Faults, parse_faults
@@ -243,6 +243,7 @@ class Agent:
         if nc is None:
             return await self._shutdown()
         self.nc = nc
+        self.commands.lease_epoch = LeaseReader(nc)  # a deposed operator's stop is refused
         await nc.subscribe(subjects.command(self.config.device_id), cb=self._on_command)
         with contextlib.suppress(Exception):
             await barrier(nc)  # commands reach us from the moment we say we are connected
