@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.async_api import expect
 
 from harmony_fleet.adapters.nats.fleet_kv import ROLLOUTS, FleetKV
@@ -20,6 +21,8 @@ from tests.browser.conftest import DashboardFleet
 from tests.dashboard_support import samples
 from tests.helpers import eventually, fleet_cmd
 
+#: A real fleet (or the whole demo) and a browser on two shared cores: minutes.
+pytestmark = pytest.mark.timeout(600)
 DEVICES = ["edge-a", "edge-b", "edge-c"]
 #: Generous: Chromium and the fleet share two cores with other work.
 UI_TIMEOUT_MS = 90_000

@@ -193,9 +193,6 @@ async def run_demo(
 ) -> dict[str, Any]:
     async with LocalFleet(workdir, interval_s=interval) as fleet:
         console.print(f"[bold]harmony-fleet demo[/] in {workdir}: NATS at {fleet.url}")
-        if ui is not None:
-            url = await ui.open(fleet.operator)
-            console.print(f"dashboard: [bold]{url}[/]", soft_wrap=True)
         console.print(
             "building agent artifacts v1, v2, a broken v3 (never heartbeats) and a v4 that "
             f"crashes {V4_CRASH_AFTER_S} s into each run as the main instance ..."
@@ -224,6 +221,9 @@ async def run_demo(
             " device credential(s), one per device, each allowed to touch only its own subjects"
         )
         console.print(f"starting {devices} devices on {V1} ...")
+        if ui is not None:  # now: while the artifacts were built the loop could not answer
+            url = await ui.open(fleet.operator)
+            console.print(f"dashboard: [bold]{url}[/]", soft_wrap=True)
         await _wait_online(fleet, V1, 60)
         good, good_rows = await _upgrade_all(
             fleet,
