@@ -26,7 +26,6 @@ import contextlib
 import functools
 import http.server
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -60,6 +59,7 @@ from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.core.upgrade.watch import RollbackNote
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
 from harmony_fleet.testing.launcher import LauncherProcess
+from harmony_fleet.testing.processes import end_process
 
 #: The watch window of upgrades requested through :meth:`LocalFleet.request_upgrade` by default.
 LOCAL_WATCH_S = 5.0
@@ -240,10 +240,8 @@ class LocalFleet:
 
     async def stop_operator(self, *, kill: bool = False) -> None:
         if self.operator_proc is not None:
-            if self.operator_proc.poll() is None:
-                self.operator_proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            await asyncio.to_thread(self.operator_proc.wait, 15)
-            self.operator_proc = None
+            proc, self.operator_proc = self.operator_proc, None
+            await end_process(proc, kill=kill)
         if self.operator is not None:
             self.operator.stop.set()
             if self._operator_task is not None:
