@@ -355,6 +355,9 @@ class Coordinator:
         finally:
             for task in tasks:
                 task.cancel()
+            # And wait for them (a watch stops its consumer on its way out): a stopped
+            # coordinator leaves no task of its own running.
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _message(status: UpgradeStatus) -> str:
