@@ -75,8 +75,9 @@ class Agent:
         self.labels = {**device_facts(config.executor), **config.labels}
         """The heartbeat's labels: this device's facts (:mod:`.facts`), then ``--label``."""
         self.free_disk: FreeDisk | None = None
-        """Free disk of the install prefix, coarse (:class:`~.facts.FreeDisk`), refreshed in
-        every heartbeat; None when the agent cannot upgrade itself or ``--label`` sets it."""
+        """Free disk of the install prefix, coarse (:class:`~.facts.FreeDisk`), carried by
+        every heartbeat and read again at most once a minute; None when the agent cannot
+        upgrade itself or ``--label`` sets it."""
         if config.install_prefix is not None and LABEL_FREE_DISK not in config.labels:
             self.free_disk = FreeDisk.of(config.install_prefix)
         self.faults = faults if faults is not None else parse_faults(BUILD_FAULTS)
@@ -97,7 +98,7 @@ class Agent:
             subject=subjects.command(config.device_id),
         )
         self.liveness_file = liveness_file
-        """Rewritten on every heartbeat tick by a main instance that may upgrade itself: the
+        """Overwritten on every heartbeat tick by a main instance that may upgrade itself: the
         launcher's post-commit watch sees it change (``adapters.device.notes.mark_alive``)."""
         self.watchdog = watchdog
         """systemd's watchdog, pinged at the same moments (``adapters.systemd.notify``): under
