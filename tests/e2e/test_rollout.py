@@ -12,8 +12,7 @@ import pytest
 
 from harmony_fleet.adapters.nats.fleet_kv import ROLLOUT_STATUSES, ROLLOUTS, FleetKV
 from harmony_fleet.contracts import Rollout, RolloutPhase, Share
-from harmony_fleet.testing.localfleet import LOCAL_TIMEOUTS
-from harmony_fleet.testing.releases import SignedLocalFleet
+from harmony_fleet.testing.localfleet import LOCAL_TIMEOUTS, LocalFleet
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.e2e
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.e2e
 DEVICES = [f"ro-{i}" for i in range(4)]
 
 
-async def _start(fleet: SignedLocalFleet, target: str) -> FleetKV:
+async def _start(fleet: LocalFleet, target: str) -> FleetKV:
     for device in DEVICES:
         await fleet.add_device(device, "1.0.0")
     assert fleet.nc is not None
@@ -56,7 +55,7 @@ async def _ended(kv: FleetKV) -> RolloutPhase | None:
     return status.value.phase
 
 
-async def test_canary_then_waves_to_the_end(fleet: SignedLocalFleet) -> None:
+async def test_canary_then_waves_to_the_end(fleet: LocalFleet) -> None:
     kv = await _start(fleet, "2.0.0")
     phase = await eventually(lambda: _ended(kv), timeout=240, what="the rollout's end")
     assert phase is RolloutPhase.DONE
@@ -65,7 +64,7 @@ async def test_canary_then_waves_to_the_end(fleet: SignedLocalFleet) -> None:
         assert record is not None and record.current_version == "2.0.0"
 
 
-async def test_a_failing_canary_halts_and_touches_no_other_device(fleet: SignedLocalFleet) -> None:
+async def test_a_failing_canary_halts_and_touches_no_other_device(fleet: LocalFleet) -> None:
     kv = await _start(fleet, "2.1.0")  # its self-test fails
     phase = await eventually(lambda: _ended(kv), timeout=120, what="the rollout's end")
     assert phase is RolloutPhase.HALTED

@@ -101,12 +101,6 @@ def agent_group() -> None:
     envvar="FLEET_RELEASE_MIRROR",
     help="HTTPS base URL of the signed repository (metadata/, targets/) instead of NATS.",
 )
-@click.option(
-    "--allow-unsigned-releases",
-    is_flag=True,
-    envvar="FLEET_ALLOW_UNSIGNED_RELEASES",
-    help="Without a trust root, take the marker's URL and SHA-256 on trust. Tests only.",
-)
 @keep_versions_option(envvar="FLEET_KEEP_VERSIONS")
 @artifact_options
 @click.option("--self-test", is_flag=True, help="Check that this artifact can run here, then exit.")
@@ -126,7 +120,6 @@ def run_cmd(
     service: str,
     trust_root: Path | None,
     release_mirror: str | None,
-    allow_unsigned_releases: bool,
     keep_versions: int,
     allow_http_artifacts: bool,
     artifact_ca: Path | None,
@@ -155,7 +148,6 @@ def run_cmd(
         service=service,
         trust_root=trust_root,
         release_mirror=release_mirror,
-        allow_unsigned_releases=allow_unsigned_releases,
         keep_versions=keep_versions,
         artifacts=artifact_access(allow_http_artifacts, artifact_ca),
     )
@@ -171,7 +163,6 @@ def run_cmd(
             + (["--prefix", str(prefix)] if prefix else [])
             + [a for label in labels for a in ("--label", label)]
             + (["--release-mirror", release_mirror] if release_mirror else [])
-            + (["--allow-unsigned-releases"] if allow_unsigned_releases else [])
             + list(artifact_argv(allow_http_artifacts, artifact_ca))
             + (["--log-json"] if log_json else [])
         ),
