@@ -9,8 +9,9 @@ context never leaks in): ``fleet`` commands run by a test find it by themselves.
 
 Tiers (docs/testing.md): every test under ``tests/e2e`` is marked ``e2e``, under
 ``tests/kubernetes`` ``kubernetes`` (and its end-to-end module, with a real operator process and
-real agents, ``e2e`` too), under ``tests/systemd`` ``systemd``. ``-m "not e2e"`` leaves the unit
-and integration tiers. ``slow`` is applied by the test itself.
+real agents, ``e2e`` too), under ``tests/systemd`` ``systemd``, under ``tests/browser``
+``browser`` and ``e2e`` (a real Chromium on the dashboard of a real fleet). ``-m "not e2e"``
+leaves the unit and integration tiers. ``slow`` is applied by the test itself.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ TIER_MARKS: dict[str, tuple[str, ...]] = {
     "kubernetes/test_kubernetes_mode.py": ("e2e",),
     "systemd": ("systemd",),
     "security": ("security",),
+    "browser": ("browser", "e2e"),
 }
 
 

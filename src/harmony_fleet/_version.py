@@ -14,7 +14,6 @@ misbehaves in a named way (see ``harmony_fleet.agent.faults``). Release builds h
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 
 
 def _build_module() -> object | None:
@@ -28,6 +27,9 @@ def _read_version() -> str:
     build = _build_module()
     if build is not None and hasattr(build, "VERSION"):
         return str(build.VERSION)
+    # Only without a baked version: importlib.metadata costs every start ~40 ms (email, zipfile).
+    from importlib import metadata  # noqa: PLC0415
+
     try:
         return metadata.version("harmony-fleet")
     except metadata.PackageNotFoundError:  # running from a source tree that is not installed

@@ -9,6 +9,7 @@ by the caller's next move, not by where the error came from::
     │   ├── ConfigError           a flag, file or environment value is wrong
     │   ├── NotFound              the device, key or artifact does not exist
     │   ├── Refused               the other side understood and said no
+    │   │   └── Deposed           this operator lost the operator lease: it writes nothing
     │   ├── DownloadRejected      the artifact itself is wrong (checksum, size, 4xx)
     │   │   ├── IntegrityError    SHA-256 or size mismatch: expected and actual given
     │   │   ├── TooLarge          the body is larger than declared
@@ -85,6 +86,13 @@ class Refused(PermanentError):
     def __init__(self, message: str, *, code: str = "refused") -> None:
         super().__init__(message)
         self.code = code
+
+
+class Deposed(Refused):
+    """This operator no longer holds the operator lease (ADR-023): its write is not made."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="deposed")
 
 
 class DownloadRejected(PermanentError):
@@ -187,6 +195,7 @@ __all__ = [
     "UNTRUSTED_REASONS",
     "ConfigError",
     "Conflict",
+    "Deposed",
     "DownloadInterrupted",
     "DownloadRejected",
     "FleetError",

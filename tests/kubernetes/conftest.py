@@ -23,7 +23,13 @@ import kmock  # noqa: E402
 from harmony_fleet.artifacts import build_artifact  # noqa: E402
 from harmony_fleet.artifacts.manifest import ArtifactManifest  # noqa: E402
 from harmony_fleet.testing.localfleet import LocalFleet  # noqa: E402
-from tests.kubernetes.emulator import DEVICES, FleetEmulator, declare, kubeconfig  # noqa: E402
+from tests.kubernetes.emulator import (  # noqa: E402
+    DEVICES,
+    ROLLOUTS,
+    FleetEmulator,
+    declare,
+    kubeconfig,
+)
 
 NS = "fleet-test"
 INTERVAL = 0.5
@@ -39,15 +45,20 @@ class Cluster:
     kubeconfig: Path
     namespace: str = NS
 
-    def _object(self, name: str) -> Any:
+    def _object(self, name: str, resource: str = DEVICES) -> Any:
         try:  # kmock's `in` does not parse a string resource key; its [] does
-            return self.emulator.objects[DEVICES, self.namespace, name]
+            return self.emulator.objects[resource, self.namespace, name]
         except KeyError:
             return None
 
     def device(self, name: str) -> dict[str, Any] | None:
         """The Device as stored now, or None."""
         obj = self._object(name)
+        return None if obj is None or obj.deleted else dict(obj.raw)
+
+    def rollout(self, name: str) -> dict[str, Any] | None:
+        """The Rollout as stored now, or None."""
+        obj = self._object(name, ROLLOUTS)
         return None if obj is None or obj.deleted else dict(obj.raw)
 
     def history(self, name: str) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from kmock._internal import rendering  # the type of kmock's requests (no public
 from harmony_fleet.operator.kubernetes import resources as r
 
 DEVICES = f"{r.GROUP}/{r.VERSION}/{r.PLURAL}"
+ROLLOUTS = f"{r.GROUP}/{r.VERSION}/{r.ROLLOUT_PLURAL}"
 
 
 class FleetEmulator(kmock.KubernetesEmulator):
@@ -63,6 +64,13 @@ def declare(emulator: kmock.KubernetesEmulator) -> None:
     emulator.resources[DEVICES] = kmock.ResourceInfo(
         kind=r.KIND,
         singular=r.SINGULAR,
+        namespaced=True,
+        subresources={"status"},
+        verbs={"list", "watch", "get", "patch", "create", "delete"},
+    )
+    emulator.resources[ROLLOUTS] = kmock.ResourceInfo(
+        kind=r.ROLLOUT_KIND,
+        singular=r.ROLLOUT_SINGULAR,
         namespaced=True,
         subresources={"status"},
         verbs={"list", "watch", "get", "patch", "create", "delete"},

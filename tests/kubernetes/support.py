@@ -34,8 +34,8 @@ def phase(device: dict[str, Any] | None) -> str | None:
     return ((device.get("status") or {}).get("upgrade") or {}).get("phase")
 
 
-def _url(cluster: Cluster, name: str | None = None) -> str:
-    base = f"{cluster.url}/apis/{r.GROUP}/{r.VERSION}/namespaces/{cluster.namespace}/{r.PLURAL}"
+def _url(cluster: Cluster, name: str | None = None, plural: str = r.PLURAL) -> str:
+    base = f"{cluster.url}/apis/{r.GROUP}/{r.VERSION}/namespaces/{cluster.namespace}/{plural}"
     return f"{base}/{name}" if name else base
 
 
@@ -71,6 +71,53 @@ async def create_device(cluster: Cluster, name: str, spec: dict[str, Any]) -> No
         session.post(_url(cluster), json=body) as resp,
     ):
         assert resp.status in (200, 201), await resp.text()
+
+
+async def create_rollout(cluster: Cluster, name: str, spec: dict[str, Any]) -> None:
+    """``kubectl apply`` of a new Rollout."""
+    body = {
+        "apiVersion": r.API_VERSION,
+        "kind": r.ROLLOUT_KIND,
+        "metadata": {"name": name, "namespace": cluster.namespace},
+        "spec": spec,
+    }
+    url = _url(cluster, plural=r.ROLLOUT_PLURAL)
+    async with aiohttp.ClientSession() as session, session.post(url, json=body) as resp:
+        assert resp.status in (200, 201), await resp.text()
+
+
+async def patch_rollout(cluster: Cluster, name: str, spec: dict[str, Any]) -> None:
+    """``kubectl patch rollout NAME --type merge -p '{"spec": ...}'``."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(
+            _url(cluster, name, r.ROLLOUT_PLURAL),
+            json={"spec": spec},
+            headers={"Content-Type": "application/merge-patch+json"},
+        ) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+
+
+async def delete_rollout(cluster: Cluster, name: str) -> None:
+    """``kubectl delete rollout NAME``."""
+    url = _url(cluster, name, r.ROLLOUT_PLURAL)
+    async with aiohttp.ClientSession() as session, session.delete(url) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+def columns(obj: dict[str, Any] | None) -> dict[str, Any]:
+    """What ``kubectl get rollouts`` prints for ``obj``: the CRD's printer columns, each
+    jsonPath (plain dotted paths here) read from the stored object."""
+    from harmony_fleet.operator.kubernetes.rollout_crd import rollout_crd
+
+    out: dict[str, Any] = {}
+    for column in rollout_crd()["spec"]["versions"][0]["additionalPrinterColumns"]:
+        value: Any = obj or {}
+        for part in column["jsonPath"].strip(".").split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        out[column["name"]] = value
+    return out
 
 
 async def publish(fleet: KubeFleet, version: str) -> None:

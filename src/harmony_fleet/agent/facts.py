@@ -4,8 +4,15 @@ A rollout stratifies its canaries on ``arch`` and ``os_release`` (and on ``hardw
 ``link_type``, which only a person knows: ``--label``), gates devices on ``executor``, and opens
 maintenance windows in the device's ``time_zone`` (docs/rollouts.md). These are read once, at
 start: they do not change while the agent runs, so they never make the operator write the
-registry again. A label given with ``--label`` wins over a fact of the same name. Free disk is
-not reported yet: it changes all the time, and every change of a label is a registry write.
+registry again. A label given with ``--label`` wins over a fact of the same name.
+
+Free disk (``free_disk_bytes``, for the rollout's disk gate: at least twice the artifact) does
+change all the time, and every change of a label is a registry write. So an agent that may
+upgrade itself (``--prefix``) reports it **coarsely** (:class:`FreeDisk`): the free bytes of the
+prefix's filesystem rounded *down* to a power of two, so the gate never sees more than there is,
+moving up only to a power the disk has 1.5 times free, so a disk hovering around a
+boundary does not make the label flap. The label then changes when free disk halves or doubles,
+not on every heartbeat.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -70,3 +79,38 @@ def device_facts(executor: str) -> dict[str, str]:
         "time_zone": time_zone(os.environ.get("TZ"), _link(Path("/etc/localtime"))),
     }
     return {k: v[:MAX_VALUE] for k, v in facts.items() if v}
+
+
+def _power_floor(n: int) -> int:
+    return 1 << (n.bit_length() - 1) if n > 0 else 0
+
+
+def coarse_free_disk(free: int, reported: int | None) -> int:
+    """``free`` bytes as the label reports them, given what it ``reported`` last (see the
+    module docstring): a power of two at most ``free`` (0 for a full disk); down at once, up
+    only to a power the disk has 1.5 times free."""
+    if reported is None or free < reported:
+        return _power_floor(free)
+    return max(reported, _power_floor(free * 2 // 3))
+
+
+class FreeDisk:
+    """The ``free_disk_bytes`` fact of one filesystem, read at every heartbeat, coarse."""
+
+    def __init__(self, read: Callable[[], int]) -> None:
+        self._read = read
+        self.reported: int | None = None
+
+    @classmethod
+    def of(cls, path: Path) -> FreeDisk:
+        return cls(lambda: shutil.disk_usage(path).free)
+
+    def value(self) -> str | None:
+        """The label's value now, or None when the filesystem cannot be read."""
+        try:
+            free = self._read()
+        except OSError as exc:
+            log.debug("free disk unreadable", extra={"error": str(exc)})
+            return None
+        self.reported = coarse_free_disk(max(free, 0), self.reported)
+        return str(self.reported)

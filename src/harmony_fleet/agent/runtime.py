@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -20,11 +21,16 @@ from typing import Any
 from harmony_fleet._tasks import BackgroundTasks
 from harmony_fleet._version import BUILD_FAULTS, __version__
 from harmony_fleet.adapters.device.notes import mark_alive
-from harmony_fleet.adapters.nats.connection import NatsClient, barrier, connect_forever
+from harmony_fleet.adapters.nats.connection import (
+    NatsClient,
+    NatsOptions,
+    barrier,
+    connect_forever,
+)
 from harmony_fleet.adapters.systemd.notify import WatchdogNotifier
 from harmony_fleet.agent.commands import CommandHandler, StopHandler
 from harmony_fleet.agent.config import AgentConfig
-from harmony_fleet.agent.facts import device_facts
+from harmony_fleet.agent.facts import FreeDisk, device_facts
 from harmony_fleet.agent.faults import Faults, parse_faults
 from harmony_fleet.contracts import (
     Heartbeat,
@@ -35,6 +41,7 @@ from harmony_fleet.contracts import (
     new_instance_id,
     subjects,
 )
+from harmony_fleet.contracts.rollout import LABEL_FREE_DISK
 from harmony_fleet.logging_setup import FieldsAdapter
 
 log = logging.getLogger(__name__)
@@ -67,6 +74,11 @@ class Agent:
         self.version = version
         self.labels = {**device_facts(config.executor), **config.labels}
         """The heartbeat's labels: this device's facts (:mod:`.facts`), then ``--label``."""
+        self.free_disk: FreeDisk | None = None
+        """Free disk of the install prefix, coarse (:class:`~.facts.FreeDisk`), refreshed in
+        every heartbeat; None when the agent cannot upgrade itself or ``--label`` sets it."""
+        if config.install_prefix is not None and LABEL_FREE_DISK not in config.labels:
+            self.free_disk = FreeDisk.of(config.install_prefix)
         self.faults = faults if faults is not None else parse_faults(BUILD_FAULTS)
         self.instance_id = instance_id or new_instance_id()
         self.started = time.monotonic()
@@ -112,6 +124,10 @@ class Agent:
     def heartbeat(self) -> Heartbeat:
         """The next heartbeat (advances the sequence number)."""
         self.seq += 1
+        if self.free_disk is not None:
+            free = self.free_disk.value()
+            if free is not None and self.labels.get(LABEL_FREE_DISK) != free:
+                self.labels = {**self.labels, LABEL_FREE_DISK: free}
         return Heartbeat(
             device_id=self.config.device_id,
             instance_id=self.instance_id,
@@ -225,11 +241,7 @@ class Agent:
             self.spawn(self._crash_after(self.faults.crash_as_main_after_s), "fault-crash-main")
         if self.liveness_file is not None or self.watchdog is not None:
             self.spawn(self._alive_until_connected(), "liveness")
-        nc = await connect_forever(
-            self.config.nats.with_name(f"agent:{self.config.device_id}:{self.config.role.value}"),
-            log=log,
-            stop=self.stop,
-        )
+        nc = await connect_forever(self._nats_options(), log=log, stop=self.stop)
         if nc is None:
             return await self._shutdown()
         self.nc = nc
@@ -243,6 +255,15 @@ class Agent:
             self.spawn(extension(self, nc), getattr(extension, "__name__", "extension"))
         await self.stop.wait()
         return await self._shutdown()
+
+    def _nats_options(self) -> NatsOptions:
+        """The configured options, named after this instance, without echo: the main listens on
+        its device's heartbeat subject for its candidates' beats (``agent.upgrade.wiring``),
+        and its own would come back to it every interval, to be read and dropped."""
+        options = self.config.nats.with_name(
+            f"agent:{self.config.device_id}:{self.config.role.value}"
+        )
+        return dataclasses.replace(options, extra={**options.extra, "no_echo": True})
 
     async def _shutdown(self) -> int:
         await self._background.cancel_all()

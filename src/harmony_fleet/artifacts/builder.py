@@ -45,10 +45,18 @@ from harmony_fleet.errors import ConfigError
 DEFAULT_NAME = "harmony-fleet-agent"
 DEFAULT_ENTRY = "harmony_fleet.cli.entry:main"
 ROOT_DISTRIBUTION = "harmony-fleet"
-#: Dependencies only ``fleet server`` needs (making the CA): left out of agent artifacts, whose
-#: code never imports them (``adapters.nats.pki`` is imported only when the server's auth setup
-#: is first made).
-SERVER_ONLY = frozenset({"cryptography"})
+#: harmony-fleet's requirements an agent artifact leaves out, with what they are for: the agent's
+#: code never imports them. ``cryptography`` makes ``fleet server``'s CA (``adapters.nats.pki``,
+#: imported only then); ``rich`` (with Pygments and markdown-it, ~60 % of an artifact) prints the
+#: fleet-wide commands' tables, which an artifact does not run: ``cli.entry`` sends ``agent run``,
+#: ``agent install|uninstall`` and ``--version`` past them.
+LEFT_OUT = {
+    "cryptography": "fleet server's CA",
+    "rich": "the fleet-wide commands' output",
+}
+#: Directories of test data some distributions install beside their code (securesystemslib's
+#: vendored ed25519 test vectors: 2.4 MB): no program imports them.
+_TEST_DATA_DIRS = frozenset({"test_data", "tests"})
 SHEBANG = b"#!/usr/bin/env python3\n"
 BOOTSTRAP_MODULE = "_harmony_bootstrap"
 PAYLOAD = _bootstrap.PAYLOAD_PREFIX
@@ -106,7 +114,7 @@ def runtime_distributions(root: str = ROOT_DISTRIBUTION) -> list[metadata.Distri
     queue: list[tuple[Requirement, str]] = [
         (r, root)
         for r in _requires(root_dist)
-        if r.applies(env, frozenset()) and (root != ROOT_DISTRIBUTION or r.name not in SERVER_ONLY)
+        if r.applies(env, frozenset()) and (root != ROOT_DISTRIBUTION or r.name not in LEFT_OUT)
     ]
     while queue:
         req, parent = queue.pop()
@@ -129,7 +137,7 @@ def _dist_entries(dist: metadata.Distribution) -> Iterator[_Entry]:
         raise ConfigError(f"{name} {dist.version} has no RECORD: reinstall it with pip")
     for path in files:
         rel = path.as_posix()
-        if rel.startswith(("/", "../")) or _skip(rel):
+        if rel.startswith(("/", "../")) or _skip(rel) or _TEST_DATA_DIRS & set(rel.split("/")):
             continue
         parts = rel.split("/")
         if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] in _SKIP_DIST_INFO:

@@ -3,7 +3,8 @@
 ``fleet agent run`` and ``fleet agent install`` take both (and hand them on: to candidates,
 into the installed unit); ``fleet upgrade`` takes ``--allow-http-artifacts`` so that a plain
 ``http`` URL is refused when it is asked for, not minutes later on the device. The rules
-themselves are :mod:`harmony_fleet.adapters.http.urls`.
+themselves, and :func:`artifact_access` and :func:`artifact_argv` (the agent's own entry takes the
+same flags without click), are :mod:`harmony_fleet.adapters.http.urls`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from typing import Any, TypeVar
 
 import click
 
-from harmony_fleet.adapters.http.urls import ALLOW_HTTP_FLAG, ArtifactAccess, check_artifact_url
+from harmony_fleet.adapters.http.urls import (
+    ALLOW_HTTP_FLAG,
+    ArtifactAccess,
+    artifact_access,
+    artifact_argv,
+    check_artifact_url,
+)
 from harmony_fleet.cli._common import bad_flag
 from harmony_fleet.errors import DownloadRejected
 
@@ -56,19 +63,6 @@ def artifact_options(f: F) -> F:
         "(a private CA of your artifact server).",
     )(f)
     return allow_http_option(f)
-
-
-def artifact_access(allow_http: bool, ca_file: Path | None) -> ArtifactAccess:
-    return ArtifactAccess(
-        allow_http=allow_http, ca_file=str(ca_file.resolve()) if ca_file else None
-    )
-
-
-def artifact_argv(allow_http: bool, ca_file: Path | None) -> tuple[str, ...]:
-    """The flags again, for a candidate's or a unit's command line (the CA path absolute)."""
-    return (*((ALLOW_HTTP_FLAG,) if allow_http else ()),) + (
-        ("--artifact-ca", str(ca_file.resolve())) if ca_file else ()
-    )
 
 
 def check_url_flag(flag: str, url: str, allow_http: bool) -> None:

@@ -7,6 +7,8 @@ lives; ``--store-dir`` as for ``fleet server``). Roles and what each may do: doc
   bundle it needs (``FILE`` with ``-ca.pem`` instead of ``.creds``); ``fleet agent install
   --nats-creds FILE --nats-tls-ca CA`` uses them. ``issue --role operator|viewer [--name N]``
   for the others.
+* ``http-token --out FILE [--add]``: a token for the operator's HTTP side (``fleet operator
+  --http-token-file FILE``): the dashboard, ``/metrics`` and the JSON API.
 * ``list [--json]``: every name credentials were issued to, its role, and whether revoked.
 * ``revoke --device ID`` (or ``--name N``): recorded in the store, then pushed to the running
   server, which closes the holder's connections at once and refuses them from then on (also
@@ -31,11 +33,12 @@ from harmony_fleet.adapters.nats.auth import AuthStore, Issued, push_account
 from harmony_fleet.adapters.nats.connection import connect
 from harmony_fleet.adapters.nats.context import Context
 from harmony_fleet.adapters.nats.files import write_public, write_secret
-from harmony_fleet.adapters.nats.identities import put_identity
+from harmony_fleet.adapters.nats.identities import IDENTITY_ROLES, put_identity
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli._common import bad_flag, print_json
 from harmony_fleet.cli.server import default_store_dir
 from harmony_fleet.errors import ConfigError, FleetError, Unavailable
+from harmony_fleet.operator.http.tokens import new_token
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +100,13 @@ async def _put_identity(store: AuthStore, servers: tuple[str, ...], entry: Issue
 
 @credentials.command("issue")
 @click.option("--device", "device", metavar="ID", help="A device's own credentials.")
-@click.option("--role", type=click.Choice(["operator", "viewer", "admin"]), default=None)
+@click.option(
+    "--role",
+    type=click.Choice(["operator", "viewer", "admin", "sim"]),
+    default=None,
+    help="sim: the device simulator's (fleet sim), issued only by `fleet server --dev`; its "
+    "--name starts with sim-.",
+)
 @click.option("--name", default=None, help="Who holds them (--role). [default: the role]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @nats_option
@@ -114,7 +123,7 @@ def issue_cmd(
     if (device is None) == (role is None):
         raise bad_flag("--device/--role", "give exactly one of them")
     store = _store(store_dir)
-    holder = device or name or str(role)
+    holder = device or name or ("sim-sim" if role == "sim" else str(role))
     out = out or Path(f"{holder}.creds")
     if out.exists():
         raise bad_flag("--out", f"{out} exists: remove it or choose another file")
@@ -122,11 +131,11 @@ def issue_cmd(
     creds, entry = store.issue_entry("device" if device else str(role), holder)
     write_secret(out, creds)
     write_public(ca, store.ca_file.read_bytes())
-    if device:
+    if entry.role in IDENTITY_ROLES:
         why = _write_identity(store, _servers(nats_urls), entry)
         if why is not None:
             click.echo(
-                f"fleet credentials: {device}: {why}; the operator admits it once the server "
+                f"fleet credentials: {holder}: {why}; the operator admits it once the server "
                 "has its identity (written at the server's next start)",
                 err=True,
             )
@@ -206,7 +215,7 @@ def revoke_cmd(
     except FleetError:
         raise
     entry = store.issued()[holder]
-    if entry.role == "device" and _write_identity(store, servers, entry) is not None:
+    if entry.role in IDENTITY_ROLES and _write_identity(store, servers, entry) is not None:
         click.echo(
             f"fleet credentials: {holder} revoked, but its identity was not written: the "
             "operator drops it at the server's next start",
@@ -214,6 +223,32 @@ def revoke_cmd(
         )
         raise SystemExit(exit_codes.UNAVAILABLE)
     click.echo(f"fleet credentials: {holder} revoked; the server closed its connections", err=True)
+
+
+@credentials.command("http-token")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The token file (0600) to give `fleet operator --http-token-file`.",
+)
+@click.option("--add", is_flag=True, help="Add a token to an existing file (one per viewer).")
+def http_token_cmd(out: Path, add: bool) -> None:
+    """Write a new token for the operator's HTTP side (the dashboard, /metrics, the API).
+
+    Needs no server: the operator reads the file. A person opens the dashboard with
+    ``/?token=TOKEN`` once; Prometheus sends ``Authorization: Bearer TOKEN``
+    (docs/dashboard.md). The token is not printed: it is in the file.
+    """
+    if out.exists() and not add:
+        raise bad_flag("--out", f"{out} exists: remove it, or give --add to add a token to it")
+    if add and not out.exists():
+        raise bad_flag("--out", f"{out} does not exist (--add adds to an existing file)")
+    before = out.read_text() if add else "# harmony-fleet dashboard tokens, one a line\n"
+    if before and not before.endswith("\n"):
+        before += "\n"
+    write_secret(out, before + new_token() + "\n")
+    click.echo(f"{out}: a new token (0600); fleet operator --http-token-file {out}")
 
 
 def register(group: click.Group) -> None:

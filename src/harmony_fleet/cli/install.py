@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from harmony_fleet.adapters.nats.flags import nats_argv
 from harmony_fleet.adapters.systemd.install import Installer, require_root_and_systemd
 from harmony_fleet.adapters.systemd.unit_file import (
     DEFAULT_PREFIX,
@@ -21,12 +22,7 @@ from harmony_fleet.adapters.systemd.unit_file import (
 )
 from harmony_fleet.adapters.systemd.units import DEFAULT_SERVICE, service_name
 from harmony_fleet.adapters.tuf.pin import pin_root
-from harmony_fleet.cli._common import (
-    build_nats_options,
-    keep_versions_option,
-    nats_argv,
-    nats_options,
-)
+from harmony_fleet.cli._common import build_nats_options, keep_versions_option, nats_options
 from harmony_fleet.cli.agent import agent_group
 from harmony_fleet.cli.artifact_flags import (
     artifact_access,

@@ -2,9 +2,8 @@
 
 History comes from JetStream, so it is there while the device is offline, and after a failed
 upgrade the candidate's last lines can be read with ``--instance <candidate_instance_id>`` (the id
-``fleet upgrade-status`` shows). Also here: the ``fleet agent run`` flags that turn shipping on
-(:func:`log_shipping_options`, :func:`enable_log_shipping_from_flags`), so that the agent command
-needs one decorator and one call.
+``fleet upgrade-status`` shows). The ``fleet agent run`` flags that turn shipping on are the
+agent entry's (``agent.main``).
 """
 
 from __future__ import annotations
@@ -16,8 +15,7 @@ import re
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import msgspec
@@ -29,80 +27,16 @@ from harmony_fleet.adapters.nats.logstream import (
     Received,
     Skipped,
 )
-from harmony_fleet.agent.logs import ShipConfig, enable_log_shipping
-from harmony_fleet.agent.runtime import Agent
 from harmony_fleet.cli._common import build_nats_options, install_stop_signals, nats_options
 from harmony_fleet.contracts import LogLine, device_id
 from harmony_fleet.contracts import logs as log_contract
 from harmony_fleet.errors import InvalidMessage, NotFound
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: Malformed messages reported one by one before only counting them.
 _SKIPS_SHOWN = 5
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _INSTANCE_PREFIX = re.compile(r"^[0-9a-f]{4,32}$")
-
-
-# -- agent flags -----------------------------------------------------------------------------------
-def log_shipping_options(func: F) -> F:
-    """The ``fleet agent run`` flags for log shipping (they arrive among ``**kwargs``)."""
-    options = [
-        click.option(
-            "--ship-logs/--no-ship-logs",
-            default=True,
-            show_default=True,
-            envvar="FLEET_SHIP_LOGS",
-            help="Publish this agent's log (and --journal-unit journals) to NATS.",
-        ),
-        click.option(
-            "--journal-unit",
-            "journal_units",
-            multiple=True,
-            metavar="UNIT",
-            help="Also ship this systemd unit's journal (repeatable; skipped without journalctl).",
-        ),
-        click.option(
-            "--log-rate",
-            type=float,
-            default=ShipConfig.rate,
-            show_default=True,
-            help="Lines per second per source before lines are dropped (0: unlimited).",
-        ),
-        click.option(
-            "--log-burst", type=float, default=ShipConfig.burst, show_default=True,
-            help="Lines a source may send at once after a quiet period.",
-        ),
-        click.option(
-            "--log-buffer", type=int, default=ShipConfig.buffer_lines, show_default=True,
-            help="Lines kept while NATS is slow or unreachable.",
-        ),
-        click.option(
-            "--log-report-interval", type=float, default=ShipConfig.report_interval_s,
-            show_default=True, help="Seconds between 'logs.dropped' reports (only after drops).",
-        ),
-        click.option("--journalctl", default="journalctl", envvar="FLEET_JOURNALCTL", hidden=True),
-    ]  # fmt: skip
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def enable_log_shipping_from_flags(agent: Agent, flags: dict[str, Any]) -> None:
-    """Turn on log shipping for ``agent`` from the flags :func:`log_shipping_options` added."""
-    enable_log_shipping(
-        agent,
-        ShipConfig(
-            enabled=bool(flags.get("ship_logs", True)),
-            rate=float(flags.get("log_rate", ShipConfig.rate)),
-            burst=float(flags.get("log_burst", ShipConfig.burst)),
-            buffer_lines=int(flags.get("log_buffer", ShipConfig.buffer_lines)),
-            report_interval_s=float(flags.get("log_report_interval", 60.0)),
-            journal_units=tuple(flags.get("journal_units", ())),
-            journalctl=str(flags.get("journalctl", "journalctl")),
-        ),
-    )
 
 
 # -- parsing ---------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from harmony_fleet.adapters.nats.connection import NatsClient, connect
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli._common import bad_flag, build_nats_options, nats_options, print_json
 from harmony_fleet.contracts import version as check_version
+from harmony_fleet.contracts.rollout import skip_entry
 from harmony_fleet.errors import ConfigError, FleetError, NotFound
 
 if TYPE_CHECKING:
@@ -166,6 +167,14 @@ def init_cmd(repo: Path, **counts: int | None) -> None:
 @click.option("--min-version", default="", help="Lowest version that may upgrade to it.")
 @click.option("--channel", default="stable", show_default=True, help="Release channel.")
 @click.option("--replace", is_flag=True, help="Sign other bytes for a version already signed.")
+@click.option(
+    "--skip",
+    "skip",
+    multiple=True,
+    metavar="DEVICE|LABEL=VALUE",
+    help="Devices rollouts of this version leave alone (repeat; signed with the release; "
+    "publishing the same bytes again with another list updates it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: outcome and target.")
 @repo_option
 @keys_option
@@ -176,6 +185,7 @@ def publish_cmd(
     min_version: str,
     channel: str,
     replace: bool,
+    skip: tuple[str, ...],
     as_json: bool,
     repo: Path,
     key_files: tuple[Path, ...],
@@ -198,6 +208,10 @@ def publish_cmd(
             check_version(min_version)
     except FleetError as exc:
         raise bad_flag("--version", str(exc)) from exc
+    try:
+        skip = tuple(skip_entry(e) for e in skip)
+    except FleetError as exc:
+        raise bad_flag("--skip", str(exc)) from exc
     repository = _open(repo, key_files)
     size = artifact.stat().st_size
 
@@ -205,7 +219,12 @@ def publish_cmd(
         assert isinstance(repository.store, DirStore)
         adopt_newer(repository.store, await load_published(nc))
         release, outcome = repository.add_target(
-            artifact, version=ver, min_version=min_version, channel=channel, replace=replace
+            artifact,
+            version=ver,
+            min_version=min_version,
+            channel=channel,
+            replace=replace,
+            skip=skip,
         )
         with Progress(
             "[progress.description]{task.description}",
@@ -254,10 +273,13 @@ def list_cmd(as_json: bool, **nats_kwargs: Any) -> None:
         click.echo("no releases published yet")
         raise SystemExit(exit_codes.OK)
     table = Table(box=None, header_style="bold")
-    for col in ("VERSION", "MIN VERSION", "CHANNEL", "SIZE", "SHA256", "TARGET"):
+    for col in ("VERSION", "MIN VERSION", "CHANNEL", "SIZE", "SHA256", "TARGET", "SKIP"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r.version, r.min_version, r.channel, str(r.length), r.sha256[:12], r.path)
+        skip = ", ".join(r.skip[:3]) + (f" (+{len(r.skip) - 3})" if len(r.skip) > 3 else "")
+        table.add_row(
+            r.version, r.min_version, r.channel, str(r.length), r.sha256[:12], r.path, skip
+        )
     Console().print(table)
 
 

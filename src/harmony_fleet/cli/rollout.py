@@ -44,6 +44,7 @@ from harmony_fleet.contracts import (
     version,
 )
 from harmony_fleet.contracts.rollout import (
+    CREATED_BY_KUBERNETES,
     FAILURE_STATES,
     FINAL_STATES,
     MAX_DURATION_S,
@@ -196,6 +197,14 @@ def _lever(verb: str, **changes: bool) -> click.Command:
                 entry = await specs.get(rollout_name(name))
                 if entry is None:
                     raise NotFound(f"no rollout {name!r}")
+                source = entry.value.created_by
+                if source.startswith(CREATED_BY_KUBERNETES):
+                    raise Refused(
+                        f"rollout {name} is driven by the Rollout resource "
+                        f"{source.removeprefix(CREATED_BY_KUBERNETES)}: change its spec "
+                        "(paused, undo) or delete it (abort) with kubectl",
+                        code="rollout_from_kubernetes",
+                    )
                 try:
                     new = msgspec.structs.replace(entry.value, **changes)
                     await specs.update(name, new, last=entry.revision)
@@ -239,8 +248,9 @@ async def _load(kv: FleetKV, name: str | None) -> list[dict[str, Any]]:
     ]
 
 
-def _counts(status: RolloutStatus) -> str:
-    return ", ".join(f"{n} {s.value}" for s, n in sorted(status.counts.items())) or "-"
+def _counts(status: RolloutStatus, *, undo: bool = False) -> str:
+    counts = status.undo_counts if undo else status.counts
+    return ", ".join(f"{n} {s.value}" for s, n in sorted(counts.items())) or "-"
 
 
 @rollout_group.command("list")
@@ -304,6 +314,8 @@ def _summary(row: dict[str, Any]) -> None:
     spec, status = row["rollout"], row["status"]
     click.echo(f"rollout {spec.name}: {spec.version}, {status.phase.value}, wave {status.wave}")
     click.echo(f"devices: {_counts(status)}")
+    if spec.undo_requested:
+        click.echo(f"undo: {_counts(status, undo=True)}")
     if status.halt_reason:
         click.echo(f"halted: {status.halt_reason}")
         for d in status.halted_devices:
@@ -318,7 +330,8 @@ _ENDS = (RolloutPhase.DONE, RolloutPhase.HALTED, RolloutPhase.ABORTED, RolloutPh
 
 
 def _waves(row: dict[str, Any]) -> Table:
-    """One progress bar per wave (0: the canaries), and the counts per device state."""
+    """One progress bar per wave (0: the canaries), one for the undo once asked, and the
+    counts per device state."""
     table = Table(box=None, header_style="bold")
     for col in ("WAVE", "PROGRESS", "DONE", "FAILED", "IN PROGRESS"):
         table.add_column(col)
@@ -333,8 +346,17 @@ def _waves(row: dict[str, Any]) -> Table:
         bar = ProgressBar(total=len(members), completed=final, width=30)
         label = "canary" if wave == 0 else str(wave)
         table.add_row(label, bar, f"{final}/{len(members)}", str(failed), str(busy))
+    undoing = [d.undo for d in row["devices"] if d.undo is not None]
+    if undoing:
+        final = sum(1 for u in undoing if u in FINAL_STATES)
+        failed = sum(1 for u in undoing if u in FAILURE_STATES)
+        busy = sum(1 for u in undoing if u is DeviceState.IN_PROGRESS)
+        bar = ProgressBar(total=len(undoing), completed=final, width=30)
+        table.add_row("undo", bar, f"{final}/{len(undoing)}", str(failed), str(busy))
     status = row["status"]
     table.caption = f"{row['rollout'].name}: {status.phase.value}; devices: {_counts(status)}"
+    if row["rollout"].undo_requested:
+        table.caption += f"; undo: {_counts(status, undo=True)}"
     return table
 
 

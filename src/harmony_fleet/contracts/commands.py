@@ -30,6 +30,7 @@ from harmony_fleet.contracts._codec import Codec
 from harmony_fleet.contracts.ids import (
     InstanceIdField,
     NonNegFloat,
+    NonNegInt,
     ShortText,
     UpgradeIdField,
     VersionField,
@@ -57,6 +58,9 @@ class UpgradeStopArgs(msgspec.Struct, frozen=True, kw_only=True):
     """``upgrade_stop``: the operator has seen the candidate of ``upgrade_id`` working."""
 
     upgrade_id: UpgradeIdField
+    lease_epoch: NonNegInt = 0
+    """The sending operator's lease epoch (ADR-023): an agent refuses a stop from an epoch
+    older than the lease's."""
 
 
 VERB_ARGS: dict[Verb, type[msgspec.Struct]] = {

@@ -70,3 +70,5 @@ class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True):
     labels: dict[LabelKey, LabelValue] = {}
     upgrade: UpgradeSummary | None = None
     updated_at: NonNegFloat = 0.0
+    lease_epoch: NonNegInt = 0
+    """The lease epoch of the operator that wrote it (ADR-023)."""

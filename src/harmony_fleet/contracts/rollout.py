@@ -57,6 +57,10 @@ BUCKET_ROLLOUT_PROGRESS = "fleet_rollout_progress"
 ROLLOUT_NAME_PATTERN = DEVICE_ID_PATTERN
 RolloutNameField = Annotated[str, msgspec.Meta(pattern=ROLLOUT_NAME_PATTERN, max_length=63)]
 
+#: ``Rollout.created_by`` of a rollout a Kubernetes ``Rollout`` resource created, followed by
+#: ``<namespace>/<name>``: its levers are that resource's spec (``fleet rollout pause`` refuses).
+CREATED_BY_KUBERNETES = "kubernetes:"
+
 #: The most devices one rollout may address (bounds every count below).
 MAX_DEVICES = 1_000_000
 #: The longest a rollout may wait on anything (soak, spread): 30 days, in seconds.
@@ -87,7 +91,17 @@ TimeZoneName = Annotated[
 Weekday = Annotated[int, msgspec.Meta(ge=0, le=6)]
 """Monday is 0, as :meth:`datetime.date.weekday`."""
 
+#: One entry of a version's skip list: a device id (``edge-07``) or a label and its value
+#: (``hardware_model=rpi3``): the devices a rollout of that version must leave alone. The list
+#: is signed with the release (the target's ``custom.skip``, docs/releases.md).
+SKIP_ENTRY_PATTERN = whole(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?|[A-Za-z0-9][A-Za-z0-9._/-]{0,62}=[^\n]{0,256})"
+)
+#: The most entries one version's skip list may hold.
+MAX_SKIP_ENTRIES = 1000
+
 _ROLLOUT_RE = re.compile(ROLLOUT_NAME_PATTERN)
+_SKIP_RE = re.compile(SKIP_ENTRY_PATTERN)
 _SHARE_RE = re.compile(r"(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<pct>%?)")
 
 
@@ -292,3 +306,24 @@ def progress_key(name: str, device: str) -> str:
     """The key of one device's progress in :data:`BUCKET_ROLLOUT_PROGRESS`: ``<rollout>.<device>``
     (names and device ids are DNS labels, without dots, so ``<rollout>.*`` lists one rollout)."""
     return f"{name}.{device}"
+
+
+def skip_entry(text: str) -> str:
+    """Validate one skip-list entry from a flag; raise InvalidMessage naming ``skip``."""
+    if len(text) > 320 or not _SKIP_RE.fullmatch(text):
+        raise InvalidMessage(
+            "skip",
+            f"{text!r} is neither a device id nor a label=value",
+            type_name="skip entry",
+        )
+    return text
+
+
+def skip_list(value: object) -> tuple[str, ...]:
+    """The valid entries of a skip list read from signed metadata (``custom.skip``); anything
+    else is left out (only a broken publish could put it there; it then skips nobody)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(
+        e for e in value[:MAX_SKIP_ENTRIES] if isinstance(e, str) and _SKIP_RE.fullmatch(e)
+    )

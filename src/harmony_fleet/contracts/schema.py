@@ -17,6 +17,7 @@ from harmony_fleet.contracts.commands import Command, Reply, UpgradeStopArgs
 from harmony_fleet.contracts.device_files import FailureCount, PidRecord, RollbackNote, WatchNote
 from harmony_fleet.contracts.heartbeat import Heartbeat
 from harmony_fleet.contracts.identity import DeviceIdentity
+from harmony_fleet.contracts.lease import OperatorLease
 from harmony_fleet.contracts.local_state import LocalState
 from harmony_fleet.contracts.logs import LogLine
 from harmony_fleet.contracts.registry import DeviceRecord
@@ -33,6 +34,7 @@ WIRE_TYPES: dict[str, type[Any]] = {
     "upgrade_status": UpgradeStatus,
     "device_record": DeviceRecord,
     "device_identity": DeviceIdentity,
+    "operator_lease": OperatorLease,
     "log_line": LogLine,
     "local_state": LocalState,
     "watch_note": WatchNote,

@@ -68,3 +68,20 @@ def viewer_inbox_prefix(name: str) -> str:
     sees neither a device's replies (its direct-get answers) nor another client's.
     """
     return f"_INBOX._view.{name}"
+
+
+#: Device ids reserved for simulated devices (``fleet sim``): a real device is never issued
+#: credentials for one, and a ``sim`` credential may act only for ids that start with it and are
+#: not a real device's (docs/sim.md).
+SIM_DEVICE_PREFIX = "sim-"
+
+
+def is_simulated(device: DeviceId | str) -> bool:
+    """True for a device id reserved for the simulator."""
+    return str(device).startswith(SIM_DEVICE_PREFIX)
+
+
+def sim_inbox_prefix(name: str) -> str:
+    """The reply-subject prefix of a simulator's connections: ``_INBOX._sim.<name>`` (``_sim``
+    can never be a device id, like a viewer's ``_view``)."""
+    return f"_INBOX._sim.{name}"

@@ -164,6 +164,9 @@ class UpgradeMarker(msgspec.Struct, frozen=True, kw_only=True):
     """Install even if this version failed on this device before."""
     timeouts: UpgradeTimeouts = UpgradeTimeouts()
     source: ArtifactSource = ArtifactSource.DOWNLOAD
+    lease_epoch: NonNegInt = 0
+    """The operator lease epoch of the operator that wrote it (ADR-023); 0: not an operator
+    (``fleet upgrade``, ``fleet rollback``)."""
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,6 +7,10 @@ credentials are issued: :mod:`~harmony_fleet.adapters.nats.identities`). So a he
 status for a name never issued (published with an admin's or operator's credentials, or by
 mistake) does not enter the registry, and a revoked device leaves it.
 
+A simulator's credential (role ``sim``, only on a dev/test server: docs/sim.md) is an identity
+too, named ``sim-<something>``: while one is live, every ``sim-`` device id is admitted (the
+simulated devices; no real device is ever issued such an id).
+
 ``--admit any`` admits every device: for an open server (``fleet server --insecure``), where no
 credentials are issued at all. The default is ``issued`` when the operator itself holds
 credentials, ``any`` when it connects without any.
@@ -18,6 +22,7 @@ import enum
 import logging
 
 from harmony_fleet.contracts.identity import DeviceIdentity
+from harmony_fleet.contracts.subjects import is_simulated
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,15 @@ class Admission:
         self.live: set[str] = set()
         """Device ids admitted now: the registry's hot path looks here (one set lookup)."""
         self.revoked: set[str] = set()
+        self.sims: set[str] = set()
+        """Live simulator credentials (their ``sim-`` names): ``sim-`` ids are admitted."""
+
+    def __contains__(self, device: object) -> bool:
+        """Is ``device`` admitted now (a live identity of its own, or a simulated id while a
+        simulator's credential is live)?"""
+        if device in self.live:
+            return True
+        return bool(self.sims) and isinstance(device, str) and is_simulated(device)
 
     def apply(self, key: str, identity: DeviceIdentity) -> bool:
         """Take one value of the bucket; True when it says the device is revoked."""
@@ -45,10 +59,14 @@ class Admission:
                 extra={"key": key, "claimed": identity.device_id},
             )
             return False
+        sim = is_simulated(key)
         if identity.live:
             self.live.add(key)
             self.revoked.discard(key)
+            if sim:
+                self.sims.add(key)
             return False
         self.revoked.add(key)
         self.live.discard(key)
+        self.sims.discard(key)
         return True

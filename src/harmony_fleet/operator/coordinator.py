@@ -30,6 +30,7 @@ from typing import TypeVar
 
 from harmony_fleet.adapters.nats.commands import CommandsClient
 from harmony_fleet.adapters.nats.connection import NatsClient
+from harmony_fleet.adapters.nats.fence import Fence
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.adapters.nats.kv import TypedKV, Undecodable
 from harmony_fleet.contracts import (
@@ -71,8 +72,18 @@ class _Tracked:
 class Coordinator:
     """Runs inside the operator; one instance per operator process."""
 
-    def __init__(self, registry: Registry, *, tick_s: float = 0.1, resync_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        tick_s: float = 0.1,
+        resync_s: float = 10.0,
+        fence: Fence | None = None,
+    ) -> None:
         self.registry = registry
+        self.fence = fence
+        """The operator lease (ADR-023): no stop is sent unless it verifies, and each carries
+        its epoch."""
         self.tick_s = tick_s
         self.resync_s = resync_s
         self.tracked: dict[str, _Tracked] = {}
@@ -85,7 +96,31 @@ class Coordinator:
         self.statuses: TypedKV[UpgradeStatus] | None = None
         self._wake = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
+        self._marker_listeners: list[Callable[[UpgradeMarker, float], None]] = []
+        self._status_listeners: list[Callable[[UpgradeStatus, float], None]] = []
         registry.add_listener(self.on_heartbeat)
+
+    def add_listeners(
+        self,
+        *,
+        on_marker: Callable[[UpgradeMarker, float], None],
+        on_status: Callable[[UpgradeStatus, float], None],
+    ) -> None:
+        """Called with every marker and status the coordinator takes from its buckets (its
+        watches and resyncs: the latest value of every key, admitted devices only), after it
+        handled them: the rollouts' view of the fleet without reading the buckets again."""
+        self._marker_listeners.append(on_marker)
+        self._status_listeners.append(on_status)
+
+    def _took_marker(self, marker: UpgradeMarker, now: float) -> None:
+        self.on_marker(marker, now)
+        for listener in self._marker_listeners:
+            listener(marker, now)
+
+    def _took_status(self, status: UpgradeStatus, now: float) -> None:
+        self.on_status(status, now)
+        for listener in self._status_listeners:
+            listener(status, now)
 
     # -- inputs -----------------------------------------------------------------------------
     def on_heartbeat(self, hb: Heartbeat, now: float) -> None:
@@ -220,7 +255,15 @@ class Coordinator:
             # Only the old agent armed for this upgrade may answer for the device (its candidate
             # listens on the same subject).
             old = tracked.view.old_instance_id
-            reply = await client.upgrade_stop(device, uid, timeout_s=3.0, only_from=old)
+            if self.fence is not None:
+                await self.fence.verify()  # a deposed operator sends no stop
+            reply = await client.upgrade_stop(
+                device,
+                uid,
+                timeout_s=3.0,
+                only_from=old,
+                lease_epoch=self.fence.epoch if self.fence is not None else 0,
+            )
         except FleetError as exc:
             log.warning(
                 "upgrade_stop not delivered",
@@ -251,12 +294,12 @@ class Coordinator:
             if isinstance(item, Undecodable):
                 log.warning("marker skipped", extra={"key": item.key, "field": item.error.field})
             elif self._keyed(self.markers.name, item.key, item.value):
-                self.on_marker(item.value, now)
+                self._took_marker(item.value, now)
         for sitem in await self.statuses.snapshot():
             if not isinstance(sitem, Undecodable) and self._keyed(
                 self.statuses.name, sitem.key, sitem.value
             ):
-                self.on_status(sitem.value, now)
+                self._took_status(sitem.value, now)
 
     def _keyed(self, bucket: str, key: str, value: UpgradeMarker | UpgradeStatus) -> bool:
         """True when ``value`` names the device of its key and that device is admitted (a live
@@ -295,8 +338,8 @@ class Coordinator:
         assert self.markers is not None and self.statuses is not None
         client = CommandsClient(nc)
         tasks = [
-            asyncio.ensure_future(self._watch(self.markers, self.on_marker)),
-            asyncio.ensure_future(self._watch(self.statuses, self.on_status)),
+            asyncio.ensure_future(self._watch(self.markers, self._took_marker)),
+            asyncio.ensure_future(self._watch(self.statuses, self._took_status)),
         ]
         last_resync = time.monotonic()
         try:

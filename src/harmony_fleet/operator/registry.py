@@ -16,7 +16,7 @@ question "when did *we* last hear from it" is what presence needs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 
 from harmony_fleet.contracts import (
@@ -46,6 +46,8 @@ log = logging.getLogger("harmony_fleet.operator.registry")
 #: Something that wants every accepted heartbeat with the operator's receive time
 #: (the upgrade coordinator).
 HeartbeatListener = Callable[[Heartbeat, float], None]
+#: Something that wants every change of a device's upgrade summary (the dashboard's timeline).
+UpgradeListener = Callable[[str, UpgradeSummary | None], None]
 
 _PREFIX = f"{subjects.PREFIX}."
 _PREFIX_LEN = len(_PREFIX)
@@ -130,7 +132,7 @@ class Registry:
     """All devices the operator knows, in memory, with the coalescing rules applied."""
 
     def __init__(
-        self, policy: PresencePolicy | None = None, *, admitted: set[str] | None = None
+        self, policy: PresencePolicy | None = None, *, admitted: Container[str] | None = None
     ) -> None:
         self.policy = policy or PresencePolicy()
         self.devices: dict[str, DeviceState] = {}
@@ -144,10 +146,26 @@ class Registry:
         a live identity), ``redelivered`` (a heartbeat that JetStream delivered: stored data
         sent to a heartbeat subject, docs/security.md)."""
         self._listeners: list[HeartbeatListener] = []
+        self._on_change: list[Callable[[str], None]] = []
+        self._upgrade_listeners: list[UpgradeListener] = []
 
     def add_listener(self, listener: HeartbeatListener) -> None:
         """Called with every accepted heartbeat and the operator's receive time."""
         self._listeners.append(listener)
+
+    def add_change_listener(self, listener: Callable[[str], None]) -> None:
+        """Called with a device id when what a rollout reads of it changed: it came or went
+        (presence), its main version or its labels changed (not on every heartbeat)."""
+        self._on_change.append(listener)
+
+    def _changed(self, device: str) -> None:
+        for listener in self._on_change:
+            listener(device)
+
+    def add_upgrade_listener(self, listener: UpgradeListener) -> None:
+        """Called with the device and its new summary whenever :meth:`set_upgrade` changes it
+        (not on the heartbeat path)."""
+        self._upgrade_listeners.append(listener)
 
     def load(self, record: DeviceRecord, *, now: float) -> None:
         self.devices[record.device_id] = DeviceState.from_record(record, now=now)
@@ -204,6 +222,7 @@ class Registry:
 
     def observe(self, hb: Heartbeat, now: float) -> None:
         state = self.devices.get(hb.device_id)
+        changed = state is None or not state.online
         if state is None:
             state = DeviceState(
                 device_id=hb.device_id,
@@ -234,7 +253,7 @@ class Registry:
                 state.dirty = True
         if hb.role is Role.MAIN and state.current_version != hb.agent_version:
             state.current_version = hb.agent_version
-            state.dirty = True
+            state.dirty = changed = True
         if not state.online:
             state.online = True
             state.dirty = True
@@ -246,7 +265,9 @@ class Registry:
                 state.dirty = True
         if hb.labels and hb.labels != state.labels:
             state.labels = dict(hb.labels)
-            state.dirty = True
+            state.dirty = changed = True
+        if changed and self._on_change:
+            self._changed(hb.device_id)
 
     def set_upgrade(self, device: str, summary: UpgradeSummary | None) -> None:
         """Reflect an upgrade's phase onto the device's record (the coordinator calls this)."""
@@ -254,6 +275,8 @@ class Registry:
         if state is not None and state.upgrade != summary:
             state.upgrade = summary
             state.dirty = True
+            for listener in self._upgrade_listeners:
+                listener(device, summary)
 
     def sweep(self, now: float) -> list[DeviceId]:
         """Mark devices offline whose heartbeats stopped; return the ids that changed."""
@@ -265,6 +288,8 @@ class Registry:
                 state.online = False
                 state.dirty = True
                 changed.append(state.device_id)
+        for device in changed:
+            self._changed(device)
         return changed
 
     def due(self, now: float) -> Iterator[DeviceState]:

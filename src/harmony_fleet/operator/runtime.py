@@ -9,6 +9,12 @@ leaves it (:mod:`~harmony_fleet.operator.admission`). KV writes are
 coalesced by :class:`~harmony_fleet.operator.registry.Registry` and issued with bounded
 concurrency by :meth:`Operator.flush`; a failed write leaves the record dirty for the next pass,
 and a write that timed out is simply written again (the value is idempotent).
+
+High availability (ADR-023): several operators may run; each loads the registry and ingests
+heartbeats (a warm standby), but only the holder of the operator lease
+(:mod:`~harmony_fleet.operator.lease`) writes: the flush loop, the coordinator and the
+extensions start once it holds it. Every write is fenced by the lease and carries its epoch; an
+operator that loses the lease stops (exit code 75: its supervisor starts it again, a standby).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from harmony_fleet._tasks import BackgroundTasks
 from harmony_fleet.adapters.nats.connection import (
@@ -35,14 +43,18 @@ from harmony_fleet.adapters.nats.provision import provision
 from harmony_fleet.contracts import DeviceRecord, subjects
 from harmony_fleet.contracts.identity import DeviceIdentity
 from harmony_fleet.core.presence import PresencePolicy
-from harmony_fleet.errors import FleetError
+from harmony_fleet.errors import Deposed, FleetError
 from harmony_fleet.operator.admission import Admission, Admit
 from harmony_fleet.operator.coordinator import Coordinator
+from harmony_fleet.operator.lease import LeaseKeeper, default_name
 from harmony_fleet.operator.registry import DeviceState, Registry
 
 log = logging.getLogger(__name__)
 
 Extension = Callable[["Operator", NatsClient], Awaitable[None]]
+
+#: The exit code of an operator that lost its lease (EX_TEMPFAIL: start it again).
+EXIT_DEPOSED = 75
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +73,10 @@ class OperatorConfig:
     """Which devices enter the registry (``--admit``): ``issued`` (a live identity in the
     identities bucket) or ``any``; None: ``issued`` when the operator holds credentials,
     ``any`` when it connects without (an open server issues none)."""
+    lease_ttl_s: float = 10.0
+    """The operator lease's TTL (ADR-023): a standby takes over within two of them."""
+    name: str = ""
+    """This operator's name in the lease; empty: host, pid and a random suffix."""
 
     @property
     def admission(self) -> Admit:
@@ -76,10 +92,9 @@ class Operator:
     ) -> None:
         self.config = config
         self.admission = Admission() if config.admission is Admit.ISSUED else None
-        self.registry = Registry(
-            config.presence, admitted=self.admission.live if self.admission else None
-        )
-        self.coordinator = Coordinator(self.registry)
+        self.registry = Registry(config.presence, admitted=self.admission)
+        self.lease = LeaseKeeper(config.name or default_name(), config.lease_ttl_s)
+        self.coordinator = Coordinator(self.registry, fence=self.lease)
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.nc: NatsClient | None = None
@@ -100,7 +115,7 @@ class Operator:
         while not self.stop.is_set():
             try:
                 await provision(nc, replicas=self.config.kv_replicas)
-                self.devices_kv = await FleetKV(nc).devices()
+                self.devices_kv = await FleetKV(nc, fence=self.lease).devices()
                 if self.admission is not None:
                     self.identities_kv = await FleetKV(nc).identities()
                     await self._load_identities()
@@ -195,8 +210,9 @@ class Operator:
             # Claim the write before awaiting it, so the next flush pass does not issue it twice.
             state.dirty = False
             previous, state.last_written = state.last_written, now
+            record = msgspec.structs.replace(state.record(now), lease_epoch=self.lease.epoch)
             try:
-                await self.devices_kv.put(state.device_id, state.record(now))
+                await self.devices_kv.put(state.device_id, record)
             except FleetError as exc:
                 state.dirty = True  # OutcomeUnknown included: the value is idempotent
                 state.last_written = previous
@@ -219,6 +235,10 @@ class Operator:
             log.info("device offline", extra={"device_id": device})
         due = list(self.registry.due(now))
         if due:
+            try:
+                await self.lease.verify()
+            except Deposed:
+                return 0
             sem = asyncio.Semaphore(self.config.write_concurrency)
             await asyncio.gather(*(self._write(s, sem, now) for s in due))
         return len(due)
@@ -246,22 +266,37 @@ class Operator:
         )
         nc = await self.open()
         if nc is not None:
-            self.spawn(self._flush_loop(), "registry-flush")
             if self.identities_kv is not None:
                 self.spawn(self._follow_identities(), "identities")
+            await self.lease.open(nc)
+            if not await self.lease.acquire(self.stop):
+                return await self.close()
+            self.spawn(self.lease.hold(self.stop), "lease")
+            self.spawn(self._step_down(), "lease-lost")
+            self.spawn(self._flush_loop(), "registry-flush")
             self.spawn(self.coordinator.run(nc), "coordinator")
             for extension in self._extensions:
                 self.spawn(extension(self, nc), getattr(extension, "__name__", "extension"))
             self.ready.set()
-            log.info("operator ready", extra={"devices": len(self.registry.devices)})
+            log.info(
+                "operator ready",
+                extra={"devices": len(self.registry.devices), "epoch": self.lease.epoch},
+            )
             await self.stop.wait()
-        return await self.close()
+        code = await self.close()
+        return EXIT_DEPOSED if self.lease.lost.is_set() else code
+
+    async def _step_down(self) -> None:
+        await self.lease.lost.wait()
+        self.stop.set()
 
     async def close(self) -> int:
         await self._background.cancel_all()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.flush()
+            with contextlib.suppress(Exception):
+                await self.lease.release()
             with contextlib.suppress(Exception):
                 await self.nc.close()
         log.info(

@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 #: The watch window of upgrades requested through :meth:`LocalFleet.request_upgrade` by default.
 LOCAL_WATCH_S = 5.0
 LOCAL_TIMEOUTS = UpgradeTimeouts(self_test_s=30, cutover_s=30, hold_s=60, watch_s=LOCAL_WATCH_S)
+#: The local operator's lease name (ADR-023): restarted, it takes its lease back at once.
+LOCAL_OPERATOR = "local-operator"
 
 
 @dataclass
@@ -148,6 +150,7 @@ class LocalFleet:
         creds = ["--nats-creds", str(self.operator_creds)]
         return [
             *("--nats", self.url, *creds, *self.ca_args(), "--log-json", "--refresh", "5"),
+            *("--name", LOCAL_OPERATOR),
             *("--tuf-root", str(self.releases.trust_root)),
             *("--state-dir", str(self.workdir / "operator-state")),
         ]
@@ -181,6 +184,7 @@ class LocalFleet:
                 nats=self.operator_nats(),
                 flush_interval_s=0.2,
                 presence=PresencePolicy(refresh_s=max(5 * self.interval_s, 1.0)),
+                name=LOCAL_OPERATOR,
             )
         )
         self._operator_task = asyncio.ensure_future(self.operator.run())

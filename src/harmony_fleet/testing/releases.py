@@ -15,6 +15,7 @@ wrongly signed) uses :mod:`harmony_fleet.testing.signed_repo`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 from collections.abc import Mapping
@@ -66,13 +67,21 @@ class LocalReleases:
         *,
         min_version: str = "",
         channel: str = "stable",
+        skip: tuple[str, ...] = (),
     ) -> Release:
-        """What ``fleet release publish ARTIFACT --version VERSION`` does."""
+        """What ``fleet release publish ARTIFACT --version VERSION [--skip ...]`` does."""
         repo = self.repository()
         assert isinstance(repo.store, DirStore)
         adopt_newer(repo.store, await load_published(nc))
         release, _ = await asyncio.to_thread(
-            repo.add_target, artifact, version=version, min_version=min_version, channel=channel
+            functools.partial(
+                repo.add_target,
+                artifact,
+                version=version,
+                min_version=min_version,
+                channel=channel,
+                skip=skip,
+            )
         )
         await put_artifact(nc, artifact, release.object_name)
         await push_metadata(nc, repo.store, current_names(repo.store))

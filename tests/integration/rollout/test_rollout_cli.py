@@ -10,15 +10,21 @@ from typing import TypeVar
 
 import pytest
 from click.testing import CliRunner, Result
-from tests.integration.rollout.test_drive_once import DEVICES, _device_reports, _setup, signed
+from tests.integration.rollout.test_drive_once import (
+    DEVICES,
+    _device_reports,
+    _devices_obey,
+    _setup,
+    signed,
+)
 
-from harmony_fleet.adapters.nats.connection import connect
+from harmony_fleet.adapters.nats.connection import NatsClient, connect
 from harmony_fleet.adapters.nats.fleet_kv import ROLLOUTS, FleetKV
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.cli import exit_codes
 from harmony_fleet.cli.main import cli
 from harmony_fleet.contracts import AgentUpgradePhase, Rollout, RolloutPhase
-from harmony_fleet.operator.rollouts import drive_once
+from harmony_fleet.operator.rollouts import RolloutLoop, drive_once
 
 
 def fleet(*args: str) -> Result:
@@ -157,3 +163,52 @@ def test_bad_input_is_one_line_naming_the_flag(
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == exit_codes.USAGE, result.output
     assert result.output.count("\n") == 1
+
+
+def test_the_levers_of_a_rollout_from_kubernetes_are_its_resources(
+    nats_server: EmbeddedNats,
+) -> None:
+    """A rollout a ``Rollout`` resource created follows that resource's spec: the commands
+    refuse (their change would be undone within a second), naming the resource."""
+    from_k8s = Rollout(
+        name="spring", version="2.0.0", created_at=time.time(), created_by="kubernetes:ops/spring"
+    )
+
+    async def put(kv: FleetKV) -> None:
+        await (await kv.open(ROLLOUTS)).create("spring", from_k8s)
+
+    with_kv(nats_server, put)
+    for verb in ("pause", "abort", "undo"):
+        refused = fleet("rollout", verb, "spring")
+        assert refused.exit_code == exit_codes.REFUSED, refused.output
+        assert "ops/spring" in refused.output and "kubectl" in refused.output
+    assert with_kv(nats_server, _spec) == from_k8s
+
+
+async def test_watch_follows_a_live_rollout_to_done_then_sums_it_up(
+    nats_server: EmbeddedNats, nc: NatsClient
+) -> None:
+    """``status --watch`` while the operator's loop drives the rollout and devices obey: it
+    ends by itself when the rollout does, exit 0, with a bar per wave and the summary."""
+    kv = FleetKV(nc)
+    await _setup(kv, time.time())  # canary 2, max-in-flight 3: canaries, then 2 waves
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.ensure_future(RolloutLoop(every_s=0.05).run(kv, stop, signed)),
+        asyncio.ensure_future(_devices_obey(kv, stop)),
+    ]
+    try:
+        watched = await asyncio.to_thread(
+            fleet, "rollout", "status", "spring", "--watch", "--every", "0.1"
+        )
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert watched.exit_code == 0, watched.output
+    # the last frame of the live view (stderr), then the summary (stdout)
+    assert "rollout spring: 2.0.0, Done, wave 2" in watched.output
+    assert f"\ndevices: {len(DEVICES)} succeeded\n" in watched.output
+    assert "undo" not in watched.output
+    last = watched.output.rsplit("WAVE", 1)[1].splitlines()
+    bars = {line.split()[0]: line.split()[-3:] for line in last[1:4]}
+    assert bars == {"canary": ["2/2", "0", "0"], "1": ["3/3", "0", "0"], "2": ["3/3", "0", "0"]}

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.integration.rollout.test_drive_once import NEW, _setup
+from tests.integration.rollout.test_drive_once import DEVICES, NEW, _setup
 
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV
+from harmony_fleet.contracts import DeviceState, Share
 from harmony_fleet.errors import ConfigError
 from harmony_fleet.operator.releases import SignedReleases, release_lookup
 from harmony_fleet.operator.rollouts import drive_all, drive_once
@@ -64,3 +65,26 @@ async def test_an_operator_without_a_root_starts_nobody_and_names_the_flag(
     assert plans == {}
     assert any("--tuf-root" in r.getMessage() for r in caplog.records), caplog.text
     assert await (await kv.markers()).keys() == []
+
+
+async def test_the_versions_signed_skip_list_keeps_its_devices_out_with_the_reason(
+    nc: NatsClient, tmp_path: Path
+) -> None:
+    kv = FleetKV(nc)
+    now = time.time()
+    # every device in one wave after one canary; odd devices are amd64 (_setup)
+    await _setup(kv, now, canary=Share(count=1), max_in_flight=Share(count=8))
+    releases = LocalReleases.init(tmp_path / "repo")
+    artifact = tmp_path / "agent.pyz"
+    artifact.write_bytes(b"agent 2.0.0, signed")
+    await releases.publish(nc, artifact, NEW, skip=("arch=amd64", DEVICES[0]))
+    lookup = SignedReleases(nc, releases.trust_root, tmp_path / "operator")
+
+    result = await drive_once(kv, "spring", now=now, releases=lookup)
+    skipped = {d for d, (state, _) in result.states.items() if state is DeviceState.SKIPPED}
+    assert skipped == {DEVICES[0], *DEVICES[1::2]}
+    assert result.states[DEVICES[0]][1] == f"gate:skip_list {DEVICES[0]}"
+    assert result.states[DEVICES[1]][1] == "gate:skip_list arch=amd64"
+    assert {s.device_id for s in result.starts} <= set(DEVICES[2::2])
+    for device in skipped:  # reported, never attempted
+        assert await (await kv.markers()).get(device) is None

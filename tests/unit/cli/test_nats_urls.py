@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harmony_fleet.cli._common import build_nats_options, check_nats_url, nats_argv
+from harmony_fleet.adapters.nats.flags import build_nats_options, check_nats_url, nats_argv
 from harmony_fleet.errors import ConfigError
 
 

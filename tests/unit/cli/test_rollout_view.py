@@ -44,6 +44,36 @@ def test_one_bar_per_wave_with_done_failed_and_in_progress() -> None:
     assert any("spring: Waves" in line for line in lines)
 
 
+def test_an_undo_gets_its_own_bar_and_counts() -> None:
+    S = DeviceState
+    undo = [S.SUCCEEDED, S.IN_PROGRESS, S.FAILED, None]
+    row = {
+        "rollout": Rollout(name="spring", version="2.0.0", created_at=1.0, undo_requested=True),
+        "status": RolloutStatus(
+            name="spring",
+            phase=RolloutPhase.UNDOING,
+            wave=1,
+            counts={S.SUCCEEDED: 4},
+            undo_counts={S.SUCCEEDED: 1, S.IN_PROGRESS: 1, S.FAILED: 1},
+        ),
+        "devices": [
+            DeviceProgress(
+                rollout="spring", device_id=f"d{i}", state=S.SUCCEEDED, wave=1, undo=state
+            )
+            for i, state in enumerate(undo)
+        ],
+    }
+    console = Console(width=120, record=True)
+    console.print(_waves(row))
+    lines = console.export_text().splitlines()
+    wave1 = next(line for line in lines if line.strip().startswith("1 "))
+    back = next(line for line in lines if line.strip().startswith("undo"))
+    assert wave1.split()[-3:] == ["4/4", "0", "0"]
+    assert back.split()[-3:] == ["2/3", "1", "1"]
+    caption = " ".join(" ".join(lines).split())  # the caption wraps at the table's width
+    assert "Undoing; devices: 4 succeeded; undo: 1 failed, 1 in_progress, 1 succeeded" in caption
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [

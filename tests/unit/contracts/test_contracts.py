@@ -46,6 +46,8 @@ from harmony_fleet.contracts import (
 )
 from harmony_fleet.contracts import ids as idmod
 from harmony_fleet.contracts.identity import DEVICE_IDENTITY, DeviceIdentity
+from harmony_fleet.contracts.lease import OPERATOR_LEASE, OperatorLease
+from harmony_fleet.contracts.rollout import skip_entry, skip_list
 from harmony_fleet.contracts.schema import WIRE_TYPES, export_schemas
 from harmony_fleet.errors import InvalidMessage
 
@@ -102,6 +104,7 @@ SAMPLES: dict[str, tuple[Codec[object], object]] = {
             size=1024,
             requested_at=1700000000.0,
             requested_by="alice",
+            lease_epoch=3,
         ),
     ),
     "upgrade_status": (
@@ -122,9 +125,14 @@ SAMPLES: dict[str, tuple[Codec[object], object]] = {
             updated_at=1700000010.0,
         ),
     ),
+    "operator_lease": (
+        OPERATOR_LEASE,
+        OperatorLease(holder="ops-a-4242-1a2b3c", epoch=7, ttl_s=10.0, renewed_at=1700000000.5),
+    ),
     "device_record": (
         DEVICE_RECORD,
         DeviceRecord(
+            lease_epoch=3,
             device_id="edge-01",
             current_version="1.2.3",
             online=True,
@@ -196,11 +204,42 @@ def test_golden_fixture_encodes_and_decodes(name: str) -> None:
     assert codec.decode(golden) == value, "the fixture no longer decodes to the value"
 
 
+@pytest.mark.parametrize(
+    ("entry", "valid"),
+    [
+        ("edge-07", True),
+        ("hardware_model=rpi3", True),
+        ("os_release=debian-11", True),
+        ("arch=", True),
+        ("Edge-07", False),
+        ("=rpi3", False),
+        ("edge-07\n", False),
+        ("", False),
+        ("k=" + "v" * 257, False),
+    ],
+)
+def test_a_skip_entry_is_a_device_id_or_a_label_and_value(entry: str, valid: bool) -> None:
+    if valid:
+        assert skip_entry(entry) == entry
+    else:
+        with pytest.raises(InvalidMessage, match="skip"):
+            skip_entry(entry)
+    assert skip_list([entry, 7, None]) == ((entry,) if valid else ())
+    assert skip_list("edge-07") == ()
+
+
 def test_a_command_from_a_sender_older_than_ttl_still_decodes() -> None:
     older = (GOLDEN / "older" / "command_without_ttl.json").read_bytes()
     command = COMMAND.decode(older)
     assert command.ttl_s is None
     assert command == msgspec.structs.replace(SAMPLES["command"][1], ttl_s=None)
+
+
+@pytest.mark.parametrize("name", ["device_record", "upgrade_marker"])
+def test_a_value_written_before_the_operator_lease_decodes_with_epoch_0(name: str) -> None:
+    codec, value = SAMPLES[name]
+    older = (GOLDEN / "older" / f"{name}_without_lease_epoch.json").read_bytes()
+    assert codec.decode(older) == msgspec.structs.replace(value, lease_epoch=0)  # type: ignore[type-var]
 
 
 def test_every_wire_type_has_a_golden_fixture() -> None:

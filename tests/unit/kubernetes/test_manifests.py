@@ -31,13 +31,16 @@ def test_rbac_is_namespaced_and_covers_exactly_what_the_operator_does() -> None:
     # kopf: list/watch/get/patch (annotations); reflector: list/create + status patch.
     assert grants[f"{r.GROUP}/{r.PLURAL}"] == {"get", "list", "watch", "create", "patch"}
     assert grants[f"{r.GROUP}/{r.PLURAL}/status"] == {"get", "patch"}
+    # rollout mirror: list the resources, patch only their status (people own the spec)
+    assert grants[f"{r.GROUP}/{r.ROLLOUT_PLURAL}"] == {"get", "list"}
+    assert grants[f"{r.GROUP}/{r.ROLLOUT_PLURAL}/status"] == {"get", "patch"}
     assert grants["/events"] == {"create"}
 
 
-def test_the_deployment_runs_one_operator_in_kubernetes_mode() -> None:
+def test_the_deployment_runs_two_operators_in_kubernetes_mode_one_active_by_the_lease() -> None:
     [deployment] = docs("deployment.yaml")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "fleet-operator"
     [container] = pod["containers"]
@@ -70,6 +73,7 @@ def test_kustomization_lists_every_manifest() -> None:
     assert set(kustomization["resources"]) == {
         "namespace.yaml",
         "crd-device.yaml",
+        "crd-rollout.yaml",
         "rbac.yaml",
         "deployment.yaml",
     }

@@ -12,6 +12,9 @@ PURE = [
     "harmony_fleet.operator.kubernetes.statuses",
     "harmony_fleet.operator.kubernetes.decisions",
     "harmony_fleet.operator.kubernetes.crd",
+    "harmony_fleet.operator.kubernetes.rollout_crd",
+    "harmony_fleet.operator.kubernetes.rollout_specs",
+    "harmony_fleet.operator.kubernetes.rollout_statuses",
     "harmony_fleet.cli.main",
 ]
 # (aiohttp is not listed: nats-py imports it by itself when it is installed.)

@@ -234,3 +234,17 @@ async def test_without_any_identity_the_registry_is_kept_not_wiped() -> None:
     await operator._load()
     assert records.ops == []
     assert operator.registry.devices == {}
+
+
+def test_a_live_sim_identity_admits_simulated_ids_only_while_it_is_live() -> None:
+    admission = Admission()
+    registry = Registry(PresencePolicy(), admitted=admission)
+    admission.apply("edge-01", DeviceIdentity(device_id="edge-01", users=[USER], issued_at=T0))
+    assert registry.ingest(*beat("sim-00001"), T0) is None, "no sim credential yet"
+    admission.apply("sim-lab", DeviceIdentity(device_id="sim-lab", users=[USER], issued_at=T0))
+    assert registry.ingest(*beat("sim-00001"), T0) is not None
+    assert registry.ingest(*beat("edge-01"), T0) is not None
+    assert registry.ingest(*beat("edge-02"), T0) is None, "a sim identity admits no real id"
+    revoked = DeviceIdentity(device_id="sim-lab", users=[USER], issued_at=T0, revoked_at=T0)
+    assert admission.apply("sim-lab", revoked)
+    assert registry.ingest(*beat("sim-00002"), T0) is None

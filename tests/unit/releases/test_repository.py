@@ -25,7 +25,7 @@ from harmony_fleet.adapters.tuf.keys import (
 )
 from harmony_fleet.adapters.tuf.repository import Repository, RoleSpec, target_path
 from harmony_fleet.adapters.tuf.store import DirStore, publish_order
-from harmony_fleet.errors import ConfigError, Refused
+from harmony_fleet.errors import ConfigError, InvalidMessage, Refused
 
 
 class FolderFetcher(FetcherInterface):
@@ -137,6 +137,29 @@ def test_publishing_the_same_bytes_again_changes_nothing_and_other_bytes_are_ref
     with pytest.raises(Refused, match="already signed"):
         repo.add_target(other, version="2.0.0")
     assert repo.add_target(other, version="2.0.0", replace=True)[1] == "replaced"
+
+
+def test_a_skip_list_is_signed_with_the_target_and_can_change_without_new_bytes(
+    repo_dir: Path, tmp_path: Path
+) -> None:
+    repo = make(repo_dir)
+    source = artifact(tmp_path, "2.0.0")
+    release, outcome = repo.add_target(source, version="2.0.0", skip=("edge-07",))
+    assert (outcome, release.skip) == ("created", ("edge-07",))
+    # the same bytes with another list: a metadata change, no --replace needed
+    release, outcome = repo.add_target(
+        source, version="2.0.0", skip=("edge-07", "hardware_model=rpi3")
+    )
+    assert (outcome, release.skip) == ("updated", ("edge-07", "hardware_model=rpi3"))
+    assert repo.add_target(source, version="2.0.0", skip=release.skip)[1] == "unchanged"
+    updater = client(repo_dir, tmp_path, initial_root(repo_dir))
+    updater.refresh()
+    info = updater.get_targetinfo(target_path("2.0.0"))
+    assert info is not None
+    assert info.custom["skip"] == ["edge-07", "hardware_model=rpi3"]  # what a client verified
+    assert [r.skip for r in reopen(repo_dir).releases()] == [("edge-07", "hardware_model=rpi3")]
+    with pytest.raises(InvalidMessage, match="skip"):
+        repo.add_target(source, version="2.0.0", skip=("Not A Device",))
 
 
 def test_two_of_three_targets_keys_sign_and_one_is_not_enough(

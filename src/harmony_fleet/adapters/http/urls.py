@@ -28,6 +28,7 @@ import logging
 import re
 import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
 
 from harmony_fleet.errors import DownloadRejected
 
@@ -36,6 +37,8 @@ __all__ = [
     "HTTPS_ONLY",
     "ArtifactAccess",
     "RedactURLs",
+    "artifact_access",
+    "artifact_argv",
     "check_artifact_url",
     "check_redirect",
     "is_loopback",
@@ -65,6 +68,20 @@ class ArtifactAccess:
 
 #: The default: https, plain http for loopback only, the usual CA roots.
 HTTPS_ONLY = ArtifactAccess()
+
+
+def artifact_access(allow_http: bool, ca_file: Path | None) -> ArtifactAccess:
+    """The access ``--allow-http-artifacts`` and ``--artifact-ca FILE`` ask for."""
+    return ArtifactAccess(
+        allow_http=allow_http, ca_file=str(ca_file.resolve()) if ca_file else None
+    )
+
+
+def artifact_argv(allow_http: bool, ca_file: Path | None) -> tuple[str, ...]:
+    """The flags again, for a candidate's or a unit's command line (the CA path absolute)."""
+    return (*((ALLOW_HTTP_FLAG,) if allow_http else ()),) + (
+        ("--artifact-ca", str(ca_file.resolve())) if ca_file else ()
+    )
 
 
 def is_loopback(host: str) -> bool:

@@ -13,7 +13,9 @@
 * ``issued.json``: every credential issued (role, name, user key, when, revoked or not).
 
 Roles (:mod:`.permissions` says what each may do): ``admin`` (the CLI), ``operator``,
-``device`` (one per device id, scoped to itself) and ``viewer`` (read-only).
+``device`` (one per device id, scoped to itself), ``viewer`` (read-only) and ``sim`` (the
+device simulator: issued only while the store is a dev/test server's, ``fleet server --dev``,
+which :attr:`AuthStore.dev` records in ``<store>/auth/dev``; docs/sim.md).
 
 Revoking a name puts its user keys into the ``FLEET`` account JWT's revocation list, writes
 that JWT into the resolver directory, and pushes it to a running server over
@@ -37,6 +39,7 @@ from harmony_fleet.adapters.nats.files import write_public, write_secret
 from harmony_fleet.adapters.nats.jwt import NKey
 from harmony_fleet.adapters.nats.permissions import ROLES, permissions_for
 from harmony_fleet.contracts.ids import device_id as check_device_id
+from harmony_fleet.contracts.subjects import SIM_DEVICE_PREFIX
 from harmony_fleet.errors import ConfigError, InvalidMessage, NotFound, Refused
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,20 @@ class AuthStore:
 
     def exists(self) -> bool:
         return (self.root / "fleet.nk").exists()
+
+    @property
+    def dev(self) -> bool:
+        """True while this store is a dev/test server's (``fleet server --dev``, the test
+        fixtures' ``EmbeddedNats(dev=True)``): only then are ``sim`` credentials issued."""
+        return (self.root / "dev").exists()
+
+    def set_dev(self, dev: bool) -> None:
+        """Record how the server was started (every start says it again)."""
+        marker = self.root / "dev"
+        if dev:
+            write_public(marker, "sim credentials may be issued (fleet server --dev)\n")
+        else:
+            marker.unlink(missing_ok=True)
 
     def _seed(self, name: str) -> NKey:
         try:
@@ -222,7 +239,12 @@ class AuthStore:
         quadratic)."""
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
-        if role in ("device", "viewer"):
+        if role == "sim" and not self.dev:
+            raise Refused(
+                "sim credentials are issued only by a dev/test server: this one was not "
+                "started with `fleet server --dev` (a simulator acts for many devices at once)"
+            )
+        if role in ("device", "viewer", "sim"):
             # A device's name is its id; a viewer's is a token of its inbox prefix: both a
             # DNS label, so neither can carry a subject's dots or wildcards.
             flag = "--device" if role == "device" else "--name"
@@ -232,6 +254,7 @@ class AuthStore:
                 except InvalidMessage as exc:
                     raise ConfigError(f"{flag}: {exc}") from exc
         issued = self.issued()
+        real = self._check_sim_rules(role, names, issued)
         fleet = self._seed("fleet")
         out: list[tuple[str, Issued]] = []
         for name in names:
@@ -242,7 +265,10 @@ class AuthStore:
                 entry = issued[name] = Issued(name=name, role=role)
             user = NKey.create("user")
             token = natsjwt.user_jwt(
-                fleet, user.public, name=name, permissions=permissions_for(role, name)
+                fleet,
+                user.public,
+                name=name,
+                permissions=permissions_for(role, name, real_devices=real),
             )
             entry.users.append(user.public)
             entry.issued_at = time.time()
@@ -254,6 +280,35 @@ class AuthStore:
                 extra={"role": role, "holder": entry.name, "user": entry.users[-1]},
             )
         return out
+
+    @staticmethod
+    def _check_sim_rules(role: str, names: list[str], issued: dict[str, Issued]) -> list[str]:
+        """Keep simulated and real devices apart; return the real devices a new ``sim``
+        credential must be denied (every device issued, revoked ones included: a revoked id
+        may be issued again).
+
+        A ``sim`` credential's name and a simulated device's id start with ``sim-``; a real
+        device's never does. A real device is not issued while a live ``sim`` credential
+        exists: that credential's deny list was fixed when it was made and does not name it.
+        """
+        flag = "--device" if role == "device" else "--name"
+        for name in names:
+            if (role == "sim") != name.startswith(SIM_DEVICE_PREFIX):
+                why = "must start with" if role == "sim" else "may not start with"
+                raise ConfigError(
+                    f"{flag}: {name!r} {why} {SIM_DEVICE_PREFIX!r} (reserved for simulated devices)"
+                )
+        if role == "device":
+            live_sims = sorted(e.name for e in issued.values() if e.role == "sim" and not e.revoked)
+            if live_sims:
+                raise Refused(
+                    f"live sim credentials ({', '.join(live_sims)}) do not deny a device issued "
+                    "after them: revoke them (fleet credentials revoke --name NAME), issue the "
+                    "device, then issue the sim credentials again"
+                )
+        if role != "sim":
+            return []
+        return sorted(e.name for e in issued.values() if e.role == "device")
 
     def revoke(self, name: str) -> str:
         """Revoke every key of ``name``; return the new account JWT (to push to the server)."""

@@ -128,13 +128,15 @@ class CommandsClient:
         *,
         timeout_s: float | None = None,
         only_from: str | None = None,
+        lease_epoch: int = 0,
     ) -> Reply:
         """Tell the device's armed old agent (instance ``only_from``, when known) to commit
-        ``upgrade_id`` (see ADR-022)."""
+        ``upgrade_id`` (see ADR-022), as the operator of lease epoch ``lease_epoch``
+        (ADR-023)."""
         return await self.send(
             device,
             Verb.UPGRADE_STOP,
-            UpgradeStopArgs(upgrade_id=upgrade_id),
+            UpgradeStopArgs(upgrade_id=upgrade_id, lease_epoch=lease_epoch),
             timeout_s=timeout_s,
             only_from=only_from,
         )

@@ -12,6 +12,9 @@ what with them:
 * **Opening** them is :class:`FleetKV`: open without creating (a missing bucket is a
   :class:`~harmony_fleet.errors.NotFound` that names it and says to start the operator or
   ``fleet server``), never reconfiguring, so never downgrading replicas.
+* **Fencing** (ADR-023): ``FleetKV(nc, fence=lease)`` asks the :class:`~.fence.Fence` before
+  every write (a deposed operator's raises :class:`~harmony_fleet.errors.Deposed`), and
+  :func:`write_marker` stamps the lease epoch on the marker.
 * **Writing a marker** is :func:`write_marker`, the one function that does, with
   compare-and-set: ``fleet upgrade``, ``fleet rollback``, the operator's Kubernetes mode and the
   local fleet all call it. A marker that no longer decodes is replaced (compare-and-set on its
@@ -40,6 +43,7 @@ from nats.js.api import (
 )
 
 from harmony_fleet.adapters.nats.connection import NatsClient
+from harmony_fleet.adapters.nats.fence import Fence
 from harmony_fleet.adapters.nats.kv import Entry, TypedKV, Undecodable, open_bucket
 from harmony_fleet.adapters.nats.stores import ObjectStoreDef, RawBucketDef, kv_config
 from harmony_fleet.contracts import (
@@ -59,6 +63,7 @@ from harmony_fleet.contracts import (
     subjects,
 )
 from harmony_fleet.contracts.identity import BUCKET_IDENTITIES, DEVICE_IDENTITY, DeviceIdentity
+from harmony_fleet.contracts.lease import BUCKET_LEASE, OPERATOR_LEASE
 from harmony_fleet.contracts.logs import (
     ALL_LOGS,
     LOG_LINE_MAX_BYTES,
@@ -118,6 +123,10 @@ ROLLOUT_STATUSES = BucketDef(BUCKET_ROLLOUT_STATUS, ROLLOUT_STATUS, "harmony-fle
 ROLLOUT_PROGRESS = BucketDef(
     BUCKET_ROLLOUT_PROGRESS, DEVICE_PROGRESS, "harmony-fleet: rollout devices", history=1
 )
+#: The active operator's lease (ADR-023): written by operators only, compare-and-set.
+LEASE = BucketDef(
+    BUCKET_LEASE, OPERATOR_LEASE, "harmony-fleet: the active operator's lease", history=1
+)
 BUCKETS: tuple[BucketDef[Any], ...] = (
     DEVICES,
     MARKERS,
@@ -126,6 +135,7 @@ BUCKETS: tuple[BucketDef[Any], ...] = (
     ROLLOUTS,
     ROLLOUT_STATUSES,
     ROLLOUT_PROGRESS,
+    LEASE,
 )
 
 
@@ -233,16 +243,27 @@ def fit_status(status: UpgradeStatus, limit: int = MAX_MESSAGE_BYTES) -> Upgrade
 class FleetKV:
     """The fleet's buckets over one connection, opened (never created) on first use."""
 
-    def __init__(self, nc: NatsClient | JetStreamContext) -> None:
+    def __init__(self, nc: NatsClient | JetStreamContext, *, fence: Fence | None = None) -> None:
         self.js = nc if isinstance(nc, JetStreamContext) else nc.jetstream()
+        self.fence = fence
         self._open: dict[str, TypedKV[Any]] = {}
 
     async def open(self, bucket: BucketDef[T]) -> TypedKV[T]:
         kv = self._open.get(bucket.name)
         if kv is None:
             raw = await open_bucket(self.js, bucket.name)
-            kv = self._open[bucket.name] = TypedKV(raw, bucket.codec, name=bucket.name)
+            kv = self._open[bucket.name] = TypedKV(
+                raw,
+                bucket.codec,
+                name=bucket.name,
+                before_write=self.fence.check if self.fence is not None else None,
+            )
         return cast(TypedKV[T], kv)
+
+    async def verify_fence(self) -> None:
+        """Check the lease on the server (once per pass of writes); nothing without a fence."""
+        if self.fence is not None:
+            await self.fence.verify()
 
     async def devices(self) -> TypedKV[DeviceRecord]:
         return await self.open(DEVICES)
@@ -264,12 +285,16 @@ def _kv(nc: NatsClient | FleetKV) -> FleetKV:
 async def write_marker(
     nc: NatsClient | FleetKV, marker: UpgradeMarker
 ) -> UpgradeMarker | Undecodable | None:
-    """Write ``marker`` with compare-and-set; return what it replaced, if anything.
+    """Write ``marker`` with compare-and-set; return what it replaced, if anything. Through a
+    fenced :class:`FleetKV` the marker carries the operator's lease epoch.
 
     An undecodable marker is replaced too (at its revision): an unreadable value must never
     make every later request for the device a conflict.
     """
-    markers = await _kv(nc).markers()
+    kv = _kv(nc)
+    if kv.fence is not None:
+        marker = msgspec.structs.replace(marker, lease_epoch=kv.fence.epoch)
+    markers = await kv.markers()
     key = subjects.kv_key(marker.device_id)
     previous = await markers.read(key)
     try:

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: The roles whose credentials are identities the operator admits: a device (its id), a
+#: simulator (its ``sim-`` name: the operator then admits ``sim-`` device ids, docs/sim.md).
+IDENTITY_ROLES = ("device", "sim")
+
 #: The most keys one identity lists (the newest are kept).
 MAX_KEYS = 256
 
@@ -58,7 +62,7 @@ async def sync_identities(nc: NatsClient | FleetKV, store: AuthStore) -> int:
     kv = await fleet.identities()
     written = 0
     for entry in store.issued().values():
-        if entry.role != "device":
+        if entry.role not in IDENTITY_ROLES:
             continue
         wanted = identity_of(entry)
         have = await kv.read(subjects.kv_key(entry.name))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -41,8 +41,12 @@ T = TypeVar("T")
 #: How long a broken watch waits before it watches again.
 REWATCH_S = 1.0
 
-#: How often :meth:`TypedKV.follow` reads its key even when nothing woke it.
-FOLLOW_POLL_S = 5.0
+#: How often :meth:`TypedKV.follow` looks whether the connection was re-established (a local
+#: counter: no traffic), and reads its key at once if it was.
+FOLLOW_RECONNECT_CHECK_S = 5.0
+
+#: How often :meth:`TypedKV.follow` reads its key even when nothing woke it (a safety net).
+FOLLOW_POLL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -95,10 +99,20 @@ async def open_bucket(js: JetStreamContext, name: str) -> KeyValue:
 class TypedKV(Generic[T]):
     """One bucket whose values all decode with one :class:`Codec`."""
 
-    def __init__(self, kv: KeyValue, codec: Codec[T], *, name: str) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        codec: Codec[T],
+        *,
+        name: str,
+        before_write: Callable[[], None] | None = None,
+    ) -> None:
         self.kv = kv
         self.codec = codec
         self.name = name
+        self.before_write = before_write
+        """Called before every write and delete; raising refuses it (the operator's fence,
+        ADR-023)."""
 
     def _decode(self, key: str, data: bytes, revision: int) -> Entry[T] | Undecodable:
         try:
@@ -138,6 +152,8 @@ class TypedKV(Generic[T]):
         return await self._write("update", key, value, last=last)
 
     async def _write(self, op: str, key: str, value: T, *, last: int | None = None) -> int:
+        if self.before_write is not None:
+            self.before_write()
         data = encode(value)
         try:
             if op == "create":
@@ -149,6 +165,8 @@ class TypedKV(Generic[T]):
             raise wrap_nats_error(exc, f"{op} {self.name}/{key}", write=True) from exc
 
     async def delete(self, key: str) -> None:
+        if self.before_write is not None:
+            self.before_write()
         try:
             await self.kv.delete(key)
         except (nats.errors.Error, TimeoutError) as exc:
@@ -221,21 +239,29 @@ class TypedKV(Generic[T]):
         """Every new value of the one key ``key``, with no consumer: what a device may do.
 
         Reads the key by a direct get at once, whenever a write crosses the key's subject (a
-        plain subscription to ``$KV.<bucket>.<key>``), and every ``poll_s`` (a write made while
-        the connection was down). Yields a value when its revision is new; deletes and
-        undecodable values are skipped (logged). Creating a consumer would need a permission
-        that cannot be scoped to one device (docs/security.md).
+        plain subscription to ``$KV.<bucket>.<key>``), within ``FOLLOW_RECONNECT_CHECK_S`` of a
+        reconnect (a write made while the connection was down), and every ``poll_s``. An idle
+        device's follow costs no traffic between them: it is part of every agent's idle CPU.
+        Yields a value when its revision is new; deletes and undecodable values are skipped
+        (logged). Creating a consumer would need a permission that cannot be scoped to one
+        device (docs/security.md).
         """
         woken = asyncio.Event()
 
         async def wake(_msg: Any) -> None:
             woken.set()
 
+        def reconnects() -> int:
+            return int(nc.stats["reconnects"])
+
         sub = await nc.subscribe(f"$KV.{self.name}.{key}", cb=wake)
         last: int | None = None
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 woken.clear()
+                seen = reconnects()
+                read_by = loop.time() + poll_s
                 try:
                     found = await self.read(key)
                 except Exception as exc:
@@ -246,8 +272,10 @@ class TypedKV(Generic[T]):
                 elif found is not None and found.revision != last:
                     last = found.revision
                     yield found
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), poll_s)
+                while not woken.is_set() and reconnects() == seen and loop.time() < read_by:
+                    wait = min(FOLLOW_RECONNECT_CHECK_S, read_by - loop.time())
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(woken.wait(), max(0.0, wait))
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -10,6 +10,8 @@ operator    everything but deleting or purging streams, writing the identities b
 viewer      read: heartbeats, KV and the log stream (direct gets, consumers), no writes, no
             commands; replies below its own inbox prefix (:func:`viewer_permissions`)
 device      itself only (:func:`device_permissions`)
+sim         what a device may do, for every device id but the real devices issued so far
+            (:func:`sim_permissions`); issued only by a dev/test server (``fleet server --dev``)
 ==========  =================================================================================
 
 The rollout buckets (``fleet_rollouts``, ``fleet_rollout_status``, ``fleet_rollout_progress``:
@@ -30,6 +32,12 @@ publish to any ``cmd`` subject. It reads the signed release repository, the same
 device and public to it: the ``fleet_tuf`` metadata bucket and the ``fleet_artifacts`` object
 store, by direct gets only (:data:`RELEASE_READS`), and writes neither.
 
+The operator lease (``fleet_lease``, ADR-023) is written by operators (and the admin) only: a
+device or a viewer that could write it would depose the active operator, or hold the lease with
+no operator behind it and stop every upgrade. Both are denied its key subjects explicitly
+(:data:`LEASE_WRITES`), beside their allow-lists that name no KV write of it anyway; a viewer
+reads it (``fleet doctor``-style monitoring), a device cannot.
+
 Why no consumer at all, not even one whose filter is in the subject
 (``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>``, which the server does check against the
 body): the request body also names the consumer's *deliver subject*, which no permission can
@@ -41,10 +49,12 @@ to. JetStream delivers as the account, past the user's permissions.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from harmony_fleet.adapters.nats.fleet_kv import (
     ARTIFACTS,
     IDENTITIES,
+    LEASE,
     LOG_STREAM,
     MARKERS,
     STATUSES,
@@ -56,7 +66,7 @@ from harmony_fleet.contracts.logs import ALL_LOGS, SOURCE_AGENT, SOURCE_UNIT_PRE
 
 log = logging.getLogger(__name__)
 
-ROLES = ("admin", "operator", "device", "viewer")
+ROLES = ("admin", "operator", "device", "viewer", "sim")
 
 #: Commands go to ``fleet.<device>.cmd``: only the operator and the admin send them.
 ALL_COMMANDS = f"{subjects.PREFIX}.*.cmd"
@@ -81,6 +91,14 @@ RELEASE_READS = (
 )
 
 
+#: Writing, deleting or purging the operator lease: operators and the admin only.
+LEASE_WRITES = (
+    f"$KV.{LEASE.name}.>",
+    f"$JS.API.STREAM.MSG.DELETE.{_stream(LEASE.name)}",
+    f"$JS.API.STREAM.PURGE.{_stream(LEASE.name)}",
+)
+
+
 def device_permissions(device: str) -> Permissions:
     """Device ``device`` touches only itself (the module docstring lists what that means)."""
     marker = _key_subject(MARKERS.name, device)
@@ -102,8 +120,61 @@ def device_permissions(device: str) -> Permissions:
             *RELEASE_READS,
             f"{inbox}.>",
         ),
-        pub_deny=(ALL_COMMANDS,),
+        pub_deny=(ALL_COMMANDS, *LEASE_WRITES),
         sub_allow=(subjects.command(device), subjects.heartbeat(device), marker, f"{inbox}.>"),
+        responses=True,
+    )
+
+
+def _device_subjects(device: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What :func:`device_permissions` lets ``device`` publish and subscribe to under its own
+    name (the subjects a ``sim`` credential is denied for a real device)."""
+    marker = _key_subject(MARKERS.name, device)
+    pub = (
+        subjects.heartbeat(device),
+        log_subject(device, SOURCE_AGENT),
+        log_subject(device, f"{SOURCE_UNIT_PREFIX}*"),
+        _key_subject(STATUSES.name, device),
+        f"$JS.API.DIRECT.GET.{_stream(MARKERS.name)}.{marker}",
+    )
+    return pub, (subjects.command(device), subjects.heartbeat(device), marker)
+
+
+def sim_permissions(name: str, real_devices: Iterable[str] = ()) -> Permissions:
+    """A simulator (``fleet sim``): a device's rights for many device ids on one connection.
+
+    NATS wildcards are whole tokens, so "every id that starts with ``sim-``" cannot be written;
+    the credential gets a device's subjects with ``*`` for the device, minus every real device
+    issued when it was made (``real_devices``, denied both ways), and nothing of an operator or
+    an admin: no marker, no registry, no bucket, no command. A server that holds live ``sim``
+    credentials refuses to issue a new real device (:meth:`~harmony_fleet.adapters.nats.auth.
+    AuthStore.issue_many`), so no real device is ever outside a live sim credential's deny
+    list; the operator admits only ``sim-`` ids from it (:mod:`~harmony_fleet.operator.
+    admission`).
+    """
+    any_device = "*"
+    pub, sub = _device_subjects(any_device)
+    pub_deny: list[str] = [ALL_COMMANDS]
+    sub_deny: list[str] = []
+    for device in sorted(set(real_devices)):
+        their_pub, their_sub = _device_subjects(device)
+        pub_deny.extend(their_pub)
+        sub_deny.extend(their_sub)
+    inbox = subjects.sim_inbox_prefix(name)
+    markers = _stream(MARKERS.name)
+    return Permissions(
+        pub_allow=(
+            *pub,
+            "$JS.API.INFO",
+            f"$JS.API.STREAM.INFO.{markers}",
+            f"$JS.API.STREAM.INFO.{_stream(STATUSES.name)}",
+            f"$JS.API.STREAM.INFO.{LOG_STREAM}",
+            *RELEASE_READS,
+            f"{inbox}.>",
+        ),
+        pub_deny=tuple(pub_deny),
+        sub_allow=(*sub, f"{inbox}.>"),
+        sub_deny=tuple(sub_deny),
         responses=True,
     )
 
@@ -127,6 +198,7 @@ def viewer_permissions(name: str) -> Permissions:
             "$JS.FC.>",
             "$JS.ACK.>",
         ),
+        pub_deny=LEASE_WRITES,
         sub_allow=(
             subjects.ALL_HEARTBEATS,
             ALL_LOGS,
@@ -149,8 +221,11 @@ OPERATOR = Permissions(
 )
 
 
-def permissions_for(role: str, name: str) -> Permissions:
-    """The permissions of ``role`` (``name`` is the device id for a device)."""
+def permissions_for(role: str, name: str, *, real_devices: Iterable[str] = ()) -> Permissions:
+    """The permissions of ``role`` (``name`` is the device id for a device; ``real_devices``
+    are the devices a ``sim`` credential must not act for)."""
+    if role == "sim":
+        return sim_permissions(name, real_devices)
     if role == "device":
         return device_permissions(name)
     if role == "viewer":

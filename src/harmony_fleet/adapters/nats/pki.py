@@ -113,3 +113,40 @@ def make_ca_and_server_cert(directory: Path, *, hosts: tuple[str, ...] = ()) -> 
     write_public(directory / "server.pem", server.public_bytes(serialization.Encoding.PEM))
     write_public(directory / "ca.pem", ca.public_bytes(serialization.Encoding.PEM))
     log.info("NATS CA and server certificate created", extra={"dir": str(directory)})
+
+
+def make_route_cert(directory: Path, *, hosts: tuple[str, ...]) -> None:
+    """Write ``route.pem``/``route-key.pem`` into ``directory``: the certificate a cluster node
+    shows on its routes, signed by the CA of ``ca.pem``/``ca-key.pem`` and good both for the
+    server and the client side of a route (each node dials the others and is dialled), with the
+    names ``hosts`` other nodes reach it by."""
+    ca = x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((directory / "ca-key.pem").read_bytes(), None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError("the NATS CA key is not an ECDSA key")
+    now = datetime.datetime.now(datetime.UTC)
+    key = _key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "harmony-fleet route")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(VALID_FROM)
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        .add_extension(x509.SubjectAlternativeName(_names(hosts)), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    write_secret(directory / "route-key.pem", _pem_key(key))
+    write_public(directory / "route.pem", cert.public_bytes(serialization.Encoding.PEM))
+    log.info("NATS route certificate created", extra={"dir": str(directory), "hosts": hosts})

@@ -29,15 +29,18 @@ import shutil
 import signal
 import subprocess
 import sysconfig
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harmony_fleet.adapters.nats.auth import AuthStore, push_account
+from harmony_fleet.adapters.nats.cluster import ClusterSpec, cluster_config
 from harmony_fleet.adapters.nats.connection import NatsOptions
 from harmony_fleet.adapters.nats.context import Context
 from harmony_fleet.adapters.nats.files import write_public, write_secret
-from harmony_fleet.adapters.nats.identities import IdentityWriter
+from harmony_fleet.adapters.nats.identities import IDENTITY_ROLES, IdentityWriter
 from harmony_fleet.adapters.nats.provision import provision_blocking
 from harmony_fleet.errors import ConfigError, Unavailable
 
@@ -72,8 +75,17 @@ class EmbeddedNats:
     """Run without authentication and TLS (experiments only: anyone who reaches it owns it)."""
     context_file: Path | None = None
     """Where to write the admin's context at start (``fleet server``); None: nowhere."""
+    dev: bool = False
+    """A dev/test server (``fleet server --dev``): it issues ``sim`` credentials (docs/sim.md);
+    every start records the choice in the store, so a later start without it stops issuing."""
+    auth_dir: Path | None = None
+    """The auth setup (keys, CA, resolver); None: ``<store>/auth``. The nodes of one cluster
+    share one (:mod:`~harmony_fleet.adapters.nats.cluster`)."""
+    cluster: ClusterSpec | None = None
+    """This server's place in a cluster (secure servers only); None: a single server."""
     _proc: subprocess.Popen[bytes] | None = None
     _port: int | None = None
+    _cluster_port: int | None = None
     _identities: IdentityWriter | None = None
 
     @property
@@ -86,7 +98,7 @@ class EmbeddedNats:
     @property
     def auth(self) -> AuthStore:
         """The auth setup (keys, issued credentials, CA) of this server's store."""
-        return AuthStore(self.store_dir / "auth")
+        return AuthStore(self.auth_dir or self.store_dir / "auth")
 
     @property
     def admin_creds(self) -> Path:
@@ -111,7 +123,7 @@ class EmbeddedNats:
         """
         creds, entry = self.auth.issue_entry(role, name)
         write_secret(out, creds)
-        if role == "device" and self._running():
+        if role in IDENTITY_ROLES and self._running():
             self._writer().put(entry)
         return out
 
@@ -121,7 +133,7 @@ class EmbeddedNats:
         they go is the caller's business (:meth:`issue` writes one file, fsynced: for thousands,
         that write is most of the cost)."""
         issued = self.auth.issue_many(role, names)
-        if role == "device" and self._running():
+        if role in IDENTITY_ROLES and self._running():
             self._writer().put_many([entry for _, entry in issued])
         return [creds for creds, _ in issued]
 
@@ -135,7 +147,7 @@ class EmbeddedNats:
         writer = self._writer()
         writer.run(push_account(self.auth, (self.url,)))
         entry = self.auth.issued()[name]
-        if entry.role == "device":
+        if entry.role in IDENTITY_ROLES:
             writer.put(entry)
 
     def _running(self) -> bool:
@@ -150,9 +162,28 @@ class EmbeddedNats:
         store = self.auth
         if store.ensure(hosts=(self.host,)):
             write_secret(self.admin_creds, store.issue("admin", "admin"))
+        store.set_dev(self.dev)
         config = self.store_dir / "nats.conf"
-        write_public(config, store.server_config())
+        text = store.server_config()
+        if self.cluster is not None:
+            text += cluster_config(self.cluster, store, port=self._route_port())
+        write_public(config, text)
         return config
+
+    def _route_port(self) -> int:
+        """The cluster port: the one asked for, or the one picked at the first start (a restart
+        keeps it, so the other nodes' routes find it again)."""
+        assert self.cluster is not None
+        if self.cluster.port == -1 and self._cluster_port is not None:
+            return self._cluster_port
+        return self.cluster.port
+
+    @property
+    def cluster_port(self) -> int:
+        """The port this node's routes listen on (known once it has started)."""
+        if self._cluster_port is None:
+            raise Unavailable("the cluster port is known once the node has started")
+        return self._cluster_port
 
     @property
     def client_port(self) -> int:
@@ -191,6 +222,8 @@ class EmbeddedNats:
         if self._proc is not None and self._proc.poll() is None:
             return self.url
         self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.insecure and self.cluster is not None:
+            raise ConfigError("a cluster node runs with TLS and authentication (no --insecure)")
         if self.insecure:
             log.warning(
                 "NATS runs WITHOUT authentication and TLS (--insecure): anyone who can reach "
@@ -225,8 +258,10 @@ class EmbeddedNats:
                     f"(is {self.host}:{self.port} in use?)"
                 )
             port = _read_port(ports_file)
-            if port is not None:
+            route_port = _read_port(ports_file, "cluster") if self.cluster else None
+            if port is not None and (self.cluster is None or route_port is not None):
                 self._port = port
+                self._cluster_port = route_port
                 if self.provision:
                     try:
                         provision_blocking(self.client_options(), replicas=self.kv_replicas)
@@ -245,6 +280,29 @@ class EmbeddedNats:
             time.sleep(0.005)
         self.stop()
         raise Unavailable(f"nats-server did not report its port within {timeout} s")
+
+    def provision_when_ready(
+        self, on_ready: Callable[[], None] | None = None, *, retry_s: float = 1.0
+    ) -> threading.Thread:
+        """Create the fleet's buckets and streams on a thread, retried until the server answers
+        (a cluster node: JetStream takes requests once the cluster has elected its leader);
+        then call ``on_ready``. Gives up when the server stops."""
+
+        def run() -> None:
+            while self._proc is not None and self._proc.poll() is None:
+                try:
+                    provision_blocking(self.client_options(), replicas=self.kv_replicas)
+                except Exception as exc:
+                    log.info("not ready for the fleet's buckets yet", extra={"error": str(exc)})
+                    time.sleep(retry_s)
+                    continue
+                if on_ready is not None:
+                    on_ready()
+                return
+
+        thread = threading.Thread(target=run, name="fleet-provision-when-ready", daemon=True)
+        thread.start()
+        return thread
 
     def stop(self, *, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; safe to call twice."""
@@ -294,13 +352,14 @@ class EmbeddedNats:
         self.stop()
 
 
-def _read_port(ports_file: Path) -> int | None:
-    """Parse the client port out of nats-server's ports file, or None if not written yet."""
+def _read_port(ports_file: Path, kind: str = "nats") -> int | None:
+    """Parse the client (or ``cluster``) port out of nats-server's ports file, or None if not
+    written yet."""
     try:
         data = json.loads(ports_file.read_text())
     except (OSError, ValueError):
         return None
-    nats_urls = data.get("nats") or []
+    nats_urls = data.get(kind) or []
     for url in nats_urls:
         try:
             return int(str(url).rsplit(":", 1)[1])

@@ -35,6 +35,7 @@ from harmony_fleet.adapters.tuf.errors import untrusted
 from harmony_fleet.adapters.tuf.fetcher import METADATA_URL, TARGETS_URL, NatsFetcher
 from harmony_fleet.adapters.tuf.mirror import MirrorFetcher
 from harmony_fleet.adapters.tuf.pin import METADATA_DIR, TUF_DIR, pinned_root
+from harmony_fleet.contracts.rollout import skip_list
 from harmony_fleet.core.upgrade.trust import SignedRelease, target_path
 from harmony_fleet.errors import Untrusted
 
@@ -110,7 +111,8 @@ class TrustedReleases:
         if not sha:
             raise Untrusted("untrusted metadata", f"{info.path} has no sha256 in its signed hashes")
         url = f"{self.mirror}/targets/{sha}.{info.path}" if self.mirror is not None else ""
-        custom = {str(k): str(v) for k, v in (info.custom or {}).items()}
+        raw = info.custom or {}
+        custom = {str(k): str(v) for k, v in raw.items() if k != "skip"}
         return SignedRelease(
             path=info.path,
             version=custom.get("version", ""),
@@ -118,6 +120,7 @@ class TrustedReleases:
             sha256=sha,
             min_version=custom.get("min_version", ""),
             url=url,
+            skip=skip_list(raw.get("skip")),
         )
 
     async def verify(self, version: str) -> SignedRelease:

@@ -3,7 +3,8 @@
 Roles root, targets, snapshot and timestamp, Ed25519 keys, a signature threshold per role,
 consistent snapshots (``N.snapshot.json``, ``N.targets.json``, targets as
 ``<sha256>.<path>``). A target is an agent artifact, path ``harmony-fleet-agent-<version>.pyz``,
-with ``custom = {"version", "min_version", "channel"}`` (docs/releases.md).
+with ``custom = {"version", "min_version", "channel"}`` and, when set, ``"skip"`` (the version's
+skip list for rollouts) (docs/releases.md).
 
 Every change writes new metadata files into a :class:`~.store.MetadataStore` and nothing
 else; publishing them (the ``fleet_tuf`` bucket) is :mod:`~.published`. What needs which key:
@@ -39,6 +40,7 @@ from tuf.api.metadata import (
 
 from harmony_fleet.adapters.tuf.keys import ROLES, KeyRing, new_signer
 from harmony_fleet.adapters.tuf.store import MetadataStore
+from harmony_fleet.contracts.rollout import skip_entry, skip_list
 from harmony_fleet.errors import ConfigError, NotFound, Refused
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,9 @@ class Release:
     channel: str
     length: int
     sha256: str
+    skip: tuple[str, ...] = ()
+    """The version's skip list (``custom.skip``): device ids and ``label=value`` entries that
+    rollouts of this version leave alone (docs/rollouts.md)."""
 
     @property
     def object_name(self) -> str:
@@ -103,6 +108,7 @@ def release_of(target: TargetFile) -> Release:
         channel=str(custom.get("channel", "")),
         length=target.length,
         sha256=target.hashes.get("sha256", ""),
+        skip=skip_list(custom.get("skip")),
     )
 
 
@@ -270,10 +276,12 @@ class Repository:
         min_version: str = "",
         channel: str = "stable",
         replace: bool = False,
+        skip: tuple[str, ...] = (),
     ) -> tuple[Release, str]:
-        """Sign ``artifact`` as agent ``version``; return it and ``created``, ``unchanged``
-        or ``replaced``. A version already signed with other bytes is refused unless
-        ``replace`` (a version must mean the same bytes on every device)."""
+        """Sign ``artifact`` as agent ``version``; return it and ``created``, ``unchanged``,
+        ``updated`` (the same bytes, other metadata: a new skip list) or ``replaced``. A
+        version already signed with other bytes is refused unless ``replace`` (a version must
+        mean the same bytes on every device)."""
         path = target_path(version)
         try:
             target = TargetFile.from_file(path, str(artifact), ["sha256"])
@@ -284,12 +292,15 @@ class Repository:
             "min_version": min_version,
             "channel": channel,
         }
+        if skip:
+            target.unrecognized_fields["custom"]["skip"] = [skip_entry(e) for e in skip]
         root = self.root().signed
         targets = self.targets()
         old = targets.signed.targets.get(path)
         if old == target:
             return release_of(target), "unchanged"
-        if old is not None and not replace:
+        same_bytes = old is not None and (old.length, old.hashes) == (target.length, target.hashes)
+        if old is not None and not same_bytes and not replace:
             raise Refused(
                 f"version {version} is already signed for other bytes (sha256 "
                 f"{old.hashes.get('sha256', '')[:12]}…): publish a new version, or pass --replace",
@@ -297,7 +308,9 @@ class Repository:
             )
         targets.signed.targets[path] = target
         self._publish_targets(targets, root)
-        return release_of(target), "replaced" if old is not None else "created"
+        if old is None:
+            return release_of(target), "created"
+        return release_of(target), "updated" if same_bytes else "replaced"
 
     def refresh(self, *, force: bool = False) -> list[str]:
         """Re-sign what expires within half its lifetime (all of it when ``force``): timestamp

@@ -125,6 +125,7 @@ class LogShipper:
         interval = self.config.report_interval_s
         next_report = loop.time() + interval
         was_connected = False
+        reconnects = nc.stats["reconnects"]
 
         def stopping() -> bool:
             return (stop is not None and stop.is_set()) or bool(task and task.cancelling())
@@ -132,9 +133,12 @@ class LogShipper:
         try:
             while not stopping():
                 connected = nc.is_connected
-                if connected and not was_connected:
+                # A reconnect the loop slept through (an idle agent waits for its next line, it
+                # does not poll the connection) still holds the lines until the stream is back.
+                if connected and (not was_connected or nc.stats["reconnects"] != reconnects):
                     await self._wait_ready(nc)
                 was_connected = connected
+                reconnects = nc.stats["reconnects"]
                 self.buffer.connected = connected
                 drained = await self._drain(nc, until=next_report) if connected else False
                 if loop.time() >= next_report:
@@ -150,7 +154,9 @@ class LogShipper:
                 elif len(self.buffer):
                     wait = 0.0  # the drain stopped for the report: more to do at once
                 else:
-                    wait = min(next_report - loop.time(), 0.5)
+                    # Idle: a new line (the buffer's event) or the drop report wakes the loop,
+                    # nothing else: an idle agent's shipper costs no CPU between them.
+                    wait = next_report - loop.time()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), max(0.0, wait))
         except asyncio.CancelledError:

@@ -77,9 +77,11 @@ def plan(
     *,
     now: float,
     artifact_size: int | None = None,
+    skip: Sequence[str] = (),
     resolve: TzResolver = _default_resolver,
 ) -> Plan:
-    """Decide the next actions of ``rollout`` (pure: same inputs, same plan)."""
+    """Decide the next actions of ``rollout`` (pure: same inputs, same plan). ``skip`` is the
+    version's skip list (device ids and ``label=value``, signed with the release)."""
     work = Ledger(rollout, progress, now)
     members = {d.device_id: d for d in devices if selected(rollout, d) or d.device_id in progress}
     width = max(1, rollout.max_in_flight.of(len(members)))
@@ -87,7 +89,7 @@ def plan(
 
     _refresh(work, members)
     status = _levers(rollout, status)
-    pending = _pending(work, members, artifact_size, resolve)
+    pending = _pending(work, members, artifact_size, skip, resolve)
 
     if status.phase is P.CANARY:
         status = _canary(work, status, members, pending, salt)
@@ -161,6 +163,7 @@ def _pending(
     work: Ledger,
     members: Mapping[DeviceId, DeviceView],
     artifact_size: int | None,
+    skip: Sequence[str],
     resolve: TzResolver,
 ) -> dict[DeviceId, str]:
     """Devices not started yet, with why they wait ("" when they could start now). Devices at
@@ -181,7 +184,7 @@ def _pending(
         if late:
             work.put(device_id, state=S.SKIPPED, reason=DEADLINE_PASSED)
             continue
-        failed_gate = gate(rollout, device, artifact_size)
+        failed_gate = gate(rollout, device, artifact_size, skip)
         if failed_gate is not None:
             work.put(device_id, state=S.SKIPPED, reason=failed_gate, wave=None)
             continue

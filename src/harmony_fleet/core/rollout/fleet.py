@@ -5,13 +5,14 @@ The operator builds one :class:`DeviceView` per device from its registry record 
 online, version), its upgrade status and its marker; the engine never reads anything else.
 Facts the gates read come from the device's labels (``executor``, ``free_disk_bytes``,
 ``time_zone``): a fact a device does not report passes its gate (the agent's own preflight
-still refuses a full disk), a fact it reports wrongly fails it.
+still refuses a full disk), a fact it reports wrongly fails it. The version's skip list comes
+with the release (signed, ``Release.skip``): device ids and ``label=value`` entries.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from harmony_fleet.contracts.ids import DeviceId, UpgradeId
@@ -41,6 +42,7 @@ WITHDRAWN = "withdrawn_before_start"
 NO_PREVIOUS = "previous_version_not_kept"
 MOVED_ON = "runs_another_version"
 GATE_PREFIX = "gate:"
+SKIP_LIST = "skip_list"
 
 #: Phases in which a device is (or is about to be) downloading.
 DOWNLOADING = frozenset({AgentUpgradePhase.REQUESTED, AgentUpgradePhase.STAGING})
@@ -117,8 +119,28 @@ def selected(rollout: Rollout, device: DeviceView) -> bool:
     return all(device.labels.get(k) == v for k, v in rollout.selector.items())
 
 
-def gate(rollout: Rollout, device: DeviceView, artifact_size: int | None) -> str | None:
-    """The pre-flight gate the device fails (a reason starting with ``gate:``), or None."""
+def skipped_by(skip: Sequence[str], device: DeviceView) -> str | None:
+    """The entry of the version's skip list that names ``device`` (its id, or one of its
+    ``label=value``), or None."""
+    for entry in skip:
+        key, sep, value = entry.partition("=")
+        if (not sep and entry == device.device_id) or (sep and device.labels.get(key) == value):
+            return entry
+    return None
+
+
+def gate(
+    rollout: Rollout,
+    device: DeviceView,
+    artifact_size: int | None,
+    skip: Sequence[str] = (),
+) -> str | None:
+    """The pre-flight gate the device fails (a reason starting with ``gate:``), or None.
+
+    ``skip`` is the version's skip list, signed with the release (``Release.skip``)."""
+    entry = skipped_by(skip, device)
+    if entry is not None:
+        return f"{GATE_PREFIX}{SKIP_LIST} {entry[:256]}"
     if rollout.version in device.failed_versions:
         return f"{GATE_PREFIX}{ErrorCode.VERSION_FAILED_BEFORE.value}"
     executor = device.executor

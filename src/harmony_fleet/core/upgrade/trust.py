@@ -46,6 +46,8 @@ class SignedRelease:
     """The lowest version it may upgrade from ("" when any)."""
     url: str = ""
     """Where its bytes are on an HTTPS mirror; "" when they come from NATS."""
+    skip: tuple[str, ...] = ()
+    """The version's skip list (device ids, ``label=value``): devices rollouts leave alone."""
 
 
 class ReleaseTrust(Protocol):

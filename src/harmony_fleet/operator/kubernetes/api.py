@@ -1,6 +1,7 @@
 """The only module that calls the Kubernetes API directly (through kubernetes_asyncio).
 
-Three calls on ``Device`` resources: list a namespace, create one, merge-patch its status. Errors
+Three calls on ``Device`` resources: list a namespace, create one, merge-patch its status; two
+on ``Rollout`` resources: list a namespace, merge-patch a status. Errors
 are mapped into the project's tree where they enter (``ApiException`` and aiohttp errors never
 leak), split by what the caller should do: 404 is :class:`NotFound`, 409 on create means "already
 there" (not an error), 4xx otherwise is :class:`Refused`, the rest :class:`Unavailable`.
@@ -145,4 +146,57 @@ class DeviceApi:
             )
         except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
             raise _mapped(exc, f"patch {r.KIND} {self.namespace}/{name} status") from exc
+        self.patches += 1
+
+
+@dataclass(frozen=True)
+class ObservedRollout:
+    """What the API says about one Rollout."""
+
+    name: str
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+
+class RolloutApi:
+    """``Rollout`` resources of one namespace (people write them; we only patch ``status``)."""
+
+    def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
+        self.namespace = namespace
+        self._api = client.CustomObjectsApi(api_client)
+        self.patches = 0
+
+    async def list(self) -> dict[str, ObservedRollout]:
+        plural = r.ROLLOUT_PLURAL
+        try:
+            body = await self._api.list_namespaced_custom_object(
+                r.GROUP, r.VERSION, self.namespace, plural
+            )
+        except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
+            raise _mapped(exc, f"list {plural} in {self.namespace}") from exc
+        out = {}
+        for item in body.get("items") or []:
+            meta = item.get("metadata") or {}
+            name = meta.get("name")
+            if isinstance(name, str) and not meta.get("deletionTimestamp"):
+                out[name] = ObservedRollout(
+                    name, dict(item.get("spec") or {}), dict(item.get("status") or {})
+                )
+        return out
+
+    async def patch_status(self, name: str, patch: dict[str, Any]) -> None:
+        """Merge-patch the status subresource; :class:`NotFound` if the Rollout is gone."""
+        what = f"patch {r.ROLLOUT_KIND} {self.namespace}/{name} status"
+        try:
+            await self._api.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
+                r.GROUP,
+                r.VERSION,
+                self.namespace,
+                r.ROLLOUT_PLURAL,
+                name,
+                patch,
+                _content_type=MERGE_PATCH,
+            )
+        except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
+            raise _mapped(exc, what) from exc
         self.patches += 1

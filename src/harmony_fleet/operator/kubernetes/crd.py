@@ -57,7 +57,7 @@ def re2_field(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _contract_field(struct: type[msgspec.Struct], name: str) -> dict[str, Any]:
+def contract_field(struct: type[msgspec.Struct], name: str) -> dict[str, Any]:
     """The JSON Schema msgspec derives for one field of a contract struct (``$ref`` inlined)."""
     schema = msgspec.json.schema(struct)
     defs = schema["$defs"]
@@ -73,27 +73,27 @@ def _contract_field(struct: type[msgspec.Struct], name: str) -> dict[str, Any]:
 def _version_field(description: str) -> dict[str, Any]:
     return {
         "description": description,
-        **re2_field(_contract_field(UpgradeSummary, "target_version")),
+        **re2_field(contract_field(UpgradeSummary, "target_version")),
     }
 
 
-def _time(description: str) -> dict[str, Any]:
+def time_field(description: str) -> dict[str, Any]:
     return {"type": "string", "format": "date-time", "description": description}
 
 
 def _phase_field() -> dict[str, Any]:
-    field = _contract_field(UpgradeSummary, "phase")
+    field = contract_field(UpgradeSummary, "phase")
     # Same set as the contract, listed in protocol order rather than msgspec's sorted order.
     ordered = [p.value for p in AgentUpgradePhase]
     assert sorted(ordered) == sorted(field["enum"])
     return {"type": "string", "enum": ordered, "description": "ADR-022 phase."}
 
 
-def _timeouts() -> dict[str, Any]:
+def timeouts_schema() -> dict[str, Any]:
     """``spec.timeouts``: every field of :class:`UpgradeTimeouts`, in camelCase, optional."""
     properties = {}
     for name, field in TIMEOUT_FIELDS.items():
-        schema = _contract_field(UpgradeTimeouts, field)
+        schema = contract_field(UpgradeTimeouts, field)
         default = msgspec.structs.asdict(UpgradeTimeouts())[field]
         properties[name] = {**schema, "description": f"Default {default:g}."}
     return {
@@ -117,7 +117,7 @@ def _conditions() -> dict[str, Any]:
                 "status": {"type": "string", "enum": [s.value for s in ConditionStatus]},
                 "reason": {"type": "string", "maxLength": 1024},
                 "message": {"type": "string", "maxLength": 32768},
-                "lastTransitionTime": _time("When status last changed."),
+                "lastTransitionTime": time_field("When status last changed."),
             },
         },
     }
@@ -125,7 +125,7 @@ def _conditions() -> dict[str, Any]:
 
 def device_schema() -> dict[str, Any]:
     """The ``openAPIV3Schema`` of the Device resource."""
-    upgrade_id = re2_field(_contract_field(UpgradeSummary, "upgrade_id"))
+    upgrade_id = re2_field(contract_field(UpgradeSummary, "upgrade_id"))
     return {
         "type": "object",
         "description": (
@@ -144,7 +144,7 @@ def device_schema() -> dict[str, Any]:
                         "type": "boolean",
                         "description": "Install even if this version failed on the device before.",
                     },
-                    "timeouts": _timeouts(),
+                    "timeouts": timeouts_schema(),
                 },
             },
             "status": {
@@ -159,9 +159,9 @@ def device_schema() -> dict[str, Any]:
                             "phase": _phase_field(),
                             "targetVersion": _version_field("Version being installed."),
                             "message": {"type": "string", "maxLength": 1024},
-                            "startedAt": _time("When the upgrade was requested or started."),
-                            "updatedAt": _time("When the phase last changed."),
-                            "watchUntil": _time(
+                            "startedAt": time_field("When the upgrade was requested or started."),
+                            "updatedAt": time_field("When the phase last changed."),
+                            "watchUntil": time_field(
                                 "Committed: when the post-commit watch window ends (the device "
                                 "may still roll back until then)."
                             ),
@@ -174,7 +174,7 @@ def device_schema() -> dict[str, Any]:
     }
 
 
-def _column(name: str, path: str, type_: str = "string", **extra: Any) -> dict[str, Any]:
+def column(name: str, path: str, type_: str = "string", **extra: Any) -> dict[str, Any]:
     return {"name": name, "type": type_, "jsonPath": path, **extra}
 
 
@@ -201,11 +201,11 @@ def device_crd() -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": [
-                        _column("Version", ".status.currentVersion"),
-                        _column("Desired", ".spec.agentVersion"),
-                        _column("Phase", ".status.upgrade.phase"),
-                        _column("Online", '.status.conditions[?(@.type=="Online")].status'),
-                        _column("Age", ".metadata.creationTimestamp", "date"),
+                        column("Version", ".status.currentVersion"),
+                        column("Desired", ".spec.agentVersion"),
+                        column("Phase", ".status.upgrade.phase"),
+                        column("Online", '.status.conditions[?(@.type=="Online")].status'),
+                        column("Age", ".metadata.creationTimestamp", "date"),
                     ],
                     "schema": {"openAPIV3Schema": device_schema()},
                 }

@@ -1,10 +1,13 @@
-"""The Kubernetes mode as an operator ``Extension``: kopf and the reflector, side by side.
+"""The Kubernetes mode as an operator ``Extension``: kopf, the reflector and the rollout mirror.
 
 ``fleet operator --kubernetes`` builds a :class:`KubernetesExtension` and hands it to
 :class:`~harmony_fleet.operator.runtime.Operator`, which calls it with the connected NATS client
-once the registry is loaded. It runs two things until the operator stops:
+once the registry is loaded. It runs three things until the operator stops:
 
 * the :class:`~.reflector.Reflector`, patching statuses from the registry, on the operator's loop;
+* the :class:`~.rollout_mirror.RolloutMirror`, turning ``Rollout`` resources into rollouts in
+  ``fleet_rollouts`` (which the operator's rollout loop drives) and their status back, also on
+  the operator's loop;
 * kopf (standalone: one operator instance, no peering), watching ``Device`` resources of one
   namespace and turning spec changes into markers (:mod:`.handlers`), **in a thread with its own
   event loop**. Embedded in the operator's loop, kopf would take SIGINT/SIGTERM over, and at its
@@ -31,13 +34,15 @@ import kopf
 from kubernetes_asyncio import client
 
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.operator.kubernetes.api import DeviceApi, load_configuration
+from harmony_fleet.adapters.nats.fleet_kv import FleetKV
+from harmony_fleet.operator.kubernetes.api import DeviceApi, RolloutApi, load_configuration
 from harmony_fleet.operator.kubernetes.handlers import (
     SpecHandling,
     build_registry,
     settings,
 )
 from harmony_fleet.operator.kubernetes.reflector import Reflector
+from harmony_fleet.operator.kubernetes.rollout_mirror import RolloutMirror
 from harmony_fleet.operator.releases import SignedReleases
 from harmony_fleet.operator.runtime import Operator
 
@@ -66,6 +71,8 @@ class KubernetesOptions:
     """Longest time between reflection passes (a spec verdict wakes one at once)."""
     resync_s: float = 60.0
     """How often the namespace is listed again (notices deletions and hand edits of status)."""
+    rollout_s: float = 1.0
+    """How often ``Rollout`` resources are listed and mirrored (:mod:`.rollout_mirror`)."""
     release_retry_s: float = 10.0
     """How soon a spec naming an unpublished release is tried again."""
     trust_root: Path
@@ -85,6 +92,7 @@ class KubernetesExtension:
         self.failure: BaseException | None = None
         self.reflector: Reflector | None = None
         self.handling: SpecHandling | None = None
+        self.rollouts: RolloutMirror | None = None
 
     async def __call__(self, operator: Operator, nc: NatsClient) -> None:
         opts = self.options
@@ -116,6 +124,7 @@ class KubernetesExtension:
                 on_gone=self.reflector.forget,
                 retry_s=opts.release_retry_s,
                 releases=SignedReleases(nc, opts.trust_root, opts.state_dir),
+                _kv=FleetKV(nc, fence=operator.lease),  # markers fenced by the lease (ADR-023)
             )
             kopf_registry = build_registry(
                 self.handling,
@@ -134,9 +143,15 @@ class KubernetesExtension:
                     )
                 )
 
+            self.rollouts = RolloutMirror(
+                RolloutApi(api_client, opts.namespace),
+                FleetKV(nc, fence=operator.lease),  # writes fenced by the lease (ADR-023)
+                interval_s=opts.rollout_s,
+            )
             tasks = [
                 asyncio.ensure_future(asyncio.to_thread(run_kopf)),
                 asyncio.ensure_future(self.reflector.run()),
+                asyncio.ensure_future(self.rollouts.run()),
             ]
             log.info("Kubernetes mode started", extra={"namespace": opts.namespace})
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

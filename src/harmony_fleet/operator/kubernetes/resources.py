@@ -19,6 +19,14 @@ SINGULAR: Final = "device"
 SHORT_NAMES: Final = ("fdev",)
 CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 
+#: The ``Rollout`` resource: a fleet rollout (docs/rollouts.md) written from Kubernetes.
+ROLLOUT_KIND: Final = "Rollout"
+ROLLOUT_LIST_KIND: Final = "RolloutList"
+ROLLOUT_PLURAL: Final = "rollouts"
+ROLLOUT_SINGULAR: Final = "rollout"
+ROLLOUT_SHORT_NAMES: Final = ("fro",)
+ROLLOUT_CRD_NAME: Final = f"{ROLLOUT_PLURAL}.{GROUP}"
+
 #: Annotation prefix for kopf's own bookkeeping (progress and last-handled spec). Annotations,
 #: not ``status``, so that the reflector stays the only writer of ``status``.
 ANNOTATION_PREFIX: Final = GROUP
@@ -55,3 +63,7 @@ class SpecReason(enum.StrEnum):
     INVALID_VERSION = "InvalidVersion"
     INVALID_SPEC = "InvalidSpec"
     UNKNOWN_RELEASE = "UnknownRelease"
+    NAME_TAKEN = "NameTaken"
+    """A ``Rollout``: a rollout of that name exists that this resource did not create."""
+    IMMUTABLE = "Immutable"
+    """A ``Rollout``: a field other than the levers changed after creation."""

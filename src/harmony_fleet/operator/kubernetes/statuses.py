@@ -222,7 +222,7 @@ def _previous_conditions(previous: Mapping[str, Any] | None) -> dict[str, Mappin
 
 
 def status_patch(
-    current: Mapping[str, Any] | None, desired: DeviceStatusBody
+    current: Mapping[str, Any] | None, desired: DeviceStatusBody | Mapping[str, Any]
 ) -> dict[str, Any] | None:
     """The JSON merge patch that turns ``current`` status into ``desired``, or None if equal.
 

@@ -53,21 +53,35 @@ def world_deadline() -> float:
 
 
 @pytest.mark.parametrize(
-    ("labels", "failed", "reason"),
+    ("labels", "failed", "skip", "reason"),
     [
-        ({"free_disk_bytes": "150"}, frozenset(), "gate:insufficient_disk 150 < 2 x 100"),
-        ({"free_disk_bytes": "lots"}, frozenset(), "gate:insufficient_disk 0 < 2 x 100"),
-        ({"executor": "docker"}, frozenset(), "gate:unknown_executor docker"),
-        ({}, frozenset({NEW}), "gate:version_failed_before"),
+        ({"free_disk_bytes": "150"}, frozenset(), (), "gate:insufficient_disk 150 < 2 x 100"),
+        ({"free_disk_bytes": "lots"}, frozenset(), (), "gate:insufficient_disk 0 < 2 x 100"),
+        ({"executor": "docker"}, frozenset(), (), "gate:unknown_executor docker"),
+        ({}, frozenset({NEW}), (), "gate:version_failed_before"),
+        ({}, frozenset(), ("d002",), "gate:skip_list d002"),
+        (
+            {"hardware_model": "rpi3"},
+            frozenset(),
+            ("d009", "hardware_model=rpi3"),
+            "gate:skip_list hardware_model=rpi3",
+        ),
+        # the skip list is checked first: it is the release manager's word on this version
+        (
+            {"free_disk_bytes": "1", "os_release": "debian-11"},
+            frozenset(),
+            ("os_release=debian-11",),
+            "gate:skip_list os_release=debian-11",
+        ),
     ],
 )
 def test_a_device_failing_a_gate_is_skipped_with_the_reason_and_never_attempted(
-    labels: dict[str, str], failed: frozenset[str], reason: str
+    labels: dict[str, str], failed: frozenset[str], skip: tuple[str, ...], reason: str
 ) -> None:
     devices = fleet(3)
     devices[2].labels = labels
     devices[2].failed_versions = failed
-    world = World(rollout(canary=Share(count=1)), devices, artifact_size=100)
+    world = World(rollout(canary=Share(count=1)), devices, artifact_size=100, skip=skip)
     final = world.run()
     assert final.status.phase is P.DONE
     assert final.states["d002"] == (S.SKIPPED, reason)
@@ -75,12 +89,24 @@ def test_a_device_failing_a_gate_is_skipped_with_the_reason_and_never_attempted(
 
 
 @pytest.mark.parametrize(
-    "labels", [{"free_disk_bytes": "200"}, {"executor": "systemd"}, {"executor": "process"}, {}]
+    ("labels", "skip"),
+    [
+        ({"free_disk_bytes": "200"}, ()),
+        ({"executor": "systemd"}, ()),
+        ({"executor": "process"}, ()),
+        ({}, ()),
+        # a skip entry names a device id or a label's exact value, nothing near it
+        ({"hardware_model": "rpi3"}, ("d0", "d0011", "hardware_model=rpi", "model=rpi3")),
+        ({}, ("hardware_model=",)),
+    ],
 )
-def test_devices_that_pass_the_gates_are_upgraded(labels: dict[str, str]) -> None:
+def test_devices_that_pass_the_gates_are_upgraded(
+    labels: dict[str, str], skip: tuple[str, ...]
+) -> None:
     devices = fleet(2)
     devices[1].labels = labels
-    final = World(rollout(canary=Share(count=1)), devices, artifact_size=100).run()
+    world = World(rollout(canary=Share(count=1)), devices, artifact_size=100, skip=skip)
+    final = world.run()
     assert final.states["d001"] == (S.SUCCEEDED, "")
 
 

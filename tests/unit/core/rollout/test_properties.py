@@ -3,6 +3,7 @@ after every plan:
 
 * never more than max-in-flight devices in progress (forward and undo together);
 * never a device started on the new version after a halt (undo markers aside);
+* never a device started that fails a pre-flight gate (disk, the version's skip list);
 * every device of the rollout is in exactly one of succeeded / rolled back / failed / skipped /
   pending / in progress, and a finished rollout (Done) has none pending or in progress;
 * a replayed plan (same inputs) is the same plan.
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from harmony_fleet.contracts.rollout import DeviceState, RolloutPhase, Share
 from harmony_fleet.core.rollout import plan
+from harmony_fleet.core.rollout.fleet import skipped_by
 
 from .world import NEW, SimDevice, World, rollout
 
@@ -39,6 +41,7 @@ def fleets(draw: st.DrawFn) -> list[SimDevice]:
                 labels={
                     "arch": draw(st.sampled_from(["arm64", "amd64"])),
                     "link_type": draw(st.sampled_from(["lte", "wifi", "eth"])),
+                    "free_disk_bytes": draw(st.sampled_from(["100", "1000", "1000000"])),
                 },
                 behaviour=draw(BEHAVIOURS),
             )
@@ -61,6 +64,7 @@ SHARES = st.one_of(
     spread=st.sampled_from([0.0, 3.0, 20.0]),
     events=st.lists(EVENTS, min_size=30, max_size=80),
     flips=st.lists(st.integers(min_value=0, max_value=24), min_size=80, max_size=80),
+    skip=st.sampled_from([(), ("link_type=lte",), ("d01", "arch=amd64")]),
 )
 def test_rollout_invariants(
     devices: list[SimDevice],
@@ -70,6 +74,7 @@ def test_rollout_invariants(
     spread: float,
     events: list[str],
     flips: list[int],
+    skip: tuple[str, ...],
 ) -> None:
     spec = rollout(
         canary=canary,
@@ -78,7 +83,7 @@ def test_rollout_invariants(
         spread_s=spread,
         deadline=1_790_000_000.0 + 300.0,
     )
-    world = World(spec, devices)
+    world = World(spec, devices, artifact_size=300, skip=skip)
     bound = max(1, width.of(len(devices)))
     halted = False
     for step, event in enumerate(events):
@@ -96,7 +101,15 @@ def test_rollout_invariants(
         elif event == "late":
             world.now += 100.0
         views = [d.view() for d in devices]
-        replay = plan(world.rollout, world.status, views, world.progress, now=world.now)
+        replay = plan(
+            world.rollout,
+            world.status,
+            views,
+            world.progress,
+            now=world.now,
+            artifact_size=300,
+            skip=skip,
+        )
         result = world.tick()
         assert result == replay, "a plan is a function of its inputs"
 
@@ -119,3 +132,8 @@ def test_rollout_invariants(
         for device_id, (state, _) in result.states.items():
             if state is S.SUCCEEDED and world.progress[device_id].wave is not None:
                 assert NEW in (t for _, t in world.devices[device_id].markers_seen)
+        for device in devices:  # a device failing a gate is never attempted
+            gated = device.labels["free_disk_bytes"] == "100" or skipped_by(skip, device.view())
+            if gated:
+                assert NEW not in (t for _, t in device.markers_seen), device.device_id
+                assert result.states[device.device_id][0] is S.SKIPPED  # a gate or the deadline

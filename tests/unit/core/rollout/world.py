@@ -97,8 +97,10 @@ class World:
         *,
         now: float = T0,
         artifact_size: int | None = None,
+        skip: tuple[str, ...] = (),
     ) -> None:
         self.rollout = rollout
+        self.skip = skip
         self.devices = {d.device_id: d for d in devices}
         self.now = now
         self.artifact_size = artifact_size
@@ -118,6 +120,7 @@ class World:
             self.progress,
             now=self.now,
             artifact_size=self.artifact_size,
+            skip=self.skip,
         )
         for record in result.writes:
             self.progress[record.device_id] = record
