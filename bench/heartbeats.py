@@ -1,10 +1,10 @@
 """Benchmark: how fast the operator ingests heartbeats, against a bare nats-py subscriber.
 
 Run: ``.venv/bin/python bench/heartbeats.py [--messages 300000] [--devices 20000]
-[--connect-devices 2000] [--parts ceiling,operator,tls,fleet,connect]`` (smaller numbers for a
-quick look on a shared machine; the targets are for the defaults).
+[--connect-devices 2000] [--parts ceiling,operator,tls,http,fleet,connect]`` (smaller numbers
+for a quick look on a shared machine; the targets are for the defaults).
 
-Five parts, each against a fresh embedded nats-server, each side in its own process:
+Six parts, each against a fresh embedded nats-server, each side in its own process:
 
 1. **ceiling**: a bare nats-py subscriber on ``fleet.*.heartbeat`` that only counts, while a
    publisher process sends ``--messages`` pre-encoded heartbeats as fast as it can;
@@ -18,14 +18,18 @@ Five parts, each against a fresh embedded nats-server, each side in its own proc
    devices (every blast device is issued an identity first, outside the measured window); the
    publisher holds the admin's. ``tls_ratio`` is its ingest over the plain operator part's, in
    this same process (target >= 0.8).
-5. **connect**: ``--connect-devices`` devices, each issued ITS OWN device credential through
+5. **http**: the operator part again with the dashboard on (``fleet operator --http``,
+   :mod:`harmony_fleet.operator.http`) and a page following it from another process (its
+   event stream, and ``/metrics`` scraped every second); ``http_ratio`` is its ingest over the
+   plain operator part's, in this same process (target >= 0.9).
+6. **connect**: ``--connect-devices`` devices, each issued ITS OWN device credential through
    the server's setup (``EmbeddedNats.issue_many``: the issue time is reported), connect at
    once over TLS (``--sim-procs`` processes, each connection retrying as an agent does) and
    heartbeat; ``connect_2000_online_s`` is the time from the start of the connections until the
    operator's registry in KV shows every one of them online (target <= 60 s).
 
 The final line is one JSON object: rates, their ratios (targets: ratio >= 0.5, tls_ratio >=
-0.8), the operator's peak RSS, the fleet check and the connect measurement.
+0.8, http_ratio >= 0.9), the operator's peak RSS, the fleet check and the connect measurement.
 """
 
 from __future__ import annotations
@@ -123,11 +127,29 @@ async def role_bare(opts: NatsOptions, expect: int, idle_s: float) -> dict[str, 
     return {"received": count, "seconds": last - first, "peak_rss_mib": peak_rss_mib()}
 
 
-async def role_operator(opts: NatsOptions, expect: int, idle_s: float) -> dict[str, float]:
+async def role_operator(
+    opts: NatsOptions, expect: int, idle_s: float, *, http: bool = False
+) -> dict[str, float]:
     from harmony_fleet.core.presence import PresencePolicy
-    from harmony_fleet.operator.runtime import Operator, OperatorConfig
+    from harmony_fleet.operator.runtime import Extension, Operator, OperatorConfig
 
-    op = Operator(OperatorConfig(nats=opts, presence=PresencePolicy(refresh_s=60.0)))
+    extensions: list[Extension] = []
+    ready_line = "READY"
+    if http:  # the dashboard on, as `fleet operator --http`: a page follows it (role sse)
+        from harmony_fleet.operator.http.server import HttpOptions, HttpServer
+        from harmony_fleet.operator.http.tokens import new_token
+
+        token = new_token()
+        tokens = Path(tempfile.mkdtemp(prefix="bench-http-")) / "tokens"
+        tokens.write_text(token + "\n")
+        tokens.chmod(0o600)
+        server = HttpServer(HttpOptions(port=0, token_file=tokens))
+        extensions.append(server)
+    op = Operator(
+        OperatorConfig(nats=opts, presence=PresencePolicy(refresh_s=60.0)), extensions=extensions
+    )
+    if http:
+        ready_line = f"READY {await server.start(op)} {token}"
     task = asyncio.ensure_future(op.run())
     await op.ready.wait()
     first = last = 0.0
@@ -143,7 +165,7 @@ async def role_operator(opts: NatsOptions, expect: int, idle_s: float) -> dict[s
         return orig(subject, data, now)
 
     op.registry.ingest = timed  # type: ignore[method-assign]
-    print("READY", flush=True)
+    print(ready_line, flush=True)
     done = asyncio.Event()
 
     async def watch() -> None:
@@ -164,7 +186,41 @@ async def role_operator(opts: NatsOptions, expect: int, idle_s: float) -> dict[s
         "peak_rss_mib": peak_rss_mib(),
         "writes": op.writes,
         "devices": len(op.registry.devices),
+        "cpu_s": cpu_s(),
     }
+
+
+async def role_sse(url: str, token: str) -> dict[str, float]:
+    """A dashboard page's load on the operator: follow its event stream and scrape /metrics
+    every second (as a Prometheus scraping that often would), until stdin closes."""
+    import aiohttp
+
+    events = scrapes = 0
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+
+        async def follow() -> None:
+            nonlocal events
+            async with session.get(url + "/api/stream") as stream:
+                async for line in stream.content:
+                    if line.startswith(b"event: "):
+                        events += 1
+                        if events == 1:
+                            print("READY", flush=True)
+
+        async def scrape() -> None:
+            nonlocal scrapes
+            while True:
+                async with session.get(url + "/metrics") as r:
+                    await r.read()
+                    scrapes += 1
+                await asyncio.sleep(1.0)
+
+        tasks = [asyncio.ensure_future(follow()), asyncio.ensure_future(scrape())]
+        await asyncio.to_thread(sys.stdin.read)  # the driver closes stdin when it is done
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return {"events": events, "scrapes": scrapes}
 
 
 async def role_operator_forever(opts: NatsOptions) -> None:
@@ -383,7 +439,16 @@ def consume_run(
             server.nats.issue_many("device", [f"dev-{i:06d}" for i in range(devices)])
             issued_s = time.perf_counter() - started
         consumer = spawn("--role", role, *server.args(role), "--messages", str(messages))
-        wait_ready(consumer)
+        page = None
+        if role == "operator-http":  # READY <url> <token>: a page follows the dashboard
+            assert consumer.stdout is not None
+            ready = consumer.stdout.readline().split()
+            if not ready or ready[0] != "READY":
+                raise SystemExit(f"benchmark child failed to start: {ready!r}")
+            page = spawn("--role", "sse", "--http-url", ready[1], "--token", ready[2])
+            wait_ready(page)
+        else:
+            wait_ready(consumer)
         pub = spawn(
             "--role",
             "publish",
@@ -396,6 +461,8 @@ def consume_run(
         pub_result = result_of(pub)
         result = result_of(consumer)
         result["publish_seconds"] = pub_result["seconds"]
+        if page is not None:
+            result["page"] = result_of(page)
         if secure:
             result["issue_identities_s"] = round(issued_s, 2)
         return result
@@ -528,7 +595,7 @@ async def _count_online(opts: NatsOptions, prefix: str = "") -> tuple[int, int]:
     return sum(1 for e in mine if e.value.online), len(mine)
 
 
-PARTS = ("ceiling", "operator", "tls", "fleet", "connect")
+PARTS = ("ceiling", "operator", "tls", "http", "fleet", "connect")
 
 
 def main() -> None:
@@ -548,6 +615,8 @@ def main() -> None:
     ap.add_argument("--sim-procs", type=int, default=2)
     ap.add_argument("--connect-limit", type=float, default=120.0)
     ap.add_argument("--parts", default=",".join(PARTS), help="which parts to run")
+    ap.add_argument("--http-url")
+    ap.add_argument("--token")
     a = ap.parse_args()
     opts = options(a.url, a.creds, a.ca) if a.url else NatsOptions()
     if a.role == "bare":
@@ -555,6 +624,12 @@ def main() -> None:
         return
     if a.role == "operator":
         print(json.dumps(asyncio.run(role_operator(opts, a.messages, a.idle))))
+        return
+    if a.role == "operator-http":
+        print(json.dumps(asyncio.run(role_operator(opts, a.messages, a.idle, http=True))))
+        return
+    if a.role == "sse":
+        print(json.dumps(asyncio.run(role_sse(a.http_url, a.token))))
         return
     if a.role == "operator-forever":
         asyncio.run(role_operator_forever(opts))
@@ -573,8 +648,8 @@ def main() -> None:
     unknown = parts - set(PARTS)
     if unknown:
         raise SystemExit(f"--parts: unknown {sorted(unknown)}; choose from {PARTS}")
-    if "tls" in parts:
-        parts.add("operator")  # tls_ratio is against the plain operator run of this process
+    if parts & {"tls", "http"}:
+        parts.add("operator")  # tls_ratio, http_ratio: against the plain operator run here
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-hb-") as tmp_s:
         tmp = Path(tmp_s)
@@ -588,6 +663,8 @@ def main() -> None:
                 results[part] = consume_run("operator", a.messages, a.devices, tmp)
             elif part == "tls":
                 results[part] = consume_run("operator", a.messages, a.devices, tmp, secure=True)
+            elif part == "http":
+                results[part] = consume_run("operator-http", a.messages, a.devices, tmp)
             elif part == "fleet":
                 results[part] = fleet_run(a.devices, a.interval, a.rounds, tmp)
             else:
@@ -608,6 +685,8 @@ def summarize(a: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
     tls_rate = _rate(results.get("tls"))
     ratio = op_rate / bare_rate if op_rate and bare_rate else None
     tls_ratio = tls_rate / op_rate if tls_rate and op_rate else None
+    http_rate = _rate(results.get("http"))
+    http_ratio = http_rate / op_rate if http_rate and op_rate else None
     fleet = results.get("fleet")
     conn = results.get("connect")
     rss = [
@@ -620,6 +699,8 @@ def summarize(a: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
         targets["ratio_at_least_0_5"] = ratio >= 0.5
     if tls_ratio is not None:
         targets["tls_ratio_at_least_0_8"] = tls_ratio >= 0.8
+    if http_ratio is not None:
+        targets["http_ratio_at_least_0_9"] = http_ratio >= 0.9
     if fleet is not None:
         targets["all_devices_online"] = fleet["online"] == a.devices
     if conn is not None:
@@ -636,6 +717,11 @@ def summarize(a: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
         "ratio": None if ratio is None else round(ratio, 3),
         "operator_tls_jwt_hb_per_s": None if tls_rate is None else round(tls_rate),
         "tls_ratio": None if tls_ratio is None else round(tls_ratio, 3),
+        "operator_http_hb_per_s": None if http_rate is None else round(http_rate),
+        "http_ratio": None if http_ratio is None else round(http_ratio, 3),
+        "http_page": (results.get("http") or {}).get("page"),
+        "operator_cpu_s": (results.get("operator") or {}).get("cpu_s"),
+        "operator_http_cpu_s": (results.get("http") or {}).get("cpu_s"),
         "bare_received": (results.get("ceiling") or {}).get("received"),
         "operator_received": (results.get("operator") or {}).get("received"),
         "operator_tls_received": (results.get("tls") or {}).get("received"),

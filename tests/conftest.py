@@ -36,6 +36,7 @@ TIER_MARKS: dict[str, tuple[str, ...]] = {
     "systemd": ("systemd",),
     "security": ("security",),
     "browser": ("browser", "e2e"),
+    "chaos": ("chaos",),
 }
 
 

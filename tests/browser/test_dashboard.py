@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+from playwright.async_api import expect
+
 from harmony_fleet.adapters.nats.fleet_kv import ROLLOUTS, FleetKV
 from harmony_fleet.contracts import ErrorCode, Rollout, Share, UpgradeTimeouts
 from harmony_fleet.testing.localfleet import LOCAL_TIMEOUTS
@@ -18,6 +21,8 @@ from tests.browser.conftest import DashboardFleet
 from tests.dashboard_support import samples
 from tests.helpers import eventually, fleet_cmd
 
+#: A real fleet (or the whole demo) and a browser on two shared cores: minutes.
+pytestmark = pytest.mark.timeout(600)
 DEVICES = ["edge-a", "edge-b", "edge-c"]
 #: Generous: Chromium and the fleet share two cores with other work.
 UI_TIMEOUT_MS = 90_000
@@ -35,6 +40,7 @@ async def online(fleet: DashboardFleet, devices: list[str]) -> None:
 
 
 async def open_page(browser: Any, fleet: DashboardFleet) -> Any:
+    expect.set_options(timeout=UI_TIMEOUT_MS)
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(UI_TIMEOUT_MS)
     await page.goto(f"{fleet.dashboard_url}/?token={fleet.token}")  # -> cookie, then "/"
@@ -101,7 +107,8 @@ async def test_the_fleet_an_upgrade_live_and_a_rollback_with_its_reason(
     page = await open_page(browser, fleet)
 
     # The fleet at a glance, then the table with its search.
-    await page.wait_for_function("document.querySelector('#count-devices')?.textContent === '3'")
+    # Locator expectations, not wait_for_function: the page's CSP forbids eval (no unsafe-eval).
+    await expect(page.locator("#count-devices")).to_have_text("3")
     assert await page.text_content("#count-online") == "3"
     assert "1.0.0" in await page.text_content("#version-chart")
     await page.screenshot(path=str(artifacts_dir / "overview.png"), full_page=True)
@@ -109,7 +116,7 @@ async def test_the_fleet_an_upgrade_live_and_a_rollback_with_its_reason(
     await page.wait_for_selector("#devices tbody tr >> nth=2")
     assert await page.locator("#devices tbody tr").count() == 3
     await page.fill("#search", "edge-b")
-    await page.wait_for_function("document.querySelectorAll('#devices tbody tr').length === 1")
+    await expect(page.locator("#devices tbody tr")).to_have_count(1)
     assert await page.text_content("#devices tbody tr td a") == "edge-b"
     await page.screenshot(path=str(artifacts_dir / "devices.png"), full_page=True)
 
@@ -131,9 +138,7 @@ async def test_the_fleet_an_upgrade_live_and_a_rollback_with_its_reason(
     assert shown[0] == "Requested" and shown[-1] == "Succeeded", shown
     assert {"Staging", "Verifying", "CutoverReady", "Committed"} <= set(shown), shown
     assert seen["Staging"] < seen["Succeeded"]  # shown one after the other, as they happened
-    await page.wait_for_function(
-        "document.querySelector('#device-version').textContent === '2.0.0'"
-    )
+    await expect(page.locator("#device-version")).to_have_text("2.0.0")
     await page.screenshot(path=str(artifacts_dir / "device-upgrade.png"), full_page=True)
 
     # A version whose candidate never heartbeats: the device rolls back; the page says why.
@@ -192,9 +197,7 @@ async def test_a_rollout_shows_its_progress_per_wave(
     await rollout.wait_for()
     await page.screenshot(path=str(artifacts_dir / "rollout-running.png"), full_page=True)
     await page.wait_for_selector("[data-rollout=r1] [data-phase=Done]", timeout=240_000)
-    await page.wait_for_function(
-        "document.querySelectorAll('[data-rollout=r1] tr[data-wave]').length >= 2"
-    )
+    await page.locator("[data-rollout=r1] tr[data-wave] >> nth=1").wait_for()
     waves = await page.eval_on_selector_all(
         "[data-rollout=r1] tr[data-wave]", "els => els.map(e => e.dataset.wave)"
     )

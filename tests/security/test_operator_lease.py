@@ -54,3 +54,16 @@ async def test_neither_a_device_nor_a_viewer_can_take_the_operator_lease(
     assert await (await FleetKV(nc).open(LEASE)).get("other") is None
     operator.lease.check()  # still the active operator
     await operator.lease.verify()
+
+
+async def test_a_device_reads_the_lease_epoch_and_nothing_else_of_the_bucket(
+    operator: Operator, device_a: Attacker, nc: NatsClient
+) -> None:
+    """Its agent refuses a deposed operator's stop by comparing epochs (ADR-023): it may read
+    the lease's one key by direct get, no other key."""
+    seen = await (await FleetKV(device_a.nc).open(LEASE)).get(LEASE_KEY)
+    assert seen is not None and seen.value.epoch == operator.lease.epoch
+    await (await FleetKV(nc).open(LEASE)).put("other", seen.value)
+    other = f"$JS.API.DIRECT.GET.KV_{LEASE.name}.$KV.{LEASE.name}.other"
+    await device_a.nc.publish(other, b"")
+    await device_a.refused(other, what="a device reading another key of the lease bucket")

@@ -4,7 +4,9 @@ The handler is a plain function of the raw bytes to an optional :class:`Reply`, 
 without NATS. Bad input never raises out of here: an undecodable command is answered ``invalid``
 (when it has a reply subject) and logged, an unknown verb ``unknown_verb``. ``upgrade_stop`` goes
 to the :class:`StopHandler` (the upgrade driver's stop signal); an agent without one, or a
-candidate, is never armed.
+candidate, is never armed. A stop whose ``lease_epoch`` is older than the operator lease's
+(read by :attr:`CommandHandler.lease_epoch`, a direct get) comes from a deposed operator and is
+refused ``deposed`` (ADR-023); when the lease cannot be read the stop is judged as before.
 
 No answer depends on this device's clock agreeing with the sender's (a board without a real-time
 clock is often minutes off): the sender's ``issued_at``/``expires_at`` are never compared with
@@ -20,12 +22,16 @@ answered, counted in ``redelivered`` (:meth:`CommandHandler.delivered_by_jetstre
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from harmony_fleet.adapters.nats.connection import NatsClient
+from harmony_fleet.adapters.nats.fleet_kv import LEASE, FleetKV
+from harmony_fleet.adapters.nats.kv import TypedKV
 from harmony_fleet.adapters.nats.provenance import from_jetstream
 from harmony_fleet.contracts import (
     COMMAND,
@@ -39,8 +45,9 @@ from harmony_fleet.contracts import (
     decode_args,
 )
 from harmony_fleet.contracts.ids import InstanceId, UpgradeId, Version
+from harmony_fleet.contracts.lease import LEASE_KEY, OperatorLease
 from harmony_fleet.core.security import SecurityEvents
-from harmony_fleet.errors import InvalidMessage
+from harmony_fleet.errors import FleetError, InvalidMessage
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,24 @@ class StopHandler(Protocol):
         ...
 
 
+class LeaseReader:
+    """The operator lease's epoch, read when a stop arrives (a direct get of its one key)."""
+
+    def __init__(self, nc: NatsClient) -> None:
+        self.nc = nc
+        self._kv: TypedKV[OperatorLease] | None = None
+
+    async def __call__(self) -> int | None:
+        try:
+            if self._kv is None:
+                self._kv = await FleetKV(self.nc).open(LEASE)
+            entry = await asyncio.wait_for(self._kv.get(LEASE_KEY), 2.0)
+        except (FleetError, TimeoutError) as exc:
+            log.warning("operator lease not readable", extra={"error": str(exc)})
+            return None
+        return entry.value.epoch if entry is not None else None
+
+
 class CommandHandler:
     """Dispatch one device's commands for one agent instance."""
 
@@ -68,7 +93,11 @@ class CommandHandler:
         stop_handler: StopHandler | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         subject: str = "",
+        lease_epoch: Callable[[], Awaitable[int | None]] | None = None,
     ) -> None:
+        self.lease_epoch = lease_epoch
+        """The operator lease's current epoch (None: not readable), to refuse a deposed
+        operator's stop; None: no check."""
         self.subject = subject
         """The device's command subject (a JetStream delivery keeps its stored subject)."""
         self.redelivered = 0
@@ -82,6 +111,16 @@ class CommandHandler:
         self.replayed = 0
         self._monotonic = monotonic
         self._answered: OrderedDict[str, Reply] = OrderedDict()
+
+    async def _deposed(self, args: UpgradeStopArgs) -> str:
+        """Why this stop comes from a deposed operator ("" when it does not, or cannot tell:
+        no epoch sent, no lease readable)."""
+        if not args.lease_epoch or self.lease_epoch is None:
+            return ""
+        current = await self.lease_epoch()
+        if current is None or args.lease_epoch >= current:
+            return ""
+        return f"sent under lease epoch {args.lease_epoch}; the operator lease is at {current}"
 
     def _reply(self, command_id: str, code: ReplyCode, message: str = "") -> Reply:
         return Reply(
@@ -165,5 +204,10 @@ class CommandHandler:
                     ReplyCode.NOT_ARMED,
                     "no upgrade is waiting for a stop on this agent",
                 )
+            deposed = await self._deposed(args)
+            if deposed:
+                log.warning("upgrade_stop from a deposed operator refused", extra={
+                    "upgrade_id": args.upgrade_id, "detail": deposed})  # fmt: skip
+                return self._reply(command.command_id, ReplyCode.DEPOSED, deposed)
             return await self.stop_handler.on_stop(args.upgrade_id, command.command_id)
         return self._reply(command.command_id, ReplyCode.UNKNOWN_VERB, "verb not handled")

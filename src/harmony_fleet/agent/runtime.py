@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 import time
@@ -21,14 +20,9 @@ from typing import Any
 from harmony_fleet._tasks import BackgroundTasks
 from harmony_fleet._version import BUILD_FAULTS, __version__
 from harmony_fleet.adapters.device.notes import mark_alive
-from harmony_fleet.adapters.nats.connection import (
-    NatsClient,
-    NatsOptions,
-    barrier,
-    connect_forever,
-)
+from harmony_fleet.adapters.nats.connection import NatsClient, barrier, connect_forever
 from harmony_fleet.adapters.systemd.notify import WatchdogNotifier
-from harmony_fleet.agent.commands import CommandHandler, StopHandler
+from harmony_fleet.agent.commands import CommandHandler, LeaseReader, StopHandler
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.facts import FreeDisk, device_facts
 from harmony_fleet.agent.faults import Faults, parse_faults
@@ -241,10 +235,15 @@ class Agent:
             self.spawn(self._crash_after(self.faults.crash_as_main_after_s), "fault-crash-main")
         if self.liveness_file is not None or self.watchdog is not None:
             self.spawn(self._alive_until_connected(), "liveness")
-        nc = await connect_forever(self._nats_options(), log=log, stop=self.stop)
+        nc = await connect_forever(
+            self.config.nats.with_name(f"agent:{self.config.device_id}:{self.config.role.value}"),
+            log=log,
+            stop=self.stop,
+        )
         if nc is None:
             return await self._shutdown()
         self.nc = nc
+        self.commands.lease_epoch = LeaseReader(nc)  # a deposed operator's stop is refused
         await nc.subscribe(subjects.command(self.config.device_id), cb=self._on_command)
         with contextlib.suppress(Exception):
             await barrier(nc)  # commands reach us from the moment we say we are connected
@@ -255,15 +254,6 @@ class Agent:
             self.spawn(extension(self, nc), getattr(extension, "__name__", "extension"))
         await self.stop.wait()
         return await self._shutdown()
-
-    def _nats_options(self) -> NatsOptions:
-        """The configured options, named after this instance, without echo: the main listens on
-        its device's heartbeat subject for its candidates' beats (``agent.upgrade.wiring``),
-        and its own would come back to it every interval, to be read and dropped."""
-        options = self.config.nats.with_name(
-            f"agent:{self.config.device_id}:{self.config.role.value}"
-        )
-        return dataclasses.replace(options, extra={**options.extra, "no_echo": True})
 
     async def _shutdown(self) -> int:
         await self._background.cancel_all()

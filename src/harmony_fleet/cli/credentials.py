@@ -244,7 +244,9 @@ def http_token_cmd(out: Path, add: bool) -> None:
         raise bad_flag("--out", f"{out} exists: remove it, or give --add to add a token to it")
     if add and not out.exists():
         raise bad_flag("--out", f"{out} does not exist (--add adds to an existing file)")
-    before = out.read_text() if add else "# harmony-fleet dashboard tokens, one a line\n"
+    # Tokens only, no comment: a file of one token is also what Prometheus' bearer token
+    # secret holds (deploy/kubernetes/servicemonitor.yaml).
+    before = out.read_text() if add else ""
     if before and not before.endswith("\n"):
         before += "\n"
     write_secret(out, before + new_token() + "\n")

@@ -52,6 +52,7 @@ from harmony_fleet.cli.demo_output import (
     upgrade_table,
     verdict_line,
 )
+from harmony_fleet.cli.demo_ui import DemoDashboard, ui_options
 from harmony_fleet.contracts import AgentUpgradePhase, UpgradeStatus, UpgradeTimeouts
 from harmony_fleet.core.upgrade.requests import describe
 from harmony_fleet.testing.localfleet import LocalFleet
@@ -188,7 +189,7 @@ def _stats(values: list[float | None]) -> dict[str, float | None]:
 
 
 async def run_demo(
-    workdir: Path, devices: int, interval: float, console: Console
+    workdir: Path, devices: int, interval: float, console: Console, ui: DemoDashboard | None = None
 ) -> dict[str, Any]:
     async with LocalFleet(workdir, interval_s=interval) as fleet:
         console.print(f"[bold]harmony-fleet demo[/] in {workdir}: NATS at {fleet.url}")
@@ -219,6 +220,9 @@ async def run_demo(
             " device credential(s), one per device, each allowed to touch only its own subjects"
         )
         console.print(f"starting {devices} devices on {V1} ...")
+        if ui is not None:  # now: while the artifacts were built the loop could not answer
+            url = await ui.open(fleet.operator)
+            console.print(f"dashboard: [bold]{url}[/]", soft_wrap=True)
         await _wait_online(fleet, V1, 60)
         good, good_rows = await _upgrade_all(
             fleet,
@@ -343,14 +347,23 @@ def _print_summary(result: dict[str, Any], console: Console) -> None:
     default=None,
     help="Keep everything (logs, prefixes) here instead of a temporary folder.",
 )
-def demo_cmd(devices: int, heartbeat_interval: float, as_json: bool, workdir: Path | None) -> None:
+@ui_options
+def demo_cmd(
+    devices: int,
+    heartbeat_interval: float,
+    as_json: bool,
+    workdir: Path | None,
+    ui: bool,
+    ui_port: int,
+) -> None:
     """Upgrade local devices to a good version, then to broken ones, and watch the rollbacks."""
     setup_logging(False, "ERROR", stream=sys.stderr)
     console = Console(stderr=as_json)
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-demo-")))
-        result = asyncio.run(_main(workdir, devices, heartbeat_interval, console))
+        dashboard = DemoDashboard(workdir, ui_port) if ui else None
+        result = asyncio.run(_main(workdir, devices, heartbeat_interval, console, dashboard))
     if result is None:
         raise SystemExit(exit_codes.INTERRUPTED)
     _print_summary(result, console)
@@ -359,8 +372,10 @@ def demo_cmd(devices: int, heartbeat_interval: float, as_json: bool, workdir: Pa
     raise SystemExit(exit_codes.OK if result["ok"] else exit_codes.FAILED)
 
 
-async def _main(workdir: Path, devices: int, interval: float, console: Console) -> Any:
-    task = asyncio.ensure_future(run_demo(workdir, devices, interval, console))
+async def _main(
+    workdir: Path, devices: int, interval: float, console: Console, ui: DemoDashboard | None
+) -> Any:
+    task = asyncio.ensure_future(run_demo(workdir, devices, interval, console, ui))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)

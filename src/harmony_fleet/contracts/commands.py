@@ -109,6 +109,8 @@ class ReplyCode(enum.StrEnum):
     NOT_ARMED = "not_armed"
     WRONG_UPGRADE = "wrong_upgrade"
     ERROR = "error"
+    DEPOSED = "deposed"
+    """``upgrade_stop`` from an operator whose lease epoch is older than the lease's (ADR-023)."""
 
 
 class Reply(msgspec.Struct, frozen=True, kw_only=True):

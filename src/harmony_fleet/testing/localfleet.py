@@ -117,9 +117,7 @@ class LocalFleet:
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.artifact_dir.mkdir(exist_ok=True)
-        from harmony_fleet.testing.releases import LocalReleases  # noqa: PLC0415
-
-        await asyncio.to_thread(LocalReleases.init, self.workdir / "release")
+        await self.init_releases()
         self.server = EmbeddedNats(
             store_dir=self.workdir / "nats", log_file=self.workdir / "nats.log"
         )
@@ -219,6 +217,12 @@ class LocalFleet:
             self.server.stop()
 
     # -- releases, artifacts and devices -----------------------------------------------------
+    async def init_releases(self) -> None:
+        """Make the fleet's release repository (``fleet release init``), unless it exists."""
+        from harmony_fleet.testing.releases import LocalReleases  # noqa: PLC0415
+
+        await asyncio.to_thread(LocalReleases.init, self.workdir / "release")
+
     @property
     def releases(self) -> LocalReleases:
         """The fleet's release repository (``workdir/release``: metadata and keys)."""

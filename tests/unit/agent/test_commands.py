@@ -176,3 +176,42 @@ def test_a_command_delivered_by_jetstream_is_dropped_and_counted(
     assert h.redelivered == 1
     assert not h.delivered_by_jetstream("fleet.edge-b.cmd", "_INBOX.op.1", None)
     assert h.redelivered == 1
+
+
+class Lease:
+    """The operator lease's epoch as the agent reads it (None: not readable)."""
+
+    def __init__(self, epoch: int | None) -> None:
+        self.epoch = epoch
+        self.reads = 0
+
+    async def __call__(self) -> int | None:
+        self.reads += 1
+        return self.epoch
+
+
+def _stop(epoch: int) -> bytes:
+    args = UpgradeStopArgs(upgrade_id="u1", lease_epoch=epoch)
+    return encode(new_command(Verb.UPGRADE_STOP, args, now=1.0, ttl_s=5))
+
+
+async def test_a_stop_from_an_operator_older_than_the_lease_is_refused_deposed() -> None:
+    stop, lease = RecordingStop(), Lease(3)
+    h = handler(stop=stop)
+    h.lease_epoch = lease
+    reply = await h.handle(_stop(2))
+    assert reply is not None and reply.code is ReplyCode.DEPOSED and not reply.ok
+    assert "epoch 2" in reply.message and "at 3" in reply.message
+    assert stop.calls == [], "a deposed operator's stop commits nothing"
+
+
+@pytest.mark.parametrize(("sent", "lease"), [(3, 3), (4, 3), (0, 3), (2, None)])
+async def test_a_stop_of_the_current_epoch_no_epoch_or_an_unreadable_lease_goes_on(
+    sent: int, lease: int | None
+) -> None:
+    stop = RecordingStop()
+    h = handler(stop=stop)
+    h.lease_epoch = Lease(lease)
+    reply = await h.handle(_stop(sent))
+    assert reply is not None and reply.ok
+    assert len(stop.calls) == 1

@@ -76,7 +76,34 @@ def test_kustomization_lists_every_manifest() -> None:
         "crd-rollout.yaml",
         "rbac.yaml",
         "deployment.yaml",
+        "service.yaml",
     }
+
+
+def test_the_probes_and_the_metrics_port_are_the_operators_http_side() -> None:
+    """--http on the port named ``metrics`` (the Service's, a ServiceMonitor's), the probes on
+    /healthz and /readyz, the token file from a Secret mounted where --http-token-file says."""
+    [deployment] = docs("deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--http") + 1] == "0.0.0.0:9090"
+    tokens = Path(args[args.index("--http-token-file") + 1])
+    [port] = container["ports"]
+    assert (port["name"], port["containerPort"]) == ("metrics", 9090)
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts[str(tokens.parent)]]["secret"]["secretName"] == "fleet-operator-http"
+    [service] = docs("service.yaml")
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics"}]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    [monitor] = docs("servicemonitor.yaml")
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics"
+    assert endpoint["bearerTokenSecret"]["name"] == "fleet-operator-http"
 
 
 def test_the_operator_flags_used_by_the_manifests_exist() -> None:

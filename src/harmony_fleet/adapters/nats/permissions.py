@@ -36,7 +36,8 @@ The operator lease (``fleet_lease``, ADR-023) is written by operators (and the a
 device or a viewer that could write it would depose the active operator, or hold the lease with
 no operator behind it and stop every upgrade. Both are denied its key subjects explicitly
 (:data:`LEASE_WRITES`), beside their allow-lists that name no KV write of it anyway; a viewer
-reads it (``fleet doctor``-style monitoring), a device cannot.
+reads it, and so does a device, by a direct get of its one key only: its agent refuses an
+``upgrade_stop`` whose lease epoch is older than the lease's.
 
 Why no consumer at all, not even one whose filter is in the subject
 (``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>``, which the server does check against the
@@ -62,6 +63,7 @@ from harmony_fleet.adapters.nats.fleet_kv import (
 )
 from harmony_fleet.adapters.nats.jwt import ALL, Permissions
 from harmony_fleet.contracts import subjects
+from harmony_fleet.contracts.lease import LEASE_KEY
 from harmony_fleet.contracts.logs import ALL_LOGS, SOURCE_AGENT, SOURCE_UNIT_PREFIX, log_subject
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,9 @@ def device_permissions(device: str) -> Permissions:
             f"$JS.API.STREAM.INFO.{_stream(STATUSES.name)}",
             f"$JS.API.STREAM.INFO.{LOG_STREAM}",
             f"$JS.API.DIRECT.GET.{markers}.{marker}",
+            # The operator lease's epoch, to refuse a deposed operator's stop (ADR-023).
+            f"$JS.API.STREAM.INFO.{_stream(LEASE.name)}",
+            f"$JS.API.DIRECT.GET.{_stream(LEASE.name)}.$KV.{LEASE.name}.{LEASE_KEY}",
             *RELEASE_READS,
             f"{inbox}.>",
         ),
@@ -154,7 +159,7 @@ def sim_permissions(name: str, real_devices: Iterable[str] = ()) -> Permissions:
     """
     any_device = "*"
     pub, sub = _device_subjects(any_device)
-    pub_deny: list[str] = [ALL_COMMANDS]
+    pub_deny: list[str] = [ALL_COMMANDS, *LEASE_WRITES]
     sub_deny: list[str] = []
     for device in sorted(set(real_devices)):
         their_pub, their_sub = _device_subjects(device)

@@ -11,7 +11,7 @@
 * :mod:`.windows` — maintenance windows (parse, open or not, next opening).
 * :mod:`.ledger` — one plan's working copy of the records.
 
-The operator that performs plans is not built yet (docs/rollouts.md, "What is not built").
+The operator performs the plans (``operator.rollouts``); docs/rollouts.md says what is built.
 """
 
 from harmony_fleet.core.rollout.actions import Plan, Start

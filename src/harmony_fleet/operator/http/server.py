@@ -11,7 +11,7 @@ Routes (all ``GET``; every one but the probes needs a token, :mod:`.tokens`):
 | path | what |
 |---|---|
 | ``/healthz`` | 200 while the process serves (liveness) |
-| ``/readyz`` | 200 when NATS is connected and the registry loaded, else 503 with the reason |
+| ``/readyz`` | 200 when connected, loaded, holding the operator lease; else 503, and why |
 | ``/metrics`` | Prometheus text format (:mod:`.metrics`) |
 | ``/api/overview`` | counts by state, version, upgrade phase; security events |
 | ``/api/devices?q=&state=&version=&offset=&limit=`` | the device table |
@@ -239,8 +239,12 @@ class HttpServer:
         reasons = []
         if not self._connected():
             reasons.append("NATS not connected")
-        if not self._op().ready.is_set():
-            reasons.append("registry not loaded")
+        op = self._op()
+        if not op.ready.is_set():
+            # A standby (another operator holds the lease, ADR-023) has loaded its registry
+            # but does no leader-only work: it is not ready either.
+            loaded = op.devices_kv is not None
+            reasons.append("waiting for the operator lease" if loaded else "registry not loaded")
         if reasons:
             return web.json_response({"status": "not ready", "reasons": reasons}, status=503)
         return web.json_response({"status": "ready"})

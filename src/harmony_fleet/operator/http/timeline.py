@@ -31,6 +31,22 @@ log = logging.getLogger(__name__)
 
 UPGRADES_PER_DEVICE = 5
 MAX_EVENTS = 500
+#: Changes of one kind in one scan above which one summary event is added instead.
+MAX_PER_SCAN = 20
+_KINDS = {
+    "new": "device",
+    "left": "device",
+    "online": "presence",
+    "offline": "presence",
+    "version": "version",
+}
+_SUMMARY = {
+    "new": "new",
+    "left": "left the registry",
+    "online": "online",
+    "offline": "offline",
+    "version": "on a new version",
+}
 
 Phase = AgentUpgradePhase
 _TERMINAL = frozenset(p.value for p in Phase if p.terminal)
@@ -185,6 +201,7 @@ class Timeline:
         """
         first, self._scanned = not self._scanned, True
         seen = self._seen
+        found: dict[str, list[tuple[str, str]]] = {}
         for device_id, state in devices.items():
             now_seen = (state.online, state.current_version)
             before = seen.get(device_id)
@@ -194,19 +211,28 @@ class Timeline:
             if first:
                 continue
             if before is None:
-                self.add("device", device_id, f"new device, running {state.current_version}")
+                text = f"new device, running {state.current_version}"
+                found.setdefault("new", []).append((device_id, text))
                 continue
             if before[0] != state.online:
-                self.add("presence", device_id, "online" if state.online else "offline")
+                presence = "online" if state.online else "offline"
+                found.setdefault(presence, []).append((device_id, presence))
             if before[1] != state.current_version:
-                self.add(
-                    "version", device_id, f"now runs {state.current_version} (was {before[1]})"
-                )
+                text = f"now runs {state.current_version} (was {before[1]})"
+                found.setdefault("version", []).append((device_id, text))
         if len(seen) > len(devices):
             for device_id in [d for d in seen if d not in devices]:
                 del seen[device_id]
-                self.add("device", device_id, "left the registry (identity revoked)")
+                text = "left the registry (identity revoked)"
+                found.setdefault("left", []).append((device_id, text))
             self.forget(devices)
+        for what, changes in found.items():
+            kind = _KINDS[what]
+            if len(changes) > MAX_PER_SCAN:  # a fleet coming online at once: one line, not 10k
+                self.add(kind, "", f"{len(changes)} devices: {_SUMMARY[what]}")
+                continue
+            for device_id, text in changes:
+                self.add(kind, device_id, text)
         for kind, count in security.items():
             new = count - self._security[kind]
             if new > 0 and not first:

@@ -117,8 +117,8 @@ class RolloutMirror:
         for key in await specs.keys():
             if key in names:
                 continue
-            entry = await specs.get(key)
-            if not isinstance(entry, Entry):
+            entry = await specs.read(key)
+            if not isinstance(entry, Entry):  # gone, or undecodable: not one we could abort
                 continue
             aborted = abandoned(entry.value, namespace=self.namespace, names=names)
             if aborted is None:

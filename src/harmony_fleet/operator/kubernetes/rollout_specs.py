@@ -52,8 +52,19 @@ _PLAIN = {
 _SHARES = {"canary": "canary", "maxInFlight": "max_in_flight"}
 _LEVERS = ("paused", "undo")
 KNOWN = frozenset({*_PLAIN, *_SHARES, *_LEVERS, "windows", "deadline", "timeouts"})
-#: Fields a person may change after creation (the rest define the rollout).
-_MUTABLE = ("paused", "undo_requested", "aborted", "created_at", "created_by")
+#: A Rollout field's path in a validation error -> the spec key a person wrote.
+_SPEC_NAMES = {
+    f"`$.{field}": f"`spec.{key}"
+    for key, field in {
+        **_PLAIN,
+        **_SHARES,
+        "windows": "windows",
+        "deadline": "deadline",
+        "timeouts": "timeouts",
+        "paused": "paused",
+        "undo": "undo_requested",
+    }.items()
+} | {f"`spec.timeouts.{field}`": f"`spec.timeouts.{key}`" for key, field in TIMEOUT_FIELDS.items()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,9 +168,8 @@ def parse(
     try:
         return msgspec.convert(fields, Rollout)
     except msgspec.ValidationError as exc:
-        field_names = {f"`$.{f}`": f"spec.{k}" for k, f in {**_PLAIN, **_SHARES}.items()}
         text = str(exc)
-        for old, new in field_names.items():
+        for old, new in _SPEC_NAMES.items():
             text = text.replace(old, new)
         reason = SpecReason.INVALID_VERSION if "spec.version" in text else SpecReason.INVALID_SPEC
         return Problem(reason=reason, message=text)
