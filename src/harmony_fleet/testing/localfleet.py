@@ -236,7 +236,8 @@ class LocalFleet:
             )
         )
         self._operator_task = asyncio.ensure_future(self.operator.run())
-        await asyncio.wait_for(self.operator.ready.wait(), 30)
+        async with asyncio.timeout(30):  # not wait_for: see harmony_fleet._tasks
+            await self.operator.ready.wait()
 
     async def stop_operator(self, *, kill: bool = False) -> None:
         if self.operator_proc is not None:
