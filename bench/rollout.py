@@ -1,6 +1,6 @@
 """Benchmark: a rollout of 10,000 simulated devices through the real operator process.
 
-Run: ``.venv/bin/python bench/rollout.py [--devices 10000] [--upgrade-time 20] [--watch 10]
+Run: ``.venv/bin/python bench/rollout.py [--devices 10000] [--upgrade-time 45] [--watch 15]
 [--sim-procs 2]`` (``--devices 500`` for a quick look on a shared machine; the targets are for
 the defaults).
 
@@ -301,8 +301,8 @@ async def halt_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=10_000)
-    ap.add_argument("--upgrade-time", type=float, default=20.0)
-    ap.add_argument("--watch", type=float, default=10.0)
+    ap.add_argument("--upgrade-time", type=float, default=45.0)
+    ap.add_argument("--watch", type=float, default=15.0)
     ap.add_argument("--sim-procs", type=int, default=2)
     ap.add_argument("--limit", type=float, default=1800.0, help="Give up after (s).")
     ap.add_argument("--parts", default="waves,halt")

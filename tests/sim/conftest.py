@@ -15,9 +15,22 @@ import msgspec
 import pytest
 
 from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
-from harmony_fleet.adapters.nats.fleet_kv import ROLLOUT_STATUSES, ROLLOUTS, FleetKV
+from harmony_fleet.adapters.nats.fleet_kv import (
+    ROLLOUT_PROGRESS,
+    ROLLOUT_STATUSES,
+    ROLLOUTS,
+    FleetKV,
+)
+from harmony_fleet.adapters.nats.kv import Entry
 from harmony_fleet.adapters.nats.server import EmbeddedNats
-from harmony_fleet.contracts import Rollout, RolloutStatus, Share
+from harmony_fleet.contracts import (
+    DeviceProgress,
+    DeviceState,
+    Rollout,
+    RolloutPhase,
+    RolloutStatus,
+    Share,
+)
 from harmony_fleet.contracts.upgrade import UpgradeTimeouts
 from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.core.upgrade.trust import SignedRelease, target_path
@@ -25,6 +38,7 @@ from harmony_fleet.operator.rollouts import RolloutLoop
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
 from harmony_fleet.sim.config import SimConfig
 from harmony_fleet.sim.worker import SimWorker
+from tests.helpers import eventually
 
 OLD, NEW = "1.0.0", "2.0.0"
 
@@ -73,6 +87,7 @@ class Plane:
 
     operator: Operator
     kv: FleetKV
+    loop: RolloutLoop
 
     async def create(self, name: str, **fields: object) -> Rollout:
         spec: dict[str, object] = {
@@ -100,6 +115,55 @@ class Plane:
         entry = await (await self.kv.open(ROLLOUT_STATUSES)).get(name)
         return entry.value if entry is not None else None
 
+    async def reaches(
+        self, name: str, *phases: RolloutPhase, timeout: float = 60.0
+    ) -> RolloutStatus:
+        """Wait until rollout ``name`` is in one of ``phases``; its status then."""
+
+        async def there() -> RolloutStatus | None:
+            status = await self.status(name)
+            return status if status is not None and status.phase in phases else None
+
+        found: RolloutStatus = await eventually(
+            there, timeout=timeout, interval=0.1, what=f"{name} in {phases}"
+        )
+        return found
+
+    async def undo_failures(self, name: str) -> list[DeviceProgress]:
+        """Rollout ``name``'s records whose undo did not succeed (for assertion messages)."""
+        kv = await self.kv.open(ROLLOUT_PROGRESS)
+        return [
+            e.value
+            for e in await kv.snapshot()
+            if isinstance(e, Entry)
+            and e.value.rollout == name
+            and e.value.undo is not None
+            and e.value.undo is not DeviceState.SUCCEEDED
+        ]
+
+    async def markers(self) -> dict[str, str]:
+        """Every device's marker: device -> target version."""
+        kv = await self.kv.markers()
+        found = {}
+        for key in await kv.keys():
+            entry = await kv.get(key)
+            if entry is not None:
+                found[key] = str(entry.value.target_version)
+        return found
+
+    async def registered(self, count: int, *, online: int | None = None) -> None:
+        """Wait until the operator's registry holds ``count`` devices, ``online`` of them
+        online (all by default)."""
+        want = count if online is None else online
+        registry = self.operator.registry
+
+        def seen() -> bool:
+            return len(registry.devices) == count and (
+                sum(d.online for d in registry.devices.values()) == want
+            )
+
+        await eventually(seen, timeout=30, what=f"{count} devices, {want} online")
+
 
 def msgspec_replace(rollout: Rollout, **fields: object) -> Rollout:
 
@@ -108,18 +172,22 @@ def msgspec_replace(rollout: Rollout, **fields: object) -> Rollout:
 
 @pytest.fixture
 async def plane(dev_server: EmbeddedNats, admin: NatsClient) -> AsyncIterator[Plane]:
+    loop = RolloutLoop(min_gap_s=0.2, idle_s=1.0, releases=signed)
     operator = Operator(
         OperatorConfig(
             nats=dev_server.client_options(reconnect_wait_s=0.2),
             flush_interval_s=0.1,
             presence=PresencePolicy(refresh_s=1.0),
+            # The operator shares this event loop with the simulator and the test: a generous
+            # lease (test-only) keeps a loaded machine's late renewal from deposing it.
+            lease_ttl_s=60.0,
         ),
-        extensions=[RolloutLoop(min_gap_s=0.2, releases=signed)],
+        extensions=[loop],
     )
     task = asyncio.ensure_future(operator.run())
     try:
         await asyncio.wait_for(operator.ready.wait(), 15)
-        yield Plane(operator, FleetKV(admin))
+        yield Plane(operator, FleetKV(admin), loop)
     finally:
         operator.stop.set()
         await asyncio.wait_for(task, 15)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -153,11 +155,16 @@ def sim_cmd(
         f"{config.processes} process(es); Ctrl-C stops",
         err=True,
     )
+    stop = threading.Event()
+    # SIGTERM (a service manager, a benchmark stopping us) ends the run as Ctrl-C does: the
+    # workers stop, the summary is printed.
+    signal.signal(signal.SIGTERM, lambda _n, _f: stop.set())
     summary = run(
         config,
         options,
         duration_s=duration("--duration", run_for) if run_for else None,
         progress=progress,
+        stop=stop.is_set,
     )
     click.echo(_line(summary), err=True)
     if as_json:

@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from harmony_fleet._tasks import wait_event
 from harmony_fleet.adapters.nats.fleet_kv import (
     ROLLOUT_PROGRESS,
     ROLLOUT_STATUSES,
@@ -39,6 +41,7 @@ from harmony_fleet.adapters.nats.fleet_kv import (
     write_marker,
 )
 from harmony_fleet.contracts import (
+    DeviceProgress,
     RolloutStatus,
     UpgradeMarker,
 )
@@ -55,6 +58,9 @@ if TYPE_CHECKING:
     from harmony_fleet.operator.runtime import Operator
 
 log = logging.getLogger(__name__)
+
+#: Writes a pass has in flight at once (progress records, then markers).
+WRITE_CONCURRENCY = 256
 
 #: Phases in which a pass has nothing to do (Done: until an undo is asked for).
 IDLE_PHASES = frozenset({RolloutPhase.DONE, RolloutPhase.UNDONE})
@@ -88,23 +94,48 @@ async def drive_once(
     progress = await fleet.progress(name)
     release = await releases(rollout.version)
     devices = await fleet.views()
-    result = plan(
-        rollout,
-        status,
-        devices,
-        progress,
-        now=now,
-        artifact_size=release.length if release is not None else None,
-        skip=release.skip if release is not None else (),
+    # A plan of 10,000 devices is a few tenths of a second of CPU (more on a busy machine): on
+    # a thread, so the operator's event loop goes on reading its socket meanwhile (heartbeats,
+    # watches); a server whose writes to us stall for seconds closes the connection. The
+    # inputs are the pass's own (the views and records were built for it).
+    result = await asyncio.to_thread(
+        functools.partial(
+            plan,
+            rollout,
+            status,
+            devices,
+            progress,
+            now=now,
+            artifact_size=release.length if release is not None else None,
+            skip=release.skip if release is not None else (),
+        )
     )
-    for record in result.writes:
-        await progress_kv.put(progress_key(name, record.device_id), record)
+    sem = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+    async def put_record(record: DeviceProgress) -> None:
+        async with sem:
+            await progress_kv.put(progress_key(name, record.device_id), record)
         fleet.wrote(name, record)
-    for start in result.starts:
-        await _write_marker(kv, start, release, name=name, now=now, timeouts=rollout.timeouts)
+
+    async def put_marker(start: Start) -> None:
+        async with sem:
+            await _write_marker(kv, start, release, name=name, now=now, timeouts=rollout.timeouts)
+
+    # Every record before any marker, every marker before the status; inside each step the
+    # writes go out together (a wave of 1,000 one after the other is a minute on a busy server).
+    await _all(put_record(r) for r in result.writes)
+    await _all(put_marker(s) for s in result.starts)
     if result.status != status:
         await statuses_kv.put(name, result.status)
     return result
+
+
+async def _all(writes: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``writes`` together; once all ended, raise the first error, if any."""
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 async def _write_marker(
@@ -269,8 +300,7 @@ class RolloutLoop:
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     if seconds > 0:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
+        await wait_event(stop, seconds)
 
 
 async def _wait_any(stop: asyncio.Event, changed: asyncio.Event, seconds: float) -> None:

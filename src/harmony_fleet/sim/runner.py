@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import queue
 import time
 from collections import Counter
@@ -77,16 +78,20 @@ async def _serve(
 
 
 def _process_main(
-    config: SimConfig, options: NatsOptions, process: int, stop: Any, out: Any
+    config: SimConfig, options: NatsOptions, process: int, stop: Any, out: Any, parent: int
 ) -> None:
     logging.basicConfig(level=logging.WARNING, format="fleet sim[%(process)d]: %(message)s")
     worker = SimWorker(config, options, process=process)
+
+    def over() -> bool:
+        # The parent may be gone without a word (killed): a worker never outlives it.
+        return bool(stop.is_set()) or os.getppid() != parent
 
     def report(summary: dict[str, Any]) -> None:
         out.put(("progress", process, summary))
 
     try:
-        summary = asyncio.run(_serve(worker, stop.is_set, report))
+        summary = asyncio.run(_serve(worker, over, report))
     except (FleetError, OSError) as exc:
         summary = {**worker.summary(), "errors": [str(exc)]}
     except KeyboardInterrupt:
@@ -120,7 +125,7 @@ def run(
     procs = [
         ctx.Process(
             target=_process_main,
-            args=(config, options, p, halt, out),
+            args=(config, options, p, halt, out, os.getpid()),
             name=f"fleet-sim-{p}",
             daemon=True,
         )

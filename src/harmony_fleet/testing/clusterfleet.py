@@ -22,6 +22,7 @@ from harmony_fleet.adapters.nats.fleet_kv import LEASE, FleetKV
 from harmony_fleet.contracts.lease import LEASE_KEY, OperatorLease
 from harmony_fleet.testing.artifact_server import ArtifactServer
 from harmony_fleet.testing.localfleet import LocalFleet
+from harmony_fleet.testing.processes import end_process
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +101,7 @@ class ClusterFleet(LocalFleet):
             proc.wait(15)
 
     async def stop_operator(self, *, kill: bool = False) -> None:
-        for proc in self.operator_procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        for proc in self.operator_procs.values():
-            try:
-                await asyncio.to_thread(proc.wait, 15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        await asyncio.gather(*(end_process(p, kill=kill) for p in self.operator_procs.values()))
         await super().stop_operator(kill=kill)
 
     async def stop(self) -> None:

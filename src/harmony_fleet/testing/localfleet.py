@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -63,6 +62,7 @@ from harmony_fleet.core.presence import PresencePolicy
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
 from harmony_fleet.testing.artifact_server import ArtifactServer
 from harmony_fleet.testing.local_device import DeviceSetup, LocalDevice, creds_path, install_device
+from harmony_fleet.testing.processes import end_process
 
 if TYPE_CHECKING:  # python-tuf is imported when a fleet starts, not when this module loads
     from harmony_fleet.adapters.tuf.repository import Release
@@ -186,14 +186,13 @@ class LocalFleet:
             )
         )
         self._operator_task = asyncio.ensure_future(self.operator.run())
-        await asyncio.wait_for(self.operator.ready.wait(), 30)
+        async with asyncio.timeout(30):  # not wait_for: see harmony_fleet._tasks
+            await self.operator.ready.wait()
 
     async def stop_operator(self, *, kill: bool = False) -> None:
         if self.operator_proc is not None:
-            if self.operator_proc.poll() is None:
-                self.operator_proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            await asyncio.to_thread(self.operator_proc.wait, 15)
-            self.operator_proc = None
+            proc, self.operator_proc = self.operator_proc, None
+            await end_process(proc, kill=kill)
         if self.operator is not None:
             self.operator.stop.set()
             if self._operator_task is not None:

@@ -113,3 +113,21 @@ def test_a_heartbeat_interval_out_of_bounds_is_clamped() -> None:
     assert not reg.devices["edge-1"].online
     reg.ingest("fleet.edge-2.heartbeat", hb(1, device="edge-2", interval=0.0), 0.0)
     assert reg.devices["edge-2"].interval_s == MIN_INTERVAL_S
+
+
+def test_change_listeners_hear_what_a_rollout_reads_not_every_heartbeat() -> None:
+    reg = Registry(PresencePolicy())
+    heard: list[str] = []
+    reg.add_change_listener(heard.append)
+    reg.ingest("fleet.edge-1.heartbeat", hb(1), 0.0)
+    assert heard == ["edge-1"], "a new device"
+    for i in range(2, 6):
+        reg.ingest("fleet.edge-1.heartbeat", hb(i), i * 5.0)
+    reg.ingest("fleet.edge-1.heartbeat", hb(6, role=Role.CANDIDATE, instance=B, version="2"), 30)
+    assert heard == ["edge-1"], "steady heartbeats and a candidate change nothing it reads"
+    reg.ingest("fleet.edge-1.heartbeat", hb(7, instance=B, version="2"), 31.0)
+    assert heard == ["edge-1", "edge-1"], "its main version changed"
+    assert reg.sweep(200.0) == ["edge-1"]
+    assert heard == ["edge-1"] * 3, "it went offline"
+    reg.ingest("fleet.edge-1.heartbeat", hb(8, instance=B, version="2"), 201.0)
+    assert heard == ["edge-1"] * 4, "it came back"
