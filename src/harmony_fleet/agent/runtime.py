@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from harmony_fleet._tasks import BackgroundTasks
+from harmony_fleet._tasks import BackgroundTasks, wait_event
 from harmony_fleet._version import BUILD_FAULTS, __version__
 from harmony_fleet.adapters.device.notes import mark_alive
 from harmony_fleet.adapters.nats.connection import (
@@ -174,8 +174,7 @@ class Agent:
         # like a silent agent to the post-commit watch, so the process itself says it is alive.
         while not self.connected.is_set() and not self.stop.is_set():
             self.touch_alive()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.connected.wait(), self.config.heartbeat_interval_s)
+            await wait_event(self.connected, self.config.heartbeat_interval_s)
 
     def _heartbeat_fault(self) -> bool:
         limit = self.faults.stop_heartbeat_as_main_after_s
@@ -201,8 +200,7 @@ class Agent:
             if sent or self.nc is None or not self.nc.is_connected:
                 self.touch_alive()  # a beat went out, or there was no connection to send it on
             deadline = max(deadline + self.next_interval(), loop.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), max(0.0, deadline - loop.time()))
+            await wait_event(self.stop, max(0.0, deadline - loop.time()))
 
     # -- commands ---------------------------------------------------------------------------
     async def _on_command(self, msg: Any) -> None:
@@ -216,8 +214,7 @@ class Agent:
 
     # -- faults -----------------------------------------------------------------------------
     async def _crash_after(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), seconds)
+        if await wait_event(self.stop, seconds):
             return
         self.log.error("build fault: crashing", extra={"after_s": seconds})
         self.exit_code = FAULT_EXIT_CODE

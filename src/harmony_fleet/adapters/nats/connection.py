@@ -34,6 +34,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
+from harmony_fleet._tasks import wait_event
 from harmony_fleet.adapters.nats.errors import wrap_nats_error
 from harmony_fleet.errors import ConfigError, Unavailable
 
@@ -268,8 +269,7 @@ async def connect_forever(
         if stop is None:
             await asyncio.sleep(wait)
         else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
+            await wait_event(stop, wait)
     return None
 
 

@@ -30,6 +30,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from harmony_fleet._tasks import wait_event
 from harmony_fleet.adapters.nats.connection import on_reconnected
 from harmony_fleet.adapters.nats.errors import wrap_nats_error
 from harmony_fleet.contracts import Codec, encode
@@ -281,8 +282,7 @@ class TypedKV(Generic[T]):
                     yield found
                 while not woken.is_set() and reconnects() == seen and loop.time() < read_by:
                     wait = min(check_s, read_by - loop.time())
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(woken.wait(), max(0.0, wait))
+                    await wait_event(woken, max(0.0, wait))
         finally:
             if stop_listening is not None:
                 stop_listening()
