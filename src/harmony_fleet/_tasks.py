@@ -8,11 +8,18 @@ answers on its way out (a client library's unsubscribe on a dead connection), wo
 hold the process past its stop for ever. :meth:`BackgroundTasks.cancel_all` waits a bounded
 grace, then names each task still running and where it waits, and returns: the process exits
 and the log says which task to fix.
+
+:func:`wait_event` is how a loop waits for an event with a timeout. Not
+``asyncio.wait_for(event.wait(), t)``: on Python 3.11 that swallows a cancellation arriving while
+the event is being set, and the task carries on as if it had not been cancelled; a ``while True``
+loop waiting that way (the upgrade coordinator's, woken by every status) then never stops, and
+neither does its process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 from collections.abc import Awaitable
@@ -60,3 +67,17 @@ class BackgroundTasks:
                 extra={"task": task.get_name(), "grace_s": grace_s, "stack": where.getvalue()},
             )
         return [t.get_name() for t in stuck]
+
+
+async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait until ``event`` is set, ``timeout_s`` at most; return whether it is set.
+
+    A cancellation always goes through, even one arriving as the event is set (see the module
+    docstring for the ``asyncio.wait_for`` that does not).
+    """
+    if event.is_set():
+        return True
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.0, timeout_s)):
+            await event.wait()
+    return event.is_set()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+from pathlib import Path
 
 import pytest
 
-from harmony_fleet._tasks import BackgroundTasks
+import harmony_fleet
+from harmony_fleet._tasks import BackgroundTasks, wait_event
 
 
 async def _forever() -> None:
@@ -58,3 +61,50 @@ async def test_a_task_that_refuses_to_stop_is_left_behind_named_within_the_grace
 
     released.set()
     await asyncio.wait_for(stubborn, 5)
+
+
+async def test_a_loop_waiting_on_an_event_stops_when_cancelled_as_the_event_is_set() -> None:
+    """The upgrade coordinator's loop, woken by every status: with ``asyncio.wait_for`` a
+    cancellation arriving as the event was set was swallowed and the loop ran for ever (its
+    operator never stopped). ``wait_event`` lets it through."""
+    wake = asyncio.Event()
+    rounds = 0
+
+    async def loop() -> None:
+        nonlocal rounds
+        while True:
+            wake.clear()
+            rounds += 1
+            await wait_event(wake, 10.0)
+
+    task = asyncio.ensure_future(loop())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert rounds == 1
+    wake.set()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5.0)
+    assert done == {task} and task.cancelled()
+
+
+async def test_wait_event_says_whether_the_event_came() -> None:
+    event = asyncio.Event()
+    assert await wait_event(event, 0.01) is False
+    event.set()
+    assert await wait_event(event, 0.0) is True
+
+
+def test_no_loop_waits_on_an_event_through_asyncio_wait_for() -> None:
+    """``asyncio.wait_for(event.wait(), t)`` swallows cancellations on Python 3.11: the
+    package waits on events through ``wait_event`` (processes' ``wait()`` are not events)."""
+    src = Path(harmony_fleet.__file__).parent
+    pattern = re.compile(r"asyncio\.wait_for\(\s*([\w.]+)\.wait\(\)")
+    offences = [
+        f"{path.relative_to(src)}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}"
+        for path in sorted(src.rglob("*.py"))
+        if path.name != "_tasks.py"  # its docstring names the pattern
+        for text in [path.read_text()]
+        for m in pattern.finditer(text)
+        if not m.group(1).split(".")[-1].startswith("proc")
+    ]
+    assert offences == []

@@ -20,7 +20,8 @@ from harmony_fleet.adapters.nats.connection import NatsOptions, connect
 from harmony_fleet.adapters.nats.devcluster import DevCluster
 from harmony_fleet.adapters.nats.fleet_kv import LEASE, FleetKV
 from harmony_fleet.contracts.lease import LEASE_KEY, OperatorLease
-from harmony_fleet.testing.localfleet import ArtifactServer, LocalFleet
+from harmony_fleet.testing.artifact_server import ArtifactServer
+from harmony_fleet.testing.localfleet import LocalFleet
 from harmony_fleet.testing.processes import end_process
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class ClusterFleet(LocalFleet):
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.artifact_dir.mkdir(exist_ok=True)
+        await self.init_releases()  # signed releases, as LocalFleet's
         self.cluster = DevCluster(base_dir=self.workdir / "nats", log_dir=self.workdir)
         await asyncio.to_thread(self.cluster.start)
         self.server = self.cluster.nodes[0]  # issues credentials (the auth setup is shared)
@@ -67,6 +69,7 @@ class ClusterFleet(LocalFleet):
         return [
             "--nats", self.url, *creds, *self.ca_args(), "--log-json", "--refresh", "5",
             "--kv-replicas", "3", "--lease-ttl", str(self.lease_ttl_s),
+            "--tuf-root", str(self.releases.trust_root),
         ]  # fmt: skip
 
     def start_named_operator(self, name: str) -> subprocess.Popen[bytes]:

@@ -1,7 +1,8 @@
 """``TypedKV.follow``: a value written while the follower was disconnected still arrives soon.
 
 An idle follower sends nothing between writes (its key's subject wakes it); a write made while
-its connection was down crosses no subscription of its, so it reads the key again within
+its connection was down crosses no subscription of its, so it reads the key again when its
+connection says it is back (``on_reconnected``), at the latest within
 ``FOLLOW_RECONNECT_CHECK_S`` of the reconnect, long before the 60 s safety poll.
 """
 
@@ -12,7 +13,7 @@ import contextlib
 
 from tests.helpers import eventually
 
-from harmony_fleet.adapters.nats.connection import connect
+from harmony_fleet.adapters.nats.connection import connect, on_reconnected
 from harmony_fleet.adapters.nats.fleet_kv import BucketDef
 from harmony_fleet.adapters.nats.kv import FOLLOW_POLL_S, FOLLOW_RECONNECT_CHECK_S, TypedKV
 from harmony_fleet.adapters.nats.provision import ensure_bucket
@@ -68,3 +69,25 @@ async def test_a_write_made_while_the_follower_was_away_arrives_after_it_reconne
             await task
         await follower.close()
     assert seen == [1, 2]
+
+
+async def test_a_connection_tells_its_listeners_when_it_is_back(nats_server: EmbeddedNats) -> None:
+    # What lets an idle follow sleep until its poll rather than look at the connection every
+    # FOLLOW_RECONNECT_CHECK_S.
+    nc = await connect(nats_server.client_options(reconnect_wait_s=0.1))
+    told: list[str] = []
+    stop_a = on_reconnected(nc, lambda: told.append("a"))
+    stop_b = on_reconnected(nc, lambda: told.append("b"))
+    try:
+        assert stop_a is not None and stop_b is not None
+        assert on_reconnected(object(), lambda: None) is None  # not made by connect(): no word
+        nats_server.stop()
+        nats_server.start()
+        await eventually(lambda: told == ["a", "b"], timeout=20, what="both listeners told")
+        stop_a()
+        nats_server.stop()
+        nats_server.start()
+        await eventually(lambda: told == ["a", "b", "b"], timeout=20, what="only b told")
+    finally:
+        await nc.close()
+    assert told == ["a", "b", "b"]

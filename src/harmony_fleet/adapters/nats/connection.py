@@ -25,6 +25,7 @@ import logging
 import math
 import random
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.subscription import Subscription
 
+from harmony_fleet._tasks import wait_event
 from harmony_fleet.adapters.nats.errors import wrap_nats_error
 from harmony_fleet.adapters.nats.slow import Drops
 from harmony_fleet.errors import ConfigError, Unavailable
@@ -58,6 +60,7 @@ __all__ = [
     "Subscription",
     "connect",
     "connect_forever",
+    "on_reconnected",
 ]
 
 
@@ -117,6 +120,27 @@ def inbox_prefix_of_creds(path: str) -> str | None:
 Callback = Callable[[], Awaitable[None]]
 ErrorCallback = Callable[[Exception], Awaitable[None]]
 
+#: What each connection made by :func:`connect` calls when it is re-established.
+_reconnect_listeners: weakref.WeakKeyDictionary[NatsClient, list[Callable[[], None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def on_reconnected(nc: Any, listener: Callable[[], None]) -> Callable[[], None] | None:
+    """Call ``listener()`` whenever ``nc`` is re-established after a disconnection; the
+    function that stops it. None when ``nc`` was not made by :func:`connect` (then nothing
+    tells: watch ``nc.stats["reconnects"]``)."""
+    listeners = _reconnect_listeners.get(nc) if isinstance(nc, NatsClient) else None
+    if listeners is None:
+        return None
+    listeners.append(listener)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            listeners.remove(listener)
+
+    return remove
+
 
 async def connect(
     options: NatsOptions,
@@ -154,6 +178,8 @@ async def connect(
 
     async def reconnected_cb() -> None:
         log.info("nats reconnected")
+        for listener in list(_reconnect_listeners.get(nc, ())):
+            listener()
         if on_reconnect:
             await on_reconnect()
 
@@ -178,6 +204,7 @@ async def connect(
     )
     refusals: list[Exception] = []
     nc = NatsClient()
+    _reconnect_listeners[nc] = []
     # With max_reconnect_attempts=-1 nats-py would retry the *first* connection forever too;
     # bound it here so a one-shot CLI call fails fast, and let connect_forever do the retrying.
     initial_s = options.connect_timeout_s * len(options.servers) + 1.0
@@ -260,8 +287,7 @@ async def connect_forever(
         if stop is None:
             await asyncio.sleep(wait)
         else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
+            await wait_event(stop, wait)
     return None
 
 
