@@ -3,8 +3,9 @@
 Run: ``.venv/bin/python bench/upgrade.py [--interval 5] [--runs 3]``
 
 A LocalFleet (embedded NATS, the operator, an artifact server, one supervised device running real
-agent artifacts) publishes every version as a signed release (a TUF repository in NATS:
-``harmony_fleet.testing.signed_repo``; the device pins its root) and performs ``--runs`` good
+agent artifacts) publishes every version as a signed release through the release tooling (the
+fleet's TUF repository, in NATS: ``LocalFleet.publish``; the device pins its root) and performs
+``--runs`` good
 upgrades in a row, then one upgrade to a candidate that
 crashes one second after it starts (and never heartbeats). Phase times come from the statuses
 the agent wrote (its own clock, the same machine), watched as they are written.
@@ -46,7 +47,6 @@ from harmony_fleet.contracts import (
     UpgradeTimeouts,
 )
 from harmony_fleet.testing.localfleet import LocalFleet
-from harmony_fleet.testing.signed_repo import Repo, open_stores, publish
 
 DEV = "bench-01"
 P = AgentUpgradePhase
@@ -107,19 +107,6 @@ def trust_times(log: Path) -> list[float]:
     return [v + f for v, f in zip(verified, fetched, strict=False)]
 
 
-async def sign_everything(fleet: LocalFleet, versions: list[str], workdir: Path) -> Path:
-    """Publish every built version as a signed target; the root.json the device pins."""
-    assert fleet.nc is not None
-    repo = Repo()
-    for v in versions:
-        repo.add(v, (fleet.artifact_dir / fleet.artifacts[v].file).read_bytes())
-    kv, obj = await open_stores(fleet.nc.jetstream())
-    await publish(kv, obj, {"1.root.json": repo.root_json(), **repo.release()}, repo.artifacts)
-    root = workdir / "root.json"
-    root.write_bytes(repo.root_json())
-    return root
-
-
 def crash_time(log: Path) -> float | None:
     for line in log.read_text(errors="replace").splitlines():
         if "build fault: crashing" in line:
@@ -137,10 +124,11 @@ async def bench(interval: float, runs: int, workdir: Path) -> dict[str, Any]:
             fleet.build(v)
         fleet.build("9.9.9", faults=("no-heartbeat", "crash-after=1"))
         baseline = warm_start(fleet.artifact_dir / fleet.artifacts[versions[0]].file)
-        root = await sign_everything(fleet, [*versions, "9.9.9"], workdir)
+        for v in [*versions, "9.9.9"]:  # fleet release publish, before anything is measured
+            await fleet.publish(v)
         clock = PhaseClock()
         watch = asyncio.ensure_future(clock.run(fleet))
-        await fleet.add_device(DEV, versions[0], trust_root=root)
+        await fleet.add_device(DEV, versions[0])  # pins the fleet's repository's root
         while (
             not (b := fleet.monitor.devices.get(DEV)) or not b.last or b.last.role is not Role.MAIN
         ):
@@ -152,7 +140,7 @@ async def bench(interval: float, runs: int, workdir: Path) -> dict[str, Any]:
             while len(fleet.agent_processes(DEV)) != 1:
                 await asyncio.sleep(0.05)
             fleet.monitor.reset()
-            marker = await fleet.request_upgrade(DEV, v, timeouts=timeouts)
+            marker = await fleet.request_upgrade(DEV, v, timeouts=timeouts, publish=False)
             await clock.wait(marker.upgrade_id, P.SUCCEEDED)
             t = clock.times[marker.upgrade_id]
             download = t[P.VERIFYING.value] - t[P.STAGING.value]
@@ -174,7 +162,7 @@ async def bench(interval: float, runs: int, workdir: Path) -> dict[str, Any]:
             print(f"  upgrade to {v}: {details[-1]}", file=sys.stderr)
         while len(fleet.agent_processes(DEV)) != 1:
             await asyncio.sleep(0.05)
-        marker = await fleet.request_upgrade(DEV, "9.9.9", timeouts=timeouts)
+        marker = await fleet.request_upgrade(DEV, "9.9.9", timeouts=timeouts, publish=False)
         status = await clock.wait(marker.upgrade_id, P.ROLLED_BACK)
         log = fleet.devices[DEV].run_dir / f"candidate-{marker.upgrade_id}.log"
         crashed = crash_time(log)

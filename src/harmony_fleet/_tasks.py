@@ -2,14 +2,33 @@
 
 Both long-running processes start a handful of tasks (heartbeats, flushes, extensions) and must
 stop them all on shutdown without one failing task hiding the others: this is that one helper.
+
+A stop must also end: a task that swallows its cancellation, or awaits something that never
+answers on its way out (a client library's unsubscribe on a dead connection), would otherwise
+hold the process past its stop for ever. :meth:`BackgroundTasks.cancel_all` waits a bounded
+grace, then names each task still running and where it waits, and returns: the process exits
+and the log says which task to fix.
+
+:func:`wait_event` is how a loop waits for an event with a timeout. Not
+``asyncio.wait_for(event.wait(), t)``: on Python 3.11 that swallows a cancellation arriving while
+the event is being set, and the task carries on as if it had not been cancelled; a ``while True``
+loop waiting that way (the upgrade coordinator's, woken by every status) then never stops, and
+neither does its process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import logging
 from collections.abc import Awaitable
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 10.0
+"""How long a stop waits for its cancelled tasks before it leaves them behind (and says so)."""
 
 
 class BackgroundTasks:
@@ -24,9 +43,41 @@ class BackgroundTasks:
         self.tasks.append(task)
         return task
 
-    async def cancel_all(self) -> None:
+    async def cancel_all(self, grace_s: float = STOP_GRACE_S) -> list[str]:
+        """Cancel every task and wait for them, ``grace_s`` at most in all.
+
+        Returns the names of the tasks still running after the grace (each logged with the
+        place it waits at); an empty list on a clean stop. A task's own failure is not
+        raised here: it was the task's to log.
+        """
         for task in self.tasks:
             task.cancel()
+        running = [t for t in self.tasks if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=grace_s)
+        stuck = [t for t in self.tasks if not t.done()]
         for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: no "exception was never retrieved" at exit
+        for task in stuck:
+            where = io.StringIO()
+            task.print_stack(limit=5, file=where)
+            log.warning(
+                "task did not stop: left behind",
+                extra={"task": task.get_name(), "grace_s": grace_s, "stack": where.getvalue()},
+            )
+        return [t.get_name() for t in stuck]
+
+
+async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait until ``event`` is set, ``timeout_s`` at most; return whether it is set.
+
+    A cancellation always goes through, even one arriving as the event is set (see the module
+    docstring for the ``asyncio.wait_for`` that does not).
+    """
+    if event.is_set():
+        return True
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.0, timeout_s)):
+            await event.wait()
+    return event.is_set()

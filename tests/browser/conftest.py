@@ -20,7 +20,7 @@ import pytest
 
 from harmony_fleet.artifacts import build_artifact
 from harmony_fleet.artifacts.manifest import ArtifactManifest
-from harmony_fleet.testing.releases import SignedLocalFleet
+from harmony_fleet.testing.localfleet import LocalFleet
 from tests.dashboard_support import logged_url, token_file
 
 ROOT = Path(__file__).parents[2]
@@ -54,8 +54,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Art
     return out, {v: build_artifact(v, out, faults=f) for v, f in BUILDS.items()}
 
 
-class DashboardFleet(SignedLocalFleet):
-    """A signed local fleet whose operator process serves the dashboard on a free port."""
+class DashboardFleet(LocalFleet):
+    """A local fleet (signed releases) whose operator serves the dashboard on a free port."""
 
     token = ""
     dashboard_url = ""

@@ -1,8 +1,8 @@
 """End-to-end fixtures: real artifacts (built once per session), a fleet per test.
 
-The fleet runs on signed releases (:class:`~harmony_fleet.testing.releases.SignedLocalFleet`):
-every device pins the repository's root, every version a test upgrades to is published through
-the release tooling first; no device runs with ``--allow-unsigned-releases``.
+The fleet runs on signed releases, as every :class:`~harmony_fleet.testing.localfleet.LocalFleet`
+does: every device pins the repository's root, every version a test upgrades to is published
+through the release tooling first.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import pytest
 from harmony_fleet.artifacts import build_artifact
 from harmony_fleet.artifacts.manifest import ArtifactManifest
 from harmony_fleet.testing.localfleet import LocalFleet
-from harmony_fleet.testing.releases import SignedLocalFleet
 
 #: version -> faults baked into it.
 BUILDS: dict[str, tuple[str, ...]] = {
@@ -43,7 +42,7 @@ async def fleet(
     tmp_path: Path, built: tuple[Path, dict[str, ArtifactManifest]]
 ) -> AsyncIterator[LocalFleet]:
     out, manifests = built
-    f = SignedLocalFleet(tmp_path / "fleet", interval_s=INTERVAL, operator_process=True)
+    f = LocalFleet(tmp_path / "fleet", interval_s=INTERVAL, operator_process=True)
     await f.start()
     for manifest in manifests.values():
         f.adopt(manifest, out)

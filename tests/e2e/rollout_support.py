@@ -10,7 +10,7 @@ import msgspec
 
 from harmony_fleet.adapters.nats.fleet_kv import MARKERS, ROLLOUT_STATUSES, ROLLOUTS, FleetKV
 from harmony_fleet.contracts import Rollout, RolloutPhase, RolloutStatus, Share, UpgradeTimeouts
-from harmony_fleet.testing.releases import SignedLocalFleet
+from harmony_fleet.testing.localfleet import LocalFleet
 from tests.helpers import eventually
 
 NAME = "r1"
@@ -18,7 +18,7 @@ NAME = "r1"
 TIMEOUTS = UpgradeTimeouts(self_test_s=30, cutover_s=15, hold_s=30, watch_s=1)
 
 
-async def online(fleet: SignedLocalFleet, devices: list[str], version: str = "1.0.0") -> None:
+async def online(fleet: LocalFleet, devices: list[str], version: str = "1.0.0") -> None:
     """Start ``devices`` on ``version`` and wait until the registry shows each online."""
     for device in devices:
         await fleet.add_device(device, version)
@@ -30,7 +30,7 @@ async def online(fleet: SignedLocalFleet, devices: list[str], version: str = "1.
     await eventually(all_online, timeout=60, what="every device online")
 
 
-async def create(fleet: SignedLocalFleet, version: str, **spec: Any) -> FleetKV:
+async def create(fleet: LocalFleet, version: str, **spec: Any) -> FleetKV:
     """Publish ``version`` (signed) and create rollout :data:`NAME` of it, as
     ``fleet rollout create`` does (canary 1, max-in-flight 2, no soak, no spread by default)."""
     await fleet.publish(version)
@@ -86,7 +86,7 @@ async def markers(kv: FleetKV, devices: list[str]) -> dict[str, str]:
     return found
 
 
-async def versions(fleet: SignedLocalFleet, devices: list[str]) -> dict[str, str | None]:
+async def versions(fleet: LocalFleet, devices: list[str]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for device in devices:
         record = await fleet.record(device)
@@ -95,7 +95,7 @@ async def versions(fleet: SignedLocalFleet, devices: list[str]) -> dict[str, str
 
 
 @contextlib.asynccontextmanager
-async def marker_writes(fleet: SignedLocalFleet) -> Any:
+async def marker_writes(fleet: LocalFleet) -> Any:
     """Every write to the marker bucket while inside, as ``{device: [upgrade ids]}``: a KV put is
     a publish on ``$KV.<bucket>.<key>``, which a plain subscription sees too."""
     assert fleet.nc is not None

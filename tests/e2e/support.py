@@ -22,9 +22,15 @@ QUICK = UpgradeTimeouts(self_test_s=30, cutover_s=8, hold_s=30, watch_s=1)
 
 
 async def started(
-    fleet: LocalFleet, version: str = "1.0.0", *, trust_root: Path | None = None
+    fleet: LocalFleet,
+    version: str = "1.0.0",
+    *,
+    trust_root: Path | None = None,
+    release_mirror: str | None = None,
 ) -> None:
-    await fleet.add_device(DEV, version, trust_root=trust_root)
+    """DEV on ``version``, heartbeating as main (``trust_root``/``release_mirror``: see
+    :meth:`LocalFleet.add_device`)."""
+    await fleet.add_device(DEV, version, trust_root=trust_root, release_mirror=release_mirror)
 
     def main_beats() -> bool:
         beats = fleet.monitor.devices.get(DEV)

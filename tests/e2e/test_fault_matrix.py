@@ -19,7 +19,6 @@ from harmony_fleet.adapters.nats.commands import CommandsClient
 from harmony_fleet.adapters.nats.fleet_kv import ARTIFACTS
 from harmony_fleet.contracts import ErrorCode, ReplyCode, UpgradeTimeouts
 from harmony_fleet.testing.localfleet import LocalFleet
-from harmony_fleet.testing.releases import SignedLocalFleet
 from tests.e2e.support import DEV, QUICK, P, invariants, no_lost_heartbeat, reaches, started
 from tests.helpers import eventually
 
@@ -44,7 +43,7 @@ def _forged(original: bytes, how: str) -> bytes:
 
 @pytest.mark.parametrize("how", ["replaced", "truncated", "zero-byte"])
 async def test_artifact_with_other_bytes_in_the_store_fails_and_changes_nothing(
-    fleet: SignedLocalFleet, how: str
+    fleet: LocalFleet, how: str
 ) -> None:
     """The marker's URL and hash are hints; what is fetched is checked against the signed
     target's length and sha256 (what a compromised store or mirror would serve is refused)."""
@@ -62,7 +61,7 @@ async def test_artifact_with_other_bytes_in_the_store_fails_and_changes_nothing(
     assert not fleet.devices[DEV].layout.has_version("2.0.0")
 
 
-async def test_artifact_missing_from_the_store_fails(fleet: SignedLocalFleet) -> None:
+async def test_artifact_missing_from_the_store_fails(fleet: LocalFleet) -> None:
     await started(fleet)
     release = await fleet.publish("2.0.0")
     assert fleet.nc is not None

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 
 from harmony_fleet.contracts import AgentUpgradePhase, UpgradeMarker, UpgradeTimeouts
 from harmony_fleet.testing.localfleet import LocalFleet
-from harmony_fleet.testing.releases import SignedLocalFleet
 from tests.e2e.support import DEV, QUICK, P, invariants, reaches, started
 from tests.helpers import eventually, run_fleet
 
@@ -107,7 +106,7 @@ async def test_a_new_main_that_stops_heartbeating_is_rolled_back_then_refused_un
 
 
 async def test_fleet_rollback_returns_to_the_kept_version_with_the_commit_discipline(
-    fleet: SignedLocalFleet,
+    fleet: LocalFleet,
 ) -> None:
     await started(fleet)
     nats = tuple(fleet.cli_nats_args())

@@ -24,7 +24,7 @@ from harmony_fleet.contracts import (
 )
 from harmony_fleet.contracts.upgrade import ArtifactSource
 from harmony_fleet.core.rollout.fleet import upgrade_id_for
-from harmony_fleet.testing.releases import SignedLocalFleet
+from harmony_fleet.testing.localfleet import LocalFleet
 from tests.e2e.rollout_support import (
     NAME,
     create,
@@ -45,7 +45,7 @@ P = RolloutPhase
 S = DeviceState
 
 
-async def test_canary_then_waves_to_the_end(fleet: SignedLocalFleet) -> None:
+async def test_canary_then_waves_to_the_end(fleet: LocalFleet) -> None:
     devices = names("ro", 4)
     await online(fleet, devices)
     kv = await create(fleet, "2.0.0")  # each device Succeeded once its 1 s watch passed
@@ -54,7 +54,7 @@ async def test_canary_then_waves_to_the_end(fleet: SignedLocalFleet) -> None:
     assert await versions(fleet, devices) == dict.fromkeys(devices, "2.0.0")
 
 
-async def test_a_failing_canary_halts_and_touches_no_other_device(fleet: SignedLocalFleet) -> None:
+async def test_a_failing_canary_halts_and_touches_no_other_device(fleet: LocalFleet) -> None:
     devices = names("ro", 4)
     await online(fleet, devices)
     kv = await create(fleet, "2.1.0")  # its self-test fails
@@ -65,7 +65,7 @@ async def test_a_failing_canary_halts_and_touches_no_other_device(fleet: SignedL
 
 
 async def test_a_wave_failing_mid_rollout_halts_before_the_next_wave(
-    fleet: SignedLocalFleet,
+    fleet: LocalFleet,
 ) -> None:
     """The canary succeeds; then the artifact in the store is replaced (a compromised store):
     the first wave's devices refuse it, the rollout halts by itself, naming them, and the
@@ -95,7 +95,7 @@ async def test_a_wave_failing_mid_rollout_halts_before_the_next_wave(
 
 
 async def test_undo_returns_every_upgraded_device_to_the_version_it_ran(
-    fleet: SignedLocalFleet,
+    fleet: LocalFleet,
 ) -> None:
     devices = names("undo", 3)
     await online(fleet, devices)
@@ -114,7 +114,7 @@ async def test_undo_returns_every_upgraded_device_to_the_version_it_ran(
 
 
 async def test_an_offline_device_is_pending_then_picked_up_when_it_returns(
-    fleet: SignedLocalFleet,
+    fleet: LocalFleet,
 ) -> None:
     devices = names("off", 3)
     await online(fleet, devices)
@@ -143,7 +143,7 @@ async def test_an_offline_device_is_pending_then_picked_up_when_it_returns(
 
 
 async def test_the_operator_killed_mid_rollout_goes_on_with_no_marker_written_twice(
-    fleet: SignedLocalFleet,
+    fleet: LocalFleet,
 ) -> None:
     devices = names("kill", 4)
     await online(fleet, devices)
@@ -167,7 +167,7 @@ async def test_the_operator_killed_mid_rollout_goes_on_with_no_marker_written_tw
         assert ids == [upgrade_id_for(spec.value, device)], f"{device}: marker writes {ids}"
 
 
-async def test_pause_starts_nobody_new_and_resume_goes_on(fleet: SignedLocalFleet) -> None:
+async def test_pause_starts_nobody_new_and_resume_goes_on(fleet: LocalFleet) -> None:
     devices = names("pause", 3)
     await online(fleet, devices)
     kv = await create(fleet, "2.0.0")
@@ -193,7 +193,7 @@ async def test_pause_starts_nobody_new_and_resume_goes_on(fleet: SignedLocalFlee
 
 
 async def test_a_maintenance_window_opening_seconds_from_now_is_waited_for(
-    fleet: SignedLocalFleet,
+    fleet: LocalFleet,
 ) -> None:
     """Windows have minutes: this one opens at the next minute that is at least 3 s away, so
     the rollout is seen waiting before it, and nothing starts until it opened."""

@@ -6,16 +6,17 @@ a version the repository does not sign is refused."""
 from __future__ import annotations
 
 from harmony_fleet.contracts import ErrorCode, Role
-from harmony_fleet.testing.releases import SignedLocalFleet, signed_releases
+from harmony_fleet.testing.localfleet import LocalFleet
 from tests.e2e.support import DEV, QUICK, P, invariants, reaches
 from tests.helpers import eventually
 
 
 async def test_a_device_upgrades_to_a_release_published_by_the_release_tooling(
-    fleet: SignedLocalFleet,
+    fleet: LocalFleet,
 ) -> None:
-    releases = await signed_releases(fleet, "1.0.0", "2.0.0")
-    await fleet.add_device(DEV, "1.0.0", trust_root=releases.trust_root)
+    for version in ("1.0.0", "2.0.0"):
+        await fleet.publish(version)
+    await fleet.add_device(DEV, "1.0.0")  # pins the fleet's repository's root
 
     def main_on(version: str) -> bool:
         beats = fleet.monitor.devices.get(DEV)

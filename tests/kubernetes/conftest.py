@@ -23,7 +23,6 @@ import kmock  # noqa: E402
 from harmony_fleet.artifacts import build_artifact  # noqa: E402
 from harmony_fleet.artifacts.manifest import ArtifactManifest  # noqa: E402
 from harmony_fleet.testing.localfleet import LocalFleet  # noqa: E402
-from harmony_fleet.testing.releases import LocalReleases  # noqa: E402
 from tests.kubernetes.emulator import (  # noqa: E402
     DEVICES,
     ROLLOUTS,
@@ -81,11 +80,10 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 class KubeFleet(LocalFleet):
     """A LocalFleet whose operator process runs with ``--kubernetes`` against the emulator, on
-    signed releases (``--tuf-root``: versions resolve through the signed metadata)."""
+    the fleet's signed releases (LocalFleet's ``--tuf-root``: versions resolve through the
+    signed metadata)."""
 
     kube: Cluster
-    releases: LocalReleases
-    """The signed release repository (made before the operator starts: it pins its root)."""
 
     def operator_args(self) -> list[str]:
         return [
@@ -95,10 +93,6 @@ class KubeFleet(LocalFleet):
             self.kube.namespace,
             "--kubeconfig",
             str(self.kube.kubeconfig),
-            "--tuf-root",
-            str(self.releases.trust_root),
-            "--state-dir",
-            str(self.workdir / "operator-state"),
         ]
 
     def operator_log(self) -> str:
@@ -119,7 +113,6 @@ async def fleet(
     out, manifests = built
     f = KubeFleet(tmp_path / "fleet", interval_s=INTERVAL, operator_process=True)
     f.kube = cluster
-    f.releases = LocalReleases.init(tmp_path / "release")
     await f.start()
     for manifest in manifests.values():
         f.adopt(manifest, out)

@@ -123,6 +123,4 @@ def columns(obj: dict[str, Any] | None) -> dict[str, Any]:
 async def publish(fleet: KubeFleet, version: str) -> None:
     """``fleet release publish`` of a built artifact into the fleet's signed repository (the
     same code, in this process: the emulator, on this loop, keeps answering the operator)."""
-    assert fleet.nc is not None
-    manifest = fleet.artifacts[version]
-    await fleet.releases.publish(fleet.nc, fleet.artifact_dir / manifest.file, version)
+    await fleet.publish(version)

@@ -38,7 +38,7 @@ ORDER = [
 
 
 async def started(fleet: KubeFleet, name: str = DEV, version: str = "1.0.0") -> None:
-    await fleet.add_device(name, version, trust_root=fleet.releases.trust_root)
+    await fleet.add_device(name, version)  # pins the fleet's repository's root
 
     def beats() -> bool:
         seen = fleet.monitor.devices.get(name)

@@ -29,7 +29,6 @@ from harmony_fleet.contracts import (
     subjects,
 )
 from harmony_fleet.testing.localfleet import LocalFleet
-from harmony_fleet.testing.releases import signed_releases
 from tests.e2e.conftest import INTERVAL
 from tests.e2e.support import DEV, QUICK, P, invariants, reaches, started
 from tests.security.support import Attacker, Built, attacker, build_versions, local_fleet
@@ -94,8 +93,7 @@ async def _attack(a: Attacker, upgrade_id: str, instance: str, stop: asyncio.Eve
 async def test_b_upgrades_end_to_end_while_a_attacks_it(fleet: LocalFleet, tmp_path: Path) -> None:
     assert fleet.server is not None
     # on signed releases: B reads the repository by direct gets, which its credentials allow
-    releases = await signed_releases(fleet, "1.0.0", "2.0.0")
-    await started(fleet, trust_root=releases.trust_root)
+    await started(fleet)  # pins the fleet's repository's root; 2.0.0 is published when asked
     a_creds = fleet.server.issue("device", "edge-a", tmp_path / "edge-a.creds")
     a = await attacker(fleet.server, a_creds, inbox_prefix=subjects.inbox_prefix("edge-a"))
     stop = asyncio.Event()

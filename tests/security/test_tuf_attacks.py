@@ -5,8 +5,9 @@ Metadata lives in the real server's (TLS + JWT) ``fleet_tuf`` bucket, artifacts 
 its own device credentials) pins the repository's first root.json (``--trust-root``). The
 attacks need metadata the release tooling never signs (expired, wrongly signed, older, mixed):
 they are signed with python-tuf's Metadata API (``testing.signed_repo``). The honest path, the
-rotations and the freeze seen from a device whose clock (libfaketime) is past the expiry use a
-repository made and published by ``fleet release``'s own modules (``testing.releases``).
+rotations and the freeze seen from a device whose clock (libfaketime) is past the expiry use the
+fleet's own repository, made and published by ``fleet release``'s modules (``testing.releases``,
+``LocalFleet.publish``).
 
 Each attack is one upgrade request: the device refuses it before anything is installed, keeps
 running its version, and its status says why (error code ``untrusted``, the detail starting with
@@ -28,7 +29,7 @@ from harmony_fleet.adapters.tuf.store import DirStore
 from harmony_fleet.contracts import ErrorCode, Role
 from harmony_fleet.core.upgrade.trust import target_path
 from harmony_fleet.testing.localfleet import LocalFleet
-from harmony_fleet.testing.releases import LocalReleases, signed_releases
+from harmony_fleet.testing.releases import LocalReleases
 from harmony_fleet.testing.signed_repo import Repo, open_stores, publish
 from tests.e2e.conftest import INTERVAL
 from tests.e2e.support import DEV, QUICK, P, invariants, reaches
@@ -86,7 +87,8 @@ async def _serve(fleet: LocalFleet, repo: Repo, built: Built, tmp_path: Path) ->
 async def _refused(fleet: LocalFleet, version: str, *, running: str) -> str:
     """Ask for ``version``; check it ended Failed (``untrusted``) with the device still on
     ``running`` and nothing new installed; return the status detail (it names the attack)."""
-    marker = await fleet.request_upgrade(DEV, version, timeouts=QUICK)
+    # published already (by the attack's own repository, or by the tooling): nothing on demand
+    marker = await fleet.request_upgrade(DEV, version, timeouts=QUICK, publish=False)
     status = await reaches(fleet, marker, P.FAILED, P.SUCCEEDED, P.ROLLED_BACK, timeout=60)
     assert status.phase is P.FAILED, (status.phase, status.error_detail)
     assert status.error_code == ErrorCode.UNTRUSTED.value, (status.error_code, status.error_detail)
@@ -166,12 +168,11 @@ async def test_every_attack_is_refused_and_the_device_keeps_its_version(
 async def _started_on_tooling(
     fleet: LocalFleet, command_prefix: tuple[str, ...] = ()
 ) -> LocalReleases:
-    """A repository made and published by the release tooling (``testing.releases``: what
-    ``fleet release init`` and ``publish`` do), the device pinning its root."""
-    releases = await signed_releases(fleet, *VERSIONS)
-    await fleet.add_device(
-        DEV, "1.0.0", trust_root=releases.trust_root, command_prefix=command_prefix
-    )
+    """The fleet's repository (made as ``fleet release init`` makes one) with every version
+    published by the release tooling; the device pins its root."""
+    for version in VERSIONS:
+        await fleet.publish(version)
+    await fleet.add_device(DEV, "1.0.0", command_prefix=command_prefix)
 
     def main_beats() -> bool:
         beats = fleet.monitor.devices.get(DEV)
@@ -179,7 +180,7 @@ async def _started_on_tooling(
         return bool(last and last.agent_version == "1.0.0" and last.role is Role.MAIN)
 
     await eventually(main_beats, timeout=60, what=f"{DEV} heartbeating as main on 1.0.0")
-    return releases
+    return fleet.releases
 
 
 async def test_a_signed_upgrade_after_a_root_rotation_then_no_downgrade_below_the_floor(

@@ -65,8 +65,7 @@ def make_files(
     config: AgentConfig, layout: AgentLayout, releases: LazyReleases | None = None
 ) -> AgentFiles:
     """The device's files for ``config`` (the watch notes in ``<state>/run``); downloads are
-    verified against the signed ``releases`` (without them, refused unless
-    ``--allow-unsigned-releases``)."""
+    verified against the signed ``releases`` (without them, refused: ``no trust root``)."""
     return AgentFiles(
         layout,
         running_version=RUNNING_VERSION,
@@ -75,7 +74,6 @@ def make_files(
         stale_after_s=stale_after(config.heartbeat_interval_s),
         access=config.artifacts,
         trust=releases,
-        allow_unsigned=config.allow_unsigned_releases,
     )
 
 
@@ -84,8 +82,7 @@ def make_releases(config: AgentConfig) -> LazyReleases | None:
     if config.trust_root is not None:
         pin_root(config.state_dir, config.trust_root)
     if not pinned_root(config.state_dir).is_file():
-        if not config.allow_unsigned_releases:
-            log.warning("no trust root pinned: upgrades that download are refused")
+        log.warning("no trust root pinned: upgrades that download are refused")
         return None
     return LazyReleases(config.state_dir, mirror=config.release_mirror, access=config.artifacts)
 

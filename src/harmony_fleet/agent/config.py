@@ -44,9 +44,6 @@ class AgentConfig:
     release_mirror: str | None = None
     """``--release-mirror``: an HTTPS base URL serving the signed repository (``metadata/``,
     ``targets/``) instead of NATS."""
-    allow_unsigned_releases: bool = False
-    """``--allow-unsigned-releases``: with no pinned root, trust the marker's URL and SHA-256.
-    Only for tests that do not build signed releases yet; never on a device."""
     keep_versions: int = 2
     """Versions garbage collection keeps after a successful upgrade (``--keep-versions``); the
     running and the previous version are always among them, so never fewer than 2."""

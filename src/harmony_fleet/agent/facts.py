@@ -9,10 +9,10 @@ registry again. A label given with ``--label`` wins over a fact of the same name
 Free disk (``free_disk_bytes``, for the rollout's disk gate: at least twice the artifact) does
 change all the time, and every change of a label is a registry write. So an agent that may
 upgrade itself (``--prefix``) reports it **coarsely** (:class:`FreeDisk`): the free bytes of the
-prefix's filesystem rounded *down* to a power of two, so the gate never sees more than there is,
-moving up only to a power the disk has 1.5 times free, so a disk hovering around a
-boundary does not make the label flap. The label then changes when free disk halves or doubles,
-not on every heartbeat.
+prefix's filesystem (read at most once a minute) rounded *down* to a power of two, so the gate
+never sees more than there is, moving up only to a power the disk has 1.5 times free, so a disk
+hovering around a boundary does not make the label flap. The label then changes when free disk
+halves or doubles, not on every heartbeat.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import logging
 import os
 import platform
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 #: ``platform.machine()`` spellings folded onto the names people and package managers use.
 ARCH_NAMES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 MAX_VALUE = 256
+#: How old the free-disk reading behind the label may be (:class:`FreeDisk`).
+FREE_DISK_REFRESH_S = 60.0
 
 
 def arch(machine: str) -> str:
@@ -95,22 +98,42 @@ def coarse_free_disk(free: int, reported: int | None) -> int:
 
 
 class FreeDisk:
-    """The ``free_disk_bytes`` fact of one filesystem, read at every heartbeat, coarse."""
+    """The ``free_disk_bytes`` fact of one filesystem, coarse, read again at most every
+    :data:`FREE_DISK_REFRESH_S` (on ``mono``, a monotonic clock): asked at every heartbeat, it
+    answers from the last reading in between. A label that may move only when free disk halves
+    or doubles needs no fresher reading, and the rollout's disk gate is judged long after."""
 
-    def __init__(self, read: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        read: Callable[[], int],
+        *,
+        refresh_s: float = 0.0,
+        mono: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._read = read
+        self._refresh_s = refresh_s
+        self._mono = mono
+        self._read_at: float | None = None
         self.reported: int | None = None
 
     @classmethod
     def of(cls, path: Path) -> FreeDisk:
-        return cls(lambda: shutil.disk_usage(path).free)
+        return cls(lambda: shutil.disk_usage(path).free, refresh_s=FREE_DISK_REFRESH_S)
 
     def value(self) -> str | None:
         """The label's value now, or None when the filesystem cannot be read."""
+        now = self._mono()
+        if (
+            self.reported is not None
+            and self._read_at is not None
+            and now - self._read_at < self._refresh_s
+        ):
+            return str(self.reported)
         try:
             free = self._read()
         except OSError as exc:
             log.debug("free disk unreadable", extra={"error": str(exc)})
             return None
+        self._read_at = now
         self.reported = coarse_free_disk(max(free, 0), self.reported)
         return str(self.reported)

@@ -154,12 +154,6 @@ def parser(prog: str = "fleet agent run") -> argparse.ArgumentParser:
         help="HTTPS base URL of the signed repository instead of NATS",
     )
     add(
-        "--allow-unsigned-releases",
-        action="store_true",
-        default=_env_flag("FLEET_ALLOW_UNSIGNED_RELEASES"),
-        help="without a trust root, take the marker's URL and SHA-256 on trust (tests only)",
-    )
-    add(
         "--keep-versions",
         type=_int_at_least(2),
         default=_env("FLEET_KEEP_VERSIONS") or 2,
@@ -249,7 +243,6 @@ def config_from(args: argparse.Namespace) -> AgentConfig:
         service=args.service,
         trust_root=args.trust_root,
         release_mirror=args.release_mirror,
-        allow_unsigned_releases=args.allow_unsigned_releases,
         keep_versions=args.keep_versions,
         artifacts=artifact_access(args.allow_http_artifacts, args.artifact_ca),
     )
@@ -262,7 +255,6 @@ def launch_from(args: argparse.Namespace, config: AgentConfig) -> LaunchSpec:
     extra += ["--prefix", str(args.prefix)] if args.prefix else []
     extra += [a for label in args.labels for a in ("--label", label)]
     extra += ["--release-mirror", args.release_mirror] if args.release_mirror else []
-    extra += ["--allow-unsigned-releases"] if args.allow_unsigned_releases else []
     extra += artifact_argv(args.allow_http_artifacts, args.artifact_ca)
     extra += ["--log-json"] if args.log_json else []
     return LaunchSpec(

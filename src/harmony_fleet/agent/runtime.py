@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -17,10 +18,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from harmony_fleet._tasks import BackgroundTasks
+from harmony_fleet._tasks import BackgroundTasks, wait_event
 from harmony_fleet._version import BUILD_FAULTS, __version__
 from harmony_fleet.adapters.device.notes import mark_alive
-from harmony_fleet.adapters.nats.connection import NatsClient, barrier, connect_forever
+from harmony_fleet.adapters.nats.connection import (
+    NatsClient,
+    NatsOptions,
+    barrier,
+    connect_forever,
+)
 from harmony_fleet.adapters.systemd.notify import WatchdogNotifier
 from harmony_fleet.agent.commands import CommandHandler, LeaseReader, StopHandler
 from harmony_fleet.agent.config import AgentConfig
@@ -69,8 +75,9 @@ class Agent:
         self.labels = {**device_facts(config.executor), **config.labels}
         """The heartbeat's labels: this device's facts (:mod:`.facts`), then ``--label``."""
         self.free_disk: FreeDisk | None = None
-        """Free disk of the install prefix, coarse (:class:`~.facts.FreeDisk`), refreshed in
-        every heartbeat; None when the agent cannot upgrade itself or ``--label`` sets it."""
+        """Free disk of the install prefix, coarse (:class:`~.facts.FreeDisk`), carried by
+        every heartbeat and read again at most once a minute; None when the agent cannot
+        upgrade itself or ``--label`` sets it."""
         if config.install_prefix is not None and LABEL_FREE_DISK not in config.labels:
             self.free_disk = FreeDisk.of(config.install_prefix)
         self.faults = faults if faults is not None else parse_faults(BUILD_FAULTS)
@@ -91,7 +98,7 @@ class Agent:
             subject=subjects.command(config.device_id),
         )
         self.liveness_file = liveness_file
-        """Rewritten on every heartbeat tick by a main instance that may upgrade itself: the
+        """Overwritten on every heartbeat tick by a main instance that may upgrade itself: the
         launcher's post-commit watch sees it change (``adapters.device.notes.mark_alive``)."""
         self.watchdog = watchdog
         """systemd's watchdog, pinged at the same moments (``adapters.systemd.notify``): under
@@ -167,8 +174,7 @@ class Agent:
         # like a silent agent to the post-commit watch, so the process itself says it is alive.
         while not self.connected.is_set() and not self.stop.is_set():
             self.touch_alive()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.connected.wait(), self.config.heartbeat_interval_s)
+            await wait_event(self.connected, self.config.heartbeat_interval_s)
 
     def _heartbeat_fault(self) -> bool:
         limit = self.faults.stop_heartbeat_as_main_after_s
@@ -194,8 +200,7 @@ class Agent:
             if sent or self.nc is None or not self.nc.is_connected:
                 self.touch_alive()  # a beat went out, or there was no connection to send it on
             deadline = max(deadline + self.next_interval(), loop.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), max(0.0, deadline - loop.time()))
+            await wait_event(self.stop, max(0.0, deadline - loop.time()))
 
     # -- commands ---------------------------------------------------------------------------
     async def _on_command(self, msg: Any) -> None:
@@ -209,8 +214,7 @@ class Agent:
 
     # -- faults -----------------------------------------------------------------------------
     async def _crash_after(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), seconds)
+        if await wait_event(self.stop, seconds):
             return
         self.log.error("build fault: crashing", extra={"after_s": seconds})
         self.exit_code = FAULT_EXIT_CODE
@@ -235,11 +239,7 @@ class Agent:
             self.spawn(self._crash_after(self.faults.crash_as_main_after_s), "fault-crash-main")
         if self.liveness_file is not None or self.watchdog is not None:
             self.spawn(self._alive_until_connected(), "liveness")
-        nc = await connect_forever(
-            self.config.nats.with_name(f"agent:{self.config.device_id}:{self.config.role.value}"),
-            log=log,
-            stop=self.stop,
-        )
+        nc = await connect_forever(self._nats_options(), log=log, stop=self.stop)
         if nc is None:
             return await self._shutdown()
         self.nc = nc
@@ -254,6 +254,15 @@ class Agent:
             self.spawn(extension(self, nc), getattr(extension, "__name__", "extension"))
         await self.stop.wait()
         return await self._shutdown()
+
+    def _nats_options(self) -> NatsOptions:
+        """The configured options, named after this instance, without echo: the main listens on
+        its device's heartbeat subject for its candidates' beats (``agent.upgrade.wiring``), and
+        its own would come back to it every interval, to be read, decoded and dropped."""
+        options = self.config.nats.with_name(
+            f"agent:{self.config.device_id}:{self.config.role.value}"
+        )
+        return dataclasses.replace(options, extra={**options.extra, "no_echo": True})
 
     async def _shutdown(self) -> int:
         await self._background.cancel_all()

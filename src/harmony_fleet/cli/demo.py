@@ -205,16 +205,15 @@ async def run_demo(
             (V4, (f"crash-as-main-after={V4_CRASH_AFTER_S}",)),
         ):
             fleet.build(version, faults=faults)
-        # python-tuf is imported when the demo runs, not when the CLI loads (the artifact)
-        from harmony_fleet.testing.releases import signed_releases  # noqa: PLC0415
-
-        releases = await signed_releases(fleet, V1, V2, V_TAMPERED, V3, V4)
+        for version in (V1, V2, V_TAMPERED, V3, V4):  # fleet release publish, each
+            await fleet.publish(version)
+        releases = fleet.releases
         console.print(
             f"signed releases: {V1}..{V4} published through a TUF repository "
             f"({releases.folder}); every device pins its root"
         )
         for i in range(devices):
-            await fleet.add_device(f"demo-{i + 1:02d}", V1, trust_root=releases.trust_root)
+            await fleet.add_device(f"demo-{i + 1:02d}", V1)  # pins the repository's root
         security = _security(fleet)
         console.print(
             f"security: TLS against the fleet CA, JWT credentials, {security['device_credentials']}"

@@ -98,9 +98,6 @@ def _unit_nats(nats_kwargs: dict[str, Any]) -> tuple[tuple[str, ...], dict[str, 
     help="The release manager's root.json, pinned in the state dir: upgrades are verified "
     "against the signed releases it roots. Without it the agent refuses to download upgrades.",
 )
-@click.option(
-    "--allow-unsigned-releases", is_flag=True, hidden=True, help="Tests without signed releases."
-)
 @nats_options
 def install_cmd(
     device: str,
@@ -117,7 +114,6 @@ def install_cmd(
     allow_http_artifacts: bool,
     artifact_ca: Path | None,
     trust_root: Path | None,
-    allow_unsigned_releases: bool,
     **nats_kwargs: Any,
 ) -> None:
     """Install the agent as a systemd service from one artifact (idempotent).
@@ -148,7 +144,6 @@ def install_cmd(
         secrets={"FLEET_NATS_PASSWORD": nats.password} if nats.password else {},
         heartbeat_interval_s=heartbeat_interval,
         keep_versions=keep_versions,
-        allow_unsigned_releases=allow_unsigned_releases,
         agent_args=artifact_argv(allow_http_artifacts, artifact_ca),
         **extra,
     )

@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from harmony_fleet._tasks import wait_event
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.fleet_kv import LEASE, FleetKV
 from harmony_fleet.adapters.nats.kv import TypedKV, Undecodable
@@ -151,15 +152,13 @@ class LeaseKeeper:
                 continue  # another standby won, or the holder renewed: read again
             except (FleetError, TimeoutError) as exc:
                 log.info("operator lease not reachable", extra={"error": str(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.poll_s)
+            await wait_event(stop, self.poll_s)
         return False
 
     async def hold(self, stop: asyncio.Event) -> None:
         """Renew the lease until ``stop``; set :attr:`lost` if it is lost."""
         while not stop.is_set() and not self.lost.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.poll_s)
+            await wait_event(stop, self.poll_s)
             if stop.is_set():
                 return
             holding = self.holding

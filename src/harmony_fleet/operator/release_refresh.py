@@ -11,13 +11,12 @@ new release or a new root (docs/releases.md). python-tuf is imported when the ti
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harmony_fleet._tasks import wait_event
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.errors import FleetError, NotFound
 
@@ -56,5 +55,4 @@ class ReleaseRefresh:
                 await self.once(nc)
             except FleetError as exc:  # NATS away, a bad key file: say so, try again later
                 log.warning("release refresh failed: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(operator.stop.wait(), self.every_s)
+            await wait_event(operator.stop, self.every_s)

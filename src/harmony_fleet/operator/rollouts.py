@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harmony_fleet._tasks import wait_event
 from harmony_fleet.adapters.nats.fleet_kv import (
     ROLLOUT_PROGRESS,
     ROLLOUT_STATUSES,
@@ -299,8 +300,7 @@ class RolloutLoop:
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     if seconds > 0:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
+        await wait_event(stop, seconds)
 
 
 async def _wait_any(stop: asyncio.Event, changed: asyncio.Event, seconds: float) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from harmony_fleet._tasks import BackgroundTasks
+from harmony_fleet._tasks import BackgroundTasks, wait_event
 from harmony_fleet.adapters.nats.connection import (
     NatsClient,
     NatsOptions,
@@ -123,8 +123,7 @@ class Operator:
                 break
             except FleetError as exc:
                 log.warning("registry not available yet, retrying", extra={"error": str(exc)})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), 1.0)
+                await wait_event(self.stop, 1.0)
         await nc.subscribe(
             subjects.ALL_HEARTBEATS,
             cb=self._on_heartbeat,
@@ -249,8 +248,7 @@ class Operator:
                 await self.flush()
             except Exception:
                 log.exception("registry flush failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), self.config.flush_interval_s)
+            await wait_event(self.stop, self.config.flush_interval_s)
 
     # -- lifecycle --------------------------------------------------------------------------
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:

@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from harmony_fleet._tasks import wait_event
 from harmony_fleet.contracts import (
     AgentUpgradePhase,
     Heartbeat,
@@ -228,9 +229,7 @@ async def play_upgrade(
     if Fault.SILENT not in faults:
         device.candidate = candidate
         wire.heartbeat_now(device)
-    try:
-        await asyncio.wait_for(stop.wait(), bound)
-    except TimeoutError:
+    if not await wait_event(stop, bound):
         device.armed, device.candidate = None, None
         code = ErrorCode.CUTOVER_TIMEOUT if Fault.SILENT in faults else ErrorCode.HOLD_TIMEOUT
         await end(AgentUpgradePhase.ROLLED_BACK, code)

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
+from harmony_fleet._tasks import wait_event
 from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.adapters.nats.kv import Entry, TypedKV
@@ -263,8 +264,7 @@ class SimWorker:
             self._wake.clear()
             delay = self._heap[0][0] - time.monotonic() if self._heap else interval
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), min(delay, interval))
+                await wait_event(self._wake, min(delay, interval))
 
     # -- lifecycle -------------------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:

@@ -20,7 +20,9 @@ from harmony_fleet.adapters.nats.connection import NatsOptions, connect
 from harmony_fleet.adapters.nats.devcluster import DevCluster
 from harmony_fleet.adapters.nats.fleet_kv import LEASE, FleetKV
 from harmony_fleet.contracts.lease import LEASE_KEY, OperatorLease
-from harmony_fleet.testing.localfleet import ArtifactServer, LocalFleet
+from harmony_fleet.testing.artifact_server import ArtifactServer
+from harmony_fleet.testing.localfleet import LocalFleet
+from harmony_fleet.testing.processes import end_process
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class ClusterFleet(LocalFleet):
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.artifact_dir.mkdir(exist_ok=True)
+        await self.init_releases()  # signed releases, as LocalFleet's
         self.cluster = DevCluster(base_dir=self.workdir / "nats", log_dir=self.workdir)
         await asyncio.to_thread(self.cluster.start)
         self.server = self.cluster.nodes[0]  # issues credentials (the auth setup is shared)
@@ -66,6 +69,7 @@ class ClusterFleet(LocalFleet):
         return [
             "--nats", self.url, *creds, *self.ca_args(), "--log-json", "--refresh", "5",
             "--kv-replicas", "3", "--lease-ttl", str(self.lease_ttl_s),
+            "--tuf-root", str(self.releases.trust_root),
         ]  # fmt: skip
 
     def start_named_operator(self, name: str) -> subprocess.Popen[bytes]:
@@ -97,15 +101,7 @@ class ClusterFleet(LocalFleet):
             proc.wait(15)
 
     async def stop_operator(self, *, kill: bool = False) -> None:
-        for proc in self.operator_procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        for proc in self.operator_procs.values():
-            try:
-                await asyncio.to_thread(proc.wait, 15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        await asyncio.gather(*(end_process(p, kill=kill) for p in self.operator_procs.values()))
         await super().stop_operator(kill=kill)
 
     async def stop(self) -> None:

@@ -15,6 +15,16 @@ and runs as it does, with TLS and authentication: the operator holds operator cr
 device its own device credentials (issued as ``fleet credentials issue`` does), this process the
 admin's; ``cli_nats_args()`` are the flags for a ``fleet`` command against this fleet.
 
+It runs on signed releases, as a real fleet does: :meth:`LocalFleet.start` makes a release
+repository in ``workdir/release`` the way ``fleet release init`` does
+(:class:`~harmony_fleet.testing.releases.LocalReleases`); every device pins its root
+(:mod:`.local_device`), the operator process resolves versions through it (``--tuf-root``), and
+:meth:`LocalFleet.request_upgrade` publishes the version through the release tooling the first
+time it is asked for (``publish=False``: a version the repository never signed). The marker's
+URL and hash stay hints. A test that must sign what the tooling never would (expired, wrongly
+signed) publishes its own repository (:mod:`harmony_fleet.testing.signed_repo`) and gives its
+devices that root (``add_device(trust_root=...)``).
+
 Upgrades asked for here default to a short watch window (:data:`LOCAL_WATCH_S`): on one machine
 a window of minutes would only make every demo and test wait for Succeeded.
 """
@@ -23,27 +33,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import http.server
+import logging
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from harmony_fleet.adapters.device import AgentLayout
-from harmony_fleet.adapters.device.launch import LaunchSpec, trust_args
-from harmony_fleet.adapters.device.notes import RUN_DIR
 from harmony_fleet.adapters.nats.connection import NatsClient, NatsOptions, connect
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV, plan_rollback, write_marker
 from harmony_fleet.adapters.nats.observe import HeartbeatGapMonitor
 from harmony_fleet.adapters.nats.server import EmbeddedNats
-from harmony_fleet.adapters.process.runner import ProcessRunner
-from harmony_fleet.adapters.process.supervisor import Supervisor
 from harmony_fleet.artifacts import build_artifact
 from harmony_fleet.artifacts.manifest import ArtifactManifest
 from harmony_fleet.contracts import (
@@ -57,81 +59,22 @@ from harmony_fleet.contracts import (
 )
 from harmony_fleet.contracts import version as version_of
 from harmony_fleet.core.presence import PresencePolicy
-from harmony_fleet.core.upgrade.watch import RollbackNote
 from harmony_fleet.operator.runtime import Operator, OperatorConfig
-from harmony_fleet.testing.launcher import LauncherProcess
+from harmony_fleet.testing.artifact_server import ArtifactServer
+from harmony_fleet.testing.local_device import DeviceSetup, LocalDevice, creds_path, install_device
+from harmony_fleet.testing.processes import end_process
+
+if TYPE_CHECKING:  # python-tuf is imported when a fleet starts, not when this module loads
+    from harmony_fleet.adapters.tuf.repository import Release
+    from harmony_fleet.testing.releases import LocalReleases
+
+log = logging.getLogger(__name__)
 
 #: The watch window of upgrades requested through :meth:`LocalFleet.request_upgrade` by default.
 LOCAL_WATCH_S = 5.0
 LOCAL_TIMEOUTS = UpgradeTimeouts(self_test_s=30, cutover_s=30, hold_s=60, watch_s=LOCAL_WATCH_S)
 #: The local operator's lease name (ADR-023): restarted, it takes its lease back at once.
 LOCAL_OPERATOR = "local-operator"
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-class ArtifactServer:
-    """Serves a folder over HTTP on 127.0.0.1 (a thread; no Range support, none needed)."""
-
-    def __init__(self, root: Path) -> None:
-        handler = functools.partial(_QuietHandler, directory=str(root))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@dataclass
-class LocalDevice:
-    name: str
-    prefix: Path
-    layout: AgentLayout
-    launch: LaunchSpec
-    supervisor: Supervisor
-    launcher: LauncherProcess | None = None
-    """Set when the device runs behind a command prefix (see :meth:`LocalFleet.add_device`):
-    then ``supervisor`` runs in that process, not in this one."""
-
-    @property
-    def run_dir(self) -> Path:
-        """Logs and pid files of the main and the candidates (the agent's ``<state>/run``)."""
-        return self.launch.state_dir / RUN_DIR
-
-    @property
-    def rollbacks(self) -> list[RollbackNote]:
-        """Post-commit rollbacks the device's supervisor performed (newest last; an in-process
-        supervisor only: a device behind a command prefix reports them in its status)."""
-        return self.supervisor.rollbacks
-
-    def runner(self) -> ProcessRunner:
-        """A candidate runner over this device's layout (to find and stop orphaned candidates)."""
-        return ProcessRunner(self.layout, self.launch, run_dir=self.run_dir)
-
-    async def start(self) -> None:
-        """Start the device's launcher (again, after :meth:`stop`)."""
-        await (self.launcher or self.supervisor).start()
-
-    async def stop(self) -> None:
-        """Stop the launcher and its main, then any candidate left behind: the device is off."""
-        await (self.launcher or self.supervisor).stop()
-        runner = self.runner()
-        for pid_file in self.run_dir.glob("candidate-*.pid"):
-            uid = pid_file.name.removeprefix("candidate-").removesuffix(".pid")
-            with contextlib.suppress(Exception):
-                await runner.stop_candidate(uid)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -151,6 +94,8 @@ class LocalFleet:
     devices: dict[str, LocalDevice] = field(default_factory=dict)
     artifacts: dict[str, ArtifactManifest] = field(default_factory=dict)
     _operator_task: asyncio.Task[int] | None = None
+    _publishing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One publish at a time (many devices asked for one version at once publish it once)."""
 
     @property
     def url(self) -> str:
@@ -172,6 +117,7 @@ class LocalFleet:
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.artifact_dir.mkdir(exist_ok=True)
+        await self.init_releases()
         self.server = EmbeddedNats(
             store_dir=self.workdir / "nats", log_file=self.workdir / "nats.log"
         )
@@ -200,8 +146,12 @@ class LocalFleet:
         """The ``fleet operator`` flags of the operator process (override to add some)."""
         assert self.server is not None
         creds = ["--nats-creds", str(self.operator_creds)]
-        args = ["--nats", self.url, *creds, *self.ca_args(), "--log-json", "--refresh", "5"]
-        return [*args, "--name", LOCAL_OPERATOR]
+        return [
+            *("--nats", self.url, *creds, *self.ca_args(), "--log-json", "--refresh", "5"),
+            *("--name", LOCAL_OPERATOR),
+            *("--tuf-root", str(self.releases.trust_root)),
+            *("--state-dir", str(self.workdir / "operator-state")),
+        ]
 
     def cli_nats_args(self) -> list[str]:
         """The NATS flags for a ``fleet`` command run against this fleet (as its admin)."""
@@ -236,14 +186,13 @@ class LocalFleet:
             )
         )
         self._operator_task = asyncio.ensure_future(self.operator.run())
-        await asyncio.wait_for(self.operator.ready.wait(), 30)
+        async with asyncio.timeout(30):  # not wait_for: see harmony_fleet._tasks
+            await self.operator.ready.wait()
 
     async def stop_operator(self, *, kill: bool = False) -> None:
         if self.operator_proc is not None:
-            if self.operator_proc.poll() is None:
-                self.operator_proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            await asyncio.to_thread(self.operator_proc.wait, 15)
-            self.operator_proc = None
+            proc, self.operator_proc = self.operator_proc, None
+            await end_process(proc, kill=kill)
         if self.operator is not None:
             self.operator.stop.set()
             if self._operator_task is not None:
@@ -266,7 +215,31 @@ class LocalFleet:
         if self.server is not None:
             self.server.stop()
 
-    # -- artifacts and devices ---------------------------------------------------------------
+    # -- releases, artifacts and devices -----------------------------------------------------
+    async def init_releases(self) -> None:
+        """Make the fleet's release repository (``fleet release init``), unless it exists."""
+        from harmony_fleet.testing.releases import LocalReleases  # noqa: PLC0415
+
+        await asyncio.to_thread(LocalReleases.init, self.workdir / "release")
+
+    @property
+    def releases(self) -> LocalReleases:
+        """The fleet's release repository (``workdir/release``: metadata and keys)."""
+        from harmony_fleet.testing.releases import LocalReleases  # noqa: PLC0415
+
+        return LocalReleases(self.workdir / "release")
+
+    async def publish(self, version: str) -> Release:
+        """``version``'s signed release, published now if it is not yet (it must be built)."""
+        assert self.nc is not None, "start the fleet first"
+        releases = self.releases
+        async with self._publishing:
+            for release in await asyncio.to_thread(releases.repository().releases):
+                if release.version == version:
+                    return release
+            artifact = self.artifact_dir / self.artifacts[version].file
+            return await releases.publish(self.nc, artifact, version)
+
     def build(self, version: str, *, faults: tuple[str, ...] = ()) -> ArtifactManifest:
         manifest = build_artifact(version, self.artifact_dir, faults=faults)
         self.artifacts[version] = manifest
@@ -290,40 +263,37 @@ class LocalFleet:
         start: bool = True,
         command_prefix: tuple[str, ...] = (),
         trust_root: Path | None = None,
+        release_mirror: str | None = None,
     ) -> LocalDevice:
-        """Install ``version`` (already built) under a fresh prefix and start its supervisor.
+        """Install ``version`` (already built) under a fresh prefix and start its launcher.
 
         ``command_prefix`` (for example ``("faketime", "-f", "+10m")``: a device whose clock is
         ten minutes ahead) runs the device's launcher in a process of its own started behind
         it; the agents that launcher starts inherit it (:mod:`harmony_fleet.testing.launcher`).
-        ``trust_root``: the root.json the device pins; without it: ``--allow-unsigned-releases``.
+        ``trust_root``: the root.json the device pins (default: the fleet's repository's);
+        ``release_mirror``: its ``--release-mirror`` (default: the repository in NATS).
         """
-        dev = device_id(name)
-        prefix = self.workdir / "devices" / dev / "opt"
-        layout = AgentLayout(prefix)
-        manifest = self.artifacts[version]
-        target = layout.version_dir(version)
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(self.artifact_dir / manifest.file, target / "agent")
-        layout.swap_current(version)
         assert self.server is not None
-        creds = self.server.issue("device", dev, prefix.parent / "device.creds")
-        launch = LaunchSpec(
-            device_id=dev,
-            state_dir=prefix.parent / "state",
-            nats_args=("--nats", self.url, "--nats-creds", str(creds), *self.ca_args()),
-            extra_args=(
-                *("--heartbeat-interval", str(self.interval_s), "--executor", "process"),
-                *("--prefix", str(prefix), "--log-json", *trust_args(trust_root)),
-            ),
+        setup = DeviceSetup(
+            devices_dir=self.workdir / "devices",
+            nats_args=("--nats", self.url, *self.ca_args()),
+            interval_s=self.interval_s,
+            trust_root=self.releases.trust_root,
         )
-        supervisor = Supervisor(layout, launch, run_dir=launch.state_dir / RUN_DIR)
-        launcher = None
-        if command_prefix:
-            log_file = launch.state_dir / "launcher.log"
-            launcher = LauncherProcess(command_prefix, prefix, launch, log_file=log_file)
-        device = LocalDevice(dev, prefix, layout, launch, supervisor, launcher)
-        self.devices[dev] = device
+        creds = creds_path(setup, name)
+        creds.parent.mkdir(parents=True, exist_ok=True)
+        self.server.issue("device", device_id(name), creds)
+        device = install_device(
+            setup,
+            name,
+            self.artifact_dir / self.artifacts[version].file,
+            version,
+            creds,
+            trust_root=trust_root,
+            release_mirror=release_mirror,
+            command_prefix=command_prefix,
+        )
+        self.devices[device.name] = device
         if start:
             await device.start()
         return device
@@ -336,8 +306,12 @@ class LocalFleet:
         *,
         timeouts: UpgradeTimeouts | None = None,
         force: bool = False,
+        publish: bool = True,
     ) -> UpgradeMarker:
+        """Ask ``device`` for ``version`` (published first unless ``publish=False``)."""
         assert self.nc is not None
+        if publish:
+            await self.publish(version)
         manifest = self.artifacts[version]
         marker = UpgradeMarker(
             upgrade_id=new_upgrade_id(),

@@ -1,16 +1,15 @@
-"""A signed release repository for a local fleet, made and published the way ``fleet release``
-makes and publishes one (the same modules: ``adapters.tuf.repository``, ``.published``).
+"""A signed release repository made and published the way ``fleet release`` makes and
+publishes one (the same modules: ``adapters.tuf.repository``, ``.published``).
 
 ::
 
-    releases = await signed_releases(fleet, "1.0.0", "2.0.0")   # init + publish what was built
-    await fleet.add_device("edge-1", "1.0.0", trust_root=releases.trust_root)
-    await releases.publish(fleet.nc, fleet.artifact_dir / manifest.file, "3.0.0")
+    releases = LocalReleases.init(folder)                 # fleet release init
+    await releases.publish(nc, artifact, "2.0.0")         # fleet release publish (into NATS)
+    releases.sign(artifact, "2.0.0"); releases.mirror(d)  # the same, laid out as a mirror
 
-Every test and the demo can run on signed releases this way; a test that must sign what the
-real tool never would (expired, wrongly signed) uses :mod:`harmony_fleet.testing.signed_repo`.
-:class:`SignedLocalFleet` does it for every device and upgrade of a fleet (the end-to-end tests'
-fleet): its devices pin the root, and a version asked for is published the first time.
+Every :class:`~harmony_fleet.testing.localfleet.LocalFleet` has one (``fleet.releases``,
+``fleet.publish(version)``); a test that must sign what the real tool never would (expired,
+wrongly signed) uses :mod:`harmony_fleet.testing.signed_repo`.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +33,6 @@ from harmony_fleet.adapters.tuf.published import (
 )
 from harmony_fleet.adapters.tuf.repository import Release, Repository, RoleSpec
 from harmony_fleet.adapters.tuf.store import DirStore
-from harmony_fleet.contracts import UpgradeMarker, UpgradeTimeouts
-from harmony_fleet.testing.localfleet import LocalDevice, LocalFleet
 
 log = logging.getLogger(__name__)
 
@@ -89,79 +87,25 @@ class LocalReleases:
         await push_metadata(nc, repo.store, current_names(repo.store))
         return release
 
-
-async def signed_releases(
-    fleet: LocalFleet, *versions: str, specs: Mapping[str, RoleSpec] | None = None
-) -> LocalReleases:
-    """A repository in ``fleet.workdir/release`` with ``versions`` (built already) published."""
-    releases = LocalReleases.init(fleet.workdir / "release", specs)
-    assert fleet.nc is not None, "start the fleet first"
-    for version in versions:
-        manifest = fleet.artifacts[version]
-        await releases.publish(fleet.nc, fleet.artifact_dir / manifest.file, version)
-    return releases
-
-
-class SignedLocalFleet(LocalFleet):
-    """A :class:`LocalFleet` on signed releases, as a real fleet runs.
-
-    Its repository (``workdir/release``, made at :meth:`start`) is the one
-    :func:`signed_releases` uses. Every device pins its root unless given another
-    ``trust_root``; :meth:`request_upgrade` publishes the version through the release tooling
-    the first time it is asked for (publishing every built artifact up front costs each test
-    an upload per version it never uses), unless ``publish=False``: a version the repository
-    never signed. The marker's URL and hash stay what :class:`LocalFleet` writes: hints only.
-    """
-
-    @property
-    def releases(self) -> LocalReleases:
-        return LocalReleases.init(self.workdir / "release")
-
-    async def start(self) -> None:
-        await asyncio.to_thread(LocalReleases.init, self.workdir / "release")
-        await super().start()
-
-    def operator_args(self) -> list[str]:
-        """The operator process resolves versions (rollouts) through the signed metadata."""
-        return [
-            *super().operator_args(),
-            *("--tuf-root", str(self.releases.trust_root)),
-            *("--state-dir", str(self.workdir / "operator-state")),
-        ]
-
-    async def publish(self, version: str) -> Release:
-        """``version``'s signed release, published now if it is not yet (it must be built)."""
-        assert self.nc is not None, "start the fleet first"
-        releases = self.releases
-        for release in releases.repository().releases():
-            if release.version == version:
-                return release
-        artifact = self.artifact_dir / self.artifacts[version].file
-        return await releases.publish(self.nc, artifact, version)
-
-    async def add_device(
-        self,
-        name: str,
-        version: str,
-        *,
-        start: bool = True,
-        command_prefix: tuple[str, ...] = (),
-        trust_root: Path | None = None,
-    ) -> LocalDevice:
-        root = trust_root or self.releases.trust_root
-        return await super().add_device(
-            name, version, start=start, command_prefix=command_prefix, trust_root=root
+    def sign(
+        self, artifact: Path, version: str, *, min_version: str = "", channel: str = "stable"
+    ) -> Release:
+        """Sign ``artifact`` as ``version`` offline (what ``publish`` signs, nothing uploaded),
+        keeping a copy of it under ``targets/`` for :meth:`mirror`."""
+        release, _ = self.repository().add_target(
+            artifact, version=version, min_version=min_version, channel=channel
         )
+        targets = self.folder / "targets"
+        targets.mkdir(exist_ok=True)
+        shutil.copyfile(artifact, targets / release.object_name)
+        return release
 
-    async def request_upgrade(
-        self,
-        device: str,
-        version: str,
-        *,
-        timeouts: UpgradeTimeouts | None = None,
-        force: bool = False,
-        publish: bool = True,
-    ) -> UpgradeMarker:
-        if publish:
-            await self.publish(version)
-        return await super().request_upgrade(device, version, timeouts=timeouts, force=force)
+    def mirror(self, dest: Path) -> Path:
+        """Lay the repository out in ``dest`` as an HTTPS mirror serves it (``fleet agent run
+        --release-mirror URL``: ``URL/metadata/<file>``, ``URL/targets/<sha256>.<path>``):
+        every metadata file and every artifact :meth:`sign` kept; the keys stay here."""
+        for part in ("metadata", "targets"):
+            source = self.folder / part
+            if source.is_dir():
+                shutil.copytree(source, dest / part, dirs_exist_ok=True)
+        return dest

@@ -1,6 +1,8 @@
 """Fixtures for the device-side tests: real artifacts (built once per session), a layout with the
-old version installed, a launch spec pointing at a real NATS, and a process-mode device (its
-files and its candidate runner, as the agent's driver holds them).
+old version installed, a launch spec pointing at a real NATS, a signed mirror (the release
+tooling's repository over real HTTP: every download is a verified target), and a process-mode
+device (its files, verifying against that mirror, and its candidate runner, as the agent's
+driver holds them).
 
 Artifacts run from ``versions/<v>/`` extract themselves on first start (about a second, more on
 a loaded machine). Tests that do not look at the tree share one extraction directory through
@@ -16,7 +18,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from proc_support import BUILDS, DEVICE, OLD, Built, ProcDevice, install, live_pids_with
+from proc_support import (
+    BUILDS,
+    DEVICE,
+    OLD,
+    Built,
+    ProcDevice,
+    SignedMirror,
+    install,
+    live_pids_with,
+)
+from pytest_httpserver import HTTPServer
 
 from harmony_fleet.adapters.device import AgentLayout
 from harmony_fleet.adapters.device.files import AgentFiles
@@ -81,15 +93,26 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def mirror(tmp_path: Path, httpserver: HTTPServer) -> SignedMirror:
+    """The signed repository the device's downloads come from (nothing signed yet)."""
+    return SignedMirror(tmp_path / "release", httpserver)
+
+
+@pytest.fixture
 def make_device(
-    layout: AgentLayout, launch: LaunchSpec, run_dir: Path, extract_dir: Path
+    layout: AgentLayout, launch: LaunchSpec, run_dir: Path, extract_dir: Path, mirror: SignedMirror
 ) -> Callable[..., ProcDevice]:
     """A fresh device over the same layout and run dir: a new one simulates an agent restart."""
 
     def make(*, shared_extraction: bool = True) -> ProcDevice:
         env = {"HARMONY_FLEET_EXTRACT_DIR": str(extract_dir)} if shared_extraction else {}
         return ProcDevice(
-            AgentFiles(layout, running_version=OLD, run_dir=run_dir, allow_unsigned=True),
+            AgentFiles(
+                layout,
+                running_version=OLD,
+                run_dir=run_dir,
+                trust=mirror.trust(launch.state_dir),
+            ),
             ProcessRunner(layout, launch, run_dir=run_dir, stop_grace_s=5.0, env=env),
         )
 

@@ -1,21 +1,30 @@
-"""Helpers for the process-executor and supervisor tests: artifacts, markers, trees, processes."""
+"""Helpers for the process-executor and supervisor tests: artifacts, markers, trees, processes,
+and the signed mirror every download comes from (:class:`SignedMirror`)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
 from harmony_fleet.adapters.device import AgentLayout
 from harmony_fleet.adapters.device.files import AgentFiles
 from harmony_fleet.adapters.process.runner import ProcessRunner
+from harmony_fleet.adapters.tuf.pin import pin_root
+from harmony_fleet.adapters.tuf.repository import Release
+from harmony_fleet.agent.upgrade.trust import LazyReleases
 from harmony_fleet.artifacts import ArtifactManifest
 from harmony_fleet.contracts import UpgradeMarker, UpgradeTimeouts
 from harmony_fleet.contracts.ids import UpgradeId, Version
+from harmony_fleet.testing.releases import LocalReleases
 
 DEVICE = "edge-1"
 OLD = "1.0.0"
@@ -51,7 +60,61 @@ def install(layout: AgentLayout, built: Built) -> None:
     os.chmod(home / "agent", 0o755)
 
 
-def marker(built: Built, url: str, *, uid: str = "u-1", sha256: str | None = None) -> UpgradeMarker:
+#: The URL a marker names: a hint only, never fetched (the signed mirror's target is).
+HINT = "https://hints.example/agent.pyz?token=never-fetched"
+
+
+class SignedMirror:
+    """A release repository made by the release tooling (``fleet release init``, then each
+    version signed as ``publish`` signs it: :class:`LocalReleases`), laid out in ``root`` as a
+    mirror (``metadata/``, ``targets/``) and served over real HTTP under ``/mirror``: what a
+    device reads with ``--release-mirror``. Tests change what is served by changing ``root``
+    (other bytes, a missing target); requests are in ``httpserver.log``."""
+
+    def __init__(self, folder: Path, httpserver: HTTPServer) -> None:
+        self.releases = LocalReleases.init(folder / "repo")
+        self.root = folder / "mirror"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.httpserver = httpserver
+        httpserver.expect_request(re.compile(r"^/mirror/")).respond_with_handler(self._serve)
+
+    @property
+    def url(self) -> str:
+        return self.httpserver.url_for("/mirror")
+
+    def _serve(self, request: Request) -> Response:
+        path = self.root / request.path.removeprefix("/mirror/")
+        if not path.is_file():
+            return Response("not on this mirror", status=404)
+        return Response(path.read_bytes())
+
+    def sign(self, version: str, body: bytes) -> Release:
+        """``body`` signed as ``version`` and on the mirror, with the metadata that signs it."""
+        artifact = self.root.parent / f"artifact-{version}"
+        artifact.write_bytes(body)
+        release = self.releases.sign(artifact, version)
+        self.releases.mirror(self.root)
+        return release
+
+    def target(self, release: Release) -> Path:
+        """Where the mirror keeps ``release``'s bytes (``targets/<sha256>.<path>``)."""
+        return self.root / "targets" / release.object_name
+
+    def target_requests(self) -> int:
+        """How many times an artifact was asked for (metadata requests not counted)."""
+        return sum(1 for request, _ in self.httpserver.log if "/targets/" in request.path)
+
+    def trust(self, state_dir: Path, *, url: str | None = None) -> LazyReleases:
+        """The device's signed releases (as the agent makes them): the root pinned in
+        ``state_dir``, the mirror at ``url`` (default: this one)."""
+        state_dir.mkdir(parents=True, exist_ok=True)
+        pin_root(state_dir, self.releases.trust_root)
+        return LazyReleases(state_dir, mirror=url or self.url)
+
+
+def marker(
+    built: Built, url: str = HINT, *, uid: str = "u-1", sha256: str | None = None
+) -> UpgradeMarker:
     return UpgradeMarker(
         upgrade_id=uid,
         device_id=DEVICE,

@@ -1,5 +1,6 @@
 """The device's files (``adapters/device/files.py``, one for every platform) on real folders
-and real HTTP.
+and real HTTP: every download a target verified against a signed mirror (the release tooling's
+repository, served by ``pytest-httpserver``; ``proc_support.SignedMirror``).
 
 What both runners rely on: a revert leaves the tree byte-identical (the target folder
 removed only if this upgrade created it, known even after a restart through the owner note), a
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from proc_support import HINT, SignedMirror
 from pytest_httpserver import HTTPServer
 
 from harmony_fleet.adapters.device import AgentLayout
@@ -24,7 +26,7 @@ from harmony_fleet.adapters.process.bounded import run_bounded
 from harmony_fleet.contracts import UpgradeMarker, UpgradeTimeouts
 from harmony_fleet.contracts.ids import UpgradeId, Version
 from harmony_fleet.contracts.upgrade import Progress
-from harmony_fleet.errors import IntegrityError
+from harmony_fleet.errors import IntegrityError, Untrusted
 
 OLD, NEW = "1.0.0", "2.0.0"
 BODY = b"#!/usr/bin/env python3\nprint('agent 2.0.0')\n" * 2000
@@ -45,7 +47,7 @@ def tree(root: Path) -> dict[str, str]:
     return out
 
 
-def marker(url: str, *, uid: str = "u-stage-1", body: bytes = BODY) -> UpgradeMarker:
+def marker(url: str = HINT, *, uid: str = "u-stage-1", body: bytes = BODY) -> UpgradeMarker:
     return UpgradeMarker(
         upgrade_id=uid,
         device_id="edge-1",
@@ -59,29 +61,29 @@ def marker(url: str, *, uid: str = "u-stage-1", body: bytes = BODY) -> UpgradeMa
 
 
 @pytest.fixture
-def staging(tmp_path: Path) -> AgentFiles:
+def mirror(tmp_path: Path, httpserver: HTTPServer) -> SignedMirror:
+    """BODY signed as 2.0.0 and on the mirror."""
+    signed = SignedMirror(tmp_path / "release", httpserver)
+    signed.sign(NEW, BODY)
+    return signed
+
+
+@pytest.fixture
+def staging(tmp_path: Path, mirror: SignedMirror) -> AgentFiles:
     layout = AgentLayout(tmp_path / "prefix")
     home = layout.version_dir(OLD)
     home.mkdir(parents=True)
     (home / "agent").write_bytes(b"old agent")
     layout.swap_current(OLD)
     run_dir = layout.prefix.parent / "run"
-    # marker-trusted staging: the signed path is tests/security/test_tuf_attacks.py's
-    return AgentFiles(layout, running_version=OLD, run_dir=run_dir, allow_unsigned=True)
+    trust = mirror.trust(tmp_path / "state")
+    return AgentFiles(layout, running_version=OLD, run_dir=run_dir, trust=trust)
 
 
-@pytest.fixture
-def url(httpserver: HTTPServer) -> str:
-    httpserver.expect_request("/agent-2.0.0").respond_with_data(BODY)
-    return httpserver.url_for("/agent-2.0.0")
-
-
-async def test_stage_then_revert_restores_the_tree_byte_for_byte(
-    staging: AgentFiles, url: str
-) -> None:
+async def test_stage_then_revert_restores_the_tree_byte_for_byte(staging: AgentFiles) -> None:
     before = tree(staging.layout.prefix)
     seen: list[Progress] = []
-    await staging.stage(marker(url), seen.append)
+    await staging.stage(marker(), seen.append)
     artifact = staging.layout.artifact(NEW)
     assert artifact.read_bytes() == BODY
     assert os.access(artifact, os.X_OK)
@@ -99,8 +101,8 @@ async def test_stage_then_revert_restores_the_tree_byte_for_byte(
     assert tree(staging.layout.prefix) == before
 
 
-async def test_swap_commits_and_forgets_ownership(staging: AgentFiles, url: str) -> None:
-    await staging.stage(marker(url), lambda _p: None)
+async def test_swap_commits_and_forgets_ownership(staging: AgentFiles) -> None:
+    await staging.stage(marker(), lambda _p: None)
     await staging.swap_current(Version(NEW))
     assert await staging.current_version() == NEW
     assert staging.owner_of(NEW) is None
@@ -110,14 +112,14 @@ async def test_swap_commits_and_forgets_ownership(staging: AgentFiles, url: str)
 
 
 async def test_a_version_installed_before_is_reused_and_kept(
-    staging: AgentFiles, url: str, httpserver: HTTPServer
+    staging: AgentFiles, mirror: SignedMirror
 ) -> None:
     home = staging.layout.version_dir(NEW)
     home.mkdir()
     (home / "agent").write_bytes(BODY)
     before = tree(staging.layout.prefix)
-    await staging.stage(marker(url), lambda _p: None)
-    assert not httpserver.log, "an installed, matching version is not downloaded again"
+    await staging.stage(marker(), lambda _p: None)
+    assert mirror.target_requests() == 0, "an installed, matching version is not downloaded"
     await staging.revert(
         upgrade_id=UpgradeId("u-stage-1"), previous=Version(OLD), target=Version(NEW)
     )
@@ -126,23 +128,24 @@ async def test_a_version_installed_before_is_reused_and_kept(
 
 
 async def test_an_installed_version_with_other_bytes_is_refused_not_overwritten(
-    staging: AgentFiles, url: str
+    staging: AgentFiles,
 ) -> None:
     home = staging.layout.version_dir(NEW)
     home.mkdir()
     (home / "agent").write_bytes(b"something else")
     with pytest.raises(IntegrityError):
-        await staging.stage(marker(url), lambda _p: None)
+        await staging.stage(marker(), lambda _p: None)
     assert (home / "agent").read_bytes() == b"something else"
 
 
 async def test_failed_download_is_cleaned_up_completely(
-    staging: AgentFiles, httpserver: HTTPServer
+    staging: AgentFiles, mirror: SignedMirror
 ) -> None:
-    httpserver.expect_request("/bad").respond_with_data(b"not the artifact")
+    [release] = mirror.releases.repository().releases()
+    mirror.target(release).write_bytes(b"not the artifact")  # what the mirror serves instead
     before = tree(staging.layout.prefix)
-    with pytest.raises(IntegrityError):
-        await staging.stage(marker(httpserver.url_for("/bad")), lambda _p: None)
+    with pytest.raises(Untrusted, match=r"^hash mismatch"):
+        await staging.stage(marker(), lambda _p: None)
     await staging.cleanup_staging(Version(NEW))
     assert tree(staging.layout.prefix) == before
 

@@ -5,28 +5,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from proc_support import NEW, OLD, Built, alive, marker, tree
-from pytest_httpserver import HTTPServer
+from proc_support import NEW, OLD, Built, SignedMirror, alive, marker, tree
 
 from conftest import ProcDevice
 from harmony_fleet.adapters.device import AgentLayout
 from harmony_fleet.contracts.ids import UpgradeId, Version
 
-PATH = f"/artifacts/{NEW}"
-
 
 async def test_rollback_of_a_running_candidate_restores_the_tree(
     make_device: Callable[..., ProcDevice],
     layout: AgentLayout,
-    httpserver: HTTPServer,
+    mirror: SignedMirror,
     artifact: Callable[[str], Built],
 ) -> None:
     # No shared extraction here: the artifact unpacks itself inside versions/2.0.0/, which the
     # revert must remove along with everything else the upgrade created.
     device = make_device(shared_extraction=False)
     new = artifact(NEW)
-    httpserver.expect_request(PATH).respond_with_data(new.body)
-    m = marker(new, httpserver.url_for(PATH), uid="u-back")
+    mirror.sign(NEW, new.body)
+    m = marker(new, uid="u-back")
     before = tree(layout.prefix)
 
     await device.files.stage(m, lambda p: None)
@@ -48,12 +45,12 @@ async def test_rollback_of_a_running_candidate_restores_the_tree(
 async def test_a_half_done_swap_is_reverted_by_a_restarted_agent(
     make_device: Callable[..., ProcDevice],
     layout: AgentLayout,
-    httpserver: HTTPServer,
+    mirror: SignedMirror,
     artifact: Callable[[str], Built],
 ) -> None:
     new = artifact(NEW)
-    httpserver.expect_request(PATH).respond_with_data(new.body)
-    m = marker(new, httpserver.url_for(PATH), uid="u-half")
+    mirror.sign(NEW, new.body)
+    m = marker(new, uid="u-half")
     before = tree(layout.prefix)
     await make_device().files.stage(m, lambda p: None)
     layout.swap_current(NEW)  # current moved, then the agent died before the commit completed
@@ -70,12 +67,12 @@ async def test_a_half_done_swap_is_reverted_by_a_restarted_agent(
 async def test_a_commit_makes_the_version_the_devices_and_a_version_found_installed_is_kept(
     device: ProcDevice,
     layout: AgentLayout,
-    httpserver: HTTPServer,
+    mirror: SignedMirror,
     artifact: Callable[[str], Built],
 ) -> None:
     new = artifact(NEW)
-    httpserver.expect_request(PATH).respond_with_data(new.body)
-    m = marker(new, httpserver.url_for(PATH), uid="u-commit")
+    mirror.sign(NEW, new.body)
+    m = marker(new, uid="u-commit")
     await device.files.stage(m, lambda p: None)
 
     await device.files.swap_current(Version(NEW))
@@ -85,10 +82,10 @@ async def test_a_commit_makes_the_version_the_devices_and_a_version_found_instal
     before = tree(layout.prefix)
 
     # ... which finds 2.0.0 installed: reused (nothing fetched) and kept by the revert.
-    requests = len(httpserver.log)
-    again = marker(new, httpserver.url_for(PATH), uid="u-again")
+    requests = mirror.target_requests()
+    again = marker(new, uid="u-again")
     await device.files.stage(again, lambda p: None)
-    assert len(httpserver.log) == requests
+    assert mirror.target_requests() == requests
     await device.revert(upgrade_id=UpgradeId("u-again"), previous=Version(OLD), target=Version(NEW))
     await device.files.cleanup_staging(Version(NEW))
 

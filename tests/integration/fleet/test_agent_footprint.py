@@ -11,17 +11,21 @@ idle agent's memory and part of every start (docs/agent.md, "Footprint").
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.helpers import eventually, stop_process
 
 from harmony_fleet.adapters.nats.connection import connect
 from harmony_fleet.adapters.nats.server import EmbeddedNats
-from harmony_fleet.contracts import subjects
+from harmony_fleet.agent.config import AgentConfig
+from harmony_fleet.agent.runtime import Agent
+from harmony_fleet.contracts import device_id, subjects
 from harmony_fleet.testing.signed_repo import Repo
 
 HEAVY = (
@@ -85,3 +89,42 @@ async def test_an_idle_agent_loads_no_heavy_module(
     modules = json.loads(out.read_text())
     assert "harmony_fleet.agent.runtime" in modules  # it was the agent that ran
     assert [name for name in HEAVY if _loaded(modules, name)] == []
+
+
+async def test_an_agent_is_not_sent_its_own_heartbeats(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    """The main listens on its device's heartbeat subject for its candidates; without
+    ``no_echo`` each of its own beats came back to it, to be read, decoded and dropped."""
+    config = AgentConfig(
+        device_id=device_id("echo-1"),
+        state_dir=tmp_path / "state",
+        nats=nats_server.client_options(),
+        heartbeat_interval_s=0.1,
+    )
+    agent = Agent(config)
+    run = asyncio.create_task(agent.run())
+    outside = await connect(nats_server.client_options())
+    own: list[bytes] = []
+    seen: list[bytes] = []
+
+    async def on_own(msg: Any) -> None:
+        own.append(msg.data)
+
+    async def on_seen(msg: Any) -> None:
+        seen.append(msg.data)
+
+    try:
+        await outside.subscribe(subjects.heartbeat("echo-1"), cb=on_seen)
+        await eventually(agent.connected.is_set, timeout=15, what="agent connected")
+        assert agent.nc is not None
+        await agent.nc.subscribe(subjects.heartbeat("echo-1"), cb=on_own)
+        await agent.nc.flush()
+        mark = len(seen)
+        await eventually(lambda: len(seen) >= mark + 3, timeout=15, what="three more heartbeats")
+        await agent.nc.flush()
+    finally:
+        agent.request_exit(0)
+        assert await asyncio.wait_for(run, 15) == 0
+        await outside.close()
+    assert own == []

@@ -10,6 +10,7 @@ import pytest
 
 from harmony_fleet.agent.config import AgentConfig
 from harmony_fleet.agent.facts import (
+    FREE_DISK_REFRESH_S,
     FreeDisk,
     arch,
     coarse_free_disk,
@@ -129,3 +130,38 @@ def test_an_unreadable_filesystem_reports_nothing_new() -> None:
         raise FileNotFoundError("gone")
 
     assert FreeDisk(broken).value() is None
+
+
+def test_the_free_disk_is_read_once_a_minute_not_at_every_heartbeat(tmp_path: Path) -> None:
+    now = [0.0]
+    reads: list[float] = []
+    free = iter([100 * G, G])
+
+    def read() -> int:
+        reads.append(now[0])
+        return next(free)
+
+    config = AgentConfig(device_id=DeviceId("edge-01"), state_dir=tmp_path, install_prefix=tmp_path)
+    agent = Agent(config, version="1.0.0")
+    agent.free_disk = FreeDisk(read, refresh_s=FREE_DISK_REFRESH_S, mono=lambda: now[0])
+    labels = []
+    for beat in range(14):  # 65 s of heartbeats at a 5 s interval
+        now[0] = beat * 5.0
+        labels.append(agent.heartbeat().labels[LABEL_FREE_DISK])
+    assert reads == [0.0, 60.0]
+    assert labels == [str(64 * G)] * 12 + [str(G)] * 2
+
+
+def test_a_failed_free_disk_reading_is_tried_again_at_the_next_heartbeat() -> None:
+    readings: list[int | OSError] = [OSError("busy"), 8]
+
+    def read() -> int:
+        value = readings.pop(0)
+        if isinstance(value, OSError):
+            raise value
+        return value
+
+    disk = FreeDisk(read, refresh_s=FREE_DISK_REFRESH_S, mono=lambda: 0.0)
+    assert disk.value() is None
+    assert disk.value() == "8"
+    assert readings == []

@@ -5,6 +5,7 @@ stands for ``CLOCK_MONOTONIC``, shared by both sides as the real one is."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from harmony_fleet.adapters.device import AgentLayout
 from harmony_fleet.adapters.device.files import AgentFiles
 from harmony_fleet.adapters.device.notes import (
     FAILURES_FILE,
+    LIVENESS_WIDTH,
     ROLLBACK_FILE,
     WATCH_FILE,
     liveness_file,
@@ -211,3 +213,15 @@ async def test_a_corrupt_note_counts_as_absent(layout: AgentLayout, run_dir: Pat
     (run_dir / WATCH_FILE).write_text("{not json")
     w = watcher(layout, run_dir, Clock())
     assert w.watching(NEW) is None and w.on_exit(NEW, 3, None, stopping=False) is None
+
+
+def test_each_tick_overwrites_the_liveness_file_in_place_at_a_fixed_width(tmp_path: Path) -> None:
+    alive = liveness_file(tmp_path / "run")  # the run dir is made by the first tick
+    mark_alive(alive)
+    first, inode = alive.read_bytes(), alive.stat().st_ino
+    mark_alive(alive)
+    second = alive.read_bytes()
+    assert len(first) == len(second) == LIVENESS_WIDTH
+    assert first != second, "every tick changes the content"
+    assert alive.stat().st_ino == inode
+    assert int(second.split()[0]) == os.getpid()

@@ -56,8 +56,7 @@ class AgentFiles:
 
     ``trust`` is the device's view of the signed releases (``core.upgrade.trust``): with it, a
     download's length and SHA-256 come from the verified target, never from the marker. Without
-    it every download is refused ("no trust root"), unless ``allow_unsigned`` (the agent's
-    ``--allow-unsigned-releases``, for tests not yet on signed releases) trusts the marker.
+    it every download is refused ("no trust root"): there is no unsigned path.
     """
 
     def __init__(
@@ -72,7 +71,6 @@ class AgentFiles:
         access: ArtifactAccess = HTTPS_ONLY,
         mono: Callable[[], float] = time.monotonic,
         trust: ReleaseTrust | None = None,
-        allow_unsigned: bool = False,
     ) -> None:
         self.layout = layout
         self._mono = mono
@@ -83,7 +81,6 @@ class AgentFiles:
         self.policy = policy or DEFAULT_POLICY
         self.access = access
         self.trust = trust
-        self.allow_unsigned = allow_unsigned
         self._signed: dict[Version, SignedRelease] = {}
         self._lock = asyncio.Lock()
 
@@ -118,20 +115,16 @@ class AgentFiles:
         be on disk and hash to the marker's SHA-256, or ``NotFound``/``IntegrityError``. A URL
         the device may not download from (plain ``http`` to another host without the opt-in,
         ``user:password@``) is refused before the download starts: ``DownloadRejected``
-        (the URL checked is the one bytes come from, the signed target's when it names one).
+        (the URL checked is the one bytes come from: the mirror's, ``--release-mirror``).
         """
         target = version(marker.target_version)
         async with self._lock:
-            signed = None
             if marker.source is not ArtifactSource.INSTALLED:
                 signed = await self._verified(marker)
-                if signed is not None:  # the marker's URL, size and hash were hints only
-                    marker = msgspec.structs.replace(
-                        marker,
-                        sha256=signed.sha256,
-                        size=signed.length,
-                        artifact_url=signed.url or marker.artifact_url,
-                    )
+                # the marker's URL, size and hash were hints only
+                marker = msgspec.structs.replace(
+                    marker, sha256=signed.sha256, size=signed.length, artifact_url=signed.url
+                )
             if await asyncio.to_thread(self._installed_and_matching, marker):
                 return
             if marker.source is ArtifactSource.INSTALLED:
@@ -142,18 +135,13 @@ class AgentFiles:
             await asyncio.to_thread(self._claim, target, marker.upgrade_id)
             dest = self.layout.staging_dir(target) / self.layout.artifact_name
             await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
-            if signed is not None and not signed.url and self.trust is not None:
-                await self.trust.fetch(signed, dest)  # from NATS, within the signed length
-            else:
-                await self._download(marker, dest, progress)
+            await self._fetch(marker, dest, progress)
             await asyncio.to_thread(self._promote, target, dest)
         log.info("staged", extra={"version": target, "upgrade_id": marker.upgrade_id})
 
-    async def _verified(self, marker: UpgradeMarker) -> SignedRelease | None:
-        """The signed target of the marker's version (None: unsigned releases allowed here)."""
+    async def _verified(self, marker: UpgradeMarker) -> SignedRelease:
+        """The signed target of the marker's version (``Untrusted`` without one)."""
         if self.trust is None:
-            if self.allow_unsigned:
-                return None
             raise Untrusted(
                 "no trust root",
                 "this agent has no pinned root (fleet agent install --trust-root root.json) "
@@ -165,6 +153,17 @@ class AgentFiles:
             raise Untrusted("below min_version", refusal.removeprefix("below min_version: "))
         self._signed[version(marker.target_version)] = signed
         return signed
+
+    async def _fetch(self, marker: UpgradeMarker, dest: Path, progress: ProgressCallback) -> None:
+        """The verified target's bytes into ``dest``: from a mirror with the resumable
+        downloader, else from NATS through the trust (both within the signed length and hash)."""
+        signed = self._signed.get(version(marker.target_version))
+        if signed is None or self.trust is None:  # stage verifies first: never
+            raise Untrusted("no trust root", f"{marker.target_version} was not verified")
+        if signed.url:
+            await self._download(marker, dest, progress)
+        else:
+            await self.trust.fetch(signed, dest)
 
     async def verify_staged(self, version: Version) -> None:
         """The staged artifact still hashes to the signed target staging verified it against."""
@@ -195,8 +194,6 @@ class AgentFiles:
                 access=self.access,
             )
         except (IntegrityError, TooLarge) as exc:
-            if self.trust is None:
-                raise
             # from a mirror, against the signed length and hash: name the attack
             longer = isinstance(exc, TooLarge) or (
                 exc.what == "size"

@@ -56,12 +56,6 @@ class LaunchSpec:
         return argv
 
 
-def trust_args(trust_root: Path | None) -> tuple[str, ...]:
-    """``--trust-root FILE``, or the tests' ``--allow-unsigned-releases`` when there is none
-    (for fleets whose releases are not signed yet: never on a device)."""
-    return ("--trust-root", str(trust_root)) if trust_root else ("--allow-unsigned-releases",)
-
-
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of an artifact we start: ours, plus ``extra``, unbuffered output.
 

@@ -12,7 +12,7 @@ dir (``<state>/run``, outside the prefix that a revert restores)::
 Every note is written atomically (temporary file, fsync, rename, fsync of the folder); a note
 that does not decode is treated as absent, with an error in the log. ``main.alive`` is the
 exception: it carries no data that must survive a power loss, only the fact that it keeps
-changing (:func:`mark_alive`, :func:`liveness_token`), so it is rewritten in place, unsynced.
+changing (:func:`mark_alive`, :func:`liveness_token`), so it is overwritten in place, unsynced.
 """
 
 from __future__ import annotations
@@ -61,20 +61,30 @@ def liveness_file(run_dir: Path) -> Path:
 
 
 _ticks = itertools.count(1)
+_PID_WIDTH = 10
+_TICK_WIDTH = 20
+#: The size of what :func:`mark_alive` writes.
+LIVENESS_WIDTH = _PID_WIDTH + 1 + _TICK_WIDTH + 1
 
 
 def mark_alive(path: Path) -> None:
-    """Say the main instance is alive: rewrite ``path`` with ``<pid> <counter>``.
+    """Say the main instance is alive: overwrite ``path`` with ``<pid> <counter>``.
 
     The content changes on every call, so the launcher sees a change whatever the file
-    system's timestamp granularity and whatever the wall clock does.
+    system's timestamp granularity and whatever the wall clock does. It has a fixed width
+    (:data:`LIVENESS_WIDTH` bytes) and is written over the old one in place, without truncating
+    the file: truncating made each call ~15 times dearer (it is part of every idle main's CPU).
     """
-    data = f"{os.getpid()} {next(_ticks)}\n".encode()
+    data = b"%*d %*d\n" % (_PID_WIDTH, os.getpid(), _TICK_WIDTH, next(_ticks))
     try:
-        path.write_bytes(data)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, data, 0)
+    finally:
+        os.close(fd)
 
 
 def liveness_token(path: Path) -> bytes:

@@ -22,8 +22,10 @@ import base64
 import contextlib
 import json
 import logging
+import math
 import random
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
+from harmony_fleet._tasks import wait_event
 from harmony_fleet.adapters.nats.errors import wrap_nats_error
 from harmony_fleet.errors import ConfigError, Unavailable
 
@@ -48,7 +51,14 @@ class _QuietTlsEof(logging.Filter):
 
 logging.getLogger("asyncio").addFilter(_QuietTlsEof())
 
-__all__ = ["DEFAULT_URL", "NatsClient", "NatsOptions", "connect", "connect_forever"]
+__all__ = [
+    "DEFAULT_URL",
+    "NatsClient",
+    "NatsOptions",
+    "connect",
+    "connect_forever",
+    "on_reconnected",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +117,27 @@ def inbox_prefix_of_creds(path: str) -> str | None:
 Callback = Callable[[], Awaitable[None]]
 ErrorCallback = Callable[[Exception], Awaitable[None]]
 
+#: What each connection made by :func:`connect` calls when it is re-established.
+_reconnect_listeners: weakref.WeakKeyDictionary[NatsClient, list[Callable[[], None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def on_reconnected(nc: Any, listener: Callable[[], None]) -> Callable[[], None] | None:
+    """Call ``listener()`` whenever ``nc`` is re-established after a disconnection; the
+    function that stops it. None when ``nc`` was not made by :func:`connect` (then nothing
+    tells: watch ``nc.stats["reconnects"]``)."""
+    listeners = _reconnect_listeners.get(nc) if isinstance(nc, NatsClient) else None
+    if listeners is None:
+        return None
+    listeners.append(listener)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            listeners.remove(listener)
+
+    return remove
+
 
 async def connect(
     options: NatsOptions,
@@ -134,6 +165,8 @@ async def connect(
 
     async def reconnected_cb() -> None:
         log.info("nats reconnected")
+        for listener in list(_reconnect_listeners.get(nc, ())):
+            listener()
         if on_reconnect:
             await on_reconnect()
 
@@ -158,6 +191,7 @@ async def connect(
     )
     refusals: list[Exception] = []
     nc = NatsClient()
+    _reconnect_listeners[nc] = []
     # With max_reconnect_attempts=-1 nats-py would retry the *first* connection forever too;
     # bound it here so a one-shot CLI call fails fast, and let connect_forever do the retrying.
     initial_s = options.connect_timeout_s * len(options.servers) + 1.0
@@ -235,32 +269,28 @@ async def connect_forever(
         if stop is None:
             await asyncio.sleep(wait)
         else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
+            await wait_event(stop, wait)
     return None
 
 
 async def barrier(nc: NatsClient, *, timeout_s: float = 5.0) -> None:
     """Return once the server has processed everything this client sent so far.
 
-    nats-py's ``flush()`` is not enough: it writes its PING straight to the socket, ahead of
+    nats-py's ``flush()`` alone is not enough: it writes its PING straight to the socket, ahead of
     commands still waiting in the client's buffer (measured with nats-py 2.16: a SUB queued
-    before ``flush()`` reached the server after the PONG). A message to ourselves travels through
-    the same buffer as the SUBs before it, so its echo proves they all arrived.
+    before ``flush()`` reached the server after the PONG). So first wait until nats-py's flusher
+    has handed that buffer to the socket (``pending_data_size`` back to 0), then ``flush()``: the
+    PING follows those commands on the same socket, and the server answers it in order.
+
+    No message to ourselves is involved, so it works without echo (``no_echo``: the agent's
+    connection) and with credentials that may subscribe to no inbox at all.
     """
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    async def echo(_msg: Any) -> None:
-        if not done.done():
-            done.set_result(None)
-
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox, cb=echo)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    # nats-py exposes no event for its flusher: look at its buffer (empty at once, usually).
+    while nc.pending_data_size > 0 and nc.is_connected and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.001)
     try:
-        await nc.publish(inbox, b"")
-        await asyncio.wait_for(done, timeout_s)
-    except TimeoutError as exc:
-        raise Unavailable(f"NATS did not echo a barrier message within {timeout_s} s") from exc
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+        await nc.flush(timeout=max(1, math.ceil(deadline - loop.time())))  # whole seconds
+    except (nats.errors.Error, TimeoutError) as exc:
+        raise Unavailable(f"NATS did not answer a barrier within {timeout_s} s") from exc

@@ -30,6 +30,8 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from harmony_fleet._tasks import wait_event
+from harmony_fleet.adapters.nats.connection import on_reconnected
 from harmony_fleet.adapters.nats.errors import wrap_nats_error
 from harmony_fleet.contracts import Codec, encode
 from harmony_fleet.errors import InvalidMessage, NotFound, Timeout
@@ -42,7 +44,8 @@ T = TypeVar("T")
 REWATCH_S = 1.0
 
 #: How often :meth:`TypedKV.follow` looks whether the connection was re-established (a local
-#: counter: no traffic), and reads its key at once if it was.
+#: counter: no traffic) when its connection does not tell (one not made by ``connect``), and
+#: how soon it reads its key again after a failed read.
 FOLLOW_RECONNECT_CHECK_S = 5.0
 
 #: How often :meth:`TypedKV.follow` reads its key even when nothing woke it (a safety net).
@@ -239,10 +242,12 @@ class TypedKV(Generic[T]):
         """Every new value of the one key ``key``, with no consumer: what a device may do.
 
         Reads the key by a direct get at once, whenever a write crosses the key's subject (a
-        plain subscription to ``$KV.<bucket>.<key>``), within ``FOLLOW_RECONNECT_CHECK_S`` of a
-        reconnect (a write made while the connection was down), and every ``poll_s``. An idle
-        device's follow costs no traffic between them: it is part of every agent's idle CPU.
-        Yields a value when its revision is new; deletes and undecodable values are skipped
+        plain subscription to ``$KV.<bucket>.<key>``), as soon as the connection is
+        re-established (a write made while it was down: :func:`~.connection.on_reconnected`;
+        a connection that does not tell is looked at every ``FOLLOW_RECONNECT_CHECK_S``), within
+        ``FOLLOW_RECONNECT_CHECK_S`` of a failed read, and every ``poll_s``. An idle device's
+        follow costs no traffic and no wake-up between them: it is part of every agent's idle
+        CPU. Yields a value when its revision is new; deletes and undecodable values are skipped
         (logged). Creating a consumer would need a permission that cannot be scoped to one
         device (docs/security.md).
         """
@@ -254,6 +259,8 @@ class TypedKV(Generic[T]):
         def reconnects() -> int:
             return int(nc.stats["reconnects"])
 
+        stop_listening = on_reconnected(nc, woken.set)
+        check_s = FOLLOW_RECONNECT_CHECK_S if stop_listening is None else poll_s
         sub = await nc.subscribe(f"$KV.{self.name}.{key}", cb=wake)
         last: int | None = None
         loop = asyncio.get_running_loop()
@@ -267,16 +274,18 @@ class TypedKV(Generic[T]):
                 except Exception as exc:
                     log.warning("KV read failed", extra={"bucket": self.name, "error": repr(exc)})
                     found = None
+                    read_by = loop.time() + min(poll_s, FOLLOW_RECONNECT_CHECK_S)
                 if isinstance(found, Undecodable):
                     log.warning("undecodable KV value skipped", extra={"detail": str(found)})
                 elif found is not None and found.revision != last:
                     last = found.revision
                     yield found
                 while not woken.is_set() and reconnects() == seen and loop.time() < read_by:
-                    wait = min(FOLLOW_RECONNECT_CHECK_S, read_by - loop.time())
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(woken.wait(), max(0.0, wait))
+                    wait = min(check_s, read_by - loop.time())
+                    await wait_event(woken, max(0.0, wait))
         finally:
+            if stop_listening is not None:
+                stop_listening()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 

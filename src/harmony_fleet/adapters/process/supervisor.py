@@ -46,6 +46,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from harmony_fleet._tasks import wait_event
 from harmony_fleet.adapters.device.launch import LaunchSpec, child_env
 from harmony_fleet.adapters.device.layout import AgentLayout
 from harmony_fleet.adapters.device.watcher import PostCommitWatcher, RunLiveness
@@ -217,8 +218,7 @@ class Supervisor:
                 if self._restart_now:  # rolled back: the previous version starts at once
                     self._restart_now, delay = False, self.backoff_initial_s
                 await self._note(f"supervisor: restarting in {delay:g} s")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                await wait_event(self._stopping, delay)
                 delay = min(delay * 2, self.backoff_max_s)
                 if not self._stopping.is_set():
                     self.restarts += 1

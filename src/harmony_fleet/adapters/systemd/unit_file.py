@@ -71,8 +71,6 @@ class InstallSpec:
     heartbeat_interval_s: float = 5.0
     keep_versions: int = 2
     """``--keep-versions`` of the agent (on its command line only when not the default)."""
-    allow_unsigned_releases: bool = False
-    """The agent's ``--allow-unsigned-releases`` (tests without signed releases only)."""
     agent_args: tuple[str, ...] = ()
     """More agent flags for the unit's command line (``--allow-http-artifacts``,
     ``--artifact-ca FILE``), handed on to candidates like the rest."""
@@ -130,7 +128,6 @@ class InstallSpec:
                 "--executor",
                 "systemd",
                 *(("--keep-versions", str(self.keep_versions)) if self.keep_versions != 2 else ()),
-                *(("--allow-unsigned-releases",) if self.allow_unsigned_releases else ()),
                 *self.agent_args,
             ),
         )

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from harmony_fleet._tasks import wait_event
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.agent.logs.buffer import DropReason, LogBuffer
 from harmony_fleet.agent.logs.handler import ShippingHandler
@@ -157,8 +158,7 @@ class LogShipper:
                     # Idle: a new line (the buffer's event) or the drop report wakes the loop,
                     # nothing else: an idle agent's shipper costs no CPU between them.
                     wait = next_report - loop.time()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), max(0.0, wait))
+                await wait_event(wake, max(0.0, wait))
         except asyncio.CancelledError:
             await self._final(nc)
             raise

@@ -30,8 +30,6 @@ changed.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from harmony_fleet._tasks import wait_event
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.contracts import device_id as valid_device_id
 from harmony_fleet.errors import FleetError, InvalidMessage
@@ -130,8 +129,7 @@ class HttpServer:
                     await self.tick(operator, nc)
                 except Exception:
                     log.exception("dashboard tick failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(operator.stop.wait(), self.options.tick_s)
+                await wait_event(operator.stop, self.options.tick_s)
         finally:
             await self.close()
 

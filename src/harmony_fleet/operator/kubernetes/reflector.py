@@ -15,11 +15,11 @@ If the API is unreachable, the pass stops at the first error and the next ones b
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 
+from harmony_fleet._tasks import wait_event
 from harmony_fleet.contracts import UpgradeMarker, UpgradeStatus, device_id
 from harmony_fleet.errors import FleetError, InvalidMessage, NotFound, Refused
 from harmony_fleet.operator.kubernetes.api import DeviceApi, ObservedDevice
@@ -152,8 +152,7 @@ class Reflector:
                     "Kubernetes API unavailable, backing off",
                     extra={"error": str(exc), "retry_in_s": backoff},
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(self.interval_s, backoff))
+            await wait_event(self._wake, max(self.interval_s, backoff))
 
 
 def _valid_name(name: str) -> bool:

@@ -1,0 +1,93 @@
+"""``TypedKV.follow``: a value written while the follower was disconnected still arrives soon.
+
+An idle follower sends nothing between writes (its key's subject wakes it); a write made while
+its connection was down crosses no subscription of its, so it reads the key again when its
+connection says it is back (``on_reconnected``), at the latest within
+``FOLLOW_RECONNECT_CHECK_S`` of the reconnect, long before the 60 s safety poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from tests.helpers import eventually
+
+from harmony_fleet.adapters.nats.connection import connect, on_reconnected
+from harmony_fleet.adapters.nats.fleet_kv import BucketDef
+from harmony_fleet.adapters.nats.kv import FOLLOW_POLL_S, FOLLOW_RECONNECT_CHECK_S, TypedKV
+from harmony_fleet.adapters.nats.provision import ensure_bucket
+from harmony_fleet.adapters.nats.server import EmbeddedNats
+from harmony_fleet.contracts import HEARTBEAT, Heartbeat, Role
+
+
+def _hb(seq: int) -> Heartbeat:
+    return Heartbeat(
+        device_id="dev-1",
+        instance_id="a" * 32,
+        agent_version="1.0.0",
+        role=Role.MAIN,
+        seq=seq,
+        sent_at=1.0,
+        uptime_s=0.0,
+    )
+
+
+async def test_a_write_made_while_the_follower_was_away_arrives_after_it_reconnects(
+    nats_server: EmbeddedNats,
+) -> None:
+    # The follower waits 3 s between reconnect attempts: the write below lands while it is away.
+    follower = await connect(nats_server.client_options(reconnect_wait_s=3.0))
+    writer_options = nats_server.client_options(reconnect_wait_s=0.1)
+    writer = await connect(writer_options)
+    raw = await ensure_bucket(writer.jetstream(), BucketDef("t_follow", HEARTBEAT, "t"), replicas=1)
+    await TypedKV(raw, HEARTBEAT, name="t_follow").put("dev-1", _hb(1))
+    await writer.close()
+    mine = TypedKV(await follower.jetstream().key_value("t_follow"), HEARTBEAT, name="t_follow")
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for entry in mine.follow(follower, "dev-1"):
+            seen.append(entry.value.seq)
+
+    task = asyncio.ensure_future(follow())
+    try:
+        await eventually(lambda: seen == [1], timeout=10, what="the first value")
+        nats_server.stop()
+        nats_server.start()
+        writer = await connect(writer_options)
+        raw = await writer.jetstream().key_value("t_follow")
+        await TypedKV(raw, HEARTBEAT, name="t_follow").put("dev-1", _hb(2))
+        await writer.close()
+        assert seen == [1]  # written while the follower was still away
+        limit = 3.0 + FOLLOW_RECONNECT_CHECK_S + 5.0
+        assert limit < FOLLOW_POLL_S
+        await eventually(lambda: seen == [1, 2], timeout=limit, what="the value written away")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await follower.close()
+    assert seen == [1, 2]
+
+
+async def test_a_connection_tells_its_listeners_when_it_is_back(nats_server: EmbeddedNats) -> None:
+    # What lets an idle follow sleep until its poll rather than look at the connection every
+    # FOLLOW_RECONNECT_CHECK_S.
+    nc = await connect(nats_server.client_options(reconnect_wait_s=0.1))
+    told: list[str] = []
+    stop_a = on_reconnected(nc, lambda: told.append("a"))
+    stop_b = on_reconnected(nc, lambda: told.append("b"))
+    try:
+        assert stop_a is not None and stop_b is not None
+        assert on_reconnected(object(), lambda: None) is None  # not made by connect(): no word
+        nats_server.stop()
+        nats_server.start()
+        await eventually(lambda: told == ["a", "b"], timeout=20, what="both listeners told")
+        stop_a()
+        nats_server.stop()
+        nats_server.start()
+        await eventually(lambda: told == ["a", "b", "b"], timeout=20, what="only b told")
+    finally:
+        await nc.close()
+    assert told == ["a", "b", "b"]
