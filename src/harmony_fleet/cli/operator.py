@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from harmony_fleet.adapters.nats.slow import MIN_PENDING_BYTES
 from harmony_fleet.cli._common import (
     bad_flag,
     build_nats_options,
@@ -32,7 +33,12 @@ from harmony_fleet.errors import FleetError
 from harmony_fleet.operator.admission import Admit
 from harmony_fleet.operator.release_refresh import ReleaseRefresh
 from harmony_fleet.operator.rollouts import RolloutLoop
-from harmony_fleet.operator.runtime import Extension, Operator, OperatorConfig
+from harmony_fleet.operator.runtime import (
+    DEFAULT_MAX_PENDING_BYTES,
+    Extension,
+    Operator,
+    OperatorConfig,
+)
 
 if TYPE_CHECKING:  # the real imports are lazy: see _kubernetes() and _http()
     from harmony_fleet.operator.http.server import HttpServer
@@ -74,6 +80,17 @@ log = logging.getLogger(__name__)
     show_envvar=True,
     help="Seconds of the operator lease: several operators may run, one is active and a "
     "standby takes over within twice this after the active one dies (docs/operations.md).",
+)
+@click.option(
+    "--max-pending-bytes",
+    type=click.IntRange(min=MIN_PENDING_BYTES),
+    default=DEFAULT_MAX_PENDING_BYTES,
+    show_default=True,
+    envvar="FLEET_MAX_PENDING_BYTES",
+    show_envvar=True,
+    help="Memory the heartbeats waiting for the operator may take (payloads and overhead); "
+    "past it they are dropped and counted (fleet_nats_dropped_messages_total), not buffered. "
+    "Keep it well below the process's memory limit (docs/operations.md, 'Memory under load').",
 )
 @click.option(
     "--name",
@@ -167,6 +184,7 @@ def operator_cmd(
     refresh: float,
     kv_replicas: int,
     lease_ttl: float,
+    max_pending_bytes: int,
     name: str,
     admit: str | None,
     kubernetes: bool,
@@ -192,6 +210,7 @@ def operator_cmd(
         presence=PresencePolicy(missed=missed, refresh_s=refresh),
         admit=Admit(admit) if admit else None,
         lease_ttl_s=lease_ttl,
+        max_pending_bytes=max_pending_bytes,
         name=name,
     )
     k8s = None

@@ -33,6 +33,7 @@ from harmony_fleet._tasks import BackgroundTasks, wait_event
 from harmony_fleet.adapters.nats.connection import (
     NatsClient,
     NatsOptions,
+    Subscription,
     barrier,
     connect_forever,
 )
@@ -40,6 +41,7 @@ from harmony_fleet.adapters.nats.fleet_kv import FleetKV
 from harmony_fleet.adapters.nats.kv import TypedKV, Undecodable
 from harmony_fleet.adapters.nats.provenance import from_jetstream
 from harmony_fleet.adapters.nats.provision import provision
+from harmony_fleet.adapters.nats.slow import Drops, pending_limits
 from harmony_fleet.contracts import DeviceRecord, subjects
 from harmony_fleet.contracts.identity import DeviceIdentity
 from harmony_fleet.core.presence import PresencePolicy
@@ -56,6 +58,10 @@ Extension = Callable[["Operator", NatsClient], Awaitable[None]]
 #: The exit code of an operator that lost its lease (EX_TEMPFAIL: start it again).
 EXIT_DEPOSED = 75
 
+#: What the heartbeats waiting for the operator's loop may take in memory (``--max-pending-bytes``):
+#: sized for the Deployment's 512 MiB limit (docs/operations.md, "Memory under load").
+DEFAULT_MAX_PENDING_BYTES = 128 * 1024 * 1024
+
 
 @dataclass(frozen=True, kw_only=True)
 class OperatorConfig:
@@ -67,8 +73,9 @@ class OperatorConfig:
     flush_interval_s: float = 0.5
     """How often dirty records are written and presence is swept."""
     write_concurrency: int = 128
-    pending_msgs_limit: int = 1_000_000
-    """Heartbeats buffered in the client before nats-py drops (slow consumer)."""
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+    """Memory the heartbeats waiting in the client may take, their overhead included; past it
+    nats-py drops them (a slow consumer: counted in ``Operator.drops``, never an OOM kill)."""
     admit: Admit | None = None
     """Which devices enter the registry (``--admit``): ``issued`` (a live identity in the
     identities bucket) or ``any``; None: ``issued`` when the operator holds credentials,
@@ -102,13 +109,20 @@ class Operator:
         self.identities_kv: TypedKV[DeviceIdentity] | None = None
         self.writes = 0
         self.write_errors = 0
+        self.drops = Drops()
+        """Messages nats-py dropped, by subscription (the heartbeats' past their limits)."""
+        self.heartbeats: Subscription | None = None
+        self.pending_limits = pending_limits(config.max_pending_bytes)
+        """The heartbeat subscription's limits, from ``config.max_pending_bytes``."""
         self._extensions = extensions or []
         self._background = BackgroundTasks()
 
     # -- start ------------------------------------------------------------------------------
     async def open(self) -> NatsClient | None:
         """Connect (retrying forever until ``stop``), open buckets, load the registry."""
-        nc = await connect_forever(self.config.nats.with_name("operator"), log=log, stop=self.stop)
+        nc = await connect_forever(
+            self.config.nats.with_name("operator"), log=log, stop=self.stop, drops=self.drops
+        )
         if nc is None:
             return None
         self.nc = nc
@@ -124,11 +138,14 @@ class Operator:
             except FleetError as exc:
                 log.warning("registry not available yet, retrying", extra={"error": str(exc)})
                 await wait_event(self.stop, 1.0)
-        await nc.subscribe(
+        # The one plain subscription, and the one a fleet can flood: bounded (KV watches are
+        # JetStream deliveries, held back by the server's flow control).
+        limits = self.pending_limits
+        self.heartbeats = await nc.subscribe(
             subjects.ALL_HEARTBEATS,
             cb=self._on_heartbeat,
-            pending_msgs_limit=self.config.pending_msgs_limit,
-            pending_bytes_limit=self.config.pending_msgs_limit * 1024,
+            pending_msgs_limit=limits.msgs,
+            pending_bytes_limit=limits.bytes,
         )
         await barrier(nc)  # the server knows our subscription before we say we are ready
         return nc
@@ -303,6 +320,7 @@ class Operator:
                 "ingested": self.registry.ingested,
                 "rejected": self.registry.rejected,
                 "security_events": dict(self.registry.security.counts),
+                "dropped": dict(self.drops.counts),
                 "writes": self.writes,
             },
         )

@@ -121,3 +121,18 @@ def test_the_operator_flags_used_by_the_manifests_exist() -> None:
         "--state-dir",
     ):
         assert flag in out
+
+
+def test_the_operators_pending_heartbeats_fit_in_half_its_memory_limit() -> None:
+    """docs/operations.md, "Memory under load": the pending budget is the default the code uses,
+    and at most half the pod's memory limit."""
+    from harmony_fleet.operator.runtime import DEFAULT_MAX_PENDING_BYTES
+
+    [deployment] = docs("deployment.yaml")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    budget = int(env["FLEET_MAX_PENDING_BYTES"])
+    limit = container["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi")
+    assert budget == DEFAULT_MAX_PENDING_BYTES
+    assert budget <= int(limit[: -len("Mi")]) * 1024 * 1024 // 2

@@ -7,6 +7,7 @@ real-time guard so a broken driver fails the test instead of hanging it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -14,9 +15,11 @@ from typing import TypeVar
 import pytest
 
 from harmony_fleet.agent.upgrade import UpgradeDriver
+from harmony_fleet.agent.upgrade.wiring import hear_candidates
 from harmony_fleet.contracts.commands import ReplyCode
 from harmony_fleet.contracts.heartbeat import Heartbeat, Role
 from harmony_fleet.contracts.ids import DeviceId, InstanceId, UpgradeId
+from harmony_fleet.contracts.subjects import heartbeat as heartbeat_subject
 from harmony_fleet.contracts.upgrade import AgentUpgradePhase as P
 from harmony_fleet.contracts.upgrade import Progress, UpgradeMarker
 from harmony_fleet.core.upgrade.device import CandidateRunner, DeviceFiles, ProcessOutcome
@@ -301,3 +304,55 @@ async def test_close_cancels_hung_work() -> None:
     await r.driver.close()
     assert r.clock.pending == 0
     assert UpgradeId(U1) not in r.store.state.finished
+
+
+class FakeSubscriptions:
+    """The ``subscribe`` seam of a NATS client: which subjects are subscribed now."""
+
+    def __init__(self) -> None:
+        self.subjects: list[str] = []
+        self.changed = asyncio.Event()
+
+    async def subscribe(self, subject: str, cb: object) -> FakeSubscriptions.Sub:
+        self.subjects.append(subject)
+        self.changed.set()
+        return FakeSubscriptions.Sub(self, subject)
+
+    async def until(self, subjects: list[str]) -> None:
+        while self.subjects != subjects:
+            self.changed.clear()
+            await self.changed.wait()
+
+    @dataclass
+    class Sub:
+        owner: FakeSubscriptions
+        subject: str
+
+        async def unsubscribe(self) -> None:
+            self.owner.subjects.remove(self.subject)
+            self.owner.changed.set()
+
+
+async def test_the_main_hears_heartbeats_only_while_a_candidate_beat_matters(rig: Rig) -> None:
+    nc = FakeSubscriptions()
+
+    async def ignore(_msg: object) -> None:
+        return None
+
+    task = asyncio.ensure_future(hear_candidates(nc, rig.driver, ignore))
+    try:
+        await asyncio.sleep(0)
+        assert nc.subjects == [], "an idle main is sent no heartbeats"
+        await rig.to_cutover()
+        await until(nc.until([heartbeat_subject(DEVICE)]))
+        await rig.heartbeat()
+        await rig.reach(P.HOLDING)
+        assert nc.subjects == [heartbeat_subject(DEVICE)]
+        reply = await rig.driver.on_stop(U1, "c1")
+        assert reply is not None and reply.ok
+        await until(nc.until([]))
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert nc.subjects == []

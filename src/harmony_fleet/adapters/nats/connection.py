@@ -33,9 +33,11 @@ from typing import Any
 import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
+from nats.aio.subscription import Subscription
 
 from harmony_fleet._tasks import wait_event
 from harmony_fleet.adapters.nats.errors import wrap_nats_error
+from harmony_fleet.adapters.nats.slow import Drops
 from harmony_fleet.errors import ConfigError, Unavailable
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -55,6 +57,7 @@ __all__ = [
     "DEFAULT_URL",
     "NatsClient",
     "NatsOptions",
+    "Subscription",
     "connect",
     "connect_forever",
     "on_reconnected",
@@ -145,14 +148,24 @@ async def connect(
     log: logging.Logger | None = None,
     on_disconnect: Callback | None = None,
     on_reconnect: Callback | None = None,
+    drops: Drops | None = None,
 ) -> NatsClient:
-    """Connect once; reconnect forever afterwards. Raises :class:`Unavailable` if unreachable."""
+    """Connect once; reconnect forever afterwards. Raises :class:`Unavailable` if unreachable.
+
+    Messages nats-py drops for a slow consumer are counted in ``drops`` (a connection of its
+    own when not given) and logged rate-limited there, never one line per message.
+    """
     log = log or logging.getLogger("harmony_fleet.nats")
+    dropped = drops if drops is not None else Drops()
 
     async def error_cb(exc: Exception) -> None:
-        # Permission violations and slow-consumer notices arrive here, not as exceptions. While
-        # not connected, the errors are the refused connection attempts: disconnected_cb has
-        # already said that once.
+        # Permission violations and slow-consumer notices arrive here, not as exceptions (a
+        # slow consumer's once per dropped message, on the reading path: counted, kept cheap).
+        # While not connected, the errors are the refused connection attempts:
+        # disconnected_cb has already said that once.
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            dropped.record(getattr(exc.sub, "subject", "") or exc.subject, exc.subject)
+            return
         level = logging.WARNING if nc.is_connected else logging.DEBUG
         log.log(level, "nats error", extra={"error": repr(exc)})
         if not nc.is_connected:
@@ -242,6 +255,7 @@ async def connect_forever(
     max_backoff_s: float = 10.0,
     on_disconnect: Callback | None = None,
     on_reconnect: Callback | None = None,
+    drops: Drops | None = None,
 ) -> NatsClient | None:
     """Retry :func:`connect` with exponential backoff and jitter until it works or ``stop`` is set.
 
@@ -253,7 +267,11 @@ async def connect_forever(
         attempt += 1
         try:
             return await connect(
-                options, log=log, on_disconnect=on_disconnect, on_reconnect=on_reconnect
+                options,
+                log=log,
+                on_disconnect=on_disconnect,
+                on_reconnect=on_reconnect,
+                drops=drops,
             )
         except Unavailable as exc:
             if attempt == 1 or attempt % 10 == 0:

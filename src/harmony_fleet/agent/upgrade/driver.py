@@ -66,7 +66,7 @@ KEEP_VERSIONS = 2
 WATCHED = frozenset({UpgradeState.COMMITTING, UpgradeState.COMMITTED, UpgradeState.WATCHING})
 #: States in which a candidate's heartbeat can change something (not ``CANDIDATE_STATES``:
 #: those are the states in which a candidate process may exist).
-_HEARTBEAT_STATES = frozenset(
+HEARTBEAT_STATES = frozenset(
     {UpgradeState.STARTING, UpgradeState.CUTOVER_READY, UpgradeState.HOLDING}
 )
 
@@ -109,6 +109,7 @@ class UpgradeDriver:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: dict[TimerKind, Cancellable] = {}
         self._handover = asyncio.Event()
+        self.state_changed = asyncio.Event()  # set on every change of state; waiters clear it
         self._last_progress_at = float("-inf")
         self._closed = False
         self.violations = 0
@@ -166,7 +167,7 @@ class UpgradeDriver:
         """Tell the machine about a heartbeat of this device (cheap when no upgrade runs)."""
         if hb.device_id != self.device_id or hb.instance_id == self.instance_id:
             return
-        if self._snap.state not in _HEARTBEAT_STATES:
+        if self._snap.state not in HEARTBEAT_STATES:
             return
         seen = ev.CandidateHeartbeatSeen(
             instance_id=hb.instance_id, version=hb.agent_version, upgrade_id=hb.upgrade_id
@@ -241,6 +242,7 @@ class UpgradeDriver:
                             "upgrade_id": snap.upgrade_id,
                         },
                     )
+                    self.state_changed.set()
                 self._snap = snap
                 for effect in effects:
                     if isinstance(effect, fx.ReplyToStop):

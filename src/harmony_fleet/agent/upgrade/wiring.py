@@ -5,7 +5,8 @@ The driver is pure orchestration over seams; this module gives it its inputs and
 * the device's marker (KV ``fleet_upgrade_marker/<device>``, watched: first the current value,
   then every change) -> :meth:`UpgradeDriver.run_marker`;
 * the device's own heartbeat subject (so the old agent sees its candidate beat) ->
-  :meth:`UpgradeDriver.record_heartbeat`;
+  :meth:`UpgradeDriver.record_heartbeat`, subscribed only while a candidate's beat can change
+  something (:func:`hear_candidates`): an idle main is sent no heartbeats;
 * ``upgrade_stop`` commands -> :meth:`UpgradeDriver.on_stop` (the agent's command handler);
 * statuses -> KV ``fleet_upgrade_status/<device>`` through :class:`KVStatusSink`, trimmed to the
   bucket's value limit (:func:`~harmony_fleet.adapters.nats.fleet_kv.fit_status`);
@@ -23,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.fleet_kv import STATUSES, FleetKV, fit_status
 from harmony_fleet.adapters.nats.kv import TypedKV
 from harmony_fleet.agent.runtime import Agent, Extension
-from harmony_fleet.agent.upgrade.driver import UpgradeDriver
+from harmony_fleet.agent.upgrade.driver import HEARTBEAT_STATES, UpgradeDriver
 from harmony_fleet.contracts import (
     HEARTBEAT,
     UpgradeMarker,
@@ -89,11 +91,36 @@ def upgrade_extension(driver: UpgradeDriver, sink: KVStatusSink) -> Extension:
                 return  # the operator logs bad heartbeats; the agent only needs good ones
             await driver.record_heartbeat(hb)
 
-        await nc.subscribe(subjects.heartbeat(device), cb=on_heartbeat)
+        agent.spawn(hear_candidates(nc, driver, on_heartbeat), "upgrade-heartbeats")
         agent.spawn(_handover(agent, driver), "upgrade-handover")
         await _watch_marker(nc, markers, subjects.kv_key(device), driver)
 
     return upgrades
+
+
+async def hear_candidates(
+    nc: Any, driver: UpgradeDriver, on_heartbeat: Callable[[Any], Awaitable[None]]
+) -> None:
+    """Subscribe ``on_heartbeat`` to the device's heartbeat subject while the driver is in a
+    state where a candidate's beat can change something (``HEARTBEAT_STATES``: from the
+    candidate's start to the commit or the revert), and only then. Outside an upgrade the main
+    has no use for a beat, and each one received is work on an idle device (a candidate left
+    beside it, the heartbeats of another instance of the same device)."""
+    subject = subjects.heartbeat(driver.device_id)
+
+    async def until(wanted: bool) -> None:
+        while (driver.snapshot.state in HEARTBEAT_STATES) is not wanted:
+            driver.state_changed.clear()
+            await driver.state_changed.wait()
+
+    while True:
+        await until(True)
+        sub = await nc.subscribe(subject, cb=on_heartbeat)
+        try:
+            await until(False)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
 
 async def _handover(agent: Agent, driver: UpgradeDriver) -> None:

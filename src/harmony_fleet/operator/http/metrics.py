@@ -14,6 +14,9 @@ Names (all prefixed ``fleet_``): ``devices{state}``, ``devices_by_version{versio
 ``upgrade_time_to_commit_seconds``, ``upgrade_time_to_rollback_seconds`` (histograms),
 ``rollout_devices{rollout,state}``, ``rollout_wave{rollout}``, ``rollout_phase{rollout,phase}``,
 ``security_events_total{kind}``, ``nats_connected``, ``nats_reconnects_total``,
+``nats_dropped_messages_total{subscription}`` (dropped by nats-py past a subscription's pending
+limits: a slow consumer), ``nats_pending_bytes{subscription}`` and
+``nats_pending_bytes_limit{subscription}`` (the heartbeats waiting for the loop, and their limit),
 ``operator_ready``, ``http_event_streams``.
 """
 
@@ -29,7 +32,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from harmony_fleet.contracts import AgentUpgradePhase
+from harmony_fleet.contracts import AgentUpgradePhase, subjects
 from harmony_fleet.operator.http.rollout_view import RolloutView
 from harmony_fleet.operator.http.timeline import Step, UpgradeTrack
 
@@ -108,6 +111,7 @@ class FleetCollector(Collector):
         yield GaugeMetricFamily("fleet_nats_connected", "1 while NATS is connected", connected)
         reconnects = int(nc.stats.get("reconnects", 0)) if nc is not None else 0
         yield CounterMetricFamily("fleet_nats_reconnects", "Reconnections to NATS", reconnects)
+        yield from self._pending()
         yield GaugeMetricFamily(
             "fleet_operator_ready", "1 once the registry is loaded", op.ready.is_set()
         )
@@ -115,6 +119,34 @@ class FleetCollector(Collector):
             "fleet_http_event_streams", "Dashboard pages following events", self.streams()
         )
         yield from self._rollouts()
+
+    def _pending(self) -> Iterator[Metric]:
+        op = self.operator
+        c = CounterMetricFamily(
+            "fleet_nats_dropped_messages",
+            "Messages dropped past a subscription's pending limits (a slow consumer)",
+            labels=["subscription"],
+        )
+        counts = Counter(op.drops.counts)
+        counts.setdefault(subjects.ALL_HEARTBEATS, 0)
+        for label, n in sorted(counts.items()):
+            c.add_metric([label], n)
+        yield c
+        pending = GaugeMetricFamily(
+            "fleet_nats_pending_bytes",
+            "Payload bytes waiting in a subscription for the operator's loop",
+            labels=["subscription"],
+        )
+        limit = GaugeMetricFamily(
+            "fleet_nats_pending_bytes_limit",
+            "Pending payload bytes past which messages are dropped",
+            labels=["subscription"],
+        )
+        if (sub := op.heartbeats) is not None:
+            pending.add_metric([sub.subject], sub.pending_bytes)
+            limit.add_metric([sub.subject], op.pending_limits.bytes)
+        yield pending
+        yield limit
 
     def _rollouts(self) -> Iterator[Metric]:
         devices = GaugeMetricFamily(
