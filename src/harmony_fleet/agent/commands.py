@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.nats.fleet_kv import LEASE, FleetKV
 from harmony_fleet.adapters.nats.kv import TypedKV
 from harmony_fleet.adapters.nats.provenance import from_jetstream
 from harmony_fleet.contracts import (
@@ -64,7 +63,11 @@ class StopHandler(Protocol):
 
 
 class LeaseReader:
-    """The operator lease's epoch, read when a stop arrives (a direct get of its one key)."""
+    """The operator lease's epoch, read when a stop arrives (a direct get of its one key).
+
+    The fleet's buckets (``adapters.nats.fleet_kv``, which brings the upgrade protocol's core)
+    are imported at the first read: only an armed main reads the lease, and it has them loaded
+    already; a candidate, which every upgrade starts and waits for, starts without them."""
 
     def __init__(self, nc: NatsClient) -> None:
         self.nc = nc
@@ -73,6 +76,8 @@ class LeaseReader:
     async def __call__(self) -> int | None:
         try:
             if self._kv is None:
+                from harmony_fleet.adapters.nats.fleet_kv import LEASE, FleetKV  # noqa: PLC0415
+
                 self._kv = await FleetKV(self.nc).open(LEASE)
             entry = await asyncio.wait_for(self._kv.get(LEASE_KEY), 2.0)
         except (FleetError, TimeoutError) as exc:

@@ -39,7 +39,6 @@ from harmony_fleet.adapters.device.launch import LaunchSpec
 from harmony_fleet.adapters.http.urls import ALLOW_HTTP_FLAG, artifact_access, artifact_argv
 from harmony_fleet.adapters.nats.connection import DEFAULT_URL
 from harmony_fleet.adapters.nats.flags import build_nats_options, nats_argv
-from harmony_fleet.agent.build import build_agent
 from harmony_fleet.agent.config import AgentConfig, default_state_dir
 from harmony_fleet.agent.faults import Faults, parse_faults
 from harmony_fleet.agent.logs import ShipConfig, enable_log_shipping
@@ -290,13 +289,24 @@ async def _self_test(config: AgentConfig, faults: Faults, limit_s: float) -> int
     return await self_test(config, faults=faults, timeout_s=limit_s)
 
 
+def make_agent(args: argparse.Namespace, config: AgentConfig, faults: Faults) -> Agent:
+    """The agent for ``config``. Only a main with ``--prefix`` upgrades itself: the upgrade's
+    driver, device files and signed releases (``agent.build``) are imported for it alone, so
+    that a candidate, which an upgrade waits for, starts without them."""
+    if config.install_prefix is None or config.role is not Role.MAIN:
+        return Agent(config, faults=faults)
+    from harmony_fleet.agent.build import build_agent  # noqa: PLC0415 (an upgradable main only)
+
+    return build_agent(config, faults=faults, launch=launch_from(args, config))
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the agent the parsed flags describe (or its self-test); its exit code."""
     config = config_from(args)
     faults = parse_faults(BUILD_FAULTS)
     if args.self_test:
         return asyncio.run(_self_test(config, faults, args.self_test_timeout))
-    agent = build_agent(config, faults=faults, launch=launch_from(args, config))
+    agent = make_agent(args, config, faults)
     enable_log_shipping(agent, ship_config(args))
     return asyncio.run(_run(agent))
 

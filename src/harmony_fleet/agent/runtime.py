@@ -90,6 +90,8 @@ class Agent:
         self.nc: NatsClient | None = None
         self.stop = asyncio.Event()
         self.connected = asyncio.Event()
+        self.first_beat = asyncio.Event()
+        """Set once the heartbeat loop made its first attempt: extensions start after it."""
         self.commands = CommandHandler(
             instance_id=self.instance_id,
             agent_version=version,
@@ -186,6 +188,12 @@ class Agent:
         return True
 
     async def _heartbeat_loop(self) -> None:
+        try:
+            await self._beat()
+        finally:
+            self.first_beat.set()  # whatever ended the loop, extensions need not wait for it
+
+    async def _beat(self) -> None:
         if self.faults.no_heartbeat:
             self.log.warning("build fault: this agent never heartbeats")
             return
@@ -197,6 +205,7 @@ class Agent:
             if self._heartbeat_fault():
                 return
             sent = await self.publish_heartbeat()
+            self.first_beat.set()
             if sent or self.nc is None or not self.nc.is_connected:
                 self.touch_alive()  # a beat went out, or there was no connection to send it on
             deadline = max(deadline + self.next_interval(), loop.time())
@@ -250,6 +259,9 @@ class Agent:
         self.connected.set()
         self.log.info("connected", extra={"servers": list(self.config.nats.servers)})
         self.spawn(self._heartbeat_loop(), "heartbeat")
+        # The first heartbeat goes out before the extensions start (upgrades, log shipping):
+        # what they import and open would only delay it (docs/agent.md, "Footprint").
+        await wait_event(self.first_beat, self.config.heartbeat_interval_s)
         for extension in self._extensions:
             self.spawn(extension(self, nc), getattr(extension, "__name__", "extension"))
         await self.stop.wait()

@@ -128,3 +128,70 @@ async def test_an_agent_is_not_sent_its_own_heartbeats(
         assert await asyncio.wait_for(run, 15) == 0
         await outside.close()
     assert own == []
+
+
+#: What only an upgradable main runs: a candidate, which every upgrade starts and waits for,
+#: imports none of it.
+UPGRADER = (
+    *("harmony_fleet.agent.build", "harmony_fleet.agent.upgrade"),
+    *("harmony_fleet.adapters.device.files", "harmony_fleet.adapters.tuf"),
+)
+
+
+async def test_a_candidate_loads_no_upgrade_machinery(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    creds = nats_server.issue("device", "lean-2", tmp_path / "lean-2.creds")
+    out = tmp_path / "modules.json"
+    argv = [sys.executable, "-c", LIST_MODULES_AT_EXIT, str(out), "agent", "run"]
+    argv += ["--device-id", "lean-2", "--state-dir", str(tmp_path / "state")]
+    argv += ["--nats", nats_server.url, "--nats-creds", str(creds)]
+    argv += ["--nats-tls-ca", str(nats_server.auth.ca_file), "--heartbeat-interval", "0.2"]
+    argv += ["--prefix", str(tmp_path / "opt"), "--executor", "process"]
+    argv += ["--role", "candidate", "--upgrade-id", "u1", "--log-json"]
+    nc = await connect(nats_server.client_options())
+    beats: list[bytes] = []
+    try:
+
+        async def on_beat(msg: object) -> None:
+            beats.append(msg.data)  # type: ignore[attr-defined]
+
+        await nc.subscribe(subjects.heartbeat("lean-2"), cb=on_beat)
+        proc = _start(argv, tmp_path / "agent.log")
+        try:
+            await eventually(lambda: len(beats) >= 3, timeout=30, what="three heartbeats")
+        finally:
+            code = stop_process(proc)
+    finally:
+        await nc.close()
+    assert code == 0, (tmp_path / "agent.log").read_text()
+    modules = json.loads(out.read_text())
+    assert "harmony_fleet.agent.runtime" in modules  # it was the agent that ran
+    assert [name for name in (*HEAVY, *UPGRADER) if _loaded(modules, name)] == []
+
+
+async def test_extensions_start_after_the_first_heartbeat(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    """What the extensions import and open (upgrades, log shipping) never delays the first
+    heartbeat, which a candidate's upgrade waits for."""
+    config = AgentConfig(
+        device_id=device_id("first-1"),
+        state_dir=tmp_path / "state",
+        nats=nats_server.client_options(),
+        heartbeat_interval_s=5.0,
+    )
+    agent = Agent(config)
+    at_start: list[tuple[int, int]] = []  # (heartbeats sent, bytes not yet written to NATS)
+
+    async def extension(started: Agent, nc: Any) -> None:
+        at_start.append((started.sent, nc.pending_data_size))
+
+    agent.add_extension(extension)
+    run = asyncio.create_task(agent.run())
+    try:
+        await eventually(lambda: at_start != [], timeout=15, what="the extension started")
+    finally:
+        agent.request_exit(0)
+        assert await asyncio.wait_for(run, 15) == 0
+    assert at_start == [(1, 0)], "the first heartbeat is on its way before any extension runs"

@@ -5,6 +5,10 @@ right away (so the lines written while the agent is still connecting are kept, w
 and registers an agent extension that, once connected, waits (bounded) until the ``FLEET_LOGS``
 stream exists, starts the journal readers and runs the shipping loop. The agent never creates the
 stream: the operator or the server bootstrap does. See docs/logs.md.
+
+The stream's definition (``adapters.nats.logstream`` over ``adapters.nats.fleet_kv``, which
+brings the upgrade protocol's core) is imported by the extension, which the agent starts after
+its first heartbeat: a candidate's start, which an upgrade waits for, does not pay for it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import asyncio
 import logging
 
 from harmony_fleet.adapters.nats.connection import NatsClient
-from harmony_fleet.adapters.nats.logstream import log_stream
 from harmony_fleet.agent.logs.buffer import DropReason, LogBuffer
 from harmony_fleet.agent.logs.journal import JournalReader
 from harmony_fleet.agent.logs.lines import Identity
@@ -80,6 +83,8 @@ def enable_log_shipping(
 async def _stream_ready(nc: NatsClient, *, timeout_s: float) -> bool:
     """Wait up to ``timeout_s`` for the log stream to exist (JetStream may still be recovering
     after a server restart, or the operator not be up yet); False if it did not."""
+    from harmony_fleet.adapters.nats.logstream import log_stream  # noqa: PLC0415 (see above)
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
