@@ -15,6 +15,9 @@ heartbeats (a warm standby), but only the holder of the operator lease
 (:mod:`~harmony_fleet.operator.lease`) writes: the flush loop, the coordinator and the
 extensions start once it holds it. Every write is fenced by the lease and carries its epoch; an
 operator that loses the lease stops (exit code 75: its supervisor starts it again, a standby).
+The lease travels on a NATS connection of its own (``operator-lease``: same credentials and TLS),
+opened and closed here, so a flood of heartbeats queued on the main connection cannot delay its
+renewals or the fence's reads of its revision.
 """
 
 from __future__ import annotations
@@ -105,6 +108,8 @@ class Operator:
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.nc: NatsClient | None = None
+        self.lease_nc: NatsClient | None = None
+        """The lease's own connection: renewals never wait behind heartbeats."""
         self.devices_kv: TypedKV[DeviceRecord] | None = None
         self.identities_kv: TypedKV[DeviceIdentity] | None = None
         self.writes = 0
@@ -283,8 +288,8 @@ class Operator:
         if nc is not None:
             if self.identities_kv is not None:
                 self.spawn(self._follow_identities(), "identities")
-            await self.lease.open(nc)
-            if not await self.lease.acquire(self.stop):
+            lease_nc = await self._open_lease()
+            if lease_nc is None or not await self.lease.acquire(self.stop):
                 return await self.close()
             self.spawn(self.lease.hold(self.stop), "lease")
             self.spawn(self._step_down(), "lease-lost")
@@ -301,6 +306,23 @@ class Operator:
         code = await self.close()
         return EXIT_DEPOSED if self.lease.lost.is_set() else code
 
+    async def _open_lease(self) -> NatsClient | None:
+        """The lease's connection (ADR-023): the main one carries every heartbeat, and
+        nats-server queues up to ``max_pending`` per connection ahead of a renewal."""
+        self.lease_nc = await connect_forever(
+            self.config.nats.with_name("operator-lease"), log=log, stop=self.stop
+        )
+        if self.lease_nc is None:
+            return None
+        while not self.stop.is_set():
+            try:
+                await self.lease.open(self.lease_nc)
+                return self.lease_nc
+            except FleetError as exc:
+                log.warning("operator lease not available yet", extra={"error": str(exc)})
+                await wait_event(self.stop, 1.0)
+        return None
+
     async def _step_down(self) -> None:
         await self.lease.lost.wait()
         self.stop.set()
@@ -310,10 +332,12 @@ class Operator:
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.flush()
-            with contextlib.suppress(Exception):
-                await self.lease.release()
-            with contextlib.suppress(Exception):
-                await self.nc.close()
+        with contextlib.suppress(Exception):
+            await self.lease.release()
+        for nc in (self.lease_nc, self.nc):
+            if nc is not None:
+                with contextlib.suppress(Exception):
+                    await nc.close()
         log.info(
             "operator stopped",
             extra={
