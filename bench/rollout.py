@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import math
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,10 @@ class Stack:
             *common,
             "--nats-creds",
             str(op),
+            # One operator, no standby: a long lease, so that a renewal late on a loaded
+            # machine does not depose it (the lease only bounds a standby's takeover).
+            "--lease-ttl",
+            "120",
             "--tuf-root",
             str(self.releases.trust_root),
             "--state-dir",
@@ -299,6 +304,8 @@ async def halt_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    # SIGTERM unwinds like Ctrl-C: the server, the operator and the simulator are stopped.
+    signal.signal(signal.SIGTERM, lambda _n, _f: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=10_000)
     ap.add_argument("--upgrade-time", type=float, default=45.0)

@@ -22,13 +22,16 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 10.0
 """How long a stop waits for its cancelled tasks before it leaves them behind (and says so)."""
+
+RECANCEL_S = 0.1
+"""How often a task that has not ended is cancelled again while a stop waits for it."""
 
 
 class BackgroundTasks:
@@ -50,15 +53,7 @@ class BackgroundTasks:
         place it waits at); an empty list on a clean stop. A task's own failure is not
         raised here: it was the task's to log.
         """
-        for task in self.tasks:
-            task.cancel()
-        running = [t for t in self.tasks if not t.done()]
-        if running:
-            await asyncio.wait(running, timeout=grace_s)
-        stuck = [t for t in self.tasks if not t.done()]
-        for task in self.tasks:
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: no "exception was never retrieved" at exit
+        stuck = await cancel_and_wait(self.tasks, grace_s)
         for task in stuck:
             where = io.StringIO()
             task.print_stack(limit=5, file=where)
@@ -67,6 +62,41 @@ class BackgroundTasks:
                 extra={"task": task.get_name(), "grace_s": grace_s, "stack": where.getvalue()},
             )
         return [t.get_name() for t in stuck]
+
+
+async def cancel_and_wait(
+    tasks: Collection[asyncio.Task[Any]], grace_s: float = STOP_GRACE_S
+) -> list[asyncio.Task[Any]]:
+    """Cancel ``tasks`` and wait for them to end, ``grace_s`` at most; return those left running.
+
+    Cancels again every :data:`RECANCEL_S`: a cancellation can be swallowed by code a task
+    awaits (``asyncio.wait_for`` on Python 3.11, which client libraries use for their
+    requests: a watch being set up as the stop comes), and the next one lands at the task's
+    next await. Called from a task that is itself being cancelled (a ``finally`` on its way
+    out), it still ends its children first, then lets its own cancellation go on. A task's
+    failure is retrieved, not raised: it was the task's to log.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    running = {t for t in tasks if not t.done()}
+    cancelled = False
+    while running:
+        for task in running:
+            task.cancel()
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        try:
+            await asyncio.wait(running, timeout=min(RECANCEL_S, left))
+        except asyncio.CancelledError:
+            cancelled = True
+        running = {t for t in running if not t.done()}
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: no "exception was never retrieved" at exit
+    if cancelled:
+        raise asyncio.CancelledError
+    return [t for t in tasks if not t.done()]
 
 
 async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:

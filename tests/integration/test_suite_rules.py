@@ -62,7 +62,8 @@ def _collected(*args: str) -> set[str]:
 def test_tiers_are_selected_by_marker() -> None:
     assert _collected("-m", "not e2e", "tests/e2e") == set()
     assert _collected("-m", "e2e", "tests/kubernetes") == {
-        "tests/kubernetes/test_kubernetes_mode.py"
+        "tests/kubernetes/test_kubernetes_mode.py",
+        "tests/kubernetes/test_rollouts.py",  # its one test with a real operator and agents
     }
     kubernetes = _collected("-m", "kubernetes", "tests/kubernetes")
     assert "tests/kubernetes/test_reflector.py" in kubernetes

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import harmony_fleet
-from harmony_fleet._tasks import BackgroundTasks, wait_event
+from harmony_fleet._tasks import BackgroundTasks, cancel_and_wait, wait_event
 
 
 async def _forever() -> None:
@@ -108,3 +108,44 @@ def test_no_loop_waits_on_an_event_through_asyncio_wait_for() -> None:
         if not m.group(1).split(".")[-1].startswith("proc")
     ]
     assert offences == []
+
+
+async def _swallows_one_cancellation(entered: asyncio.Event) -> None:
+    """Like a watch whose setup request swallowed the stop's cancellation (``wait_for`` on
+    Python 3.11), then follows its updates for ever."""
+    try:
+        entered.set()
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        pass
+    await asyncio.Event().wait()
+
+
+async def test_a_task_that_swallowed_one_cancellation_is_cancelled_again() -> None:
+    entered = asyncio.Event()
+    tasks = BackgroundTasks()
+    watch = tasks.spawn(_swallows_one_cancellation(entered), "watch")
+    await entered.wait()
+
+    started = time.monotonic()
+    assert await tasks.cancel_all(grace_s=30.0) == []
+    assert watch.cancelled()
+    assert time.monotonic() - started < 5.0
+
+
+async def test_a_task_cancelled_while_it_ends_its_children_ends_them_first() -> None:
+    entered = asyncio.Event()
+    children: list[asyncio.Task[None]] = []
+
+    async def parent() -> None:
+        children.append(asyncio.ensure_future(_swallows_one_cancellation(entered)))
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await cancel_and_wait(children, grace_s=30.0)
+
+    task = asyncio.ensure_future(parent())
+    await entered.wait()
+    assert await cancel_and_wait([task], grace_s=30.0) == []
+    assert task.cancelled()
+    assert children[0].cancelled()

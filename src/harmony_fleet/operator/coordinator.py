@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from harmony_fleet._tasks import wait_event
+from harmony_fleet._tasks import cancel_and_wait, wait_event
 from harmony_fleet.adapters.nats.commands import CommandsClient
 from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.fence import Fence
@@ -353,11 +353,9 @@ class Coordinator:
                         await self.resync()
                 await wait_event(self._wake, self.tick_s)
         finally:
-            for task in tasks:
-                task.cancel()
             # And wait for them (a watch stops its consumer on its way out): a stopped
             # coordinator leaves no task of its own running.
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
 
 
 def _message(status: UpgradeStatus) -> str:

@@ -23,7 +23,6 @@ once), and at the latest every ``idle_s`` (a release published later). Run on it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harmony_fleet._tasks import wait_event
+from harmony_fleet._tasks import cancel_and_wait, wait_event
 from harmony_fleet.adapters.nats.fleet_kv import (
     ROLLOUT_PROGRESS,
     ROLLOUT_STATUSES,
@@ -259,9 +258,7 @@ class RolloutLoop:
                 await _wait(stop, self.min_gap_s - (time.monotonic() - started))
         finally:
             if watch is not None:
-                watch.cancel()
-                with contextlib.suppress(BaseException):
-                    await watch
+                await cancel_and_wait([watch])
 
     async def _pass(
         self, kv: FleetKV, releases: ReleaseLookup, memory: FleetMemory | None
