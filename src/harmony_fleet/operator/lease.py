@@ -101,7 +101,7 @@ class LeaseKeeper:
             # Our own renewal, which timed out here but landed: still ours. Adopt its revision
             # unless the renewal loop already has (the time it was sent is unknown: keep ours).
             if self.holding is holding:
-                self.holding = Holding(holding.epoch, revision, holding.sent_at, self.ttl_s)
+                self.holding = Holding(holding.epoch, found.revision, holding.sent_at, self.ttl_s)
             return
         self._lose(f"the lease is at revision {revision}, we wrote {holding.revision}")
         self.refused += 1
