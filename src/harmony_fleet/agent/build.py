@@ -9,7 +9,7 @@ started with ``--prefix`` can also upgrade itself; then it gets
   python-tuf loaded when an upgrade starts) that every download is verified against;
 * the upgrade driver over them, wired to NATS by ``agent.upgrade.wiring`` (marker watch, heartbeats,
   status KV, the handover after a commit);
-* the liveness file the main rewrites on every heartbeat tick and, under the unit ``fleet agent
+* the liveness file the main overwrites on every heartbeat tick and, under the unit ``fleet agent
   install`` writes, systemd's watchdog pings (the launcher's post-commit watch reads both);
 * whether a launcher keeps the post-commit watch at all (:func:`is_watched`): where one does,
   the new main holds Committed until the window has passed, then writes Succeeded itself.

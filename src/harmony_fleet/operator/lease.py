@@ -87,13 +87,25 @@ class LeaseKeeper:
 
     async def verify(self) -> None:
         self.check()
-        assert self.kv is not None and self.holding is not None
+        holding = self.holding  # the renewal loop may replace or drop it while we read
+        assert self.kv is not None and holding is not None
         found = await self.kv.read(LEASE_KEY)
         revision = found.revision if found is not None else None
-        if revision != self.holding.revision:
-            self._lose(f"the lease is at revision {revision}, we wrote {self.holding.revision}")
-            self.refused += 1
-            raise Deposed(f"operator {self.name} was deposed (lease taken over)")
+        if revision == holding.revision:
+            return
+        if (
+            found is not None
+            and not isinstance(found, Undecodable)
+            and (found.value.holder, found.value.epoch) == (self.name, holding.epoch)
+        ):
+            # Our own renewal, which timed out here but landed: still ours. Adopt its revision
+            # unless the renewal loop already has (the time it was sent is unknown: keep ours).
+            if self.holding is holding:
+                self.holding = Holding(holding.epoch, found.revision, holding.sent_at, self.ttl_s)
+            return
+        self._lose(f"the lease is at revision {revision}, we wrote {holding.revision}")
+        self.refused += 1
+        raise Deposed(f"operator {self.name} was deposed (lease taken over)")
 
     # -- standby and holder ------------------------------------------------------------------
     async def open(self, nc: NatsClient) -> None:

@@ -18,6 +18,7 @@ from harmony_fleet.adapters.nats.connection import NatsClient
 from harmony_fleet.adapters.nats.fleet_kv import FleetKV, write_marker
 from harmony_fleet.contracts import DeviceRecord, UpgradeMarker
 from harmony_fleet.contracts.commands import Reply, ReplyCode
+from harmony_fleet.contracts.lease import LEASE_KEY, OperatorLease
 from harmony_fleet.errors import Deposed
 from harmony_fleet.operator.coordinator import Coordinator
 from harmony_fleet.operator.lease import LeaseKeeper
@@ -133,3 +134,26 @@ async def test_a_holder_paused_between_its_check_and_its_write_is_refused_by_the
     assert a.lost.is_set()
     with pytest.raises(Deposed):
         a.check()  # and from then on, nothing more
+
+
+async def test_a_renewal_that_timed_out_but_landed_does_not_depose_its_holder(
+    nc: NatsClient,
+) -> None:
+    """A renewal's reply lost (a loaded server, a slow link) while its write landed: the key is
+    one revision past what the holder knows, still with its name and epoch. That is no
+    takeover (a lone operator used to exit 75 on it, mid-rollout); another name is."""
+    stop = asyncio.Event()
+    a, _ = await _holder_and_standby(nc, stop)
+    assert a.kv is not None and a.holding is not None
+    mine = OperatorLease(holder="ops-a", epoch=1, ttl_s=TTL)
+    landed = await a.kv.update(LEASE_KEY, mine, last=a.holding.revision)
+
+    await a.verify()
+    assert not a.lost.is_set()
+    assert a.holding is not None and a.holding.revision == landed
+
+    other = OperatorLease(holder="ops-b", epoch=2, ttl_s=TTL)
+    await a.kv.update(LEASE_KEY, other, last=landed)
+    with pytest.raises(Deposed):
+        await a.verify()
+    assert a.lost.is_set()

@@ -7,7 +7,7 @@ dir (``<state>/run``, outside the prefix that a revert restores)::
     <run>/post-commit.json           WatchNote: written by the old agent before its swap
     <run>/post-commit-failures.json  failed starts counted so far (the launcher's, survives it)
     <run>/post-commit-rollback.json  RollbackNote: written by the launcher before it swaps back
-    <run>/main.alive                 rewritten by the main instance on every heartbeat tick
+    <run>/main.alive                 overwritten by the main instance on every heartbeat tick
 
 Every note is written atomically (temporary file, fsync, rename, fsync of the folder); a note
 that does not decode is treated as absent, with an error in the log. ``main.alive`` is the
