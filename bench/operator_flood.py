@@ -9,7 +9,7 @@ as fast as one client can for ``--seconds``: valid heartbeats (``--size 0``) or 
 messages of ``--size`` bytes. Prints one JSON line: what was sent, what the operator ingested,
 rejected and dropped (slow consumer), its RSS before and at peak (``VmHWM``), the most its
 heartbeat queue held (sampled at every turn of the loop), its limits, and whether it was still
-running (it steps down when a flood delays its lease's renewals past the TTL).
+running and still holding its lease (which has a connection of its own).
 """
 
 from __future__ import annotations

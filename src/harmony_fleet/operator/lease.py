@@ -11,7 +11,9 @@ the operator stops.
 It is also the :class:`~harmony_fleet.adapters.nats.fence.Fence` of every write the operator
 makes: :meth:`check` (on this process's clock, before every KV write) and :meth:`verify` (the
 key on the server still at our revision, once per pass of writes and before every
-``upgrade_stop``) raise :class:`~harmony_fleet.errors.Deposed`. The pure decisions are
+``upgrade_stop``) raise :class:`~harmony_fleet.errors.Deposed`. :meth:`LeaseKeeper.open` is
+given a connection of its own by the operator's runtime (``operator-lease``): on the one that
+carries the heartbeats, a flood's backlog delayed renewals past the TTL. The pure decisions are
 :mod:`harmony_fleet.core.lease`.
 """
 
