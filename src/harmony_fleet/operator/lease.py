@@ -42,7 +42,7 @@ from harmony_fleet.core.lease import (
     decide,
     next_lease,
 )
-from harmony_fleet.errors import Conflict, Deposed, FleetError
+from harmony_fleet.errors import Conflict, Deposed, FleetError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,14 @@ class LeaseKeeper:
         revision = found.revision if found is not None else None
         if revision == holding.revision:
             return
+        if revision is not None and revision < holding.revision:
+            # A replica behind our own write (buckets allow direct gets, which any replica
+            # answers: a follower just after a leader change). A takeover only ever moves the
+            # key past our revision, so this says nothing either way: no write now, no loss.
+            raise Unavailable(
+                f"the lease read at revision {revision} is behind ours ({holding.revision}): "
+                "a lagging replica answered; try again"
+            )
         if (
             found is not None
             and not isinstance(found, Undecodable)

@@ -19,7 +19,8 @@ from harmony_fleet.adapters.nats.fleet_kv import FleetKV, write_marker
 from harmony_fleet.contracts import DeviceRecord, UpgradeMarker
 from harmony_fleet.contracts.commands import Reply, ReplyCode
 from harmony_fleet.contracts.lease import LEASE_KEY, OperatorLease
-from harmony_fleet.errors import Deposed
+from harmony_fleet.core.lease import Holding
+from harmony_fleet.errors import Deposed, Unavailable
 from harmony_fleet.operator.coordinator import Coordinator
 from harmony_fleet.operator.lease import LeaseKeeper
 from harmony_fleet.operator.registry import Registry
@@ -157,3 +158,21 @@ async def test_a_renewal_that_timed_out_but_landed_does_not_depose_its_holder(
     with pytest.raises(Deposed):
         await a.verify()
     assert a.lost.is_set()
+
+
+async def test_a_lagging_replica_behind_the_holders_write_defers_it_and_deposes_nobody(
+    nc: NatsClient,
+) -> None:
+    """In a cluster any replica answers a direct get: one just behind the holder's last renewal
+    shows an older revision. A takeover only moves the key forward, so that read is no
+    takeover: the write waits (a temporary error), the lease stays (chaos tier: an operator
+    exited 75 on 'the lease is at revision 15, we wrote 16' after a stream leader was killed)."""
+    stop = asyncio.Event()
+    a, _ = await _holder_and_standby(nc, stop)
+    assert a.kv is not None and a.holding is not None
+    ahead = Holding(a.holding.epoch, a.holding.revision + 1, a.holding.sent_at, TTL)
+    a.holding = ahead  # as if our next renewal landed on the leader and a follower answers
+
+    with pytest.raises(Unavailable):
+        await a.verify()
+    assert not a.lost.is_set() and a.holding is ahead
