@@ -29,6 +29,8 @@ from harmony_fleet.errors import FleetError, PermanentError
 
 #: How often the NATS check tries again within its timeout.
 NATS_RETRY_S = 0.5
+#: How long one JetStream request of the NATS check waits for its answer.
+JS_REQUEST_S = 2.0
 
 #: Modules whose import proves the artifact is whole (msgspec is compiled).
 REQUIRED_MODULES = ("msgspec", "nats", "httpx", "harmony_fleet.agent.runtime")
@@ -76,7 +78,8 @@ async def check_nats(
     async def connect_and_ask() -> str:
         nc = await connect(config.nats.with_name(f"selftest:{config.device_id}"))
         try:
-            info = await nc.jetstream().account_info()
+            # A short request timeout: an unanswered one is tried again within timeout_s.
+            info = await nc.jetstream(timeout=JS_REQUEST_S).account_info()
             return (
                 f"connected to {nc.connected_url.netloc if nc.connected_url else '?'}, "
                 f"JetStream streams={info.streams}"
@@ -89,11 +92,14 @@ async def check_nats(
     deadline = loop.time() + timeout_s
     last = "no answer"
     while (left := deadline - loop.time()) > 0:
+        scope = asyncio.timeout(left)
         try:
-            async with asyncio.timeout(left):
+            async with scope:
                 return CheckResult("nats", True, await ask())
-        except TimeoutError:
-            break
+        except TimeoutError as exc:
+            if scope.expired():
+                break
+            last = f"{type(exc).__name__}: {exc}"  # a request's own timeout: try again
         except PermanentError as exc:
             return CheckResult("nats", False, str(exc))
         except FleetError as exc:

@@ -46,3 +46,12 @@ async def test_a_control_plane_away_for_the_whole_timeout_fails_naming_the_last_
     assert not result.ok
     assert "within 0.2 s" in result.detail and "JetStream not available" in result.detail
     assert probe.calls > 1
+
+
+async def test_a_request_that_times_out_by_itself_is_tried_again() -> None:
+    """nats-py's request timeout is a TimeoutError too: only the check's own deadline ends it
+    (a JetStream API request unanswered during a meta-leader election)."""
+    probe = Probe(2, TimeoutError("nats: timeout"))
+    result = await check_nats(CONFIG, 5.0, probe=probe, retry_s=0.01)
+    assert result.ok, result.detail
+    assert probe.calls == 3
