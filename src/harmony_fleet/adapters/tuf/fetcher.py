@@ -37,6 +37,9 @@ METADATA_URL = f"nats://{METADATA_BUCKET}/"
 TARGETS_URL = f"nats://{ARTIFACTS_BUCKET}/"
 #: Deadline of one direct get.
 GET_TIMEOUT_S = 10.0
+#: Deadline of one request inside a read, and the pause before the next try.
+REQUEST_TIMEOUT_S = 2.0
+RETRY_S = 0.5
 _DELETED = {"DEL", "PURGE"}
 
 
@@ -69,14 +72,26 @@ class NatsFetcher(FetcherInterface):
             raise DownloadError(f"no answer from NATS within {self.timeout_s} s") from exc
 
     async def _get(self, stream: str, **request: Any) -> Any:
-        """One direct get; None when there is no such message (or it is a delete marker)."""
-        js = self.nc.jetstream()
-        try:
-            msg = await js.get_msg(stream, direct=True, **request)
-        except nats.js.errors.NotFoundError:
-            return None
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise DownloadError(f"direct get on {stream}: {exc!r}") from exc
+        """One direct get; None when there is no such message (or it is a delete marker).
+
+        An unanswered request (a replica lost, a JetStream leader being elected: 5-7 s on a
+        3-node cluster) is tried again every :data:`RETRY_S` while a new try still fits in
+        this read's deadline: a blip is not a failed download."""
+        js = self.nc.jetstream(timeout=REQUEST_TIMEOUT_S)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s - RETRY_S
+        while True:
+            try:
+                msg = await js.get_msg(stream, direct=True, **request)
+                break
+            except nats.js.errors.NotFoundError:
+                return None
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError, TimeoutError) as exc:
+                if loop.time() + RETRY_S + REQUEST_TIMEOUT_S > deadline:
+                    raise DownloadError(f"direct get on {stream}: {exc!r}") from exc
+            except nats.errors.Error as exc:
+                raise DownloadError(f"direct get on {stream}: {exc!r}") from exc
+            await asyncio.sleep(RETRY_S)  # a retry's pace, not a wait for a condition
         headers = msg.headers or {}
         if headers.get("KV-Operation") in _DELETED or msg.data is None:
             return None
