@@ -35,8 +35,10 @@ METADATA_BUCKET = TUF_METADATA.name
 ARTIFACTS_BUCKET = ARTIFACTS.name
 METADATA_URL = f"nats://{METADATA_BUCKET}/"
 TARGETS_URL = f"nats://{ARTIFACTS_BUCKET}/"
-#: Deadline of one direct get.
-GET_TIMEOUT_S = 10.0
+#: Deadline of one read (its requests tried again within it): longer than a NATS node frozen
+#: or a JetStream leader election (10 s and 5-7 s in the chaos tier), short beside a
+#: download's own deadline (``download_s``, two hours by default).
+GET_TIMEOUT_S = 30.0
 #: Deadline of one request inside a read, and the pause before the next try.
 REQUEST_TIMEOUT_S = 2.0
 RETRY_S = 0.5
