@@ -14,7 +14,12 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from nats.errors import Error as NatsError
+from nats.js.errors import NoKeysError
 
 from harmony_fleet.adapters.nats.connection import NatsOptions, connect
 from harmony_fleet.adapters.nats.health import stream_health
@@ -130,8 +135,9 @@ async def check_outcome(fleet: ClusterFleet, batch: Batch, scenario: str) -> Non
             status = await fleet.status(name)
             assert status is not None and status.error_code, f"{name} rolled back without a reason"
         uid = batch.markers[name].upgrade_id
+        entries = await _history(history, name)
         ours = [
-            s for s in (UPGRADE_STATUS.decode(e.value or b"") for e in await history(name))
+            s for s in (UPGRADE_STATUS.decode(e.value or b"") for e in entries)
             if s.upgrade_id == uid
         ]  # fmt: skip
         committers = [s.instance_id for s in ours if s.phase is P.COMMITTED]
@@ -152,6 +158,26 @@ async def check_outcome(fleet: ClusterFleet, batch: Batch, scenario: str) -> Non
         await eventually(converged, timeout=60, what=f"the registry agreeing on {name}")
     active = await fleet.active_operator()
     assert active is not None, "no operator holds the lease at the end"
+
+
+async def _history(read: Callable[[str], Awaitable[list[Any]]], key: str) -> list[Any]:
+    """``key``'s history; read again while it comes back empty or the read fails.
+
+    Every device has written a status by now, so an empty history is a replica that is still
+    catching up (a node just restarted may serve the watch's consumer) or a leader election,
+    not an answer.
+    """
+
+    async def read_once() -> list[Any] | None:
+        try:
+            return await read(key) or None
+        except (NoKeysError, NatsError, TemporaryError, TimeoutError):
+            return None
+
+    found: list[Any] = await eventually(
+        read_once, timeout=60, interval=0.5, what=f"the status history of {key}"
+    )
+    return found
 
 
 async def restart_when_gone(fleet: ClusterFleet, index: int) -> None:

@@ -17,7 +17,7 @@ from harmony_fleet.adapters.nats.fleet_kv import BUCKETS, LOG_STREAM, FleetKV
 from harmony_fleet.adapters.nats.health import stream_health
 from harmony_fleet.adapters.nats.provision import provision
 from harmony_fleet.contracts import DeviceRecord
-from harmony_fleet.errors import FleetError
+from harmony_fleet.errors import FleetError, TemporaryError
 from tests.helpers import eventually, fleet_cmd, run_fleet
 
 
@@ -76,7 +76,10 @@ async def test_kv_writes_ride_through_the_loss_of_the_stream_leader_and_the_node
     nats_cluster.restart(index)
 
     async def healthy() -> bool:
-        return all(s.ok for s in await stream_health(cnc))
+        try:  # the node rejoining can leave a JetStream API request unanswered for a while
+            return all(s.ok for s in await stream_health(cnc))
+        except TemporaryError:
+            return False
 
     await eventually(healthy, timeout=30, interval=0.2, what="every replica current again")
     streams = {s.name: s for s in await stream_health(cnc)}

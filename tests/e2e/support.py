@@ -47,16 +47,47 @@ async def started(
 async def reaches(
     fleet: LocalFleet, marker: UpgradeMarker, *phases: P, timeout: float = 90
 ) -> UpgradeStatus:
+    """Wait until DEV's status for ``marker`` is in one of ``phases``; on a timeout the error
+    names the last status seen and the agent's last log lines (a CI log is all there is)."""
+    seen: list[UpgradeStatus | None] = [None]
+
     async def check() -> UpgradeStatus | None:
-        s = await fleet.status(DEV)
+        s = seen[0] = await fleet.status(DEV)
         return (
             s if s is not None and s.upgrade_id == marker.upgrade_id and s.phase in phases else None
         )
 
-    result: UpgradeStatus = await eventually(
-        check, timeout=timeout, interval=0.05, what=f"{'/'.join(p.value for p in phases)}"
-    )
+    try:
+        result: UpgradeStatus = await eventually(
+            check, timeout=timeout, interval=0.05, what=f"{'/'.join(p.value for p in phases)}"
+        )
+    except AssertionError as exc:
+        last = seen[0]
+        said = (
+            f"last status: {last.upgrade_id} {last.phase.value} {last.error_code} "
+            f"{last.error_detail!r}"
+            if last
+            else "no status"
+        )
+        raise AssertionError(
+            f"{exc}; marker {marker.upgrade_id} for {marker.version}; {said}\n"
+            f"{agent_log_tail(fleet)}"
+        ) from exc
     return result
+
+
+def agent_log_tail(fleet: LocalFleet, lines: int = 40) -> str:
+    """DEV's newest log lines: every file in its run directory and its launcher's log."""
+    device = fleet.devices.get(DEV)
+    if device is None:
+        return f"{DEV}: not installed"
+    files = [*sorted(device.run_dir.glob("*.log")), device.launch.state_dir / "launcher.log"]
+    out = []
+    for path in files:
+        if path.is_file():
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {path.name} (last {len(tail)} lines)\n" + "\n".join(tail))
+    return "\n".join(out) or f"{DEV}: no log files in {device.run_dir}"
 
 
 async def invariants(fleet: LocalFleet, marker: UpgradeMarker, *, current: str, phase: P) -> None:

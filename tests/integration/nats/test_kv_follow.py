@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from tests.helpers import eventually
 
 from harmony_fleet.adapters.nats.connection import connect, on_reconnected
 from harmony_fleet.adapters.nats.fleet_kv import BucketDef
-from harmony_fleet.adapters.nats.kv import FOLLOW_POLL_S, FOLLOW_RECONNECT_CHECK_S, TypedKV
+from harmony_fleet.adapters.nats.kv import (
+    FOLLOW_POLL_S,
+    FOLLOW_RECONNECT_CHECK_S,
+    FOLLOW_REREAD_S,
+    TypedKV,
+)
 from harmony_fleet.adapters.nats.provision import ensure_bucket
 from harmony_fleet.adapters.nats.server import EmbeddedNats
 from harmony_fleet.contracts import HEARTBEAT, Heartbeat, Role
@@ -91,3 +97,49 @@ async def test_a_connection_tells_its_listeners_when_it_is_back(nats_server: Emb
     finally:
         await nc.close()
     assert told == ["a", "b", "b"]
+
+
+class _LaggingStore(TypedKV[Heartbeat]):
+    """A store whose next ``lag`` reads answer the value before the last write: what a direct
+    get made as the key's subject wakes the follower can answer while the stream has not
+    stored the write yet."""
+
+    lag = 0
+    before: Any = None
+
+    async def read(self, key: str) -> Any:
+        found = await super().read(key)
+        if self.lag > 0:
+            self.lag -= 1
+            return self.before
+        self.before = found
+        return found
+
+
+async def test_a_wake_whose_read_answers_the_old_value_is_read_again_soon(
+    nats_server: EmbeddedNats,
+) -> None:
+    nc = await connect(nats_server.client_options())
+    raw = await ensure_bucket(nc.jetstream(), BucketDef("t_lag", HEARTBEAT, "t"), replicas=1)
+    store = _LaggingStore(raw, HEARTBEAT, name="t_lag")
+    await store.put("dev-1", _hb(1))
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for entry in store.follow(nc, "dev-1"):
+            seen.append(entry.value.seq)
+
+    task = asyncio.ensure_future(follow())
+    try:
+        await eventually(lambda: seen == [1], timeout=10, what="the first value")
+        store.lag = 3  # the wake's read and the next two answer value 1 still
+        await store.put("dev-1", _hb(2))
+        limit = sum(FOLLOW_REREAD_S[:4]) + 5.0
+        assert limit < FOLLOW_POLL_S
+        await eventually(lambda: seen == [1, 2], timeout=limit, what="the value read again")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await nc.close()
+    assert seen == [1, 2]

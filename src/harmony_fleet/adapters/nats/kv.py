@@ -51,6 +51,11 @@ FOLLOW_RECONNECT_CHECK_S = 5.0
 #: How often :meth:`TypedKV.follow` reads its key even when nothing woke it (a safety net).
 FOLLOW_POLL_S = 60.0
 
+#: When a write woke :meth:`TypedKV.follow` but its read found no new revision, it reads again
+#: after these pauses: the server hands a publish to subscribers of the subject and to the
+#: stream's ingest independently, so a direct get made at once can still answer the old value.
+FOLLOW_REREAD_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):
@@ -247,7 +252,9 @@ class TypedKV(Generic[T]):
         a connection that does not tell is looked at every ``FOLLOW_RECONNECT_CHECK_S``), within
         ``FOLLOW_RECONNECT_CHECK_S`` of a failed read, and every ``poll_s``. An idle device's
         follow costs no traffic and no wake-up between them: it is part of every agent's idle
-        CPU. Yields a value when its revision is new; deletes and undecodable values are skipped
+        CPU. A wake whose read finds no new revision (the stream has not stored the write yet)
+        is followed by reads after each pause of ``FOLLOW_REREAD_S``, until one finds it.
+        Yields a value when its revision is new; deletes and undecodable values are skipped
         (logged). Creating a consumer would need a permission that cannot be scoped to one
         device (docs/security.md).
         """
@@ -263,12 +270,15 @@ class TypedKV(Generic[T]):
         check_s = FOLLOW_RECONNECT_CHECK_S if stop_listening is None else poll_s
         sub = await nc.subscribe(f"$KV.{self.name}.{key}", cb=wake)
         last: int | None = None
+        was_woken = False
+        rereads = 0  # reads made since a wake without finding a new revision
         loop = asyncio.get_running_loop()
         try:
             while True:
                 woken.clear()
                 seen = reconnects()
                 read_by = loop.time() + poll_s
+                fresh = False
                 try:
                     found = await self.read(key)
                 except Exception as exc:
@@ -276,13 +286,22 @@ class TypedKV(Generic[T]):
                     found = None
                     read_by = loop.time() + min(poll_s, FOLLOW_RECONNECT_CHECK_S)
                 if isinstance(found, Undecodable):
+                    fresh = found.revision != last
                     log.warning("undecodable KV value skipped", extra={"detail": str(found)})
                 elif found is not None and found.revision != last:
+                    fresh = True
                     last = found.revision
                     yield found
+                if was_woken and not fresh and rereads < len(FOLLOW_REREAD_S):
+                    read_by = min(read_by, loop.time() + FOLLOW_REREAD_S[rereads])
+                    rereads += 1
+                else:
+                    was_woken, rereads = False, 0
                 while not woken.is_set() and reconnects() == seen and loop.time() < read_by:
                     wait = min(check_s, read_by - loop.time())
                     await wait_event(woken, max(0.0, wait))
+                if woken.is_set():  # a write crossed the key's subject: expect a new revision
+                    was_woken, rereads = True, 0
         finally:
             if stop_listening is not None:
                 stop_listening()
