@@ -172,21 +172,20 @@ class Registry:
 
     def ingest(self, subject: str, data: bytes, now: float) -> Heartbeat | None:
         """Take one heartbeat message; returns it, or None if it was dropped (and logged)."""
+        # fleet.<device>.heartbeat: slicing is cheaper than splitting on the hot path.
+        sender = subject[_PREFIX_LEN:-_SUFFIX_LEN] if subject.startswith(_PREFIX) else subject
         try:
             hb = HEARTBEAT.decode(data)
         except InvalidMessage as exc:
             self.rejected += 1
-            log.warning(
-                "heartbeat dropped",
-                extra={"subject": subject[:200], "field": exc.field, "reason": exc.reason},
+            self.security_event(
+                "undecodable", sender, now, "heartbeat", detail=f"{exc.field}: {exc.reason}"
             )
             return None
-        # fleet.<device>.heartbeat: slicing is cheaper than splitting on the hot path.
-        if subject[_PREFIX_LEN:-_SUFFIX_LEN] != hb.device_id or not subject.startswith(_PREFIX):
+        if sender != hb.device_id:
             self.rejected += 1
-            log.warning(
-                "heartbeat dropped: device_id does not match the subject",
-                extra={"subject": subject[:200], "device_id": hb.device_id},
+            self.security_event(
+                "subject_mismatch", sender, now, "heartbeat", detail=f"claims {hb.device_id}"
             )
             return None
         if self.admitted is not None and hb.device_id not in self.admitted:
@@ -204,17 +203,18 @@ class Registry:
         """True when ``device``'s heartbeats and status are taken (a live identity)."""
         return self.admitted is None or device in self.admitted
 
-    def security_event(self, kind: str, device: str, now: float, what: str) -> None:
+    def security_event(
+        self, kind: str, device: str, now: float, what: str, *, detail: str = ""
+    ) -> None:
         """Count a dropped message as a security event; log it (at most once a minute per
-        device and kind, saying how many went unlogged)."""
-        unlogged = self.security.record(kind, device, now)
+        device and kind, saying how many went unlogged: a device sending garbage in a loop
+        cannot flood the operator's log)."""
+        unlogged = self.security.record(kind, device[:200], now)
         if unlogged is not None:
-            log.warning(
-                "security: %s dropped (%s)",
-                what,
-                kind,
-                extra={"device_id": device[:200], "kind": kind, "unlogged": unlogged},
-            )
+            extra = {"device_id": device[:200], "kind": kind, "unlogged": unlogged}
+            if detail:
+                extra["detail"] = detail[:300]
+            log.warning("security: %s dropped (%s)", what, kind, extra=extra)
 
     def forget(self, device: str) -> bool:
         """Take ``device`` out of the registry (its identity was revoked); True if it was in."""

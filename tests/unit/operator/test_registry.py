@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from harmony_fleet.contracts import Heartbeat, Role, encode
 from harmony_fleet.core.presence import MAX_INTERVAL_S, MIN_INTERVAL_S, PresencePolicy
 from harmony_fleet.operator.registry import Registry
@@ -82,6 +86,25 @@ def test_spoofed_and_malformed_heartbeats_are_dropped() -> None:
     assert reg.ingest("fleet.edge-1.heartbeat", b"x" * 70_000, 0.0) is None
     assert reg.rejected == 3
     assert reg.devices == {}
+
+
+def test_a_device_sending_garbage_in_a_loop_gets_one_log_line_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reg = Registry()
+    with caplog.at_level(logging.WARNING, logger="harmony_fleet.operator.registry"):
+        for i in range(1_000):
+            reg.ingest("fleet.edge-1.heartbeat", b"{bad", i * 0.01)  # 10 s of garbage
+            reg.ingest("fleet.edge-1.heartbeat", hb(1, device="edge-2"), i * 0.01)
+        lines = [r for r in caplog.records if "dropped" in r.getMessage()]
+        assert [getattr(r, "kind", None) for r in lines] == ["undecodable", "subject_mismatch"]
+        assert "detail" in lines[0].__dict__ and "claims edge-2" in lines[1].__dict__["detail"]
+        reg.ingest("fleet.edge-1.heartbeat", b"{bad", 61.0)  # the next minute: one more line
+        last = [r for r in caplog.records if "dropped" in r.getMessage()][-1]
+        assert getattr(last, "unlogged", None) == 999
+    assert reg.rejected == 2_001
+    assert reg.security.counts["undecodable"] == 1_001
+    assert reg.security.counts["subject_mismatch"] == 1_000
 
 
 def test_record_keeps_a_bounded_number_of_instances() -> None:
