@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
-from harmony_fleet.artifacts import build_artifact
-from harmony_fleet.artifacts.manifest import ArtifactManifest
 from harmony_fleet.testing.localfleet import LocalFleet
 from tests.dashboard_support import logged_url, token_file
+from tests.fleets import Built, build_versions, running
 
 ROOT = Path(__file__).parents[2]
 BUILDS: dict[str, tuple[str, ...]] = {
@@ -49,9 +48,8 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ArtifactManifest]]:
-    out = tmp_path_factory.mktemp("artifacts")
-    return out, {v: build_artifact(v, out, faults=f) for v, f in BUILDS.items()}
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return build_versions(tmp_path_factory, BUILDS)
 
 
 class DashboardFleet(LocalFleet):
@@ -76,20 +74,10 @@ class DashboardFleet(LocalFleet):
 
 
 @pytest.fixture
-async def fleet(
-    tmp_path: Path, built: tuple[Path, dict[str, ArtifactManifest]]
-) -> AsyncIterator[DashboardFleet]:
-    out, manifests = built
-    f = DashboardFleet(tmp_path / "fleet", interval_s=INTERVAL, operator_process=True)
-    await f.start()
-    for manifest in manifests.values():
-        f.adopt(manifest, out)
-    try:
+async def fleet(tmp_path: Path, built: Built) -> AsyncIterator[DashboardFleet]:
+    fleet = DashboardFleet(tmp_path / "fleet", interval_s=INTERVAL, operator_process=True)
+    async with running(fleet, built) as f:
         yield f
-    finally:
-        await f.stop()
-        leftovers = [pid for d in f.devices for pid in f.agent_processes(d)]
-        assert not leftovers, f"agent processes left running: {leftovers}"
 
 
 @pytest.fixture

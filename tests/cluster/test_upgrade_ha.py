@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from harmony_fleet.artifacts import build_artifact
-from harmony_fleet.artifacts.manifest import ArtifactManifest
 from harmony_fleet.contracts import UPGRADE_STATUS, AgentUpgradePhase, subjects
 from harmony_fleet.testing.clusterfleet import ClusterFleet
+from tests.fleets import Built, build_versions, running
 from tests.helpers import eventually
 
 P = AgentUpgradePhase
@@ -27,26 +26,15 @@ DEVICES = ("edge-1", "edge-2")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ArtifactManifest]]:
-    out = tmp_path_factory.mktemp("artifacts")
-    return out, {v: build_artifact(v, out) for v in ("1.0.0", "2.0.0")}
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return build_versions(tmp_path_factory, ("1.0.0", "2.0.0"))
 
 
 @pytest.fixture
-async def fleet(
-    tmp_path: Path, built: tuple[Path, dict[str, ArtifactManifest]]
-) -> AsyncIterator[ClusterFleet]:
-    out, manifests = built
-    f = ClusterFleet(tmp_path / "fleet", interval_s=0.5, operators=2, lease_ttl_s=2.0)
-    await f.start()
-    for manifest in manifests.values():
-        f.adopt(manifest, out)
-    try:
+async def fleet(tmp_path: Path, built: Built) -> AsyncIterator[ClusterFleet]:
+    fleet = ClusterFleet(tmp_path / "fleet", interval_s=0.5, operators=2, lease_ttl_s=2.0)
+    async with running(fleet, built) as f:
         yield f
-    finally:
-        await f.stop()
-        leftovers = [pid for d in f.devices for pid in f.agent_processes(d)]
-        assert not leftovers, f"agent processes left running: {leftovers}"
 
 
 async def _phase(fleet: ClusterFleet, device: str, uid: str) -> P | None:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harmony_fleet.artifacts import build_artifact
-from harmony_fleet.artifacts.manifest import ArtifactManifest
 from harmony_fleet.testing.localfleet import LocalFleet
+from tests.fleets import Built, build_versions, running
 
 #: version -> faults baked into it.
 BUILDS: dict[str, tuple[str, ...]] = {
@@ -32,23 +31,12 @@ INTERVAL = 0.5
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ArtifactManifest]]:
-    out = tmp_path_factory.mktemp("artifacts")
-    return out, {v: build_artifact(v, out, faults=f) for v, f in BUILDS.items()}
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return build_versions(tmp_path_factory, BUILDS)
 
 
 @pytest.fixture
-async def fleet(
-    tmp_path: Path, built: tuple[Path, dict[str, ArtifactManifest]]
-) -> AsyncIterator[LocalFleet]:
-    out, manifests = built
-    f = LocalFleet(tmp_path / "fleet", interval_s=INTERVAL, operator_process=True)
-    await f.start()
-    for manifest in manifests.values():
-        f.adopt(manifest, out)
-    try:
+async def fleet(tmp_path: Path, built: Built) -> AsyncIterator[LocalFleet]:
+    fleet = LocalFleet(tmp_path / "fleet", interval_s=INTERVAL, operator_process=True)
+    async with running(fleet, built) as f:
         yield f
-    finally:
-        await f.stop()
-        leftovers = [pid for d in f.devices for pid in f.agent_processes(d)]
-        assert not leftovers, f"agent processes left running: {leftovers}"

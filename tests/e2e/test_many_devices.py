@@ -25,6 +25,7 @@ from harmony_fleet.agent.build import STATE_FILE
 from harmony_fleet.artifacts.manifest import ArtifactManifest
 from harmony_fleet.contracts import AgentUpgradePhase, Role, UpgradeMarker, UpgradeTimeouts
 from harmony_fleet.testing.localfleet import LocalFleet
+from tests.fleets import assert_no_agent_left
 from tests.helpers import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -99,5 +100,4 @@ async def test_fifty_devices_upgraded_at_once_all_succeed(
             "50 devices: all up in %.1f s, all upgraded (Succeeded) in %.1f s", up_s, upgrade_s
         )
         print(f"\n50 devices: up in {up_s:.1f} s, all Succeeded {upgrade_s:.1f} s after the ask")
-    leftovers = [pid for name in names for pid in fleet.agent_processes(name)]
-    assert not leftovers, f"agent processes left running: {leftovers}"
+    assert_no_agent_left(fleet, names)

@@ -20,9 +20,8 @@ for _module in ("kmock", "kopf", "kubernetes_asyncio"):
 
 import kmock  # noqa: E402
 
-from harmony_fleet.artifacts import build_artifact  # noqa: E402
-from harmony_fleet.artifacts.manifest import ArtifactManifest  # noqa: E402
 from harmony_fleet.testing.localfleet import LocalFleet  # noqa: E402
+from tests.fleets import Built, build_versions, running  # noqa: E402
 from tests.kubernetes.emulator import (  # noqa: E402
     DEVICES,
     ROLLOUTS,
@@ -101,24 +100,13 @@ class KubeFleet(LocalFleet):
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ArtifactManifest]]:
-    out = tmp_path_factory.mktemp("k8s-artifacts")
-    return out, {v: build_artifact(v, out) for v in VERSIONS}
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return build_versions(tmp_path_factory, VERSIONS)
 
 
 @pytest.fixture
-async def fleet(
-    tmp_path: Path, cluster: Cluster, built: tuple[Path, dict[str, ArtifactManifest]]
-) -> AsyncIterator[KubeFleet]:
-    out, manifests = built
-    f = KubeFleet(tmp_path / "fleet", interval_s=INTERVAL, operator_process=True)
-    f.kube = cluster
-    await f.start()
-    for manifest in manifests.values():
-        f.adopt(manifest, out)
-    try:
+async def fleet(tmp_path: Path, cluster: Cluster, built: Built) -> AsyncIterator[KubeFleet]:
+    fleet = KubeFleet(tmp_path / "fleet", interval_s=INTERVAL, operator_process=True)
+    fleet.kube = cluster
+    async with running(fleet, built) as f:
         yield f
-    finally:
-        await f.stop()
-        leftovers = [pid for d in f.devices for pid in f.agent_processes(d)]
-        assert not leftovers, f"agent processes left running: {leftovers}"

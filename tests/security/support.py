@@ -8,19 +8,16 @@ no (:meth:`Attacker.refused`) and that nothing happened (read back as the admin)
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nats
-import pytest
 from nats.aio.client import Client
 
 from harmony_fleet.adapters.nats.connection import NatsOptions, inbox_prefix_of_creds
 from harmony_fleet.adapters.nats.server import EmbeddedNats
-from harmony_fleet.artifacts import build_artifact
-from harmony_fleet.artifacts.manifest import ArtifactManifest
 from harmony_fleet.testing.localfleet import LocalFleet
+from tests.fleets import Built, running
 from tests.helpers import eventually
 
 
@@ -93,26 +90,9 @@ async def attacker(
 __all__ = ["Attacker", "attacker", "nats", "tls_options"]
 
 
-#: Artifacts built once for a test module: the folder, and version -> manifest.
-Built = tuple[Path, dict[str, ArtifactManifest]]
-
-
-def build_versions(tmp_path_factory: pytest.TempPathFactory, versions: Iterable[str]) -> Built:
-    """Real agent artifacts of ``versions`` (for a module-scoped ``built`` fixture)."""
-    out = tmp_path_factory.mktemp("artifacts")
-    return out, {v: build_artifact(v, out) for v in versions}
-
-
-@contextlib.asynccontextmanager
-async def local_fleet(workdir: Path, built: Built, interval_s: float) -> AsyncIterator[LocalFleet]:
+def local_fleet(
+    workdir: Path, built: Built, interval_s: float
+) -> contextlib.AbstractAsyncContextManager[LocalFleet]:
     """A started :class:`LocalFleet` (secured server, operator, artifact server) that knows the
     ``built`` artifacts; stopped at the end whatever the test did."""
-    out, manifests = built
-    fleet = LocalFleet(workdir, interval_s=interval_s)
-    await fleet.start()
-    for manifest in manifests.values():
-        fleet.adopt(manifest, out)
-    try:
-        yield fleet
-    finally:
-        await fleet.stop()
+    return running(LocalFleet(workdir, interval_s=interval_s), built, check_left=False)

@@ -26,8 +26,9 @@ from harmony_fleet.testing.artifact_server import ArtifactServer
 from harmony_fleet.testing.localfleet import LocalFleet
 from tests.e2e.conftest import INTERVAL
 from tests.e2e.support import DEV, QUICK, P, reaches, started
+from tests.fleets import Built, build_versions
 from tests.helpers import eventually
-from tests.security.support import Built, build_versions, local_fleet
+from tests.security.support import local_fleet
 
 SECRET = "S3CR3T-T0KEN-0f9a"
 

@@ -31,7 +31,8 @@ from harmony_fleet.contracts import (
 from harmony_fleet.testing.localfleet import LocalFleet
 from tests.e2e.conftest import INTERVAL
 from tests.e2e.support import DEV, QUICK, P, invariants, reaches, started
-from tests.security.support import Attacker, Built, attacker, build_versions, local_fleet
+from tests.fleets import Built, build_versions
+from tests.security.support import Attacker, attacker, local_fleet
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,9 @@ from harmony_fleet.testing.releases import LocalReleases
 from harmony_fleet.testing.signed_repo import Repo, open_stores, publish
 from tests.e2e.conftest import INTERVAL
 from tests.e2e.support import DEV, QUICK, P, invariants, reaches
+from tests.fleets import Built, build_versions
 from tests.helpers import eventually
-from tests.security.support import Built, build_versions, local_fleet
+from tests.security.support import local_fleet
 
 VERSIONS = ("1.0.0", "1.5.0", "2.0.0")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from tests.helpers import eventually
@@ -39,6 +40,26 @@ def _hb(seq: int) -> Heartbeat:
     )
 
 
+@contextlib.asynccontextmanager
+async def _following(store: TypedKV[Heartbeat], nc: Any) -> AsyncIterator[list[int]]:
+    """The ``seq`` of every value ``store.follow`` yields for ``dev-1``, as they come; the
+    first one is awaited before the body runs."""
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for entry in store.follow(nc, "dev-1"):
+            seen.append(entry.value.seq)
+
+    task = asyncio.ensure_future(follow())
+    try:
+        await eventually(lambda: seen == [1], timeout=10, what="the first value")
+        yield seen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def test_a_write_made_while_the_follower_was_away_arrives_after_it_reconnects(
     nats_server: EmbeddedNats,
 ) -> None:
@@ -50,29 +71,19 @@ async def test_a_write_made_while_the_follower_was_away_arrives_after_it_reconne
     await TypedKV(raw, HEARTBEAT, name="t_follow").put("dev-1", _hb(1))
     await writer.close()
     mine = TypedKV(await follower.jetstream().key_value("t_follow"), HEARTBEAT, name="t_follow")
-    seen: list[int] = []
-
-    async def follow() -> None:
-        async for entry in mine.follow(follower, "dev-1"):
-            seen.append(entry.value.seq)
-
-    task = asyncio.ensure_future(follow())
     try:
-        await eventually(lambda: seen == [1], timeout=10, what="the first value")
-        nats_server.stop()
-        nats_server.start()
-        writer = await connect(writer_options)
-        raw = await writer.jetstream().key_value("t_follow")
-        await TypedKV(raw, HEARTBEAT, name="t_follow").put("dev-1", _hb(2))
-        await writer.close()
-        assert seen == [1]  # written while the follower was still away
-        limit = 3.0 + FOLLOW_RECONNECT_CHECK_S + 5.0
-        assert limit < FOLLOW_POLL_S
-        await eventually(lambda: seen == [1, 2], timeout=limit, what="the value written away")
+        async with _following(mine, follower) as seen:
+            nats_server.stop()
+            nats_server.start()
+            writer = await connect(writer_options)
+            raw = await writer.jetstream().key_value("t_follow")
+            await TypedKV(raw, HEARTBEAT, name="t_follow").put("dev-1", _hb(2))
+            await writer.close()
+            assert seen == [1]  # written while the follower was still away
+            limit = 3.0 + FOLLOW_RECONNECT_CHECK_S + 5.0
+            assert limit < FOLLOW_POLL_S
+            await eventually(lambda: seen == [1, 2], timeout=limit, what="the value written away")
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await follower.close()
     assert seen == [1, 2]
 
@@ -123,23 +134,13 @@ async def test_a_wake_whose_read_answers_the_old_value_is_read_again_soon(
     raw = await ensure_bucket(nc.jetstream(), BucketDef("t_lag", HEARTBEAT, "t"), replicas=1)
     store = _LaggingStore(raw, HEARTBEAT, name="t_lag")
     await store.put("dev-1", _hb(1))
-    seen: list[int] = []
-
-    async def follow() -> None:
-        async for entry in store.follow(nc, "dev-1"):
-            seen.append(entry.value.seq)
-
-    task = asyncio.ensure_future(follow())
     try:
-        await eventually(lambda: seen == [1], timeout=10, what="the first value")
-        store.lag = 3  # the wake's read and the next two answer value 1 still
-        await store.put("dev-1", _hb(2))
-        limit = sum(FOLLOW_REREAD_S[:4]) + 5.0
-        assert limit < FOLLOW_POLL_S
-        await eventually(lambda: seen == [1, 2], timeout=limit, what="the value read again")
+        async with _following(store, nc) as seen:
+            store.lag = 3  # the wake's read and the next two answer value 1 still
+            await store.put("dev-1", _hb(2))
+            limit = sum(FOLLOW_REREAD_S[:4]) + 5.0
+            assert limit < FOLLOW_POLL_S
+            await eventually(lambda: seen == [1, 2], timeout=limit, what="the value read again")
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await nc.close()
     assert seen == [1, 2]
