@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ main()
 """
 
 
-def _loaded(modules: list[str], name: str) -> bool:
+def _loaded(modules: Iterable[str], name: str) -> bool:
     return any(m == name or m.startswith(name + ".") for m in modules)
 
 
@@ -57,37 +58,49 @@ def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
 
 
-async def test_an_idle_agent_loads_no_heavy_module(
-    nats_server: EmbeddedNats, tmp_path: Path
-) -> None:
-    creds = nats_server.issue("device", "lean-1", tmp_path / "lean-1.creds")
-    root = tmp_path / "root.json"
-    root.write_bytes(Repo().root_json())
+async def _modules_of_an_agent(
+    server: EmbeddedNats, tmp_path: Path, name: str, beats_wanted: int, *args: str
+) -> set[str]:
+    """Run ``fleet agent run`` as device ``name`` (``args`` added) until it sent
+    ``beats_wanted`` heartbeats, stop it; the modules it had loaded when it exited."""
+    creds = server.issue("device", name, tmp_path / f"{name}.creds")
     out = tmp_path / "modules.json"
     argv = [sys.executable, "-c", LIST_MODULES_AT_EXIT, str(out), "agent", "run"]
-    argv += ["--device-id", "lean-1", "--state-dir", str(tmp_path / "state")]
-    argv += ["--nats", nats_server.url, "--nats-creds", str(creds)]
-    argv += ["--nats-tls-ca", str(nats_server.auth.ca_file), "--heartbeat-interval", "0.2"]
-    argv += ["--prefix", str(tmp_path / "opt"), "--executor", "process"]
-    argv += ["--trust-root", str(root), "--log-json"]
-    nc = await connect(nats_server.client_options())
+    argv += ["--device-id", name, "--state-dir", str(tmp_path / "state")]
+    argv += ["--nats", server.url, "--nats-creds", str(creds)]
+    argv += ["--nats-tls-ca", str(server.auth.ca_file), "--heartbeat-interval", "0.2"]
+    argv += ["--prefix", str(tmp_path / "opt"), "--executor", "process", "--log-json", *args]
+    nc = await connect(server.client_options())
     beats: list[bytes] = []
     try:
 
         async def on_beat(msg: object) -> None:
             beats.append(msg.data)  # type: ignore[attr-defined]
 
-        await nc.subscribe(subjects.heartbeat("lean-1"), cb=on_beat)
+        await nc.subscribe(subjects.heartbeat(name), cb=on_beat)
         proc = _start(argv, tmp_path / "agent.log")
         try:
-            await eventually(lambda: len(beats) >= 5, timeout=30, what="five heartbeats")
+            await eventually(
+                lambda: len(beats) >= beats_wanted, timeout=30, what=f"{beats_wanted} heartbeats"
+            )
         finally:
             code = stop_process(proc)
     finally:
         await nc.close()
     assert code == 0, (tmp_path / "agent.log").read_text()
-    modules = json.loads(out.read_text())
+    modules = set(json.loads(out.read_text()))
     assert "harmony_fleet.agent.runtime" in modules  # it was the agent that ran
+    return modules
+
+
+async def test_an_idle_agent_loads_no_heavy_module(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    root = tmp_path / "root.json"
+    root.write_bytes(Repo().root_json())
+    modules = await _modules_of_an_agent(
+        nats_server, tmp_path, "lean-1", 5, "--trust-root", str(root)
+    )
     assert [name for name in HEAVY if _loaded(modules, name)] == []
 
 
@@ -141,32 +154,9 @@ UPGRADER = (
 async def test_a_candidate_loads_no_upgrade_machinery(
     nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
-    creds = nats_server.issue("device", "lean-2", tmp_path / "lean-2.creds")
-    out = tmp_path / "modules.json"
-    argv = [sys.executable, "-c", LIST_MODULES_AT_EXIT, str(out), "agent", "run"]
-    argv += ["--device-id", "lean-2", "--state-dir", str(tmp_path / "state")]
-    argv += ["--nats", nats_server.url, "--nats-creds", str(creds)]
-    argv += ["--nats-tls-ca", str(nats_server.auth.ca_file), "--heartbeat-interval", "0.2"]
-    argv += ["--prefix", str(tmp_path / "opt"), "--executor", "process"]
-    argv += ["--role", "candidate", "--upgrade-id", "u1", "--log-json"]
-    nc = await connect(nats_server.client_options())
-    beats: list[bytes] = []
-    try:
-
-        async def on_beat(msg: object) -> None:
-            beats.append(msg.data)  # type: ignore[attr-defined]
-
-        await nc.subscribe(subjects.heartbeat("lean-2"), cb=on_beat)
-        proc = _start(argv, tmp_path / "agent.log")
-        try:
-            await eventually(lambda: len(beats) >= 3, timeout=30, what="three heartbeats")
-        finally:
-            code = stop_process(proc)
-    finally:
-        await nc.close()
-    assert code == 0, (tmp_path / "agent.log").read_text()
-    modules = json.loads(out.read_text())
-    assert "harmony_fleet.agent.runtime" in modules  # it was the agent that ran
+    modules = await _modules_of_an_agent(
+        nats_server, tmp_path, "lean-2", 3, "--role", "candidate", "--upgrade-id", "u1"
+    )
     assert [name for name in (*HEAVY, *UPGRADER) if _loaded(modules, name)] == []
 
 
