@@ -21,6 +21,7 @@ from harmony_fleet.adapters.nats.kv import (
     FOLLOW_POLL_S,
     FOLLOW_RECONNECT_CHECK_S,
     FOLLOW_REREAD_S,
+    Entry,
     TypedKV,
 )
 from harmony_fleet.adapters.nats.provision import ensure_bucket
@@ -144,3 +145,28 @@ async def test_a_wake_whose_read_answers_the_old_value_is_read_again_soon(
     finally:
         await nc.close()
     assert seen == [1, 2]
+
+
+async def test_a_read_after_a_wake_waits_out_a_store_that_has_not_stored_the_write_yet(
+    nats_server: EmbeddedNats,
+) -> None:
+    # What the simulator does for each marker write it is woken by (no follow per device).
+    nc = await connect(nats_server.client_options())
+    raw = await ensure_bucket(nc.jetstream(), BucketDef("t_wake", HEARTBEAT, "t"), replicas=1)
+    store = _LaggingStore(raw, HEARTBEAT, name="t_wake")
+    try:
+        known = await store.put("dev-1", _hb(1))
+        assert await store.read("dev-1") is not None  # remembers value 1 as "before"
+        await store.put("dev-1", _hb(2))
+        store.lag = 2
+        found = await store.read_after_wake("dev-1", known)
+        assert isinstance(found, Entry) and found.value.seq == 2 and found.revision > known
+        # nothing newer within the pauses (a write refused by the stream crosses the subject
+        # too): one read per pause more, then the last answer
+        latest = found.revision
+        store.lag = 10
+        found = await store.read_after_wake("dev-1", latest, pauses=(0.01, 0.01))
+        assert isinstance(found, Entry) and found.revision == latest
+        assert store.lag == 10 - 3
+    finally:
+        await nc.close()

@@ -140,6 +140,20 @@ class TypedKV(Generic[T]):
             return None
         return self._decode(key, entry.value, int(entry.revision or 0))
 
+    async def read_after_wake(
+        self, key: str, known: int | None, *, pauses: tuple[float, ...] = FOLLOW_REREAD_S
+    ) -> Entry[T] | Undecodable | None:
+        """Read ``key`` because a write crossed its subject: while the answer is still revision
+        ``known`` (or nothing), read again after each of ``pauses`` (the stream may not have
+        stored the write the subject carried yet). The last answer, new or not."""
+        found = await self.read(key)
+        for pause in pauses:
+            if found is not None and found.revision != known:
+                break
+            await asyncio.sleep(pause)  # a retry's pace, not a wait for a condition
+            found = await self.read(key)
+        return found
+
     async def get(self, key: str) -> Entry[T] | None:
         """The current value, or None; :class:`InvalidMessage` if it does not decode."""
         found = await self.read(key)
