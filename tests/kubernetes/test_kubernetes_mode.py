@@ -128,9 +128,12 @@ async def test_status_follows_an_upgrade_through_its_phases(fleet: KubeFleet) ->
     assert upgrade["targetVersion"] == "2.0.0"
     assert upgrade["startedAt"] <= upgrade["updatedAt"]
     seen = phases_seen(fleet, DEV)
-    # Phases appear in protocol order, never backwards, and more than the ends were shown.
+    # Phases appear in protocol order, never backwards, and not only the end: the post-commit
+    # watch keeps Committed up for seconds; how many of the pre-commit phases (each lasting
+    # milliseconds to a second here) get their own write depends on the machine's pace, as the
+    # mirror writes the newest status it has (CI once showed ['Committed', 'Succeeded']).
     assert seen == sorted(seen, key=lambda p: ORDER.index(P(p))), seen
-    assert seen[-1] == "Succeeded" and len(seen) >= 3, seen
+    assert seen[-1] == "Succeeded" and len(seen) >= 2, seen
     progressing = [
         (condition(v, "UpgradeProgressing") or {}).get("status") for v in kube.history(DEV)
     ]
