@@ -13,7 +13,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -63,45 +63,37 @@ async def _in_flight(fleet: ClusterFleet) -> tuple[list[str], object]:
     return names, batch
 
 
-async def test_kill_the_jetstream_meta_leader(fleet: ClusterFleet) -> None:
+async def _kill_the_leader(
+    fleet: ClusterFleet, leader_of: Callable[[], Awaitable[str]], what: str
+) -> None:
+    """With a batch in flight, kill the node ``leader_of`` names, wait for another leader
+    (printing how long that took), restart the node and check the outcome."""
     _, batch = await _in_flight(fleet)
     assert fleet.cluster is not None
-    leader = await meta_leader(fleet)
-    fleet.cluster.kill(node_index(leader))
-    killed = time.monotonic()
-
-    async def new_leader() -> bool:
-        try:
-            return await meta_leader(fleet) != leader
-        except Exception:
-            return False
-
-    await eventually(new_leader, timeout=60, interval=0.2, what="a new meta leader")
-    took = time.monotonic() - killed
-    print(f"chaos meta leader {leader} killed: new meta leader after {took:.1f} s")
-    await asyncio.to_thread(fleet.cluster.restart, node_index(leader))
-    await check_outcome(fleet, batch, "meta leader killed")  # type: ignore[arg-type]
-
-
-async def test_kill_the_leader_of_the_marker_buckets_stream(fleet: ClusterFleet) -> None:
-    _, batch = await _in_flight(fleet)
-    assert fleet.cluster is not None
-    stream = "KV_fleet_upgrade_marker"
-    leader = await stream_leader(fleet, stream)
+    leader = await leader_of()
     fleet.cluster.kill(node_index(leader))
     killed = time.monotonic()
 
     async def moved() -> bool:
         try:
-            return await stream_leader(fleet, stream) != leader
+            return await leader_of() != leader
         except Exception:
             return False
 
-    await eventually(moved, timeout=60, interval=0.2, what="a new leader of the marker stream")
+    await eventually(moved, timeout=60, interval=0.2, what=f"a new {what}")
     took = time.monotonic() - killed
-    print(f"chaos marker stream leader {leader} killed: new leader after {took:.1f} s")
+    print(f"chaos {what} {leader} killed: new leader after {took:.1f} s")
     await asyncio.to_thread(fleet.cluster.restart, node_index(leader))
-    await check_outcome(fleet, batch, "marker stream leader killed")  # type: ignore[arg-type]
+    await check_outcome(fleet, batch, f"{what} killed")  # type: ignore[arg-type]
+
+
+async def test_kill_the_jetstream_meta_leader(fleet: ClusterFleet) -> None:
+    await _kill_the_leader(fleet, lambda: meta_leader(fleet), "meta leader")
+
+
+async def test_kill_the_leader_of_the_marker_buckets_stream(fleet: ClusterFleet) -> None:
+    stream = "KV_fleet_upgrade_marker"
+    await _kill_the_leader(fleet, lambda: stream_leader(fleet, stream), "marker stream leader")
 
 
 async def test_freeze_a_node_for_ten_seconds(fleet: ClusterFleet) -> None:
