@@ -65,35 +65,43 @@ async def _in_flight(fleet: ClusterFleet) -> tuple[list[str], object]:
 
 async def _kill_the_leader(
     fleet: ClusterFleet, leader_of: Callable[[], Awaitable[str]], what: str
-) -> None:
+) -> tuple[str, str]:
     """With a batch in flight, kill the node ``leader_of`` names, wait for another leader
-    (printing how long that took), restart the node and check the outcome."""
+    (printing how long that took), restart the node and check the outcome (``check_outcome``
+    asserts it). Returns the killed leader and the one that followed it."""
     _, batch = await _in_flight(fleet)
     assert fleet.cluster is not None
     leader = await leader_of()
     fleet.cluster.kill(node_index(leader))
     killed = time.monotonic()
 
-    async def moved() -> bool:
+    async def moved() -> str | None:
         try:
-            return await leader_of() != leader
+            now = await leader_of()
         except Exception:
-            return False
+            return None
+        return now if now != leader else None
 
-    await eventually(moved, timeout=60, interval=0.2, what=f"a new {what}")
+    successor: str = await eventually(moved, timeout=60, interval=0.2, what=f"a new {what}")
     took = time.monotonic() - killed
     print(f"chaos {what} {leader} killed: new leader after {took:.1f} s")
     await asyncio.to_thread(fleet.cluster.restart, node_index(leader))
     await check_outcome(fleet, batch, f"{what} killed")  # type: ignore[arg-type]
+    return leader, successor
 
 
 async def test_kill_the_jetstream_meta_leader(fleet: ClusterFleet) -> None:
-    await _kill_the_leader(fleet, lambda: meta_leader(fleet), "meta leader")
+    killed, successor = await _kill_the_leader(fleet, lambda: meta_leader(fleet), "meta leader")
+    assert successor != killed
 
 
 async def test_kill_the_leader_of_the_marker_buckets_stream(fleet: ClusterFleet) -> None:
     stream = "KV_fleet_upgrade_marker"
-    await _kill_the_leader(fleet, lambda: stream_leader(fleet, stream), "marker stream leader")
+    leader = await _kill_the_leader(
+        fleet, lambda: stream_leader(fleet, stream), "marker stream leader"
+    )
+    killed, successor = leader
+    assert successor != killed
 
 
 async def test_freeze_a_node_for_ten_seconds(fleet: ClusterFleet) -> None:

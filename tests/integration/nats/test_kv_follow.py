@@ -127,13 +127,18 @@ class _LaggingStore(TypedKV[Heartbeat]):
         self.before = found
         return found
 
+    @classmethod
+    async def made(cls, nc: Any, bucket: str) -> _LaggingStore:
+        """A lagging store over a new bucket ``bucket`` on ``nc``'s server."""
+        raw = await ensure_bucket(nc.jetstream(), BucketDef(bucket, HEARTBEAT, "t"), replicas=1)
+        return cls(raw, HEARTBEAT, name=bucket)
+
 
 async def test_a_wake_whose_read_answers_the_old_value_is_read_again_soon(
     nats_server: EmbeddedNats,
 ) -> None:
     nc = await connect(nats_server.client_options())
-    raw = await ensure_bucket(nc.jetstream(), BucketDef("t_lag", HEARTBEAT, "t"), replicas=1)
-    store = _LaggingStore(raw, HEARTBEAT, name="t_lag")
+    store = await _LaggingStore.made(nc, "t_lag")
     await store.put("dev-1", _hb(1))
     try:
         async with _following(store, nc) as seen:
@@ -152,8 +157,7 @@ async def test_a_read_after_a_wake_waits_out_a_store_that_has_not_stored_the_wri
 ) -> None:
     # What the simulator does for each marker write it is woken by (no follow per device).
     nc = await connect(nats_server.client_options())
-    raw = await ensure_bucket(nc.jetstream(), BucketDef("t_wake", HEARTBEAT, "t"), replicas=1)
-    store = _LaggingStore(raw, HEARTBEAT, name="t_wake")
+    store = await _LaggingStore.made(nc, "t_wake")
     try:
         known = await store.put("dev-1", _hb(1))
         assert await store.read("dev-1") is not None  # remembers value 1 as "before"
